@@ -1,0 +1,58 @@
+"""``polymodal`` entry point.  Each verb lives in its own module with ``add_parser``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from polymodal import __version__
+
+# Verb modules, each exposing ``add_parser(subparsers) -> None``; the parser's
+# ``func(args) -> int`` runs the verb.
+VERB_MODULES = (
+    "polymodal.cli.datasets",
+    "polymodal.cli.list_cmd",
+    "polymodal.cli.train",
+    "polymodal.cli.demo",
+)
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one message, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polymodal", description="Multimodal machine learning on PyTorch."
+    )
+    parser.add_argument("--version", action="version", version=f"polymodal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod_name in VERB_MODULES:
+        if importlib.util.find_spec(mod_name) is None:  # TODO(integration): remove once all exist
+            continue
+        importlib.import_module(mod_name).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"polymodal {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

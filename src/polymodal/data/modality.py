@@ -1,0 +1,218 @@
+"""The modality vocabulary: kinds, per-modality specs and a data set's schema.
+
+A data set declares a :class:`Schema`: one :class:`ModalitySpec` per modality
+(its name, its :class:`ModalityKind`, the shape of one step, its sampling rate)
+and a :class:`TargetSpec` for the labels.  Everything downstream (collate,
+encoders, fusion) reads the schema instead of guessing from tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from polymodal.registry import unknown_name_error
+
+
+class ModalityKind(str, Enum):
+    """What a modality is; decides its decoder, its collate rule and its encoders.
+
+    Value layout of one example (after decoding), and of a batch:
+
+    ========== ============================ ===================================
+    kind       one example                  batch ``values``
+    ========== ============================ ===================================
+    text       ``str``                      ``list[str]`` of length B
+    image      (3, H, W) float              (B, 3, H, W)
+    audio      (T,) float mono waveform     (B, T) padded, with lengths/mask
+    video      (T, 3, H, W) float frames    (B, T, 3, H, W) padded
+    timeseries (T, C) float                 (B, T, C) padded, optional timestamps
+    tabular    (D,) float                   (B, D)
+    features   (D,) or (T, D) float         (B, D) or (B, T, D) padded
+    ========== ============================ ===================================
+    """
+
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    TIMESERIES = "timeseries"
+    TABULAR = "tabular"
+    FEATURES = "features"
+
+    @classmethod
+    def parse(cls, value: str | ModalityKind) -> ModalityKind:
+        if isinstance(value, ModalityKind):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise unknown_name_error("modality kind", value, [k.value for k in cls]) from None
+
+    @property
+    def is_sequence(self) -> bool:
+        """Kinds whose examples have a time axis (dim 0) of varying length."""
+        return self in (ModalityKind.AUDIO, ModalityKind.VIDEO, ModalityKind.TIMESERIES)
+
+
+TASKS = ("classification", "regression", "multilabel")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One modality of a data set.
+
+    Args:
+        name: key of this modality in samples and batches (e.g. ``"phone"``).
+        kind: a :class:`ModalityKind`.
+        shape: shape of one step, without the time axis: ``(3, H, W)`` for images and
+            video frames, ``(C,)`` for time series, ``(D,)`` for tabular/features, ``()``
+            for audio samples; ``None`` for text.  Used to zero-fill a batch in which the
+            modality is missing everywhere.
+        sample_rate: steps per second for audio (Hz), video (fps) and time series.
+        sequence: for ``features``: whether examples are (T, D) sequences.
+        description: one line for ``polymodal datasets info``.
+    """
+
+    name: str
+    kind: ModalityKind
+    shape: tuple[int, ...] | None = None
+    sample_rate: float | None = None
+    sequence: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ModalityKind.parse(self.kind))
+        if self.shape is not None:
+            object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"ModalitySpec.name must be a non-empty string, got {self.name!r}")
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.kind.is_sequence or (self.kind is ModalityKind.FEATURES and self.sequence)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind.value,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "sample_rate": self.sample_rate,
+            "sequence": self.sequence,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModalitySpec:
+        valid = {"name", "kind", "shape", "sample_rate", "sequence", "description"}
+        unknown = set(d) - valid
+        if unknown:
+            raise ValueError(
+                f"Unknown modality field(s) {sorted(unknown)}; valid fields: {sorted(valid)}"
+            )
+        shape = d.get("shape")
+        return cls(
+            name=d["name"],
+            kind=ModalityKind.parse(d["kind"]),
+            shape=tuple(shape) if shape is not None else None,
+            sample_rate=d.get("sample_rate"),
+            sequence=bool(d.get("sequence", False)),
+            description=d.get("description", ""),
+        )
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """The label of a data set.
+
+    Args:
+        task: ``"classification"``, ``"regression"`` or ``"multilabel"``.
+        num_classes: classes (classification) or labels (multilabel); 1 for regression.
+        class_names: names of the classes in index order, when known.
+        name: the label's column/field name.
+    """
+
+    task: str = "classification"
+    num_classes: int = 2
+    class_names: tuple[str, ...] | None = None
+    name: str = "label"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise unknown_name_error("task", self.task, list(TASKS))
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(self.class_names))
+            if len(self.class_names) != self.num_classes:
+                raise ValueError(
+                    f"TargetSpec has num_classes={self.num_classes} but "
+                    f"{len(self.class_names)} class_names"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names) if self.class_names else None,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TargetSpec:
+        names = d.get("class_names")
+        return cls(
+            task=d.get("task", "classification"),
+            num_classes=int(d.get("num_classes", 2)),
+            class_names=tuple(names) if names else None,
+            name=d.get("name", "label"),
+        )
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The modalities and target of a data set; modalities are kept in a fixed order."""
+
+    modalities: tuple[ModalitySpec, ...]
+    target: TargetSpec = field(default_factory=TargetSpec)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+        names = [m.name for m in self.modalities]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"Schema has duplicate modality names: {dupes}")
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.modalities]
+
+    def __getitem__(self, name: str) -> ModalitySpec:
+        for m in self.modalities:
+            if m.name == name:
+                return m
+        raise KeyError(
+            f"Modality {name!r} is not in this schema; modalities: {', '.join(self.names)}"
+        )
+
+    def __contains__(self, name: object) -> bool:
+        return any(m.name == name for m in self.modalities)
+
+    def select(self, names: list[str] | tuple[str, ...]) -> Schema:
+        """A schema with only ``names`` (in the given order)."""
+        for n in names:
+            if n not in self:
+                raise unknown_name_error("modality", n, self.names)
+        return Schema(tuple(self[n] for n in names), self.target)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "modalities": [m.to_dict() for m in self.modalities],
+            "target": self.target.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Schema:
+        return cls(
+            tuple(ModalitySpec.from_dict(m) for m in d["modalities"]),
+            TargetSpec.from_dict(d.get("target", {})),
+        )

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+os.environ.setdefault("POLYMODAL_DATA", str(_DEFAULT))
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared real data (``POLYMODAL_DATA``; ../shared/data by default)."""
+    root = Path(os.environ["POLYMODAL_DATA"])
+    if not root.is_dir():
+        pytest.fail(f"POLYMODAL_DATA={root} does not exist; point it at ../shared/data")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
