@@ -42,9 +42,11 @@ class MultimodalDataset(Dataset[Sample]):
         return [self[i].id for i in range(len(self))]
 
     def class_counts(self) -> dict[str, int]:
-        """Examples per class name (classification) in class-index order."""
+        """Examples per class name in class-index order; empty unless the task is classification."""
         names = self.schema.target.class_names
-        counts = Counter(int(t) for t in self.targets())
+        if self.schema.target.task != "classification":
+            return {}
+        counts = Counter(int(t) for t in self.targets() if t is not None)
         out: dict[str, int] = {}
         for k in sorted(counts):
             out[names[k] if names and k < len(names) else str(k)] = counts[k]

@@ -56,7 +56,7 @@ class ModalityKind(str, Enum):
         return self in (ModalityKind.AUDIO, ModalityKind.VIDEO, ModalityKind.TIMESERIES)
 
 
-TASKS = ("classification", "regression", "multilabel")
+TASKS = ("classification", "regression", "multilabel", "none")
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,10 @@ class TargetSpec:
     """The label of a data set.
 
     Args:
-        task: ``"classification"``, ``"regression"`` or ``"multilabel"``.
-        num_classes: classes (classification) or labels (multilabel); 1 for regression.
+        task: ``"classification"``, ``"regression"``, ``"multilabel"``, or ``"none"`` for
+            unlabelled data (retrieval pairs such as Flickr8k).
+        num_classes: classes (classification) or labels (multilabel); 1 for regression;
+            0 for ``"none"``.
         class_names: names of the classes in index order, when known.
         name: the label's column/field name.
     """

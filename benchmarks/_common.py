@@ -1,0 +1,256 @@
+"""Helpers shared by every benchmark: records, machine/commit stamps, result files.
+
+A benchmark is a script (``python benchmarks/<name>.py``) that measures something,
+prints a table and writes ``benchmarks/results/<name>.{json,md}``.  Scripts import
+these helpers as ``from _common import record, write_results`` (the script's folder
+is on ``sys.path`` when it runs).
+
+Every measurement is one :func:`record`: a flat dict with the keys in
+:data:`RECORD_KEYS` (plus any extras), so results from different benchmarks can be
+concatenated and compared.  Metric names are lowercase snake_case and shared across
+benchmarks; :data:`METRICS` lists the common ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+RECORD_KEYS = (
+    "benchmark",
+    "dataset",
+    "method",
+    "metric",
+    "value",
+    "std",
+    "n_seeds",
+    "seconds",
+    "machine",
+    "commit",
+)
+
+# Shared metric names (lowercase snake_case); higher is better unless noted.
+METRICS: dict[str, str] = {
+    "accuracy": "fraction of examples classified correctly",
+    "macro_f1": "unweighted mean of per-class F1",
+    "weighted_f1": "support-weighted mean of per-class F1",
+    "auroc": "area under the ROC curve",
+    "mae": "mean absolute error (lower is better)",
+    "mse": "mean squared error (lower is better)",
+    "pearson_r": "Pearson correlation of predictions and targets",
+    "recall_at_1": "retrieval recall@1",
+    "recall_at_5": "retrieval recall@5",
+    "recall_at_10": "retrieval recall@10",
+    "samples_per_s": "throughput in examples per second",
+    "batches_per_s": "throughput in batches per second",
+    "ratio": "a dimensionless ratio of two measurements",
+    "seconds": "wall-clock time (lower is better)",
+    "peak_memory_mb": "peak memory in MiB (lower is better)",
+}
+
+_METRIC_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@functools.lru_cache(maxsize=1)
+def machine() -> str:
+    """One line describing where a benchmark ran: CPU model, cores, torch, CUDA device."""
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    if not cpu:
+        cpu = platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 0
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return f"{cpu}, {cores} cores, torch {torch.__version__}, cuda: {cuda}"
+
+
+@functools.lru_cache(maxsize=1)
+def commit() -> str:
+    """``git rev-parse --short HEAD`` of the repository, or ``"unknown"`` outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else "unknown"
+
+
+def record(
+    benchmark: str,
+    dataset: str,
+    method: str,
+    metric: str,
+    value: float,
+    std: float | None = None,
+    n_seeds: int = 1,
+    seconds: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One measurement as a flat dict with the keys of :data:`RECORD_KEYS` plus ``extra``.
+
+    Args:
+        benchmark: the script's name (``"data_throughput"``).
+        dataset: the data set measured on (``"mosi"``).
+        method: what was measured (``"early_fusion"``, ``"workers=2"``).
+        metric: a lowercase snake_case metric name, ideally one of :data:`METRICS`.
+        value: the measurement (mean over seeds when ``n_seeds > 1``).
+        std: standard deviation over seeds, or ``None`` for a single run.
+        n_seeds: how many seeds/repeats ``value`` averages.
+        seconds: wall-clock seconds the measurement took.
+        **extra: further columns (``workers=2``, ``batch_size=32``); JSON-serialisable.
+    """
+    if not isinstance(metric, str) or not _METRIC_RE.match(metric):
+        raise ValueError(
+            f"record(metric=...) must be a lowercase snake_case name such as "
+            f"{', '.join(list(METRICS)[:4])}; got {metric!r}. Rename the metric."
+        )
+    try:
+        value_f = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"record(value=...) must be a number, got {type(value).__name__} {value!r}"
+        ) from None
+    if n_seeds < 1:
+        raise ValueError(f"record(n_seeds=...) must be >= 1, got {n_seeds}")
+    out: dict[str, Any] = {
+        "benchmark": benchmark,
+        "dataset": dataset,
+        "method": method,
+        "metric": metric,
+        "value": value_f,
+        "std": None if std is None else float(std),
+        "n_seeds": int(n_seeds),
+        "seconds": None if seconds is None else float(seconds),
+        "machine": machine(),
+        "commit": commit(),
+    }
+    out.update(extra)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.0f}"
+    return str(v)
+
+
+def _table_columns(records: Sequence[dict[str, Any]]) -> list[str]:
+    cols = ["dataset", "method", "metric", "value", "std", "n_seeds", "seconds"]
+    if len({r.get("benchmark") for r in records}) > 1:
+        cols.insert(0, "benchmark")
+    for r in records:
+        for k in r:
+            if k not in RECORD_KEYS and k not in cols:
+                cols.append(k)
+    return cols
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    """``records`` as a markdown table (machine and commit left out: they are per file)."""
+    if not records:
+        return "(no records)"
+    cols = _table_columns(records)
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "| " + " | ".join("---" for _ in cols) + " |",
+    ]
+    for r in records:
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def print_table(records: Sequence[dict[str, Any]]) -> None:
+    """Print ``records`` as a markdown table to stdout."""
+    print(format_table(records))
+
+
+def _command() -> str:
+    argv = list(sys.argv)
+    if argv:
+        with contextlib.suppress(ValueError):
+            argv[0] = str(Path(argv[0]).resolve().relative_to(REPO_ROOT))
+    return "python " + shlex.join(argv)
+
+
+def write_results(
+    name: str,
+    records: Sequence[dict[str, Any]],
+    title: str | None = None,
+    notes: str = "",
+    command: str | None = None,
+    results_dir: str | os.PathLike[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<results_dir>/<name>.json`` (the records) and ``<name>.md`` (a table).
+
+    The markdown file holds ``title``, the table, optional ``notes``, the machine,
+    the commit and the command that produced it.  ``results_dir`` defaults to
+    ``benchmarks/results``.  Returns the two paths.
+    """
+    if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        raise ValueError(
+            f"write_results(name=...) must be a plain file stem (letters, digits, _ . -); "
+            f"got {name!r}"
+        )
+    missing = [
+        (i, sorted(set(RECORD_KEYS) - set(r)))
+        for i, r in enumerate(records)
+        if set(RECORD_KEYS) - set(r)
+    ]
+    if missing:
+        i, keys = missing[0]
+        raise ValueError(
+            f"write_results: record {i} lacks keys {keys}; build records with record(...)."
+        )
+    out_dir = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{name}.json"
+    md_path = out_dir / f"{name}.md"
+    json_path.write_text(json.dumps(list(records), indent=2, allow_nan=True) + "\n")
+    machines = sorted({str(r["machine"]) for r in records}) or [machine()]
+    commits = sorted({str(r["commit"]) for r in records}) or [commit()]
+    md = [f"# {title or name}", "", format_table(records), ""]
+    if notes:
+        md += [notes.strip(), ""]
+    md += [
+        f"- machine: {'; '.join(machines)}",
+        f"- commit: {', '.join(commits)}",
+        f"- command: `{command or _command()}`",
+        "",
+    ]
+    md_path.write_text("\n".join(md))
+    return json_path, md_path

@@ -1,0 +1,260 @@
+"""``polymodal datasets {list,info,check}``: built-in data sets and user manifests.
+
+* ``list``: one line per built-in data set (name, modalities, splits, licence).
+* ``info NAME [--root PATH]``: modalities (kind, shape, rate), licence, upstream, and the
+  examples per split and per class (windows, for ``har_phone_watch``).
+* ``check MANIFEST [--schema FILE]``: decode every row of a CSV/JSONL manifest and print
+  each problem (row, column, file, what is wrong) and a summary; exit 1 if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.modality import ModalitySpec, Schema
+from polymodal.data.paths import DatasetNotFoundError
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``datasets`` and its verbs to the top-level ``subparsers``."""
+    parser = subparsers.add_parser(
+        "datasets",
+        help="list built-in data sets, show one, or check a manifest",
+        description="Built-in data sets and user manifests.",
+    )
+    parser.set_defaults(func=_usage(parser))
+    verbs = parser.add_subparsers(dest="datasets_command", metavar="VERB")
+
+    p_list = verbs.add_parser("list", help="one line per built-in data set")
+    p_list.set_defaults(func=cmd_list)
+
+    p_info = verbs.add_parser(
+        "info", help="modalities, licence, upstream and counts per split and class"
+    )
+    p_info.add_argument("name", metavar="NAME", help="a built-in data set (see `datasets list`)")
+    p_info.add_argument(
+        "--root",
+        metavar="PATH",
+        default=None,
+        help="folder holding the data set (default: $POLYMODAL_DATA, then the user cache)",
+    )
+    p_info.set_defaults(func=cmd_info)
+
+    p_check = verbs.add_parser("check", help="decode every row of a manifest and list all problems")
+    p_check.add_argument("manifest", metavar="MANIFEST", help="a .csv/.tsv/.jsonl manifest")
+    p_check.add_argument(
+        "--schema", metavar="FILE", default=None, help="a YAML/JSON schema (default: inferred)"
+    )
+    p_check.add_argument("--label-column", default="label", metavar="COL")
+    p_check.add_argument("--split-column", default="split", metavar="COL")
+    p_check.add_argument("--id-column", default="id", metavar="COL")
+    p_check.add_argument(
+        "--base-dir",
+        default=None,
+        metavar="PATH",
+        help="folder relative file paths start from (default: the manifest's folder)",
+    )
+    p_check.set_defaults(func=cmd_check)
+
+
+class _usage:
+    """``polymodal datasets`` with no verb: print its help, exit 2."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        self.parser.print_help()
+        return 2
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _spec_line(spec: ModalitySpec) -> str:
+    """``phone  timeseries  (L, 6) @ 50 Hz  description``."""
+    if spec.shape is None:
+        shape = "-"
+    else:
+        dims = (["T"] if spec.is_sequence else []) + [str(d) for d in spec.shape]
+        shape = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+    rate = ""
+    if spec.sample_rate is not None:
+        unit = "fps" if spec.kind.value == "video" else "Hz"
+        rate = f"{spec.sample_rate:g} {unit}"
+    return (
+        f"{spec.name:<12} {spec.kind.value:<11} {shape:<16} {rate:<9} {spec.description}".rstrip()
+    )
+
+
+def _infos() -> dict[str, Any]:
+    from polymodal.data.datasets import DATASETS
+    from polymodal.data.datasets._common import INFOS
+
+    return {name: INFOS.get(name) for name in DATASETS.names()}
+
+
+def _get_info(name: str) -> Any:
+    from polymodal.data.datasets import DATASETS
+    from polymodal.data.datasets._common import INFOS
+
+    DATASETS.get(name)  # unknown name: ValueError with the valid names and a suggestion
+    info = INFOS.get(name)
+    if info is None:  # registered without a DatasetInfo
+        raise ValueError(f"Data set {name!r} has no DatasetInfo; register it with one.")
+    return info
+
+
+def _load(name: str, split: str, root: str | None) -> MultimodalDataset:
+    from polymodal.data.datasets import load_dataset
+
+    return load_dataset(name, split=split, root=root)
+
+
+def _schema_of(name: str, splits: Sequence[str], root: str | None) -> Schema | None:
+    """The data set's schema from its smallest split, or ``None`` if its files are absent."""
+    order = sorted(splits, key=lambda s: (s != "test", s == "all"))
+    try:
+        return _load(name, order[0], root).schema
+    except DatasetNotFoundError:
+        return None
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for j, r in enumerate([header, *rows]):
+        cells = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
+        if j == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return lines
+
+
+# --------------------------------------------------------------------------- verbs
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """One line per built-in data set: name, modalities, splits, licence."""
+    infos = _infos()
+    rows: list[tuple[str, str, str, str]] = []
+    for name, info in infos.items():
+        splits = tuple(info.splits) if info is not None else ()
+        schema = _schema_of(name, splits, None) if splits else None
+        if schema is not None:
+            mods = ", ".join(f"{m.name}:{m.kind.value}" for m in schema.modalities)
+        else:
+            mods = "(files not found; see `polymodal datasets info " + name + "`)"
+        licence = info.licence if info is not None else "?"
+        rows.append((name, mods, "/".join(splits), licence))
+    if not rows:
+        print("No data sets are registered.")
+        return EXIT_OK
+    w_name = max(len(r[0]) for r in rows)
+    w_mods = max(len(r[1]) for r in rows)
+    w_split = max(len(r[2]) for r in rows)
+    print(f"{'name':<{w_name}}  {'modalities':<{w_mods}}  {'splits':<{w_split}}  licence")
+    for name, mods, splits_s, licence in rows:
+        print(f"{name:<{w_name}}  {mods:<{w_mods}}  {splits_s:<{w_split}}  {licence}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Modalities, licence, upstream, and examples per split and per class."""
+    info = _get_info(args.name)
+    root = args.root
+    # Counts for each real split; "all" is their union, shown as the total.
+    splits = [s for s in info.splits if s != "all"] or list(info.splits)
+    datasets = {s: _load(info.name, s, root) for s in splits}
+    schema = next(iter(datasets.values())).schema
+    print(f"{info.name}: {info.description}")
+    print(f"licence:  {info.licence}")
+    print(f"upstream: {info.upstream}")
+    print(f"splits:   {', '.join(info.splits)}")
+    print("modalities:")
+    for spec in schema.modalities:
+        print("  " + _spec_line(spec))
+    t = schema.target
+    labelled = any(x is not None for d in datasets.values() for x in d.targets())
+    if not labelled:
+        print("target:   none (unlabelled)")
+    elif t.task == "classification" and t.num_classes:
+        names = ", ".join(t.class_names) if t.class_names else f"0..{t.num_classes - 1}"
+        print(f"target:   {t.name or 'label'}: classification, {t.num_classes} classes ({names})")
+    else:
+        print(f"target:   {t.name or 'label'}: {t.task}")
+
+    unit = "windows" if info.name == "har_phone_watch" else "examples"
+    counts = {s: d.class_counts() for s, d in datasets.items()} if _has_classes(datasets) else {}
+    print(f"{unit} per split" + (" and class:" if counts else ":"))
+    header = ["", *splits] + (["total"] if len(splits) > 1 else [])
+    rows: list[list[str]] = []
+    if counts:
+        order = list(t.class_names) if t.class_names else []
+        for c in sorted({c for cc in counts.values() for c in cc}, key=_class_order(order)):
+            vals = [counts[s].get(c, 0) for s in splits]
+            rows.append([c, *map(str, vals)] + ([str(sum(vals))] if len(splits) > 1 else []))
+    totals = [len(d) for d in datasets.values()]
+    rows.append(["total", *map(str, totals)] + ([str(sum(totals))] if len(splits) > 1 else []))
+    groups = {s: len(set(d.groups())) for s, d in datasets.items()}
+    rows.append(["groups", *(str(groups[s]) for s in splits)] + ([""] if len(splits) > 1 else []))
+    for line in _table(header, rows):
+        print(line)
+    return EXIT_OK
+
+
+def _has_classes(datasets: dict[str, MultimodalDataset]) -> bool:
+    for d in datasets.values():
+        t = d.schema.target
+        if t.task != "classification" or not t.num_classes:
+            return False
+        if any(x is None for x in d.targets()):
+            return False
+    return True
+
+
+def _class_order(order: list[str]) -> Any:
+    def key(c: str) -> tuple[int, str]:
+        return (order.index(c), "") if c in order else (len(order), c)
+
+    return key
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Print every problem of a manifest and a summary; exit 1 if there are any."""
+    from polymodal.data.manifest import check_manifest, read_manifest
+
+    table = read_manifest(args.manifest)
+    problems = check_manifest(
+        args.manifest,
+        schema=args.schema,
+        label_column=args.label_column,
+        split_column=args.split_column,
+        id_column=args.id_column,
+        base_dir=args.base_dir,
+    )
+    n_rows = len(table) + len({p.row for p in table.problems})
+    name = os.fspath(args.manifest)
+    for p in problems:
+        print(str(p))
+    if problems:
+        bad_rows = {p.row for p in problems if p.row is not None}
+        whole = sum(p.row is None for p in problems)
+        extra = f", {whole} about the whole manifest" if whole else ""
+        print(
+            f"{name}: {len(problems)} problem(s) in {len(bad_rows)} of {n_rows} rows{extra}. "
+            "Fix the files or cells above; an empty cell marks a modality missing."
+        )
+        return EXIT_PROBLEMS
+    print(f"{name}: OK, {n_rows} rows, no problems.")
+    return EXIT_OK

@@ -1,0 +1,236 @@
+"""``polymodal train``, ``polymodal evaluate`` and ``polymodal predict``.
+
+* ``train CONFIG.yaml [key=value ...] [--resume]``: run an experiment (see
+  :mod:`polymodal.training.config` for the overrides) and print its validation and test
+  metrics.
+* ``evaluate CHECKPOINT_DIR [--split test]``: rebuild the model from the config saved with
+  the checkpoint, load its weights and print the metrics of one split.
+* ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
+  manifest; writes ``id``, ``prediction`` and one probability column per class.
+
+``CHECKPOINT_DIR`` is a checkpoint folder (``runs/NAME/checkpoints/best``) or a run folder
+(``runs/NAME``, meaning its best checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polymodal.cli.main import CLIError
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``train``, ``evaluate`` and ``predict`` on the top-level ``subparsers``."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train a model from a YAML config; key=value arguments override its "
+        "entries (e.g. optim.lr=3e-4 model.fusion.name=late data.options.modalities=[text,audio]).",
+    )
+    p.add_argument("config", metavar="CONFIG", help="a YAML config (see configs/)")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, values read as YAML"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output_dir from its last checkpoint (same config)",
+    )
+    p.set_defaults(func=cmd_train)
+
+    e = subparsers.add_parser(
+        "evaluate",
+        help="metrics of a trained checkpoint on one split",
+        description="Rebuild a trained model from its checkpoint and print its metrics.",
+    )
+    e.add_argument("checkpoint", metavar="CHECKPOINT_DIR", help="runs/NAME or a checkpoint folder")
+    e.add_argument(
+        "--split",
+        default="test",
+        help="test, val or train as the run split them, or a split name of the data set "
+        "(default: test)",
+    )
+    _add_runtime_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    r = subparsers.add_parser(
+        "predict",
+        help="predict the rows of a manifest with a trained checkpoint",
+        description="Predict every row of a CSV/JSONL manifest whose columns are the model's "
+        "modalities; writes id, prediction and class probabilities as CSV.",
+    )
+    r.add_argument("checkpoint", metavar="CHECKPOINT_DIR", help="runs/NAME or a checkpoint folder")
+    r.add_argument("manifest", metavar="MANIFEST", help="a .csv/.tsv/.jsonl manifest")
+    r.add_argument(
+        "-o", "--output", default="predictions.csv", help="CSV to write (default: predictions.csv)"
+    )
+    _add_runtime_args(r)
+    r.set_defaults(func=cmd_predict)
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the run's batch size")
+
+
+def _setup_logging() -> None:
+    log = logging.getLogger("polymodal")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
+    """A metric-per-row table with one column per entry of ``columns`` (``None``: skipped)."""
+    cols = {k: v for k, v in columns.items() if v is not None}
+    names: list[str] = []
+    for metrics in cols.values():
+        names += [m for m in metrics if m not in names]
+    width = max([len("metric"), *(len(n) for n in names)])
+    lines = [f"{'metric':<{width}}" + "".join(f"  {c:>9}" for c in cols)]
+    for n in names:
+        cells = "".join(
+            f"  {m[n]:>9.4f}" if n in m else f"  {'-':>9}" for m in cols.values()
+        )
+        lines.append(f"{n:<{width}}{cells}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from polymodal.training import load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    _setup_logging()
+    try:
+        result = train(cfg, resume=args.resume)
+    except FloatingPointError as e:
+        raise CLIError(str(e)) from e
+    print(
+        f"run {result.run_dir}: best epoch {result.best_epoch} of {result.epochs_run} "
+        f"(monitor val {cfg.monitor}), {result.seconds:.1f} s"
+    )
+    print(format_table({"val": result.best_val, "test": result.test}))
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from polymodal.training.trainer import dataset_for_split, evaluate, load_trained, resolve_device
+
+    trained = load_trained(args.checkpoint)
+    cfg = trained.config
+    device = resolve_device(args.device)
+    dataset = dataset_for_split(cfg, args.split)
+    batch_size = _batch_size(args, cfg.data.batch_size)
+    metrics = evaluate(
+        trained.model.to(device),
+        dataset,
+        trained.schema.target.task,
+        device,
+        batch_size,
+        cfg.precision,
+        cfg.optim.regression_loss,
+    )
+    print(f"checkpoint {trained.path} (epoch {trained.state.get('best_epoch', '?')}), "
+          f"split {args.split!r}: {len(dataset)} examples")
+    print(format_table({args.split: metrics}))
+    return 0
+
+
+def _batch_size(args: argparse.Namespace, default: int) -> int:
+    if args.batch_size is None:
+        return default
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+    return int(args.batch_size)
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def check_manifest_columns(
+    columns: Sequence[str], expected: Sequence[str], manifest: str
+) -> None:
+    """Raise :class:`CLIError` unless every modality in ``expected`` has a column."""
+    missing = [m for m in expected if m not in columns]
+    if missing:
+        raise CLIError(
+            f"Manifest {manifest!r} does not match the model: it lacks column(s) {missing}. "
+            f"The model expects one column per modality: {list(expected)} (plus optional "
+            f"id/label/split/group); the manifest has: {list(columns)}. Rename the columns "
+            "or use a checkpoint trained on these modalities."
+        )
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from polymodal.data.manifest import ManifestDataset, read_manifest
+    from polymodal.training.checkpoint import atomic_write_text
+    from polymodal.training.trainer import load_trained, predict, resolve_device
+
+    trained = load_trained(args.checkpoint)
+    cfg, schema = trained.config, trained.schema
+    used = [m for m in schema.names if m in cfg.model.encoders]
+    table = read_manifest(args.manifest)
+    check_manifest_columns(table.columns, used, str(args.manifest))
+    dataset = ManifestDataset(args.manifest, schema=schema.select(used))
+    device = resolve_device(args.device)
+    pred = predict(
+        trained.model.to(device),
+        dataset,
+        device,
+        _batch_size(args, cfg.data.batch_size),
+        cfg.precision,
+    )
+    text = predictions_csv(pred.ids, pred.outputs, schema.target.task, schema.target.class_names)
+    out = Path(args.output)
+    atomic_write_text(out, text)
+    print(f"wrote {len(pred.ids)} predictions to {out}")
+    return 0
+
+
+def predictions_csv(
+    ids: Sequence[str], outputs: torch.Tensor, task: str, class_names: Sequence[str] | None
+) -> str:
+    """CSV text: ``id,prediction`` and, for classification/multilabel, ``prob_<class>``.
+
+    ``outputs`` are (N, K) logits.  Classification predicts the class name with the highest
+    softmax probability; multilabel the ``;``-joined labels with sigmoid >= 0.5;
+    regression the value.
+    """
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if task == "regression":
+        w.writerow(["id", "prediction"])
+        for i, v in zip(ids, outputs[:, 0].tolist(), strict=True):
+            w.writerow([i, f"{v:.6g}"])
+        return buf.getvalue()
+    k = outputs.shape[1]
+    names = list(class_names) if class_names else [str(c) for c in range(k)]
+    probs = torch.softmax(outputs, -1) if task == "classification" else torch.sigmoid(outputs)
+    w.writerow(["id", "prediction", *(f"prob_{n}" for n in names)])
+    for i, p in zip(ids, probs.tolist(), strict=True):
+        if task == "classification":
+            label = names[max(range(k), key=lambda c: p[c])]
+        else:
+            label = ";".join(n for n, q in zip(names, p, strict=True) if q >= 0.5)
+        w.writerow([i, label, *(f"{q:.6f}" for q in p)])
+    return buf.getvalue()
+
+
+__all__ = ["add_parser", "check_manifest_columns", "format_table", "predictions_csv"]

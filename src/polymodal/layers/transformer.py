@@ -1,0 +1,320 @@
+"""Pre-norm transformer blocks on ``F.scaled_dot_product_attention``.
+
+Masks follow one convention everywhere in polymodal: a key padding mask is (B, S) bool,
+**True at valid keys**.  A query whose keys are all padding (an absent example, a
+length-0 sequence) gets a zero attention output instead of NaN.
+
+* :class:`MultiHeadAttention`: queries from one sequence, keys/values from another
+  (or the same); key padding mask.
+* :class:`TransformerBlock`: pre-norm self-attention + MLP.
+* :class:`CrossAttentionBlock`: pre-norm cross-attention (queries attend to a context
+  sequence of another width) + MLP; used by attention fusion.
+* :class:`TransformerEncoder`: a stack of blocks with a final LayerNorm.
+* :func:`sinusoidal_embedding`, :class:`SinusoidalPositionalEncoding`,
+  :class:`LearnedPositionalEmbedding`: positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polymodal.layers.mlp import MLP
+
+
+def sinusoidal_embedding(positions: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal features of (possibly fractional) positions, as in "Attention is all you need".
+
+    Args:
+        positions: (...,) float or integer positions (indices or times in steps).
+        dim: output features; even dims hold sines, odd dims cosines.
+        max_period: the longest wavelength.
+
+    Shape:
+        positions: (...)
+        output: (..., dim), float32
+    """
+    half = (dim + 1) // 2
+    freqs = torch.exp(
+        -math.log(max_period)
+        * torch.arange(half, device=positions.device, dtype=torch.float32)
+        / half
+    )  # (half,)
+    angles = positions.to(torch.float32).unsqueeze(-1) * freqs  # (..., half)
+    emb = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # (..., 2 * half)
+    return emb[..., :dim]
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Adds fixed sinusoidal position features; no parameters, any length.
+
+    Args:
+        dim: feature size D of the sequences it is applied to.
+        max_period: the longest wavelength.
+    """
+
+    def __init__(self, dim: int, max_period: float = 10000.0) -> None:
+        super().__init__()
+        self.dim = dim
+        self.max_period = max_period
+
+    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Add position features to ``x``.
+
+        Args:
+            x: the sequence.
+            positions: per-step positions (e.g. timestamps in steps); default ``0..L-1``.
+
+        Shape:
+            x: (B, L, D)
+            positions: (B, L) or (L,)
+            output: (B, L, D)
+        """
+        if positions is None:
+            positions = torch.arange(x.shape[1], device=x.device)  # (L,)
+        pe = sinusoidal_embedding(positions, self.dim, self.max_period).to(x.dtype)
+        return x + pe  # (B, L, D)
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """Adds a learned embedding per position ``0..max_len-1``.
+
+    Args:
+        max_len: the longest sequence it accepts.
+        dim: feature size D.
+    """
+
+    def __init__(self, max_len: int, dim: int) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.weight = nn.Parameter(torch.zeros(max_len, dim))
+        nn.init.trunc_normal_(self.weight, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Add ``weight[:L]`` to ``x``.
+
+        Shape:
+            x: (B, L, D) with L <= max_len
+            output: (B, L, D)
+        """
+        length = x.shape[1]
+        if length > self.max_len:
+            raise ValueError(
+                f"LearnedPositionalEmbedding holds {self.max_len} positions, got a sequence of "
+                f"length {length}; raise max_len or truncate the input."
+            )
+        return x + self.weight[:length].to(x.dtype)  # (B, L, D)
+
+
+def _check_heads(dim: int, num_heads: int, who: str) -> None:
+    if num_heads < 1 or dim % num_heads != 0:
+        raise ValueError(
+            f"{who}: dim must be divisible by num_heads, got dim={dim}, num_heads={num_heads}; "
+            "pick num_heads that divides dim."
+        )
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention; queries and keys/values may come from different sequences.
+
+    Args:
+        dim: feature size of the queries and of the output.
+        num_heads: attention heads; must divide ``dim``.
+        kv_dim: feature size of the key/value sequence; ``None`` means ``dim``.
+        dropout: attention-weight dropout (training only).
+        bias: biases on the projections.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        kv_dim: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_heads(dim, num_heads, "MultiHeadAttention")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.dropout = dropout
+        kv = dim if kv_dim is None else kv_dim
+        self.q_proj = nn.Linear(dim, dim, bias=bias)
+        self.k_proj = nn.Linear(kv, dim, bias=bias)
+        self.v_proj = nn.Linear(kv, dim, bias=bias)
+        self.out_proj = nn.Linear(dim, dim, bias=bias)
+
+    def forward(
+        self,
+        query: Tensor,
+        key_value: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Attend from ``query`` to ``key_value`` (self-attention when it is ``None``).
+
+        Args:
+            query: the sequence that asks.
+            key_value: the sequence attended to; default ``query``.
+            key_padding_mask: True at valid keys; default all valid.
+
+        Shape:
+            query: (B, L, D)
+            key_value: (B, S, D_kv)
+            key_padding_mask: (B, S) bool
+            output: (B, L, D)
+        """
+        kv = query if key_value is None else key_value
+        b, lq, d = query.shape
+        s = kv.shape[1]
+        q = self.q_proj(query).view(b, lq, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(kv).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(kv).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
+        # q: (B, H, L, Dh); k, v: (B, H, S, Dh)
+        attn_mask = None
+        any_valid = None
+        if key_padding_mask is not None:
+            valid = key_padding_mask.to(torch.bool)  # (B, S)
+            any_valid = valid.any(dim=1)  # (B,)
+            # A row without valid keys attends everywhere (finite) and is zeroed below.
+            safe = valid | ~any_valid[:, None]  # (B, S)
+            attn_mask = safe[:, None, None, :]  # (B, 1, 1, S)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, L, Dh)
+        out = out.transpose(1, 2).reshape(b, lq, d)  # (B, L, D)
+        if any_valid is not None:
+            out = out * any_valid.to(out.dtype)[:, None, None]
+        return self.out_proj(out)  # type: ignore[no-any-return]
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer encoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+
+    Args:
+        dim: feature size D.
+        num_heads: attention heads; must divide ``dim``.
+        mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
+        dropout: dropout on attention weights and residual branches.
+        activation: the MLP's activation.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, dim, int(dim * mlp_ratio), 2, activation, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Self-attention over valid steps, then a position-wise MLP.
+
+        Shape:
+            x: (B, L, D)
+            mask: (B, L) bool, True at valid steps
+            output: (B, L, D)
+        """
+        x = x + self.drop(self.attn(self.norm1(x), key_padding_mask=mask))  # (B, L, D)
+        return x + self.drop(self.mlp(self.norm2(x)))  # type: ignore[no-any-return]
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-norm cross-attention block: queries ``x`` attend to ``context``, then an MLP.
+
+    ``x + attn(norm_q(x), norm_kv(context))``, then ``x + mlp(norm(x))``.
+
+    Args:
+        dim: feature size of ``x`` and of the output.
+        num_heads: attention heads; must divide ``dim``.
+        context_dim: feature size of ``context``; ``None`` means ``dim``.
+        mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
+        dropout: dropout on attention weights and residual branches.
+        activation: the MLP's activation.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        context_dim: int | None = None,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        cdim = dim if context_dim is None else context_dim
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(cdim)
+        self.attn = MultiHeadAttention(dim, num_heads, kv_dim=cdim, dropout=dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, dim, int(dim * mlp_ratio), 2, activation, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:
+        """Attend from ``x`` to the valid steps of ``context``.
+
+        Shape:
+            x: (B, L, D)
+            context: (B, S, D_ctx)
+            context_mask: (B, S) bool, True at valid context steps
+            output: (B, L, D)
+        """
+        att = self.attn(self.norm_q(x), self.norm_kv(context), key_padding_mask=context_mask)
+        x = x + self.drop(att)  # (B, L, D)
+        return x + self.drop(self.mlp(self.norm2(x)))  # type: ignore[no-any-return]
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of :class:`TransformerBlock` with a final LayerNorm; padded steps output zeros.
+
+    Args:
+        dim: feature size D.
+        depth: number of blocks.
+        num_heads: attention heads; must divide ``dim``.
+        mlp_ratio: MLP hidden width as a multiple of ``dim``.
+        dropout: dropout inside the blocks.
+        activation: the MLPs' activation.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"TransformerEncoder depth must be >= 1, got {depth}")
+        _check_heads(dim, num_heads, "TransformerEncoder")
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, num_heads, mlp_ratio, dropout, activation) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Encode ``x``; keys at padded steps are ignored and padded outputs set to zero.
+
+        Shape:
+            x: (B, L, D)
+            mask: (B, L) bool, True at valid steps
+            output: (B, L, D)
+        """
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.norm(x)  # (B, L, D)
+        if mask is not None:
+            x = x * mask.unsqueeze(-1).to(x.dtype)
+        return x

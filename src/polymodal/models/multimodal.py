@@ -1,0 +1,304 @@
+"""The multimodal predictor: per-modality encoders, a fusion, a head, composed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from polymodal.data.modality import TASKS, ModalityKind
+from polymodal.data.sample import Batch, ModalityBatch
+from polymodal.encoders.base import Encoder, EncoderOutput
+from polymodal.fusion.base import Fusion
+from polymodal.registry import unknown_name_error
+
+# Dimensions of a batch's ``values`` per kind, as collate lays them out (B first).
+_BATCH_LAYOUT: dict[ModalityKind, tuple[tuple[int, ...], str]] = {
+    ModalityKind.IMAGE: ((4,), "(B, 3, H, W)"),
+    ModalityKind.AUDIO: ((2,), "(B, T)"),
+    ModalityKind.VIDEO: ((5,), "(B, T, 3, H, W)"),
+    ModalityKind.TIMESERIES: ((3,), "(B, T, C)"),
+    ModalityKind.TABULAR: ((2,), "(B, D)"),
+    ModalityKind.FEATURES: ((2, 3), "(B, D) or (B, T, D)"),
+}
+
+
+@dataclass
+class ModelOutput:
+    """What :class:`MultimodalModel` returns.
+
+    Attributes:
+        logits: (B, K) for classification (class logits) and multilabel (label logits);
+            (B,) for regression, the K = 1 axis squeezed so that it lines up with the
+            (B,) regression targets of :class:`~polymodal.data.sample.Batch` (a (B, 1) vs
+            (B,) loss would silently broadcast to (B, B)).
+        fused: (B, D) the fusion's output (equal to ``logits`` before squeezing for
+            decision-level fusion).
+        modality_logits: modality name -> per-modality logits, shaped like ``logits``
+            (zero where the modality is absent), from fusions with per-modality heads;
+            else ``None``.
+        weights: (B, M) per-example modality weights in sorted-modality order, from
+            fusions that have them; else ``None``.
+    """
+
+    logits: Tensor
+    fused: Tensor
+    modality_logits: dict[str, Tensor] | None = None
+    weights: Tensor | None = None
+
+
+class MultimodalModel(nn.Module):
+    """Encoders per modality -> fusion -> head, composed from modules already built.
+
+    ``forward(batch)`` checks the batch, hides modalities at random while training (modality
+    dropout), encodes each modality in sorted name order, fuses the encodings with their
+    presence masks and applies the head.
+
+    Args:
+        encoders: modality name -> :class:`Encoder`; must cover exactly ``fusion.names``, and
+            each encoder's ``out_dim`` must match ``fusion.in_dims``.
+        fusion: a built :class:`Fusion`.
+        head: maps the fused (B, fusion.out_dim) to (B, num_outputs) logits.  ``None`` means
+            no head (identity) for a decision-level fusion, and a ``nn.Linear`` for a
+            feature-level one.
+        task: ``"classification"``, ``"regression"`` or ``"multilabel"``.
+        num_outputs: K, logits per example (1 for regression).
+        modality_dropout: modality name -> probability in [0, 1) of hiding that modality
+            from a training example; see :meth:`drop_modalities`.
+        seed: seed of the ``torch.Generator`` that draws the modality dropout.
+    """
+
+    def __init__(
+        self,
+        encoders: Mapping[str, Encoder],
+        fusion: Fusion,
+        head: nn.Module | None,
+        task: str,
+        num_outputs: int,
+        modality_dropout: Mapping[str, float] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise unknown_name_error("task", task, list(TASKS))
+        if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
+            raise ValueError(f"num_outputs must be a positive int, got {num_outputs!r}.")
+        if task == "regression" and num_outputs != 1:
+            raise ValueError(
+                f"task='regression' predicts one value per example, so num_outputs must be 1; "
+                f"got {num_outputs}."
+            )
+        if not isinstance(fusion, Fusion):
+            raise TypeError(f"fusion must be a polymodal Fusion, got {type(fusion).__name__}.")
+        if sorted(encoders) != fusion.names:
+            raise ValueError(
+                f"The encoders cover modalities {sorted(encoders)}, but the fusion was built "
+                f"for {fusion.names}; build the fusion with in_dims for exactly the encoders' "
+                "modalities."
+            )
+        for name, enc in encoders.items():
+            if not isinstance(enc, nn.Module):
+                raise TypeError(
+                    f"encoders[{name!r}] must be an nn.Module (an Encoder), got "
+                    f"{type(enc).__name__}."
+                )
+            out_dim = getattr(enc, "out_dim", None)
+            if out_dim is not None and out_dim != fusion.in_dims[name]:
+                raise ValueError(
+                    f"encoders[{name!r}].out_dim is {out_dim}, but the fusion expects "
+                    f"in_dims[{name!r}] = {fusion.in_dims[name]}; build the fusion with "
+                    "in_dims from the encoders' out_dim."
+                )
+        if fusion.decision_level and head is None and fusion.out_dim != num_outputs:
+            raise ValueError(
+                f"Decision-level fusion {type(fusion).__name__} outputs {fusion.out_dim} "
+                f"logits, but num_outputs is {num_outputs}; build it with "
+                f"num_outputs={num_outputs}."
+            )
+        drop = dict(modality_dropout or {})
+        for name, p in drop.items():
+            if name not in encoders:
+                raise unknown_name_error("modality_dropout modality", name, list(encoders))
+            if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p < 1.0:
+                raise ValueError(
+                    f"modality_dropout[{name!r}] must be a probability in [0, 1), got {p!r}."
+                )
+
+        self.encoders = nn.ModuleDict({n: encoders[n] for n in sorted(encoders)})
+        self.fusion = fusion
+        if head is None:
+            head = (
+                nn.Identity() if fusion.decision_level else nn.Linear(fusion.out_dim, num_outputs)
+            )
+        self.head = head
+        self.task = task
+        self.num_outputs = num_outputs
+        self.names: list[str] = list(self.encoders)
+        self.modality_dropout: dict[str, float] = {n: float(p) for n, p in sorted(drop.items())}
+        self.generator = torch.Generator().manual_seed(seed)
+
+    # ------------------------------------------------------------------ checks
+
+    def check_batch(self, batch: Batch) -> int:
+        """Raise ValueError unless ``batch`` has every modality this model needs, laid out
+        as its encoder's kind expects; return the batch size B."""
+        if not isinstance(batch, Batch):
+            raise TypeError(
+                f"MultimodalModel expects a polymodal Batch (from collate), got "
+                f"{type(batch).__name__}."
+            )
+        missing = [n for n in self.names if n not in batch.modalities]
+        if missing:
+            raise ValueError(
+                f"The batch lacks modality {missing[0]!r}, which this model needs (it encodes "
+                f"{self.names}); the batch has {list(batch.modalities)}. Collate with the "
+                "schema the model was built for; mark unavailable examples present=False."
+            )
+        b = batch.batch_size
+        for name in self.names:
+            mb = batch.modalities[name]
+            kind = getattr(self.encoders[name], "kind", None)
+            _check_modality(name, kind, mb, b)
+        return b
+
+    # ------------------------------------------------------------------ modality dropout
+
+    def drop_modalities(self, batch: Batch) -> Batch:
+        """Hide modalities at random, as training-time modality dropout does.
+
+        Each present modality m of each example is hidden (``present=False``, values
+        zero-filled, exactly like a modality missing in the data) with probability
+        ``modality_dropout[m]``, drawn from ``self.generator``.  An example never loses all
+        of its present modalities: if every one was drawn for dropping, one of them, chosen
+        uniformly at random, is kept (so the realised rate is slightly below p when the
+        other modalities are dropped too).  Modalities the model does not encode pass
+        through unchanged.
+        """
+        if not self.modality_dropout:
+            return batch
+        b, m = batch.batch_size, len(self.names)
+        pres = torch.stack([batch[n].present.cpu() for n in self.names], dim=1)  # (B, M)
+        p = torch.tensor([self.modality_dropout.get(n, 0.0) for n in self.names])  # (M,)
+        u = torch.rand((b, m), generator=self.generator)
+        keep = pres & (u >= p)  # (B, M)
+        lost_all = pres.any(dim=1) & ~keep.any(dim=1)  # (B,)
+        score = torch.rand((b, m), generator=self.generator).masked_fill(~pres, -1.0)
+        rescue = torch.zeros_like(keep)
+        rescue[torch.arange(b), score.argmax(dim=1)] = True  # a random present modality
+        keep |= rescue & lost_all[:, None]
+        mods = dict(batch.modalities)
+        for i, name in enumerate(self.names):
+            if self.modality_dropout.get(name, 0.0) > 0.0:
+                mods[name] = mods[name].with_present(keep[:, i])
+        return Batch(mods, batch.target, batch.ids)
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        """Predict from a collated batch.
+
+        Args:
+            batch: a :class:`Batch` holding (at least) every modality in ``self.names``.
+
+        Shape:
+            - batch[m].values: per kind, see :class:`~polymodal.data.modality.ModalityKind`
+            - batch[m].present: (B,)
+            - output.logits: (B, K); (B,) for regression
+            - output.fused: (B, D), D = ``fusion.out_dim``
+            - output.modality_logits[m]: like ``logits``
+            - output.weights: (B, M)
+        """
+        self.check_batch(batch)
+        if self.training and self.modality_dropout:
+            batch = self.drop_modalities(batch)
+        encoded: dict[str, EncoderOutput] = {}
+        present: dict[str, Tensor] = {}
+        for name in self.names:  # sorted
+            mb = batch.modalities[name]
+            encoded[name] = self.encoders[name](mb)
+            present[name] = mb.present.to(torch.bool)
+        out = self.fusion(encoded, present)
+        logits = self.head(out.fused)  # (B, K)
+        b = batch.batch_size
+        if tuple(logits.shape) != (b, self.num_outputs):
+            raise ValueError(
+                f"The head produced logits of shape {tuple(logits.shape)}, expected "
+                f"({b}, {self.num_outputs}); make the head map (B, {self.fusion.out_dim}) to "
+                f"(B, {self.num_outputs})."
+            )
+        modality_logits = out.modality_logits
+        if self.task == "regression":
+            logits = logits.squeeze(-1)  # (B,)
+            if modality_logits is not None:
+                modality_logits = {k: v.squeeze(-1) for k, v in modality_logits.items()}
+        return ModelOutput(logits, out.fused, modality_logits, out.weights)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, threshold: float = 0.5) -> Tensor:
+        """Predictions in eval mode (the module's mode is restored afterwards).
+
+        Returns class indices (B,) long for classification, values (B,) float for
+        regression, and a multi-hot (B, K) long (``sigmoid(logit) >= threshold``) for
+        multilabel.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            logits = self(batch).logits
+        finally:
+            self.train(was_training)
+        if self.task == "classification":
+            return logits.argmax(dim=-1)
+        if self.task == "multilabel":
+            return (torch.sigmoid(logits) >= threshold).long()
+        return logits
+
+
+def _check_modality(name: str, kind: object, mb: ModalityBatch, b: int) -> None:
+    """Check one modality's entry layout against its encoder's ``kind``."""
+    if not isinstance(mb, ModalityBatch):
+        raise TypeError(f"batch[{name!r}] must be a ModalityBatch, got {type(mb).__name__}.")
+    present = mb.present
+    if not isinstance(present, Tensor) or tuple(present.shape) != (b,):
+        got = tuple(present.shape) if isinstance(present, Tensor) else type(present).__name__
+        raise ValueError(
+            f"Modality {name!r}: present must be a ({b},) bool tensor (one flag per example), "
+            f"got {got}."
+        )
+    values = mb.values
+    expects_text = kind is ModalityKind.TEXT
+    if isinstance(values, list):
+        if isinstance(kind, ModalityKind) and not expects_text:
+            raise ValueError(
+                f"Modality {name!r}: its encoder expects {kind.value!r} values of shape "
+                f"{_BATCH_LAYOUT[kind][1]}, got a list of strings."
+            )
+        if len(values) != b:
+            raise ValueError(
+                f"Modality {name!r} (kind 'text'): expected a list of {b} strings, got "
+                f"{len(values)}."
+            )
+        return
+    if expects_text:
+        raise ValueError(
+            f"Modality {name!r} (kind 'text'): expected a list of {b} strings, got a tensor "
+            f"of shape {tuple(values.shape)}."
+        )
+    if values.shape[:1] != (b,):
+        raise ValueError(
+            f"Modality {name!r}: expected batch size {b} (the batch has {b} ids), got values "
+            f"of shape {tuple(values.shape)}."
+        )
+    if isinstance(kind, ModalityKind) and kind in _BATCH_LAYOUT:
+        ndims, layout = _BATCH_LAYOUT[kind]
+        if values.dim() not in ndims:
+            raise ValueError(
+                f"Modality {name!r} (kind {kind.value!r}): expected values of shape {layout} "
+                f"({' or '.join(map(str, ndims))} dims), got shape {tuple(values.shape)}. "
+                "Check the decoder, the schema, or the encoder chosen for this modality."
+            )
+
+
+__all__ = ["ModelOutput", "MultimodalModel"]

@@ -1,0 +1,231 @@
+"""The contract every registered fusion keeps, run over the whole FUSIONS registry.
+
+Fusions are discovered at import time, so a strategy registered later is tested here
+without touching this file.  Each is built with its default hyper-parameters for three
+modalities of different dims and sequence lengths.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import Tensor
+
+import polymodal.fusion  # noqa: F401  # registers every fusion
+from polymodal.cli.main import main
+from polymodal.encoders.base import EncoderOutput, masked_mean
+from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput, build_fusion
+
+FUSION_NAMES = FUSIONS.names()
+IN_DIMS = {"video": 6, "audio": 4, "text": 5}  # insertion order differs from sorted order
+NAMES = sorted(IN_DIMS)
+LENGTHS = {"audio": 4, "text": 3, "video": 2}  # max sequence length per modality
+K = 3
+
+
+def build(name: str, seed: int = 0) -> Fusion:
+    torch.manual_seed(seed)
+    return build_fusion(name, dict(IN_DIMS), K)
+
+
+def make_inputs(
+    b: int, absent: dict[str, list[int]] | None = None, seed: int = 0
+) -> tuple[dict[str, EncoderOutput], dict[str, Tensor]]:
+    """Encoder outputs as encoders give them: padded sequences, masks, masked-mean pooled.
+
+    ``absent`` maps modality -> rows where it is missing (mask all False there).
+    """
+    g = torch.Generator().manual_seed(seed)
+    inputs: dict[str, EncoderOutput] = {}
+    present: dict[str, Tensor] = {}
+    for name, d in IN_DIMS.items():
+        length = LENGTHS[name]
+        pres = torch.ones(b, dtype=torch.bool)
+        pres[(absent or {}).get(name, [])] = False
+        lens = (torch.arange(b) % length) + 1  # 1..L valid steps
+        mask = (torch.arange(length)[None, :] < lens[:, None]) & pres[:, None]  # (B, L)
+        seq = torch.randn(b, length, d, generator=g) * mask[..., None]  # (B, L, D)
+        inputs[name] = EncoderOutput(seq, mask, masked_mean(seq, mask))
+        present[name] = pres
+    return inputs, present
+
+
+def run(
+    fusion: Fusion, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]
+) -> FusionOutput:
+    out = fusion(inputs, present)
+    assert isinstance(out, FusionOutput)
+    return out
+
+
+def outputs_sum(out: FusionOutput) -> Tensor:
+    total = out.fused.sum()
+    if out.modality_logits is not None:
+        total = total + sum(v.sum() for v in out.modality_logits.values())
+    if out.weights is not None:
+        total = total + out.weights.sum()
+    return total
+
+
+def assert_same(a: FusionOutput, b: FusionOutput, exact: bool = False) -> None:
+    check = torch.equal if exact else torch.allclose
+    assert check(a.fused, b.fused)
+    assert (a.weights is None) == (b.weights is None)
+    if a.weights is not None and b.weights is not None:
+        assert check(a.weights, b.weights)
+    assert (a.modality_logits is None) == (b.modality_logits is None)
+    if a.modality_logits is not None and b.modality_logits is not None:
+        assert sorted(a.modality_logits) == sorted(b.modality_logits)
+        for k in a.modality_logits:
+            assert check(a.modality_logits[k], b.modality_logits[k])
+
+
+# Presence patterns over a batch of 3: every row present, one modality absent for some rows,
+# one modality absent for every row, every modality absent for one row, nothing at all.
+PATTERNS: dict[str, dict[str, list[int]]] = {
+    "all_present": {},
+    "audio_absent_row1": {"audio": [1]},
+    "text_absent_everywhere": {"text": [0, 1, 2]},
+    "row2_empty": {"audio": [2], "text": [2], "video": [2]},
+    "all_absent": {n: [0, 1, 2] for n in NAMES},
+}
+
+
+def test_registry_is_not_empty() -> None:
+    assert {"early", "late"} <= set(FUSION_NAMES)
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_builder_signature_and_description(name: str) -> None:
+    entry = FUSIONS.get(name)
+    params = list(inspect.signature(entry.builder).parameters)
+    assert params[:2] == ["in_dims", "num_outputs"]
+    assert entry.description and "\n" not in entry.description
+
+
+@pytest.mark.parametrize("b", [1, 3])
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_output_shapes(name: str, b: int) -> None:
+    fusion = build(name).eval()
+    assert fusion.names == NAMES and isinstance(fusion.out_dim, int) and fusion.out_dim > 0
+    if fusion.decision_level:
+        assert fusion.out_dim == K
+    out = run(fusion, *make_inputs(b))
+    assert out.fused.shape == (b, fusion.out_dim)
+    if out.modality_logits is not None:
+        assert sorted(out.modality_logits) == NAMES
+        for v in out.modality_logits.values():
+            assert v.shape == (b, K)
+    if out.weights is not None:
+        assert out.weights.shape == (b, len(NAMES))
+
+
+@pytest.mark.parametrize("pattern", ["all_present", "audio_absent_row1"])
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_gradients_reach_every_parameter_and_modality(name: str, pattern: str) -> None:
+    fusion = build(name).train()
+    inputs, present = make_inputs(3, PATTERNS[pattern])
+    for enc in inputs.values():
+        enc.sequence.requires_grad_(True)
+        enc.pooled.requires_grad_(True)
+    outputs_sum(run(fusion, inputs, present)).backward()
+    missing = [n for n, p in fusion.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"no gradient reached {missing}"
+    for n, p in fusion.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), n
+    for m, enc in inputs.items():
+        grads = [t.grad for t in (enc.sequence, enc.pooled) if t.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), f"modality {m!r} is ignored"
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_finite_outputs_and_gradients_with_missing_modalities(name: str, pattern: str) -> None:
+    fusion = build(name).train()
+    out = run(fusion, *make_inputs(3, PATTERNS[pattern]))
+    assert torch.isfinite(out.fused).all()
+    if out.weights is not None:
+        assert torch.isfinite(out.weights).all()
+    outputs_sum(out).backward()
+    for n, p in fusion.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), n
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_absent_values_do_not_change_the_output(name: str) -> None:
+    """Whatever an encoder left in an absent row, the fusion ignores it."""
+    fusion = build(name).eval()
+    absent = {"audio": [1], "video": [0, 2]}
+    inputs, present = make_inputs(3, absent)
+    ref = run(fusion, inputs, present)
+    g = torch.Generator().manual_seed(7)
+    noisy = {}
+    for m, enc in inputs.items():
+        rows = ~present[m]
+        seq, pooled = enc.sequence.clone(), enc.pooled.clone()
+        seq[rows] = torch.randn(seq[rows].shape, generator=g) * 50
+        pooled[rows] = torch.randn(pooled[rows].shape, generator=g) * 50
+        noisy[m] = EncoderOutput(seq, enc.mask, pooled)
+    out = run(fusion, noisy, present)
+    torch.testing.assert_close(out.fused, ref.fused)
+    if ref.weights is not None:
+        assert out.weights is not None
+        torch.testing.assert_close(out.weights, ref.weights)
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_eval_is_deterministic_and_rows_independent(name: str) -> None:
+    fusion = build(name).eval()
+    inputs, present = make_inputs(3, {"text": [1]})
+    with torch.no_grad():
+        first, second = run(fusion, inputs, present), run(fusion, inputs, present)
+        assert_same(first, second, exact=True)
+        for i in range(3):
+            one = {
+                m: EncoderOutput(e.sequence[i : i + 1], e.mask[i : i + 1], e.pooled[i : i + 1])
+                for m, e in inputs.items()
+            }
+            alone = run(fusion, one, {m: p[i : i + 1] for m, p in present.items()})
+            torch.testing.assert_close(alone.fused[0], first.fused[i], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_state_dict_round_trip(name: str) -> None:
+    fusion = build(name, seed=0).eval()
+    fresh = build(name, seed=1).eval()
+    fresh.load_state_dict(fusion.state_dict())
+    inputs, present = make_inputs(3, {"video": [2]})
+    with torch.no_grad():
+        assert_same(run(fresh, inputs, present), run(fusion, inputs, present), exact=True)
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(order=st.permutations(NAMES), present_order=st.permutations(NAMES))
+def test_output_independent_of_dict_order(
+    name: str, order: list[str], present_order: list[str]
+) -> None:
+    fusion = build(name).eval()
+    inputs, present = make_inputs(3, {"audio": [0], "text": [2]})
+    with torch.no_grad():
+        ref = run(fusion, inputs, present)
+        out = run(fusion, {m: inputs[m] for m in order}, {m: present[m] for m in present_order})
+    assert_same(out, ref, exact=True)
+    # built from in_dims in another order: same modules, same order of parameters
+    torch.manual_seed(0)
+    reordered = build_fusion(name, {m: IN_DIMS[m] for m in order}, K)
+    assert list(reordered.state_dict()) == list(fusion.state_dict())
+
+
+def test_every_fusion_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "fusions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == FUSION_NAMES
+    for line, name in zip(lines, FUSION_NAMES, strict=True):
+        assert FUSIONS.get(name).description in line
