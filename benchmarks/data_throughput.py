@@ -5,7 +5,9 @@ For every data set (train split, batch 32, shuffled) the script times batches th
 (0, 2, 0, 2, ... ``--repeats`` times each, ``--budget`` seconds per measurement), so both
 settings see the same machine load; the ratio of the two is recorded next to them.
 Each measurement starts after one warm-up batch, so worker start-up (reported separately
-as ``startup_s``) is not in samples/s.
+as ``startup_s``) is not in samples/s.  The main process uses ``--threads`` torch threads
+(default 1, as each worker does): on a busy machine more threads oversubscribe the cores
+and slow the small per-example tensor ops of decoding several-fold.
 
     POLYMODAL_DATA=../shared/data python benchmarks/data_throughput.py
 
@@ -23,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,7 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="compared against 0 workers")
     parser.add_argument("--budget", type=float, default=6.0, help="seconds per measurement")
     parser.add_argument("--repeats", type=int, default=2, help="measurements per setting")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the main process (DataLoader workers always use 1); more than "
+        "1 on a busy machine oversubscribes the cores and slows small decode ops down",
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     os.environ.setdefault("POLYMODAL_DATA", str(REPO.parent / "shared" / "data"))
     records: list[dict[str, Any]] = []
@@ -107,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                     startup_s=round(statistics.fmean(r["startup_s"] for r in rs), 3),
                     load_s=round(load_s, 3),
                     n_examples=len(ds),
+                    torch_threads=args.threads,
                 )
             )
         ratios = [
@@ -136,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     notes = (
         f"Train split, batch {args.batch_size}, shuffled; {args.repeats} interleaved "
         f"measurements of {args.budget:g} s per setting (std over them); samples/s excludes "
-        "the warm-up batch (worker start-up is `startup_s`). ratio = samples/s with "
+        "the warm-up batch (worker start-up is `startup_s`). The main process runs "
+        f"{args.threads} torch thread(s) (`--threads`); each worker runs 1. ratio = samples/s with "
         f"{args.workers} workers / with 0, measured pairwise in the same run. The machine's "
         f"{os.cpu_count()} cores are shared with other jobs, so absolute numbers vary."
     )

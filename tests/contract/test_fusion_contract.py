@@ -21,15 +21,25 @@ from polymodal.encoders.base import EncoderOutput, masked_mean
 from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput, build_fusion
 
 FUSION_NAMES = FUSIONS.names()
+# Non-default settings that switch code paths, tested in addition to each default build.
+VARIANTS: dict[str, list[dict[str, object]]] = {
+    "early": [{"num_layers": 2, "norm": True, "dropout": 0.1}],
+    "late": [{"combine": "learned"}, {"combine": "stacking", "hidden_dim": 4}],
+}
+CASES = [pytest.param(n, {}, id=n) for n in FUSION_NAMES] + [
+    pytest.param(n, kw, id=f"{n}-" + "-".join(f"{k}={v}" for k, v in kw.items()))
+    for n in FUSION_NAMES
+    for kw in VARIANTS.get(n, [])
+]
 IN_DIMS = {"video": 6, "audio": 4, "text": 5}  # insertion order differs from sorted order
 NAMES = sorted(IN_DIMS)
 LENGTHS = {"audio": 4, "text": 3, "video": 2}  # max sequence length per modality
 K = 3
 
 
-def build(name: str, seed: int = 0) -> Fusion:
+def build(name: str, hyper: dict[str, object], seed: int = 0) -> Fusion:
     torch.manual_seed(seed)
-    return build_fusion(name, dict(IN_DIMS), K)
+    return build_fusion(name, dict(IN_DIMS), K, **hyper)
 
 
 def make_inputs(
@@ -108,9 +118,9 @@ def test_builder_signature_and_description(name: str) -> None:
 
 
 @pytest.mark.parametrize("b", [1, 3])
-@pytest.mark.parametrize("name", FUSION_NAMES)
-def test_output_shapes(name: str, b: int) -> None:
-    fusion = build(name).eval()
+@pytest.mark.parametrize(("name", "hyper"), CASES)
+def test_output_shapes(name: str, hyper: dict[str, object], b: int) -> None:
+    fusion = build(name, hyper).eval()
     assert fusion.names == NAMES and isinstance(fusion.out_dim, int) and fusion.out_dim > 0
     if fusion.decision_level:
         assert fusion.out_dim == K
@@ -125,9 +135,11 @@ def test_output_shapes(name: str, b: int) -> None:
 
 
 @pytest.mark.parametrize("pattern", ["all_present", "audio_absent_row1"])
-@pytest.mark.parametrize("name", FUSION_NAMES)
-def test_gradients_reach_every_parameter_and_modality(name: str, pattern: str) -> None:
-    fusion = build(name).train()
+@pytest.mark.parametrize(("name", "hyper"), CASES)
+def test_gradients_reach_every_parameter_and_modality(
+    name: str, hyper: dict[str, object], pattern: str
+) -> None:
+    fusion = build(name, hyper).train()
     inputs, present = make_inputs(3, PATTERNS[pattern])
     for enc in inputs.values():
         enc.sequence.requires_grad_(True)
@@ -143,9 +155,11 @@ def test_gradients_reach_every_parameter_and_modality(name: str, pattern: str) -
 
 
 @pytest.mark.parametrize("pattern", list(PATTERNS))
-@pytest.mark.parametrize("name", FUSION_NAMES)
-def test_finite_outputs_and_gradients_with_missing_modalities(name: str, pattern: str) -> None:
-    fusion = build(name).train()
+@pytest.mark.parametrize(("name", "hyper"), CASES)
+def test_finite_outputs_and_gradients_with_missing_modalities(
+    name: str, hyper: dict[str, object], pattern: str
+) -> None:
+    fusion = build(name, hyper).train()
     out = run(fusion, *make_inputs(3, PATTERNS[pattern]))
     assert torch.isfinite(out.fused).all()
     if out.weights is not None:
@@ -155,10 +169,10 @@ def test_finite_outputs_and_gradients_with_missing_modalities(name: str, pattern
         assert p.grad is None or torch.isfinite(p.grad).all(), n
 
 
-@pytest.mark.parametrize("name", FUSION_NAMES)
-def test_absent_values_do_not_change_the_output(name: str) -> None:
+@pytest.mark.parametrize(("name", "hyper"), CASES)
+def test_absent_values_do_not_change_the_output(name: str, hyper: dict[str, object]) -> None:
     """Whatever an encoder left in an absent row, the fusion ignores it."""
-    fusion = build(name).eval()
+    fusion = build(name, hyper).eval()
     absent = {"audio": [1], "video": [0, 2]}
     inputs, present = make_inputs(3, absent)
     ref = run(fusion, inputs, present)
@@ -177,9 +191,9 @@ def test_absent_values_do_not_change_the_output(name: str) -> None:
         torch.testing.assert_close(out.weights, ref.weights)
 
 
-@pytest.mark.parametrize("name", FUSION_NAMES)
-def test_eval_is_deterministic_and_rows_independent(name: str) -> None:
-    fusion = build(name).eval()
+@pytest.mark.parametrize(("name", "hyper"), CASES)
+def test_eval_is_deterministic_and_rows_independent(name: str, hyper: dict[str, object]) -> None:
+    fusion = build(name, hyper).eval()
     inputs, present = make_inputs(3, {"text": [1]})
     with torch.no_grad():
         first, second = run(fusion, inputs, present), run(fusion, inputs, present)
@@ -193,25 +207,25 @@ def test_eval_is_deterministic_and_rows_independent(name: str) -> None:
             torch.testing.assert_close(alone.fused[0], first.fused[i], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", FUSION_NAMES)
-def test_state_dict_round_trip(name: str) -> None:
-    fusion = build(name, seed=0).eval()
-    fresh = build(name, seed=1).eval()
+@pytest.mark.parametrize(("name", "hyper"), CASES)
+def test_state_dict_round_trip(name: str, hyper: dict[str, object]) -> None:
+    fusion = build(name, hyper, seed=0).eval()
+    fresh = build(name, hyper, seed=1).eval()
     fresh.load_state_dict(fusion.state_dict())
     inputs, present = make_inputs(3, {"video": [2]})
     with torch.no_grad():
         assert_same(run(fresh, inputs, present), run(fusion, inputs, present), exact=True)
 
 
-@pytest.mark.parametrize("name", FUSION_NAMES)
+@pytest.mark.parametrize(("name", "hyper"), CASES)
 @settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(order=st.permutations(NAMES), present_order=st.permutations(NAMES))
 def test_output_independent_of_dict_order(
-    name: str, order: list[str], present_order: list[str]
+    name: str, hyper: dict[str, object], order: list[str], present_order: list[str]
 ) -> None:
-    fusion = build(name).eval()
+    fusion = build(name, hyper).eval()
     inputs, present = make_inputs(3, {"audio": [0], "text": [2]})
     with torch.no_grad():
         ref = run(fusion, inputs, present)
@@ -219,7 +233,7 @@ def test_output_independent_of_dict_order(
     assert_same(out, ref, exact=True)
     # built from in_dims in another order: same modules, same order of parameters
     torch.manual_seed(0)
-    reordered = build_fusion(name, {m: IN_DIMS[m] for m in order}, K)
+    reordered = build_fusion(name, {m: IN_DIMS[m] for m in order}, K, **hyper)
     assert list(reordered.state_dict()) == list(fusion.state_dict())
 
 

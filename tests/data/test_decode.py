@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -543,3 +544,13 @@ def test_extensions_and_kind_inference(tmp_path: Path, jpeg: Path) -> None:
     kind = kind_from_extension(copy)
     assert kind is ModalityKind.IMAGE
     assert decode_file(copy, kind).shape == (3, 224, 224)  # type: ignore[union-attr]
+
+
+def test_wav_cut_inside_its_data_chunk_is_reported(tmp_path: Path) -> None:
+    """libsndfile clamps a truncated WAV silently; the header's data size gives it away."""
+    src = Path(os.environ["POLYMODAL_DATA"]) / "fsdd/recordings/0_george_0.wav"
+    raw = src.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(raw[: len(raw) // 2 + 44])
+    with pytest.raises(DecodeError, match=r"cut\.wav.*truncated"):
+        decode_audio(cut)

@@ -340,3 +340,29 @@ def test_check_manifest_jsonl_reports_bad_lines_and_shapes(media: Path) -> None:
 
 def test_check_manifest_clean_is_empty(csv_manifest: Path) -> None:
     assert check_manifest(csv_manifest) == []
+
+
+def test_multilabel_from_schema_with_lists_and_separators(media: Path) -> None:
+    path = media / "m.jsonl"
+    path.write_text(
+        json.dumps({"text": "a", "label": ["cat", "dog"]})
+        + "\n"
+        + json.dumps({"text": "b", "label": "dog;bird"})
+        + "\n"
+    )
+    schema_path = media / "s.yaml"
+    schema_path.write_text(
+        "modalities: [{name: text, kind: text}]\n"
+        "target: {task: multilabel, class_names: [bird, cat, dog]}\n"
+    )
+    ds = ManifestDataset(path, schema=schema_path)
+    assert ds.batch([0, 1]).target.tolist() == [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]  # type: ignore[union-attr]
+
+
+def test_column_mixing_file_kinds_is_an_error(media: Path) -> None:
+    path = media / "m.csv"
+    path.write_text("media,label\nwav/0_george_0.wav,a\nimg/1000268201_693b08cb0e.jpg,b\n")
+    with pytest.raises(
+        ValueError, match=r"column 'media' holds files of several kinds \(audio,image\)"
+    ):
+        infer_schema(path)

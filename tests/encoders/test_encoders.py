@@ -43,7 +43,10 @@ TINY: dict[str, tuple[ModalitySpec, dict[str, object]]] = {
     "audio_cnn": (AUDIO, {"dim": 16, "channels": (4, 8), "n_mels": 16}),
     "audio_gru": (AUDIO, {"dim": 16, "hidden": 8, "layers": 1, "n_mels": 16}),
     "audio_transformer": (AUDIO, {"dim": 16, "layers": 1, "heads": 2, "n_mels": 16}),
-    "video_gru": (VIDEO, {"dim": 16, "frame_dim": 8, "hidden": 8, "frame_kwargs": {"channels": (4,)}}),
+    "video_gru": (
+        VIDEO,
+        {"dim": 16, "frame_dim": 8, "hidden": 8, "frame_kwargs": {"channels": (4,)}},
+    ),
     "video_transformer": (
         VIDEO,
         {"dim": 16, "frame_dim": 8, "layers": 1, "heads": 2, "frame_kwargs": {"channels": (4,)}},
@@ -81,18 +84,18 @@ def make_batch(spec: ModalitySpec, examples: list[torch.Tensor | str | None]) ->
     present = torch.tensor([e is not None for e in examples])
     if spec.kind is K.TEXT:
         return ModalityBatch([e if isinstance(e, str) else "" for e in examples], present)
-    tensors = [e for e in examples if isinstance(e, torch.Tensor)]
     assert spec.shape is not None
     step = tuple(spec.shape)
     if not spec.is_sequence:
-        values = torch.stack([e if isinstance(e, torch.Tensor) else torch.zeros(step) for e in examples])
+        values = torch.stack(
+            [e if isinstance(e, torch.Tensor) else torch.zeros(step) for e in examples]
+        )
         return ModalityBatch(values, present)
     lengths = torch.tensor([e.shape[0] if isinstance(e, torch.Tensor) else 0 for e in examples])
     values = torch.zeros(len(examples), max(1, int(lengths.max())), *step)
     for i, e in enumerate(examples):
         if isinstance(e, torch.Tensor):
             values[i, : e.shape[0]] = e
-    del tensors
     mask = torch.arange(values.shape[1])[None, :] < lengths[:, None]
     return ModalityBatch(values, present, lengths, mask)
 
@@ -122,13 +125,15 @@ def test_wrong_input_shape_names_encoder_expected_and_received() -> None:
 
 def test_wrong_channel_count_is_rejected() -> None:
     enc = tiny("ts_gru")
-    batch = make_batch(SERIES, [torch.zeros(4, 3)])
+    batch = make_batch(ModalitySpec("imu", K.TIMESERIES, shape=(3,)), [torch.zeros(4, 3)])
     with pytest.raises(ValueError, match=r"ts_gru expects \(B, T, 6\), got \(1, 4, 3\)"):
         enc(batch)
 
 
 def test_encoder_for_the_wrong_kind_is_rejected_at_build() -> None:
-    with pytest.raises(ValueError, match=r"ts_cnn encodes modalities of kind 'timeseries'.*'image'"):
+    with pytest.raises(
+        ValueError, match=r"ts_cnn encodes modalities of kind 'timeseries'.*'image'"
+    ):
         build_encoder("ts_cnn", spec=IMAGE)
 
 
@@ -179,9 +184,7 @@ def test_pooled_output_is_the_same_alone_or_padded_in_a_batch(name: str) -> None
     torch.testing.assert_close(padded.pooled[1], alone.pooled[0], atol=1e-5, rtol=1e-5)
     n = int(alone.mask[0].sum())
     assert int(padded.mask[1].sum()) == n
-    torch.testing.assert_close(
-        padded.sequence[1, :n], alone.sequence[0, :n], atol=1e-5, rtol=1e-5
-    )
+    torch.testing.assert_close(padded.sequence[1, :n], alone.sequence[0, :n], atol=1e-5, rtol=1e-5)
 
 
 def test_ts_cnn_padding_never_leaks_into_valid_steps() -> None:
@@ -225,16 +228,20 @@ def test_image_vit_interpolates_positions_for_another_input_size() -> None:
     assert enc.patch_size == 4 and enc.grid == (7, 7)  # type: ignore[union-attr]
     out = enc(ModalityBatch(torch.randn(2, 3, 34, 34), torch.ones(2, dtype=torch.bool)))
     assert out.sequence.shape == (2, 9 * 9, 16)  # 34 padded to 36 -> a 9x9 grid
-    out.pooled.sum().backward()
+    (out.pooled * torch.randn(2, 16)).sum().backward()  # not .sum(): LayerNorm outputs sum to 0
     assert enc.pos_embed.grad is not None and enc.pos_embed.grad.abs().sum() > 0  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
 def efficientnet() -> Encoder:
-    return build_encoder("efficientnet_lite0", spec=ModalitySpec("photo", K.IMAGE, shape=(3, 224, 224)))
+    return build_encoder(
+        "efficientnet_lite0", spec=ModalitySpec("photo", K.IMAGE, shape=(3, 224, 224))
+    )
 
 
-def test_efficientnet_lite0_encodes_a_real_flickr8k_photo(efficientnet: Encoder, data_root: Path) -> None:
+def test_efficientnet_lite0_encodes_a_real_flickr8k_photo(
+    efficientnet: Encoder, data_root: Path
+) -> None:
     path = sorted((data_root / "flickr8k" / "images").glob("*.jpg"))[0]
     img = Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -262,8 +269,15 @@ def test_video_encodes_only_valid_frames_and_accepts_efficientnet_frames() -> No
     )
     enc(make_batch(VIDEO, [one_example(VIDEO, 4, 0), None, one_example(VIDEO, 2, 1)]))
     assert seen == [6]
-    eff = build_encoder("video_transformer", spec=VIDEO, dim=16, frame_encoder="efficientnet_lite0",
-                        frame_dim=None, layers=1, heads=2)
+    eff = build_encoder(
+        "video_transformer",
+        spec=VIDEO,
+        dim=16,
+        frame_encoder="efficientnet_lite0",
+        frame_dim=None,
+        layers=1,
+        heads=2,
+    )
     assert eff.frame_encoder.out_dim == 1280  # type: ignore[union-attr]
     trainable = [n for n, p in eff.named_parameters() if p.requires_grad]
     assert trainable and not any(n.startswith("frame_encoder.") for n in trainable)
@@ -338,7 +352,9 @@ def test_cross_attention_block_maps_queries_over_a_context_of_another_width() ->
 
 
 def test_transformer_encoder_rejects_heads_that_do_not_divide_dim() -> None:
-    with pytest.raises(ValueError, match=r"dim must be divisible by num_heads, got dim=10, num_heads=4"):
+    with pytest.raises(
+        ValueError, match=r"dim must be divisible by num_heads, got dim=10, num_heads=4"
+    ):
         TransformerEncoder(10, 1, 4)
 
 
@@ -382,11 +398,14 @@ def _embed(enc: Encoder, texts: list[str]) -> torch.Tensor:
 
 
 def test_minilm_paraphrases_are_closer_than_an_unrelated_sentence(minilm: Encoder) -> None:
-    e = _embed(minilm, [
-        "A man is playing a guitar on stage.",
-        "Someone performs music with a guitar in front of an audience.",
-        "The stock market fell sharply on Tuesday.",
-    ])
+    e = _embed(
+        minilm,
+        [
+            "A man is playing a guitar on stage.",
+            "Someone performs music with a guitar in front of an audience.",
+            "The stock market fell sharply on Tuesday.",
+        ],
+    )
     para = F.cosine_similarity(e[0], e[1], dim=0)
     unrelated = F.cosine_similarity(e[0], e[2], dim=0)
     assert e.shape == (3, 384) and para > unrelated + 0.3
@@ -419,8 +438,11 @@ def test_minilm_cache_returns_the_uncached_outputs(minilm: Encoder) -> None:
 
 def test_minilm_fine_tunes_only_the_last_blocks() -> None:
     enc = build_encoder("minilm", spec=TEXT, dim=8, trainable_layers=1)
-    trainable = {n.split(".")[1] + "." + n.split(".")[3] for n, p in enc.named_parameters()
-                 if p.requires_grad and n.startswith("model.")}
+    trainable = {
+        n.split(".")[1] + "." + n.split(".")[3]
+        for n, p in enc.named_parameters()
+        if p.requires_grad and n.startswith("model.")
+    }
     assert trainable == {"encoder.5"}
     assert enc.proj is not None and enc.proj.weight.requires_grad  # type: ignore[union-attr]
     enc.train()

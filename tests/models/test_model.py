@@ -271,6 +271,9 @@ def test_constructor_checks() -> None:
         MultimodalModel(enc, fusion, None, "classification", 3, modality_dropout={"tab": 1.0})
     with pytest.raises(ValueError, match="Unknown modality_dropout modality 'tba'"):
         MultimodalModel(enc, fusion, None, "classification", 3, modality_dropout={"tba": 0.1})
+    one = build_fusion("early", {"tab": 6}, 3)
+    with pytest.raises(ValueError, match="no effect on a model with one modality"):
+        MultimodalModel({"tab": enc["tab"]}, one, None, "classification", 3, {"tab": 0.5})
 
 
 def test_head_with_wrong_output_size_raises() -> None:
@@ -495,3 +498,24 @@ def test_state_dict_round_trip_through_config_dict() -> None:
     fresh.load_state_dict(saved["model"])
     batch = batch_for(missing={1: ("tab",)})
     torch.testing.assert_close(fresh(batch).logits, model(batch).logits)
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_build_model_with_registered_encoders_trains_a_step(fusion: str) -> None:
+    cfg = ModelConfig(
+        encoders={
+            "tab": EncoderConfig("mlp", {"dim": 8, "layers": 1}),
+            "acc": EncoderConfig("ts_cnn", {"dim": 8, "channels": 8, "layers": 1}),
+            "caption": EncoderConfig("text_transformer", {"dim": 8, "layers": 1, "heads": 2}),
+        },
+        fusion=FusionConfig(fusion),
+        modality_dropout={"caption": 0.5},
+    )
+    model = build_model(cfg, schema()).train()
+    batch = batch_for(missing={0: ("tab",), 2: ("caption", "acc")})
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(batch).logits, batch.target)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert model.predict(batch).shape == (4,)

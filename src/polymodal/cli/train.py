@@ -100,9 +100,7 @@ def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
     width = max([len("metric"), *(len(n) for n in names)])
     lines = [f"{'metric':<{width}}" + "".join(f"  {c:>9}" for c in cols)]
     for n in names:
-        cells = "".join(
-            f"  {m[n]:>9.4f}" if n in m else f"  {'-':>9}" for m in cols.values()
-        )
+        cells = "".join(f"  {m[n]:>9.4f}" if n in m else f"  {'-':>9}" for m in cols.values())
         lines.append(f"{n:<{width}}{cells}")
     return "\n".join(lines)
 
@@ -147,8 +145,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         cfg.precision,
         cfg.optim.regression_loss,
     )
-    print(f"checkpoint {trained.path} (epoch {trained.state.get('best_epoch', '?')}), "
-          f"split {args.split!r}: {len(dataset)} examples")
+    print(
+        f"checkpoint {trained.path} (epoch {trained.state.get('best_epoch', '?')}), "
+        f"split {args.split!r}: {len(dataset)} examples"
+    )
     print(format_table({args.split: metrics}))
     return 0
 
@@ -164,9 +164,7 @@ def _batch_size(args: argparse.Namespace, default: int) -> int:
 # --------------------------------------------------------------------------- predict
 
 
-def check_manifest_columns(
-    columns: Sequence[str], expected: Sequence[str], manifest: str
-) -> None:
+def check_manifest_columns(columns: Sequence[str], expected: Sequence[str], manifest: str) -> None:
     """Raise :class:`CLIError` unless every modality in ``expected`` has a column."""
     missing = [m for m in expected if m not in columns]
     if missing:

@@ -490,6 +490,16 @@ def decode_audio(
             f"soundfile cannot read it ({e})",
             "check that it is a complete WAV, FLAC or OGG file; re-export or re-download it",
         ) from e
+    missing = _wav_missing_bytes(p)
+    if missing:
+        raise _error(
+            "audio",
+            path,
+            where,
+            f"the WAV header declares {missing} more bytes of audio than the file holds "
+            "(the file is truncated)",
+            "re-copy or re-export the complete file",
+        )
     if data.shape[0] == 0:
         raise _error(
             "audio",
@@ -1286,3 +1296,31 @@ def _decode_timeseries_for_spec(
             "fix the spec's shape or the file's columns",
         )
     return ts
+
+
+def _wav_missing_bytes(path: Path) -> int:
+    """Bytes of sample data a RIFF/WAVE header declares beyond the end of the file (0 if none).
+
+    libsndfile silently clamps a truncated WAV to what is on disk, so a file cut in its data
+    chunk would otherwise decode as a shorter, valid recording.
+    """
+    if path.suffix.lower() != ".wav":
+        return 0
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return 0
+            cid, clen = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"data":
+                if clen in (0, 0xFFFFFFFF):  # streamed WAV: size unknown
+                    return 0
+                return max(0, pos + 8 + clen - size)
+            pos += 8 + clen + (clen & 1)
+    return 0

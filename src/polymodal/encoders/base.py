@@ -58,4 +58,4 @@ def build_encoder(name: str, **kwargs: object) -> Encoder:
     return ENCODERS.build(name, **kwargs)
 
 
-__all__ = ["ENCODERS", "Encoder", "EncoderOutput", "build_encoder", "masked_mean", "torch"]
+__all__ = ["ENCODERS", "Encoder", "EncoderOutput", "build_encoder", "masked_mean"]

@@ -51,10 +51,12 @@ def _all_valid(x: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+def _conv_norm(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    # GroupNorm, not BatchNorm: outputs never depend on the rest of the batch (zero-filled
+    # absent images, batch size 1, the valid frames of a video batch).
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
+        nn.GroupNorm(math.gcd(c_out, 8), c_out),
         nn.ReLU(inplace=True),
     )
 
@@ -62,11 +64,13 @@ def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 class ImageCNN(Encoder):
     """A small VGG-style CNN for 28x28 up to 224x224 inputs.
 
-    A 3x3 stem, then while the map is wider than 64 pixels a parameter-free 2x2 max-pool
+    A 3x3 stem, then while both sides exceed 64 pixels a parameter-free 2x2 max-pool
     (so 224 inputs cost about as much as 56 ones), then one stage per entry of
-    ``channels`` (a stride-2 conv and a stride-1 conv, BatchNorm, ReLU).  The final map
-    is average-pooled to at most ``grid`` x ``grid`` cells, each cell projected to D:
-    28x28 input -> 4x4 = 16 steps; 224x224 -> 7x7 = 49 steps.
+    ``channels`` (a stride-2 conv and a stride-1 conv, each with GroupNorm and ReLU).
+    The final map is average-pooled to at most ``grid`` x ``grid`` cells, each cell
+    projected to D: 28x28 input -> 4x4 = 16 steps; 224x224 -> 7x7 = 49 steps.
+    GroupNorm rather than BatchNorm keeps every output independent of the rest of the
+    batch (zero-filled absent images, batch size 1, a video's valid frames).
 
     Args:
         out_dim: D.
@@ -89,11 +93,11 @@ class ImageCNN(Encoder):
             raise ValueError("image_cnn channels must list at least one stage width, got ()")
         self.out_dim = out_dim
         self.grid = grid
-        self.stem = _conv_bn(3, channels[0], 1)
+        self.stem = _conv_norm(3, channels[0], 1)
         stages = []
         c_in = channels[0]
         for c in channels:
-            stages.append(nn.Sequential(_conv_bn(c_in, c, 2), _conv_bn(c, c, 1)))
+            stages.append(nn.Sequential(_conv_norm(c_in, c, 2), _conv_norm(c, c, 1)))
             c_in = c
         self.stages = nn.Sequential(*stages)
         self.drop = nn.Dropout(dropout)

@@ -311,8 +311,9 @@ class MiniLM(Encoder):
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         enc = {k: v.to(device) for k, v in enc.items()}
-        hidden = self.model(**enc).last_hidden_state  # (B, L, 384)
         mask = enc["attention_mask"].to(torch.bool)  # (B, L)
+        hidden = self.model(**enc).last_hidden_state  # (B, L, 384)
+        hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)  # zeros at padding
         return hidden, mask, masked_mean(hidden, mask)
 
     def _encode_cached(

@@ -85,10 +85,11 @@ class EarlyFusion(Fusion):
     cannot leak into the output), and the M presence flags (1 = present) are appended to the
     concatenation.  We append flags rather than substituting a learned "missing" embedding
     because (a) the flag's column in the first linear layer is a free per-modality offset in
-    hidden space, exactly what a learned missing embedding buys after the first layer, but
-    not tied to that modality's feature weights; (b) it costs M extra inputs instead of
-    sum(D_m) parameters; (c) the flag weights learn from every example, not only from the
-    rare examples that lack the modality.  An example missing every modality still gets a
+    hidden space, whereas a missing embedding e_m only reaches hidden space as W_m e_m,
+    through the modality's own feature weights (rank <= D_m, and moving whenever W_m
+    learns from present examples); (b) it costs M extra inputs instead of sum(D_m)
+    parameters; (c) the flag weights learn from every example, not only from the rare
+    examples that lack the modality.  An example missing every modality still gets a
     finite output (the MLP of the all-zero input).
 
     Args:

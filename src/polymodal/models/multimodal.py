@@ -118,6 +118,11 @@ class MultimodalModel(nn.Module):
                 f"num_outputs={num_outputs}."
             )
         drop = dict(modality_dropout or {})
+        if len(encoders) == 1 and any(p > 0 for p in drop.values()):
+            raise ValueError(
+                f"modality_dropout={drop} has no effect on a model with one modality: an "
+                "example never loses all of its modalities. Remove modality_dropout."
+            )
         for name, p in drop.items():
             if name not in encoders:
                 raise unknown_name_error("modality_dropout modality", name, list(encoders))

@@ -15,8 +15,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python's, NumPy's and torch's (CPU and every CUDA device) generators.
 
     With ``deterministic=True``, also ask torch for deterministic kernels (cuDNN without
-    autotuning; ``use_deterministic_algorithms`` in warn-only mode, so an op without a
-    deterministic version warns instead of failing).
+    autotuning; on CUDA machines ``use_deterministic_algorithms`` in warn-only mode, so an
+    op without a deterministic version warns instead of failing).
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
@@ -28,7 +28,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        if torch.cuda.is_available():  # CPU kernels used here are deterministic already
+            torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def rng_state() -> tuple[dict[str, Any], dict[str, Tensor]]:

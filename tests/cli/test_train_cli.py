@@ -1,0 +1,196 @@
+"""End to end on real data: ``polymodal train / evaluate / predict`` on MOSI features."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from polymodal.cli.main import main
+from polymodal.data.datasets import load_dataset
+
+pytestmark = pytest.mark.usefixtures("data_root")
+
+TINY = {
+    "data": {
+        "dataset": "mosi",
+        "options": {"modalities": ["text", "audio"]},
+        "batch_size": 64,
+    },
+    "model": {
+        "encoders": {
+            "text": {"name": "mlp", "params": {"dim": 16, "layers": 1, "dropout": 0.1}},
+            "audio": {"name": "mlp", "params": {"dim": 16, "layers": 1, "dropout": 0.1}},
+        },
+        "fusion": {"name": "early", "params": {"hidden_dim": 16, "dropout": 0.1}},
+    },
+    "optim": {"lr": 3.0e-3, "epochs": 3},
+    "device": "cpu",
+    "patience": None,
+    "progress": False,
+}
+
+
+@pytest.fixture()
+def tiny_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short MOSI run shared by the evaluate/predict tests."""
+    folder = tmp_path_factory.mktemp("run")
+    cfg = folder / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    run = folder / "run"
+    assert main(["train", str(cfg), f"output_dir={run}", "optim.epochs=2"]) == 0
+    return run
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+def _history(run: Path) -> list[dict[str, float]]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_train_prints_val_and_test_table(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = json.loads((trained_run / "results.json").read_text())
+    assert results["epochs_run"] == 2
+    assert set(results["test"]) == {"accuracy", "macro_f1", "auroc", "loss"}
+    assert results["test"]["accuracy"] > 0.6  # text features alone reach ~0.75
+    assert (trained_run / "metrics.csv").read_text().startswith("epoch,step,lr,train_loss,")
+
+
+def test_evaluate_reproduces_the_run(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = json.loads((trained_run / "results.json").read_text())
+    assert main(["evaluate", str(trained_run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "split 'test': 752 examples" in out
+    assert f"{results['test']['accuracy']:.4f}" in out
+    assert main(["evaluate", str(trained_run / "checkpoints" / "best"), "--split", "val"]) == 0
+    assert f"{results['val']['accuracy']:.4f}" in capsys.readouterr().out
+
+
+def test_evaluate_rejects_weights_of_another_model(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = tmp_path / "other"
+    shutil.copytree(trained_run / "checkpoints" / "best", ckpt)
+    cfg = yaml.safe_load((ckpt / "config.yaml").read_text())
+    cfg["model"]["encoders"]["text"]["params"]["dim"] = 8
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["evaluate", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "does not belong to this model" in err
+    assert "shape mismatch: encoders.text" in err and "checkpoint (16," in err
+
+
+def _mosi_manifest(path: Path, columns: tuple[str, ...], n: int = 12) -> list[str]:
+    ds = load_dataset("mosi", split="test", modalities=("text", "audio", "video"))
+    ids = []
+    with path.open("w") as f:
+        for i in range(n):
+            s = ds[i]
+            row = {"id": s.id, **{c: s.modalities[c].tolist() for c in columns}}  # type: ignore[union-attr]
+            f.write(json.dumps(row) + "\n")
+            ids.append(s.id)
+    return ids
+
+
+def test_predict_writes_ids_predictions_probabilities(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from polymodal.training.trainer import load_trained
+
+    manifest = tmp_path / "new.jsonl"
+    ids = _mosi_manifest(manifest, ("audio", "text"))
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(trained_run), str(manifest), "-o", str(out)]) == 0
+    assert "wrote 12 predictions" in capsys.readouterr().out
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["id", "prediction", "prob_negative", "prob_positive"]
+    assert [r["id"] for r in rows] == ids
+    for r in rows:
+        p_neg, p_pos = float(r["prob_negative"]), float(r["prob_positive"])
+        assert p_neg + p_pos == pytest.approx(1.0, abs=1e-5)
+        assert r["prediction"] == ("positive" if p_pos > p_neg else "negative")
+    # the same as the model on the built-in data set's rows
+    model = load_trained(trained_run).model
+    ds = load_dataset("mosi", split="test", modalities=("text", "audio"))
+    expect = model.predict(ds.batch(range(12))).tolist()  # type: ignore[operator]
+    assert [r["prediction"] for r in rows] == [("negative", "positive")[k] for k in expect]
+
+
+def test_predict_manifest_columns_must_match(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "wrong.jsonl"
+    _mosi_manifest(manifest, ("text", "video"), n=3)
+    assert main(["predict", str(trained_run), str(manifest), "-o", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "lacks column(s) ['audio']" in err
+    assert "expects one column per modality: ['text', 'audio']" in err
+    assert "the manifest has: ['id', 'text', 'video']" in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_train_rejects_bad_override_before_running(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", str(tiny_config), f"output_dir={tmp_path}/r", "optim.lrr=1"]) == 2
+    assert "Unknown config key 'optim.lrr'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tiny_config: Path, tmp_path: Path) -> None:
+    common = [str(tiny_config), "checkpoint_every_steps=4"]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert main(["train", *common, f"output_dir={ref}"]) == 0
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polymodal", "train", *common, f"output_dir={cut}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    state = cut / "checkpoints" / "last" / "state.json"
+    deadline = time.monotonic() + 120
+    try:
+        while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.kill()  # SIGKILL: no cleanup, no atexit
+    finally:
+        proc.wait()
+    assert state.exists(), proc.stderr.read().decode() if proc.stderr else ""
+    assert not (cut / "results.json").exists(), "the run finished before it could be killed"
+    step = json.loads(state.read_text())["global_step"]
+    assert 4 <= step < _history(ref)[-1]["step"]  # killed part-way
+
+    assert main(["train", *common, f"output_dir={cut}", "--resume"]) == 0
+    for sub in ("best", "last"):
+        a, b = _weights(ref / "checkpoints" / sub), _weights(cut / "checkpoints" / sub)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (sub, k)
+    assert _history(cut) == _history(ref)
+    res_ref = json.loads((ref / "results.json").read_text())
+    res_cut = json.loads((cut / "results.json").read_text())
+    assert res_cut["val"] == res_ref["val"] and res_cut["test"] == res_ref["test"]
