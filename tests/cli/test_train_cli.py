@@ -33,6 +33,7 @@ TINY = {
             "audio": {"name": "mlp", "params": {"dim": 16, "layers": 1, "dropout": 0.1}},
         },
         "fusion": {"name": "early", "params": {"hidden_dim": 16, "dropout": 0.1}},
+        "modality_dropout": {"audio": 0.2},
     },
     "optim": {"lr": 3.0e-3, "epochs": 3},
     "device": "cpu",

@@ -318,3 +318,46 @@ def test_monitor_must_fit_the_task(tmp_path: Path) -> None:
     train, val, _ = _data()
     with pytest.raises(ValueError, match=r"monitor='mae' is not computed for a classification"):
         Trainer(_cfg(tmp_path, monitor="mae"), TinyModel(), train, val)
+
+
+def test_fresh_run_replaces_an_earlier_one(tmp_path: Path) -> None:
+    train, val, _ = _data()
+    cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 2}, patience=None)
+    Trainer(cfg, TinyModel(), train, val).fit()
+    marker = tmp_path / "run" / "checkpoints" / "best" / "stale"
+    marker.write_text("from the earlier run")
+    again = Trainer(cfg.replace(**{"optim.epochs": 1}), TinyModel(), train, val).fit()
+    assert again.epochs_run == 1 and not marker.exists()
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+class RegToy(Toy):
+    """The same inputs; the target is a[0] + b[0] as a value."""
+
+    def __init__(self, n: int, seed: int, split: str = "train") -> None:
+        super().__init__(n, seed, split)
+        self.schema = Schema(SCHEMA.modalities, TargetSpec("regression", 1))
+        self.value = self.a[:, 0] + self.b[:, 0]
+
+    def __getitem__(self, i: int) -> Sample:
+        s = super().__getitem__(i)
+        s.target = float(self.value[i])
+        return s
+
+
+class TinyRegressor(TinyModel):
+    task = "regression"
+    num_outputs = 1
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        out = super().forward(batch)
+        return ModelOutput(out.logits[:, 0], out.fused)  # (B,), as MultimodalModel squeezes
+
+
+def test_regression_task_monitors_mae(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 3, "regression_loss": "l1"}, monitor="mae")
+    res = Trainer(cfg, TinyRegressor(), RegToy(96, 0), RegToy(48, 1), RegToy(48, 2)).fit()
+    assert res.test is not None and set(res.test) == {"mae", "pearson_r", "loss"}
+    assert res.test["loss"] == pytest.approx(res.test["mae"], rel=1e-5)  # L1 loss is the MAE
+    assert res.best_val["pearson_r"] > 0.5
+    assert res.best_val["mae"] == min(r["val_mae"] for r in res.history)

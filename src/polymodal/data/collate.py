@@ -89,18 +89,18 @@ def _collate_modality(spec: ModalitySpec, samples: Sequence[Sample]) -> Modality
             step_shape = spec.shape
         else:
             step_shape = ()
-        for s, t in zip(samples, tensors, strict=True):
-            if t is not None and tuple(t.shape[1:]) != step_shape:
+        for s, x in zip(samples, tensors, strict=True):
+            if x is not None and tuple(x.shape[1:]) != step_shape:
                 raise ValueError(
-                    f"Sample {s.id!r}, modality {spec.name!r}: step shape {tuple(t.shape[1:])} "
+                    f"Sample {s.id!r}, modality {spec.name!r}: step shape {tuple(x.shape[1:])} "
                     f"differs from {step_shape} in the same batch; resize in the decoder."
                 )
-        lengths = torch.tensor([0 if t is None else t.shape[0] for t in tensors], dtype=torch.long)
+        lengths = torch.tensor([0 if x is None else x.shape[0] for x in tensors], dtype=torch.long)
         max_len = max(1, int(lengths.max()) if b else 1)
         values = torch.zeros((b, max_len, *step_shape), dtype=torch.float32)
-        for i, t in enumerate(tensors):
-            if t is not None and t.shape[0] > 0:
-                values[i, : t.shape[0]] = t
+        for i, x in enumerate(tensors):
+            if x is not None and x.shape[0] > 0:
+                values[i, : x.shape[0]] = x
         mask = torch.arange(max_len)[None, :] < lengths[:, None]
         stamps = None
         if any(spec.name in s.timestamps for s in samples):
@@ -121,16 +121,16 @@ def _collate_modality(spec: ModalitySpec, samples: Sequence[Sample]) -> Modality
             f"Modality {spec.name!r} is missing in every example of the batch and its spec has no "
             "shape to zero-fill with; set ModalitySpec.shape."
         )
-    for s, t in zip(samples, tensors, strict=True):
-        if t is not None and tuple(t.shape) != shape:
+    for s, x in zip(samples, tensors, strict=True):
+        if x is not None and tuple(x.shape) != shape:
             raise ValueError(
-                f"Sample {s.id!r}, modality {spec.name!r}: shape {tuple(t.shape)} differs from "
+                f"Sample {s.id!r}, modality {spec.name!r}: shape {tuple(x.shape)} differs from "
                 f"{shape} in the same batch; resize in the decoder."
             )
     values = torch.zeros((b, *shape), dtype=torch.float32)
-    for i, t in enumerate(tensors):
-        if t is not None:
-            values[i] = t
+    for i, x in enumerate(tensors):
+        if x is not None:
+            values[i] = x
     return ModalityBatch(values, present)
 
 

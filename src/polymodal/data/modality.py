@@ -9,13 +9,13 @@ encoders, fusion) reads the schema instead of guessing from tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from polymodal.registry import unknown_name_error
 
 
-class ModalityKind(str, Enum):
+class ModalityKind(StrEnum):
     """What a modality is; decides its decoder, its collate rule and its encoders.
 
     Value layout of one example (after decoding), and of a batch:

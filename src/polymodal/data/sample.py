@@ -76,10 +76,7 @@ class ModalityBatch:
     def index(self, idx: Tensor) -> ModalityBatch:
         """Rows ``idx`` (a (K,) long tensor) of this modality batch."""
         values = self.values
-        if isinstance(values, Tensor):
-            values = values[idx]
-        else:
-            values = [values[int(i)] for i in idx]
+        values = values[idx] if isinstance(values, Tensor) else [values[int(i)] for i in idx]
 
         def sel(t: Tensor | None) -> Tensor | None:
             return None if t is None else t[idx]

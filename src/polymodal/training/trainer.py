@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -428,6 +429,24 @@ class Trainer:
                 "start a new run with another output_dir."
             )
 
+    def _clear_previous_run(self) -> None:
+        """A fresh (not resumed) run replaces what an earlier run left in its folder, so
+        no stale checkpoint or log is mixed with the new run's."""
+        stale = [self.ckpt_dir] + [
+            self.run_dir / f
+            for f in (RESULTS_FILE, LOG_JSONL, LOG_CSV)
+            if (self.run_dir / f).exists()
+        ]
+        if self.ckpt_dir.exists():
+            logger.warning(
+                "%s holds an earlier run; starting over (pass resume=True / --resume to "
+                "continue it instead)",
+                self.run_dir,
+            )
+            shutil.rmtree(self.ckpt_dir)
+        for p in stale[1:]:
+            p.unlink()
+
     # ---------------------------------------------------------------- one step
 
     def _loss(self, out: Any, batch: Batch) -> Tensor:
@@ -514,6 +533,7 @@ class Trainer:
                 "resumed %s at epoch %d, step %d", last_dir, state["epoch"], state["global_step"]
             )
         else:
+            self._clear_previous_run()
             self.run_dir.mkdir(parents=True, exist_ok=True)
         for name, text in self._files().items():
             atomic_write_text(self.run_dir / name, text)
@@ -614,6 +634,7 @@ class Trainer:
             }
             state["history"].append(row)
             value = float(val[cfg.monitor])
+            state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_count=0)
             if _better(value, state["best"], self.higher):
                 state["best"], state["best_epoch"], state["bad_epochs"] = value, epoch + 1, 0
                 save_checkpoint(
@@ -631,7 +652,6 @@ class Trainer:
                 state["best"] if state["best"] is not None else float("nan"),
                 state["best_epoch"],
             )
-            state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_count=0)
             stop_early = cfg.patience is not None and state["bad_epochs"] >= cfg.patience
             if stop_early:
                 logger.info(
