@@ -195,3 +195,33 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_config: Path, tmp_path: 
     res_ref = json.loads((ref / "results.json").read_text())
     res_cut = json.loads((cut / "results.json").read_text())
     assert res_cut["val"] == res_ref["val"] and res_cut["test"] == res_ref["test"]
+
+
+def test_train_from_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tr = load_dataset("mosi", split="train", modalities=("text", "audio"))
+    te = load_dataset("mosi", split="test", modalities=("text", "audio"))
+    manifest = tmp_path / "mine.jsonl"
+    with manifest.open("w") as f:
+        for ds, split in ((tr, "train"), (te, "test")):
+            for i in range(0, len(ds), 12):  # every 12th utterance: ~120 train, ~60 test
+                s = ds[i]
+                row = {
+                    "id": s.id,
+                    "text": s.modalities["text"].tolist(),  # type: ignore[union-attr]
+                    "audio": s.modalities["audio"].tolist(),  # type: ignore[union-attr]
+                    "label": ("negative", "positive")[int(s.target)],  # type: ignore[arg-type]
+                    "split": split,
+                    "group": s.meta["video"],
+                }
+                f.write(json.dumps(row) + "\n")
+    cfg = {**TINY, "data": {"manifest": str(manifest), "batch_size": 32}}
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["train", str(path), f"output_dir={run}", "optim.epochs=1"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    results = json.loads((run / "results.json").read_text())
+    assert results["test"]["accuracy"] > 0.5
+    schema = json.loads((run / "schema.json").read_text())
+    assert schema["target"]["class_names"] == ["negative", "positive"]
+    assert [m["name"] for m in schema["modalities"]] == ["text", "audio"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from pathlib import Path
@@ -89,6 +90,7 @@ def _cfg(tmp_path: Path, **kw: Any) -> TrainConfig:
         model=MODEL_CFG,
         optim=optim,
         output_dir=str(tmp_path / "run"),
+        device="cpu",
         progress=False,
         **kw,
     )
@@ -361,3 +363,19 @@ def test_regression_task_monitors_mae(tmp_path: Path) -> None:
     assert res.test["loss"] == pytest.approx(res.test["mae"], rel=1e-5)  # L1 loss is the MAE
     assert res.best_val["pearson_r"] > 0.5
     assert res.best_val["mae"] == min(r["val_mae"] for r in res.history)
+
+
+@pytest.mark.parametrize("name", ["mosi", "av_digits", "har_phone_watch"])
+def test_shipped_configs_load_and_name_registered_components(name: str) -> None:
+    from polymodal.encoders.base import ENCODERS
+    from polymodal.fusion.base import FUSIONS
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
+    cfg = load_config(path)
+    assert cfg.name == name and cfg.data.dataset == name
+    importlib.import_module("polymodal.encoders")  # registers the encoders
+    importlib.import_module("polymodal.fusion")
+
+    for enc in cfg.model.encoders.values():
+        assert enc.name in ENCODERS
+    assert cfg.model.fusion.name in FUSIONS

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -31,8 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"polymodal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod_name in VERB_MODULES:
-        if importlib.util.find_spec(mod_name) is None:  # TODO(integration): remove once all exist
-            continue
         importlib.import_module(mod_name).add_parser(sub)
     return parser
 

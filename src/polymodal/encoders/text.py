@@ -15,6 +15,7 @@ tokenise inside ``forward`` and put the token ids on the device of ``batch.prese
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections import OrderedDict
 from pathlib import Path
@@ -198,6 +199,22 @@ def _restore_transformers(state: tuple[int, bool]) -> None:
         hf_logging.enable_progress_bar()
 
 
+# Frozen-MiniLM outputs shared by every instance in the process, keyed by the tokenizer
+# settings and a fingerprint of the weights: a demo or benchmark that builds several models
+# over the same transcripts encodes each text once, and weights that differ never share.
+_SHARED_CACHES: dict[tuple[str, int, str], OrderedDict[str, tuple[Tensor, Tensor]]] = {}
+
+
+def _weights_fingerprint(model: nn.Module) -> str:
+    """A cheap digest of a module's weights (sums and sizes of every tensor)."""
+    with torch.no_grad():
+        parts = [
+            f"{name}:{tuple(t.shape)}:{float(t.double().sum()):.10e}:{float(t.double().abs().sum()):.10e}"
+            for name, t in model.state_dict().items()
+        ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
 def _clear_cache_on_load(module: nn.Module, incompatible_keys: object) -> None:
     """``load_state_dict`` post-hook: cached outputs belong to the old weights."""
     if isinstance(module, MiniLM):
@@ -291,6 +308,8 @@ class MiniLM(Encoder):
         self.cache_enabled = cache
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
+        if cache:
+            self._attach_shared_cache()
         self.cache_hits = 0
         self.cache_misses = 0
         self.register_load_state_dict_post_hook(_clear_cache_on_load)
@@ -301,9 +320,20 @@ class MiniLM(Encoder):
             module.eval()
         return self
 
+    def _attach_shared_cache(self) -> None:
+        key = (str(minilm_dir()), self.max_length, _weights_fingerprint(self.model))
+        self._cache = _SHARED_CACHES.setdefault(key, OrderedDict())
+
     def clear_cache(self) -> None:
-        """Drop every cached text (done automatically when weights are loaded)."""
-        self._cache.clear()
+        """Detach from cached outputs of the old weights (done when weights are loaded).
+
+        The cache is shared by every frozen MiniLM in the process with identical weights;
+        after a load this instance joins the cache of its new weights' fingerprint.
+        """
+        if self.cache_enabled:
+            self._attach_shared_cache()
+        else:
+            self._cache = OrderedDict()
 
     def _encode(self, texts: list[str], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Token states (B, L, 384), mask (B, L) and mean-pooled (B, 384) of ``texts``."""

@@ -6,6 +6,12 @@ Every strategy subclasses :class:`Fusion` and registers a builder
 Importing this package imports every strategy module, which registers it.
 """
 
+from polymodal.fusion import attention as attention  # registers "attention"
+from polymodal.fusion import gated as gated  # registers "gmu"
+from polymodal.fusion import graph as graph  # registers "graph"
+from polymodal.fusion import hybrid as hybrid  # registers "hybrid"
+from polymodal.fusion import tensor as tensor  # registers "tensor" and "lowrank"
+from polymodal.fusion import transformer as transformer  # mult, coattention, bottleneck
 from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput, build_fusion
 from polymodal.fusion.concat import EarlyFusion, check_fusion_inputs
 from polymodal.fusion.late import LateFusion

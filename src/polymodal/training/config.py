@@ -43,7 +43,8 @@ class DataConfig:
         schema: path of a schema YAML/JSON for the manifest (``None``: inferred from it).
         root: folder holding the built-in data set (``None``: ``$POLYMODAL_DATA``, cache).
         options: keyword options of the data set's loader (e.g. ``features: [text, audio]``).
-        train_split: split the model is trained on (validation is carved from it).
+        train_split: split the model is trained on (validation is carved from it);
+            ``None`` (manifests only): every row, for a manifest without a split column.
         test_split: split evaluated once at the end with the best weights; ``None``: none.
         val_split: a named validation split (e.g. Flickr8k's ``val``) instead of carving.
         val_fraction: fraction of train's *groups* (speakers, subjects, videos) held out
@@ -57,7 +58,7 @@ class DataConfig:
     schema: str | None = None
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    train_split: str = "train"
+    train_split: str | None = "train"
     test_split: str | None = "test"
     val_split: str | None = None
     val_fraction: float = 0.2
@@ -70,6 +71,11 @@ class DataConfig:
                 "data: set exactly one of 'data.dataset' (a built-in data set name) or "
                 f"'data.manifest' (a CSV/JSONL path); got dataset={self.dataset!r}, "
                 f"manifest={self.manifest!r}."
+            )
+        if self.train_split is None and self.dataset is not None:
+            raise ValueError(
+                f"data.train_split=null means every row of a manifest; built-in data set "
+                f"{self.dataset!r} needs a split name, e.g. data.train_split=train."
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(

@@ -258,8 +258,13 @@ def predict(
     precision: str = "fp32",
     num_workers: int = 0,
 ) -> Predictions:
-    """Run ``model`` in eval mode over ``dataset`` in order; returns the raw outputs."""
+    """Run ``model`` in eval mode over ``dataset`` in order; returns the raw outputs.
+
+    The model is moved to ``device`` (in place, as ``model.to`` does) and its train/eval
+    mode is restored afterwards.
+    """
     device = torch.device(device)
+    model.to(device)
     was_training = model.training
     model.eval()
     ids: list[str] = []
@@ -598,7 +603,10 @@ class Trainer:
                 state["loss_sum"] += float(loss.detach()) * batch.batch_size
                 state["loss_count"] += batch.batch_size
                 if state["global_step"] % cfg.log_every == 0:
-                    bar.set_postfix(loss=f"{state['loss_sum'] / state['loss_count']:.4f}")
+                    shown = {"loss": f"{state['loss_sum'] / state['loss_count']:.4f}"}
+                    if state["best"] is not None:
+                        shown[f"best_val_{cfg.monitor}"] = f"{state['best']:.4f}"
+                    bar.set_postfix(shown)
                 out_of_steps = state["global_step"] >= total_steps
                 every = cfg.checkpoint_every_steps
                 if every is not None and state["global_step"] % every == 0 and not out_of_steps:
@@ -712,7 +720,7 @@ class Trainer:
 # --------------------------------------------------------------------------- train(cfg)
 
 
-def _split_loader(cfg: TrainConfig) -> Callable[[str], MultimodalDataset]:
+def _split_loader(cfg: TrainConfig) -> Callable[[str | None], MultimodalDataset]:
     """A function from a split name to that split of ``cfg.data``'s data set."""
     d = cfg.data
     if d.dataset is not None:
@@ -720,8 +728,8 @@ def _split_loader(cfg: TrainConfig) -> Callable[[str], MultimodalDataset]:
 
         name = d.dataset
 
-        def load_builtin(split: str) -> MultimodalDataset:
-            return load_dataset(name, split=split, root=d.root, **d.options)
+        def load_builtin(split: str | None) -> MultimodalDataset:
+            return load_dataset(name, split=str(split), root=d.root, **d.options)
 
         return load_builtin
 
@@ -729,7 +737,7 @@ def _split_loader(cfg: TrainConfig) -> Callable[[str], MultimodalDataset]:
 
     manifest = str(d.manifest)
 
-    def load_manifest(split: str) -> MultimodalDataset:
+    def load_manifest(split: str | None) -> MultimodalDataset:
         return ManifestDataset(manifest, schema=d.schema, split=split, **d.options)
 
     return load_manifest

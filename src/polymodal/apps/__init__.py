@@ -1,0 +1,1 @@
+"""Applications assembled from the library: the MOSI demo and, later, the video pipeline."""

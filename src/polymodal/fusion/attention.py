@@ -1,0 +1,155 @@
+"""Attention over modality embeddings: one learned score per modality, softmax over present ones.
+
+Also holds the small presence helpers the other fusion modules of the zoo share
+(:func:`presence_matrix`, :func:`zero_absent`, :func:`masked_softmax`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from polymodal.encoders.base import EncoderOutput
+from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
+from polymodal.fusion.concat import check_fusion_inputs, check_positive_int, check_probability
+
+# --------------------------------------------------------------------------- helpers
+
+
+def presence_matrix(fusion: Fusion, present: dict[str, Tensor]) -> Tensor:
+    """The (B, M) bool presence of ``fusion.names`` (sorted-modality order)."""
+    return torch.stack([present[n] for n in fusion.names], dim=1)
+
+
+def zero_absent(x: Tensor, present: Tensor) -> Tensor:
+    """``x`` with the rows where ``present`` is False replaced by zeros.
+
+    Uses ``torch.where``, so whatever an absent row held (even inf or NaN) cannot reach the
+    result or its gradient.
+
+    Shape:
+        x: (B, ...)
+        present: (B,) bool
+        output: like ``x``
+    """
+    keep = present.view(-1, *([1] * (x.dim() - 1)))
+    return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def masked_softmax(scores: Tensor, mask: Tensor, dim: int) -> Tensor:
+    """Softmax of ``scores`` along ``dim`` over the entries where ``mask`` is True.
+
+    Masked entries get weight exactly 0; a slice with no valid entry gets all zeros (not
+    NaN), and the backward pass stays finite.
+
+    Shape:
+        scores: any shape
+        mask: bool, broadcastable to ``scores``
+        output: like ``scores``, non-negative, summing to 1 (or 0) along ``dim``
+    """
+    mask = mask.expand_as(scores)
+    filled = scores.masked_fill(~mask, float("-inf"))
+    any_valid = mask.any(dim=dim, keepdim=True)
+    filled = torch.where(any_valid, filled, torch.zeros_like(filled))
+    return torch.softmax(filled, dim=dim) * mask.to(scores.dtype)
+
+
+# --------------------------------------------------------------------------- attention fusion
+
+
+class AttentionFusion(Fusion):
+    """Soft attention over modality embeddings (Hori et al. 2017, "Attention-Based Multimodal
+    Fusion for Video Description", ICCV; additive scoring as in Bahdanau et al. 2015).
+
+    Each modality's pooled vector is projected to a common width H, ``e_m = W_m x_m + b_m``;
+    a shared additive scorer gives ``s_m = v^T tanh(U e_m + c)``; the weights
+    ``alpha = softmax(s)`` are taken over the modalities present in each example and the
+    fused vector is ``sum_m alpha_m e_m``.  The weights depend on the example's content.
+
+    Missing modalities: an absent modality's score is masked out of the softmax, so its
+    weight is exactly 0 and its embedding (computed from zeros, never from the encoder's
+    values) does not reach the output.  With one modality present its weight is 1; with
+    none present every weight is 0 and the fused vector is zeros.
+
+    Outputs: ``fused`` (B, H); ``weights`` (B, M) the attention weights in sorted-modality
+    order, summing to 1 over present modalities (0 where none is present).
+
+    Args:
+        in_dims: modality name -> D_m of its encoder's pooled output.
+        num_outputs: prediction size (unused: attention fusion is feature-level).
+        hidden_dim: H, the common embedding width and the fused output size.
+        attention_dim: hidden width of the additive scorer.
+        dropout: dropout on the modality embeddings before the weighted sum.
+    """
+
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        num_outputs: int,
+        hidden_dim: int = 128,
+        attention_dim: int = 64,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_dims, num_outputs)
+        owner = type(self).__name__
+        check_positive_int(owner, "hidden_dim", hidden_dim)
+        check_positive_int(owner, "attention_dim", attention_dim)
+        dropout = check_probability(owner, "dropout", dropout)
+        self.proj = nn.ModuleDict({n: nn.Linear(d, hidden_dim) for n, d in self.in_dims.items()})
+        self.score = nn.Sequential(
+            nn.Linear(hidden_dim, attention_dim),
+            nn.Tanh(),
+            nn.Linear(attention_dim, 1, bias=False),
+        )
+        self.drop = nn.Dropout(dropout)
+        self.out_dim = hidden_dim
+
+    def embed(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> Tensor:
+        """The modality embeddings ``e`` (B, M, H), absent rows projected from zeros."""
+        return torch.stack(
+            [self.proj[n](zero_absent(inputs[n].pooled, present[n])) for n in self.names], dim=1
+        )
+
+    def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
+        """Weight the modality embeddings by attention over the present modalities.
+
+        Args:
+            inputs: modality name -> :class:`EncoderOutput` (only ``pooled`` is used).
+            present: modality name -> (B,) bool presence mask.
+
+        Shape:
+            - inputs[m].pooled: (B, D_m)
+            - present[m]: (B,)
+            - output.fused: (B, H)
+            - output.weights: (B, M), sorted-modality order
+        """
+        check_fusion_inputs(self, inputs, present)
+        pres = presence_matrix(self, present)  # (B, M)
+        e = self.embed(inputs, present)  # (B, M, H)
+        scores = self.score(e).squeeze(-1)  # (B, M)
+        weights = masked_softmax(scores, pres, dim=1)  # (B, M)
+        fused = torch.einsum("bm,bmh->bh", weights, self.drop(e))  # (B, H)
+        return FusionOutput(fused=fused, weights=weights)
+
+
+@FUSIONS.register(
+    "attention", "Softmax attention over projected modality embeddings (present ones only)."
+)
+def build_attention(
+    in_dims: dict[str, int],
+    num_outputs: int,
+    hidden_dim: int = 128,
+    attention_dim: int = 64,
+    dropout: float = 0.0,
+) -> AttentionFusion:
+    """Build :class:`AttentionFusion` (feature level; fused is (B, hidden_dim))."""
+    return AttentionFusion(in_dims, num_outputs, hidden_dim, attention_dim, dropout)
+
+
+__all__ = [
+    "AttentionFusion",
+    "build_attention",
+    "masked_softmax",
+    "presence_matrix",
+    "zero_absent",
+]

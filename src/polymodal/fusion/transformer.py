@@ -1,0 +1,456 @@
+"""Transformer fusions over the modalities' sequences: MulT, co-attention, bottleneck (MBT).
+
+All three read ``EncoderOutput.sequence`` (B, L_m, D_m) and ``mask`` (B, L_m), project each
+modality to a common width ``d_model``, add sinusoidal positions and run attention blocks
+from :mod:`polymodal.layers.transformer` (``F.scaled_dot_product_attention``), so sequences
+of different lengths (unaligned) are handled by key padding masks, never by loops over
+time.  A step is valid when its mask is True *and* its modality is present in the
+example; invalid steps are zeroed with ``torch.where`` before anything else and never
+serve as attention keys, so an encoder's values at absent rows cannot reach the output.
+Each modality's stream is pooled by a masked mean over its valid steps; an absent
+modality's pooled vector is zero.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from polymodal.encoders.base import EncoderOutput, masked_mean
+from polymodal.fusion.attention import presence_matrix, zero_absent
+from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
+from polymodal.fusion.concat import check_fusion_inputs, check_positive_int, check_probability
+from polymodal.layers.transformer import (
+    CrossAttentionBlock,
+    SinusoidalPositionalEncoding,
+    TransformerBlock,
+    TransformerEncoder,
+)
+
+
+def valid_sequences(
+    fusion: Fusion, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Check the sequences and return, per modality, (zeroed sequence, valid-step mask).
+
+    The valid mask is ``mask & present[:, None]``; the sequence is zero wherever it is False.
+
+    Shape:
+        output[m]: ((B, L_m, D_m), (B, L_m) bool)
+    """
+    batch_size = check_fusion_inputs(fusion, inputs, present)
+    owner = type(fusion).__name__
+    out: dict[str, tuple[Tensor, Tensor]] = {}
+    for name in fusion.names:
+        seq, mask = inputs[name].sequence, inputs[name].mask
+        d = fusion.in_dims[name]
+        if seq.dim() != 3 or seq.shape[0] != batch_size or seq.shape[2] != d:
+            raise ValueError(
+                f"{owner}: modality {name!r} sequence must have shape ({batch_size}, L, {d}), "
+                f"got {tuple(seq.shape)}. {owner} fuses sequences; pass the encoder's output."
+            )
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(seq.shape[:2]):
+            raise ValueError(
+                f"{owner}: modality {name!r} mask must be a {tuple(seq.shape[:2])} bool tensor "
+                f"(True at valid steps), got shape {tuple(mask.shape)} and dtype {mask.dtype}."
+            )
+        valid = mask & present[name][:, None]  # (B, L)
+        out[name] = (torch.where(valid[..., None], seq, torch.zeros_like(seq)), valid)
+    return out
+
+
+def _check_attention_sizes(owner: str, d_model: int, heads: int, layers: int) -> None:
+    check_positive_int(owner, "d_model", d_model)
+    check_positive_int(owner, "heads", heads)
+    check_positive_int(owner, "layers", layers)
+    if d_model % heads:
+        raise ValueError(
+            f"{owner}: 'd_model' must be divisible by 'heads', got d_model={d_model}, "
+            f"heads={heads}; pick heads that divides d_model."
+        )
+
+
+def _check_two_modalities(fusion: Fusion) -> None:
+    if len(fusion.names) < 2:
+        raise ValueError(
+            f"{type(fusion).__name__} attends across modalities and needs at least two in "
+            f"in_dims, got {fusion.names}. Use a unimodal model or another fusion."
+        )
+
+
+class _Embed(nn.Module):
+    """Per-modality linear projection to ``d_model`` plus sinusoidal positions."""
+
+    def __init__(self, in_dims: dict[str, int], d_model: int) -> None:
+        super().__init__()
+        self.proj = nn.ModuleDict({n: nn.Linear(d, d_model) for n, d in in_dims.items()})
+        self.pos = SinusoidalPositionalEncoding(d_model)
+
+    def forward(self, name: str, seq: Tensor) -> Tensor:
+        """Shape: seq (B, L, D_m) -> (B, L, d_model)."""
+        return self.pos(self.proj[name](seq))  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- MulT
+
+
+class MulTFusion(Fusion):
+    """Multimodal Transformer (Tsai et al. 2019, "Multimodal Transformer for Unaligned
+    Multimodal Language Sequences", ACL), for any M >= 2 modalities.
+
+    Every modality's sequence is projected to ``d_model`` (a kernel-1 temporal convolution,
+    i.e. a linear map per step) with sinusoidal positions.  For every target modality t and
+    every other (source) modality s, a directional cross-modal transformer of ``layers``
+    pre-norm blocks lets t's steps attend to s's steps (queries from t, keys/values the
+    layer-normalised low-level features of s, re-used at every layer as in the paper), for
+    sequences of different lengths (unaligned).  The M - 1 outputs of target t are
+    concatenated feature-wise, (B, L_t, (M - 1) d_model), passed through a self-attention
+    transformer of ``layers`` blocks, and pooled by a masked mean over t's valid steps.  The
+    M pooled vectors are concatenated: out_dim = M (M - 1) d_model.
+
+    Missing modalities: an absent source is masked out as attention keys and its
+    cross-modal chunk is set to zero; an absent target contributes a zero vector.  With no
+    modality present the output is zeros.
+
+    Args:
+        in_dims: modality name -> D_m of its encoder's sequence features.
+        num_outputs: prediction size (unused: MulT fusion is feature-level).
+        d_model: common width of the cross-modal streams.
+        heads: attention heads (must divide ``d_model``).
+        layers: blocks in each cross-modal transformer and in each self-attention stack.
+        dropout: dropout on attention weights and residual branches.
+    """
+
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        num_outputs: int,
+        d_model: int = 32,
+        heads: int = 4,
+        layers: int = 2,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_dims, num_outputs)
+        owner = type(self).__name__
+        _check_two_modalities(self)
+        _check_attention_sizes(owner, d_model, heads, layers)
+        dropout = check_probability(owner, "dropout", dropout)
+        m = len(self.names)
+        self.embed = _Embed(self.in_dims, d_model)
+        self.cross = nn.ModuleDict(
+            {
+                t: nn.ModuleDict(
+                    {
+                        s: nn.ModuleList(
+                            CrossAttentionBlock(d_model, heads, dropout=dropout)
+                            for _ in range(layers)
+                        )
+                        for s in self.names
+                        if s != t
+                    }
+                )
+                for t in self.names
+            }
+        )
+        self.memory = nn.ModuleDict(
+            {
+                t: TransformerEncoder((m - 1) * d_model, layers, heads, dropout=dropout)
+                for t in self.names
+            }
+        )
+        self.out_dim = m * (m - 1) * d_model
+
+    def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
+        """Cross-modal attention between every ordered pair, self-attention, pooling.
+
+        Args:
+            inputs: modality name -> :class:`EncoderOutput` (``sequence`` and ``mask``).
+            present: modality name -> (B,) bool presence mask.
+
+        Shape:
+            - inputs[m].sequence: (B, L_m, D_m), lengths may differ across modalities
+            - inputs[m].mask: (B, L_m) bool
+            - present[m]: (B,)
+            - output.fused: (B, M (M - 1) d_model)
+        """
+        seqs = valid_sequences(self, inputs, present)
+        x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
+        valid = {n: seqs[n][1] for n in self.names}  # (B, L_n) each
+        pooled: list[Tensor] = []
+        for t in self.names:
+            chunks: list[Tensor] = []
+            for s in self.names:
+                if s == t:
+                    continue
+                h = x[t]  # (B, L_t, d)
+                for block in cast(nn.ModuleList, cast(nn.ModuleDict, self.cross[t])[s]):
+                    h = block(h, x[s], valid[s])  # (B, L_t, d)
+                chunks.append(zero_absent(h, present[s]))
+            h = self.memory[t](torch.cat(chunks, dim=-1), valid[t])  # (B, L_t, (M - 1) d)
+            pooled.append(zero_absent(masked_mean(h, valid[t]), present[t]))
+        return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, M (M - 1) d)
+
+
+# --------------------------------------------------------------------------- co-attention
+
+
+class CoAttentionFusion(Fusion):
+    """Co-attentional transformer streams (Lu et al. 2019, "ViLBERT: Pretraining
+    Task-Agnostic Visiolinguistic Representations for Vision-and-Language Tasks", NeurIPS).
+
+    Each modality keeps its own stream of width ``d_model`` (projected sequence plus
+    sinusoidal positions).  A layer has two steps, run in every stream from the previous
+    layer's states: a co-attention block (ViLBERT's Co-TRM: queries from the stream,
+    keys/values from the other modality, then an MLP) and a self-attention block (TRM).
+    With M > 2 modalities, each stream co-attends to the concatenation along time of all the
+    other streams (sorted order), with their padding masks; for M = 2 this is ViLBERT's
+    two-stream layer.  Each stream is layer-normalised and pooled by a masked mean over its
+    valid steps; the M pooled vectors are concatenated: out_dim = M d_model.
+
+    Missing modalities: an absent modality's steps are masked out as keys of the other
+    streams, and its own pooled vector is zero.  With no modality present the output is
+    zeros.
+
+    Args:
+        in_dims: modality name -> D_m of its encoder's sequence features.
+        num_outputs: prediction size (unused: co-attention fusion is feature-level).
+        d_model: width of every stream.
+        heads: attention heads (must divide ``d_model``).
+        layers: co-attention + self-attention layers.
+        dropout: dropout on attention weights and residual branches.
+    """
+
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        num_outputs: int,
+        d_model: int = 32,
+        heads: int = 4,
+        layers: int = 2,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_dims, num_outputs)
+        owner = type(self).__name__
+        _check_two_modalities(self)
+        _check_attention_sizes(owner, d_model, heads, layers)
+        dropout = check_probability(owner, "dropout", dropout)
+        self.embed = _Embed(self.in_dims, d_model)
+        self.co_blocks = nn.ModuleList(
+            nn.ModuleDict(
+                {n: CrossAttentionBlock(d_model, heads, dropout=dropout) for n in self.names}
+            )
+            for _ in range(layers)
+        )
+        self.self_blocks = nn.ModuleList(
+            nn.ModuleDict(
+                {n: TransformerBlock(d_model, heads, dropout=dropout) for n in self.names}
+            )
+            for _ in range(layers)
+        )
+        self.norm = nn.ModuleDict({n: nn.LayerNorm(d_model) for n in self.names})
+        self.out_dim = len(self.names) * d_model
+
+    def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
+        """Co-attention and self-attention in every stream, then pooling.
+
+        Args:
+            inputs: modality name -> :class:`EncoderOutput` (``sequence`` and ``mask``).
+            present: modality name -> (B,) bool presence mask.
+
+        Shape:
+            - inputs[m].sequence: (B, L_m, D_m), lengths may differ across modalities
+            - inputs[m].mask: (B, L_m) bool
+            - present[m]: (B,)
+            - output.fused: (B, M d_model)
+        """
+        seqs = valid_sequences(self, inputs, present)
+        x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
+        valid = {n: seqs[n][1] for n in self.names}  # (B, L_n) each
+        for co_layer, sa_layer in zip(self.co_blocks, self.self_blocks, strict=True):
+            co, sa = cast(nn.ModuleDict, co_layer), cast(nn.ModuleDict, sa_layer)
+            attended = {}
+            for n in self.names:
+                others = [s for s in self.names if s != n]
+                context = torch.cat([x[s] for s in others], dim=1)  # (B, sum L_s, d)
+                context_mask = torch.cat([valid[s] for s in others], dim=1)  # (B, sum L_s)
+                attended[n] = co[n](x[n], context, context_mask)  # (B, L_n, d)
+            x = {n: sa[n](attended[n], valid[n]) for n in self.names}
+        pooled = [
+            zero_absent(masked_mean(self.norm[n](x[n]), valid[n]), present[n]) for n in self.names
+        ]  # (B, d) each
+        return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, M d)
+
+
+# --------------------------------------------------------------------------- bottleneck
+
+
+class BottleneckFusion(Fusion):
+    """Multimodal Bottleneck Transformer (Nagrani et al. 2021, "Attention Bottlenecks for
+    Multimodal Fusion", NeurIPS), for any number of modalities.
+
+    Each modality has its own transformer stream (projected sequence plus sinusoidal
+    positions, ``layers`` pre-norm blocks, separate weights per modality).  From layer
+    ``fusion_layer`` on, ``num_bottlenecks`` shared bottleneck tokens z (learned initial
+    values) are appended to every stream: stream m runs its block over ``[x_m; z]`` and
+    returns ``[x_m'; z_m']``, and the new bottleneck is the average of the ``z_m'``.
+    Cross-modal information therefore flows only through the few bottleneck tokens.
+    Earlier layers are unimodal.  Each stream is layer-normalised and pooled by a masked
+    mean over its valid steps; the M pooled vectors are concatenated:
+    out_dim = M d_model.
+
+    Missing modalities: an absent modality's steps are masked out as keys of its stream,
+    its bottleneck update is excluded from the average (the average is over present
+    modalities), and its pooled vector is zero.  With no modality present the bottleneck
+    keeps its previous value and the output is zeros.
+
+    Args:
+        in_dims: modality name -> D_m of its encoder's sequence features.
+        num_outputs: prediction size (unused: bottleneck fusion is feature-level).
+        d_model: width of every stream and of the bottleneck tokens.
+        heads: attention heads (must divide ``d_model``).
+        layers: transformer blocks per stream.
+        num_bottlenecks: number of shared bottleneck tokens.
+        fusion_layer: index of the first layer that uses the bottleneck (0 = all layers).
+        dropout: dropout on attention weights and residual branches.
+    """
+
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        num_outputs: int,
+        d_model: int = 32,
+        heads: int = 4,
+        layers: int = 2,
+        num_bottlenecks: int = 4,
+        fusion_layer: int = 0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_dims, num_outputs)
+        owner = type(self).__name__
+        _check_attention_sizes(owner, d_model, heads, layers)
+        check_positive_int(owner, "num_bottlenecks", num_bottlenecks)
+        check_positive_int(owner, "fusion_layer", fusion_layer, minimum=0)
+        if fusion_layer >= layers:
+            raise ValueError(
+                f"{owner}: 'fusion_layer' must be below 'layers' ({layers}) so that at least one "
+                f"layer exchanges information through the bottleneck, got {fusion_layer}."
+            )
+        dropout = check_probability(owner, "dropout", dropout)
+        self.embed = _Embed(self.in_dims, d_model)
+        self.bottleneck = nn.Parameter(torch.randn(num_bottlenecks, d_model) * 0.02)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(
+                {n: TransformerBlock(d_model, heads, dropout=dropout) for n in self.names}
+            )
+            for _ in range(layers)
+        )
+        self.norm = nn.ModuleDict({n: nn.LayerNorm(d_model) for n in self.names})
+        self.fusion_layer = fusion_layer
+        self.out_dim = len(self.names) * d_model
+
+    def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
+        """Per-modality streams exchanging information through shared bottleneck tokens.
+
+        Args:
+            inputs: modality name -> :class:`EncoderOutput` (``sequence`` and ``mask``).
+            present: modality name -> (B,) bool presence mask.
+
+        Shape:
+            - inputs[m].sequence: (B, L_m, D_m), lengths may differ across modalities
+            - inputs[m].mask: (B, L_m) bool
+            - present[m]: (B,)
+            - output.fused: (B, M d_model)
+        """
+        seqs = valid_sequences(self, inputs, present)
+        x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
+        valid = {n: seqs[n][1] for n in self.names}  # (B, L_n) each
+        pres = presence_matrix(self, present)  # (B, M)
+        b = pres.shape[0]
+        z = self.bottleneck[None].expand(b, -1, -1).to(x[self.names[0]].dtype)  # (B, N_b, d)
+        z_valid = torch.ones(z.shape[:2], dtype=torch.bool, device=z.device)  # (B, N_b)
+        flags = pres.to(z.dtype)[:, :, None, None]  # (B, M, 1, 1)
+        count = flags.sum(dim=1)  # (B, 1, 1)
+        for i, block_layer in enumerate(self.blocks):
+            layer = cast(nn.ModuleDict, block_layer)
+            if i < self.fusion_layer:
+                x = {n: layer[n](x[n], valid[n]) for n in self.names}
+                continue
+            updates: list[Tensor] = []
+            for n in self.names:
+                length = x[n].shape[1]
+                out = layer[n](torch.cat([x[n], z], dim=1), torch.cat([valid[n], z_valid], dim=1))
+                x[n] = out[:, :length]  # (B, L_n, d)
+                updates.append(out[:, length:])  # (B, N_b, d)
+            stacked = torch.stack(updates, dim=1)  # (B, M, N_b, d)
+            stacked = torch.where(flags > 0, stacked, torch.zeros_like(stacked))
+            average = stacked.sum(dim=1) / count.clamp_min(1.0)  # (B, N_b, d)
+            z = torch.where(count > 0, average, z)  # nothing present: keep z
+        pooled = [
+            zero_absent(masked_mean(self.norm[n](x[n]), valid[n]), present[n]) for n in self.names
+        ]  # (B, d) each
+        return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, M d)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+@FUSIONS.register(
+    "mult", "MulT: directional cross-modal attention between unaligned sequences, pooled."
+)
+def build_mult(
+    in_dims: dict[str, int],
+    num_outputs: int,
+    d_model: int = 32,
+    heads: int = 4,
+    layers: int = 2,
+    dropout: float = 0.0,
+) -> MulTFusion:
+    """Build :class:`MulTFusion` (feature level; fused is (B, M (M - 1) d_model))."""
+    return MulTFusion(in_dims, num_outputs, d_model, heads, layers, dropout)
+
+
+@FUSIONS.register(
+    "coattention", "ViLBERT co-attention: each stream attends to the others, then to itself."
+)
+def build_coattention(
+    in_dims: dict[str, int],
+    num_outputs: int,
+    d_model: int = 32,
+    heads: int = 4,
+    layers: int = 2,
+    dropout: float = 0.0,
+) -> CoAttentionFusion:
+    """Build :class:`CoAttentionFusion` (feature level; fused is (B, M d_model))."""
+    return CoAttentionFusion(in_dims, num_outputs, d_model, heads, layers, dropout)
+
+
+@FUSIONS.register(
+    "bottleneck", "MBT: per-modality transformers exchanging through shared bottleneck tokens."
+)
+def build_bottleneck(
+    in_dims: dict[str, int],
+    num_outputs: int,
+    d_model: int = 32,
+    heads: int = 4,
+    layers: int = 2,
+    num_bottlenecks: int = 4,
+    fusion_layer: int = 0,
+    dropout: float = 0.0,
+) -> BottleneckFusion:
+    """Build :class:`BottleneckFusion` (feature level; fused is (B, M d_model))."""
+    return BottleneckFusion(
+        in_dims, num_outputs, d_model, heads, layers, num_bottlenecks, fusion_layer, dropout
+    )
+
+
+__all__ = [
+    "BottleneckFusion",
+    "CoAttentionFusion",
+    "MulTFusion",
+    "build_bottleneck",
+    "build_coattention",
+    "build_mult",
+    "valid_sequences",
+]

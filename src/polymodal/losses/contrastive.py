@@ -1,0 +1,311 @@
+"""Contrastive objectives for joint embeddings: CLIP's symmetric InfoNCE and SigLIP's sigmoid.
+
+Each objective comes as a function (:func:`clip_loss`, :func:`siglip_loss`) taking the
+temperature explicitly, and as an ``nn.Module`` (:class:`ClipLoss`, :class:`SigLipLoss`)
+that owns the learnable temperature (and bias) and its :class:`DistributedContext`.
+
+Row ``i`` of ``a`` and row ``i`` of ``b`` are the positive pair (two modalities of the same
+example); every other row of the other modality, on every rank, is a negative.
+
+Distributed training.  With ``world_size > 1`` each rank passes its local rows; the
+embeddings are gathered with :func:`gather_features`.  With a differentiable gather
+(``gather_with_grad=True``, always for SigLIP) the loss on each rank, averaged over ranks,
+equals the single-process loss over the whole batch, and the gradient each rank gets for
+its local embeddings is ``world_size`` times the single-process gradient of those rows:
+data-parallel training (DDP), which averages gradients over ranks, therefore takes exactly
+the single-process step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polymodal.losses.distributed import DistributedContext, gather_features
+
+#: CLIP's initial temperature 0.07, as the log of the logit scale.
+CLIP_INIT_LOGIT_SCALE = math.log(1 / 0.07)
+#: CLIP's cap on the logit scale (100), as a log.
+MAX_LOGIT_SCALE = math.log(100)
+#: SigLIP's initial log logit scale t' (scale 10) and bias (Zhai et al. 2023).
+SIGLIP_INIT_LOGIT_SCALE = math.log(10)
+SIGLIP_INIT_LOGIT_BIAS = -10.0
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_embedding(owner: str, name: str, x: object) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{owner}: {name!r} must be a torch.Tensor, got {type(x).__name__}.")
+    if x.dim() != 2 or x.shape[0] == 0 or not x.is_floating_point():
+        raise ValueError(
+            f"{owner}: {name!r} must be a non-empty (B, D) floating-point tensor, got "
+            f"shape {tuple(x.shape)} and dtype {x.dtype}."
+        )
+    return x
+
+
+def _check_pair(owner: str, a: object, b: object) -> tuple[Tensor, Tensor]:
+    a, b = _check_embedding(owner, "a", a), _check_embedding(owner, "b", b)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{owner}: 'a' and 'b' must have the same shape (row i of each is a positive "
+            f"pair), got {tuple(a.shape)} and {tuple(b.shape)}. Project both modalities to "
+            "the same embedding size and pass one row per example."
+        )
+    return a, b
+
+
+def _as_scalar(owner: str, name: str, value: Tensor | float, like: Tensor) -> Tensor:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"{owner}: {name!r} must be a scalar (one element), got shape {tuple(value.shape)}."
+            )
+        return value.reshape(()).to(like.dtype)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"{owner}: {name!r} must be a float or a scalar tensor, got {type(value).__name__}."
+        )
+    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+
+
+def _scale(
+    owner: str, logit_scale: Tensor | float, max_logit_scale: float | None, like: Tensor
+) -> Tensor:
+    log_scale = _as_scalar(owner, "logit_scale", logit_scale, like)
+    if max_logit_scale is not None:
+        log_scale = log_scale.clamp(max=max_logit_scale)
+    return log_scale.exp()
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def clip_loss(
+    a: Tensor,
+    b: Tensor,
+    logit_scale: Tensor | float,
+    *,
+    ctx: DistributedContext | None = None,
+    gather_with_grad: bool = True,
+    local_loss: bool = False,
+    max_logit_scale: float | None = MAX_LOGIT_SCALE,
+    normalize: bool = True,
+) -> Tensor:
+    """Symmetric InfoNCE (CLIP): cross-entropy over ``a -> b`` and ``b -> a``, averaged.
+
+    ``logits = exp(logit_scale) * a @ b.T``; the target of row ``i`` is column ``i``.
+
+    Args:
+        a, b: embeddings of two modalities; row ``i`` of each is a positive pair.
+        logit_scale: the log of the inverse temperature (CLIP initialises it to
+            ``log(1 / 0.07)``); clamped at ``max_logit_scale`` (``None``: no clamp).
+        ctx: the distributed context; ``None`` means a single process.
+        gather_with_grad: let gradients flow through the gathered rows of other ranks.
+            Without it, each rank's gradient for its own rows is the exact single-process
+            gradient when ``local_loss=False``, but DDP's averaging then divides it by
+            the world size; with ``local_loss=True`` it misses the terms where the rows
+            are other ranks' negatives.
+        local_loss: compute only the logits of this rank's rows against all columns
+            (``B x world_size*B`` instead of the full square); the mean of the per-rank
+            losses equals the full loss.
+        normalize: L2-normalise ``a`` and ``b`` first (cosine similarity).
+
+    Shape:
+        a, b: (B, D) this rank's rows.
+        output: () scalar loss.
+    """
+    a, b = _check_pair("clip_loss", a, b)
+    ctx = ctx if ctx is not None else DistributedContext()
+    scale = _scale("clip_loss", logit_scale, max_logit_scale, a)
+    if normalize:
+        a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    n = a.shape[0]
+    if ctx.is_distributed:
+        all_a = gather_features(a, ctx, with_grad=gather_with_grad)  # (W*B, D)
+        all_b = gather_features(b, ctx, with_grad=gather_with_grad)  # (W*B, D)
+        if local_loss:
+            logits_ab = scale * a @ all_b.T  # (B, W*B)
+            logits_ba = scale * b @ all_a.T  # (B, W*B)
+            labels = torch.arange(n, device=a.device) + ctx.rank * n
+        else:
+            logits_ab = scale * all_a @ all_b.T  # (W*B, W*B)
+            logits_ba = logits_ab.T
+            labels = torch.arange(all_a.shape[0], device=a.device)
+    else:
+        logits_ab = scale * a @ b.T  # (B, B)
+        logits_ba = logits_ab.T
+        labels = torch.arange(n, device=a.device)
+    return (F.cross_entropy(logits_ab, labels) + F.cross_entropy(logits_ba, labels)) / 2
+
+
+def siglip_loss(
+    a: Tensor,
+    b: Tensor,
+    logit_scale: Tensor | float,
+    logit_bias: Tensor | float,
+    *,
+    ctx: DistributedContext | None = None,
+    max_logit_scale: float | None = MAX_LOGIT_SCALE,
+    normalize: bool = True,
+) -> Tensor:
+    """Pairwise sigmoid loss (SigLIP, Zhai et al. 2023).
+
+    ``logits = exp(logit_scale) * a @ b.T + logit_bias``; with ``z_ij = 1`` for the
+    positive pairs (``i == j``) and ``-1`` otherwise, the loss is
+    ``-sum_ij log sigmoid(z_ij * logits_ij) / B``.  It is symmetric in ``a`` and ``b``.
+
+    Args:
+        a, b: embeddings of two modalities; row ``i`` of each is a positive pair.
+        logit_scale: the log ``t'`` of the logit scale (SigLIP initialises it to
+            ``log(10)``); clamped at ``max_logit_scale`` (``None``: no clamp).
+        logit_bias: the bias ``b`` (SigLIP initialises it to -10).
+        ctx: the distributed context; ``None`` means a single process.  Each rank scores
+            its rows of ``a`` against the gathered ``b`` of all ranks (a differentiable
+            gather), so the mean of the per-rank losses equals the full loss.
+        normalize: L2-normalise ``a`` and ``b`` first (cosine similarity).
+
+    Shape:
+        a, b: (B, D) this rank's rows.
+        output: () scalar loss.
+    """
+    a, b = _check_pair("siglip_loss", a, b)
+    ctx = ctx if ctx is not None else DistributedContext()
+    scale = _scale("siglip_loss", logit_scale, max_logit_scale, a)
+    bias = _as_scalar("siglip_loss", "logit_bias", logit_bias, a)
+    if normalize:
+        a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    n = a.shape[0]
+    all_b = gather_features(b, ctx, with_grad=True)  # (W*B, D)
+    logits = scale * a @ all_b.T + bias  # (B, W*B)
+    signs = -torch.ones_like(logits)  # z_ij
+    rows = torch.arange(n, device=a.device)
+    signs[rows, rows + ctx.rank * n] = 1.0
+    return -F.logsigmoid(signs * logits).sum() / n
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class ClipLoss(nn.Module):
+    """Symmetric InfoNCE (CLIP) with a learnable temperature; see :func:`clip_loss`.
+
+    Args:
+        rank, world_size: this process's place in the data-parallel job (see
+            :class:`DistributedContext`); the defaults mean a single process.
+        gather_with_grad, local_loss: as in :func:`clip_loss`.
+        group: the ``torch.distributed`` process group (``None``: the default group).
+        init_logit_scale: initial ``logit_scale``, the log inverse temperature
+            (default ``log(1 / 0.07)``).
+        max_logit_scale: clamp for ``logit_scale`` (default ``log(100)``; ``None``: none).
+        learn_logit_scale: make ``logit_scale`` a trainable parameter.
+
+    Attributes:
+        logit_scale: () parameter; add it to the optimizer with the model's parameters.
+
+    Shape:
+        a, b: (B, D) this rank's rows.
+        output: () scalar loss.
+    """
+
+    def __init__(
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        gather_with_grad: bool = True,
+        local_loss: bool = False,
+        *,
+        group: object = None,
+        init_logit_scale: float = CLIP_INIT_LOGIT_SCALE,
+        max_logit_scale: float | None = MAX_LOGIT_SCALE,
+        learn_logit_scale: bool = True,
+    ) -> None:
+        super().__init__()
+        self.ctx = DistributedContext(rank, world_size, group)
+        self.gather_with_grad = gather_with_grad
+        self.local_loss = local_loss
+        self.max_logit_scale = max_logit_scale
+        self.logit_scale = nn.Parameter(
+            torch.tensor(float(init_logit_scale)), requires_grad=learn_logit_scale
+        )
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature ``1 / exp(logit_scale)`` (after clamping)."""
+        log_scale = float(self.logit_scale.detach())
+        if self.max_logit_scale is not None:
+            log_scale = min(log_scale, self.max_logit_scale)
+        return math.exp(-log_scale)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        """The loss for this rank's rows ``a`` and ``b`` (positive pairs row by row)."""
+        return clip_loss(
+            a,
+            b,
+            self.logit_scale,
+            ctx=self.ctx,
+            gather_with_grad=self.gather_with_grad,
+            local_loss=self.local_loss,
+            max_logit_scale=self.max_logit_scale,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"rank={self.ctx.rank}, world_size={self.ctx.world_size}, "
+            f"gather_with_grad={self.gather_with_grad}, local_loss={self.local_loss}"
+        )
+
+
+class SigLipLoss(nn.Module):
+    """Pairwise sigmoid loss (SigLIP) with learnable scale and bias; see :func:`siglip_loss`.
+
+    Args:
+        rank, world_size: this process's place in the data-parallel job (see
+            :class:`DistributedContext`); the defaults mean a single process.
+        group: the ``torch.distributed`` process group (``None``: the default group).
+        init_logit_scale: initial ``t'`` (default ``log(10)``).
+        init_logit_bias: initial bias (default -10).
+        max_logit_scale: clamp for ``logit_scale`` (default ``log(100)``; ``None``: none).
+
+    Attributes:
+        logit_scale, logit_bias: () parameters; add them to the optimizer.
+
+    Shape:
+        a, b: (B, D) this rank's rows.
+        output: () scalar loss.
+    """
+
+    def __init__(
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        *,
+        group: object = None,
+        init_logit_scale: float = SIGLIP_INIT_LOGIT_SCALE,
+        init_logit_bias: float = SIGLIP_INIT_LOGIT_BIAS,
+        max_logit_scale: float | None = MAX_LOGIT_SCALE,
+    ) -> None:
+        super().__init__()
+        self.ctx = DistributedContext(rank, world_size, group)
+        self.max_logit_scale = max_logit_scale
+        self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
+        self.logit_bias = nn.Parameter(torch.tensor(float(init_logit_bias)))
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        """The loss for this rank's rows ``a`` and ``b`` (positive pairs row by row)."""
+        return siglip_loss(
+            a,
+            b,
+            self.logit_scale,
+            self.logit_bias,
+            ctx=self.ctx,
+            max_logit_scale=self.max_logit_scale,
+        )
+
+    def extra_repr(self) -> str:
+        return f"rank={self.ctx.rank}, world_size={self.ctx.world_size}"

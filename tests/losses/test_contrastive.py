@@ -1,0 +1,247 @@
+"""CLIP and SigLIP objectives: hand-computed values, invariants, and a 2-process gloo run."""
+
+from __future__ import annotations
+
+import math
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import Tensor
+
+from polymodal.losses import (
+    ClipLoss,
+    DistributedContext,
+    SigLipLoss,
+    clip_loss,
+    gather_features,
+    siglip_loss,
+)
+
+
+def pair(n: int = 6, d: int = 4, seed: int = 0) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+
+
+# --------------------------------------------------------------------------- known values
+
+
+def test_clip_identical_rows_give_log_n_at_any_scale() -> None:
+    ones = torch.ones(5, 3)  # every logit equal -> uniform softmax
+    for log_scale in (0.0, 1.0, math.log(1 / 0.07)):
+        assert clip_loss(ones, ones, log_scale).item() == pytest.approx(math.log(5), abs=1e-6)
+
+
+def test_clip_identity_embeddings_closed_form() -> None:
+    n = 4
+    eye = torch.eye(n)  # logits = scale * I
+    # scale 1 (logit_scale 0): each row's CE is -1 + log(e + n - 1)
+    expected = math.log(math.e + n - 1) - 1
+    assert clip_loss(eye, eye, 0.0).item() == pytest.approx(expected, abs=1e-6)
+    # scale e (logit_scale 1): -e + log(e^e + n - 1)
+    expected = math.log(math.exp(math.e) + n - 1) - math.e
+    assert clip_loss(eye, eye, 1.0).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_clip_small_explicit_example() -> None:
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # unit rows; a @ b.T = [[1, .6], [0, .8]]
+    e = math.exp
+    a_to_b = ((-1 + math.log(e(1) + e(0.6))) + (-0.8 + math.log(e(0) + e(0.8)))) / 2
+    b_to_a = ((-1 + math.log(e(1) + e(0))) + (-0.8 + math.log(e(0.6) + e(0.8)))) / 2
+    assert clip_loss(a, b, 0.0).item() == pytest.approx((a_to_b + b_to_a) / 2, abs=1e-6)
+
+
+def test_siglip_matches_hand_formula() -> None:
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    sims = [[1.0, 0.6], [0.0, 0.8]]
+    t, bias = math.log(10), -10.0
+    total = 0.0
+    for i in range(2):
+        for j in range(2):
+            z = 1.0 if i == j else -1.0
+            logit = math.exp(t) * sims[i][j] + bias
+            total += math.log1p(math.exp(-z * logit))  # -log sigmoid(z * logit)
+    expected = total / 2
+    assert siglip_loss(a, b, t, bias).item() == pytest.approx(expected, rel=1e-6)
+    loss = SigLipLoss()
+    assert loss(a, b).item() == pytest.approx(expected, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_losses_are_symmetric(seed: int) -> None:
+    a, b = pair(seed=seed)
+    assert torch.allclose(clip_loss(a, b, 2.0), clip_loss(b, a, 2.0), atol=1e-6)
+    assert torch.allclose(siglip_loss(a, b, 2.0, -3.0), siglip_loss(b, a, 2.0, -3.0), atol=1e-6)
+
+
+def test_losses_ignore_row_norms_when_normalizing() -> None:
+    a, b = pair()
+    scaled = a * torch.arange(1, 7).float()[:, None]
+    assert torch.allclose(clip_loss(a, b, 1.0), clip_loss(scaled, b, 1.0), atol=1e-6)
+    assert torch.allclose(siglip_loss(a, b, 1.0, 0.0), siglip_loss(scaled, b, 1.0, 0.0), atol=1e-5)
+
+
+def test_gradients_are_finite_and_reach_the_temperature() -> None:
+    a, b = pair()
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    for loss_fn in (ClipLoss(), SigLipLoss()):
+        a.grad = b.grad = None
+        loss = loss_fn(a, b)
+        loss.backward()
+        assert torch.isfinite(loss)
+        for grad in (a.grad, b.grad, *(p.grad for p in loss_fn.parameters())):
+            assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_logit_scale_is_clamped_at_log_100() -> None:
+    a, b = pair()
+    assert torch.allclose(clip_loss(a, b, 10.0), clip_loss(a, b, math.log(100)))
+    loss = ClipLoss(init_logit_scale=10.0)
+    loss(a, b).backward()
+    assert loss.logit_scale.grad is not None and loss.logit_scale.grad.item() == 0.0
+    assert loss.temperature == pytest.approx(0.01)
+
+
+def test_module_defaults_and_functional_agree() -> None:
+    clip, sig = ClipLoss(), SigLipLoss()
+    assert clip.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    assert clip.temperature == pytest.approx(0.07)
+    assert sig.logit_scale.item() == pytest.approx(math.log(10))
+    assert sig.logit_bias.item() == -10.0
+    a, b = pair()
+    assert torch.allclose(clip(a, b), clip_loss(a, b, math.log(1 / 0.07)))
+    assert torch.allclose(sig(a, b), siglip_loss(a, b, math.log(10), -10.0))
+    assert not ClipLoss(learn_logit_scale=False).logit_scale.requires_grad
+
+
+def test_single_process_gather_is_identity() -> None:
+    x = torch.randn(3, 2)
+    assert gather_features(x, DistributedContext(), with_grad=True) is x
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_errors_name_the_problem() -> None:
+    a, b = pair()
+    with pytest.raises(
+        ValueError, match=r"'a' and 'b' must have the same shape.*\(6, 4\) and \(5, 4\)"
+    ):
+        clip_loss(a, b[:5], 0.0)
+    with pytest.raises(ValueError, match=r"'a' must be a non-empty \(B, D\)"):
+        siglip_loss(a[0], b[0], 0.0, 0.0)
+    with pytest.raises(TypeError, match=r"'b' must be a torch\.Tensor, got list"):
+        clip_loss(a, b.tolist(), 0.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'logit_scale' must be a scalar"):
+        clip_loss(a, b, torch.zeros(2))
+    with pytest.raises(ValueError, match=r"'rank' must be in \[0, world_size=2\), got rank=2"):
+        ClipLoss(rank=2, world_size=2)
+    with pytest.raises(ValueError, match="'world_size' must be an int >= 1, got 0"):
+        DistributedContext(0, 0)
+    with pytest.raises(RuntimeError, match=r"torch\.distributed is not initialised"):
+        ClipLoss(rank=0, world_size=2)(a, b)
+
+
+# --------------------------------------------------------------------------- 2 processes
+
+WORLD = 2
+N, D = 8, 5  # full batch; each rank holds N // WORLD rows
+CONFIGS = {
+    "clip_grad": {"gather_with_grad": True, "local_loss": False},
+    "clip_grad_local": {"gather_with_grad": True, "local_loss": True},
+    "clip_nograd": {"gather_with_grad": False, "local_loss": False},
+    "siglip": {},
+}
+
+
+def _full_batch() -> tuple[Tensor, Tensor]:
+    return pair(N, D, seed=123)
+
+
+def _make_loss(name: str, rank: int, world_size: int) -> torch.nn.Module:
+    if name == "siglip":
+        return SigLipLoss(rank, world_size, init_logit_scale=1.5, init_logit_bias=-2.0)
+    return ClipLoss(rank, world_size, **CONFIGS[name], init_logit_scale=1.5)
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
+    )
+    try:
+        a_full, b_full = _full_batch()
+        rows = slice(rank * N // WORLD, (rank + 1) * N // WORLD)
+        results = {}
+        for name in CONFIGS:
+            a = a_full[rows].clone().requires_grad_(True)
+            b = b_full[rows].clone().requires_grad_(True)
+            loss_fn = _make_loss(name, rank, WORLD)
+            loss = loss_fn(a, b)
+            loss.backward()
+            results[name] = {
+                "loss": loss.detach(),
+                "a": a.grad,
+                "b": b.grad,
+                "params": {k: p.grad for k, p in loss_fn.named_parameters()},
+            }
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_two_processes_match_one_process(name: str, two_process_results: list[dict]) -> None:
+    a, b = _full_batch()
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    loss_fn = _make_loss(name, 0, 1)
+    full = loss_fn(a, b)
+    full.backward()
+    assert a.grad is not None and b.grad is not None
+    per_rank = [res[name] for res in two_process_results]
+
+    # The mean of the per-rank losses is the full-batch loss (each rank's equals it when
+    # every rank computes the whole logit matrix).
+    mean_loss = sum(r["loss"] for r in per_rank) / WORLD
+    torch.testing.assert_close(mean_loss, full.detach(), atol=1e-6, rtol=0)
+    if name in ("clip_grad", "clip_nograd"):
+        for r in per_rank:
+            torch.testing.assert_close(r["loss"], full.detach(), atol=1e-6, rtol=0)
+
+    # Local embedding gradients: with a differentiable gather each rank gets world_size
+    # times the full-batch gradient of its rows, which DDP's mean over ranks divides back;
+    # without it (and a full logit matrix) each rank gets exactly the full-batch gradient.
+    factor = 1.0 if name == "clip_nograd" else float(WORLD)
+    for rank, r in enumerate(per_rank):
+        rows = slice(rank * N // WORLD, (rank + 1) * N // WORLD)
+        torch.testing.assert_close(r["a"] / factor, a.grad[rows], atol=1e-6, rtol=0)
+        torch.testing.assert_close(r["b"] / factor, b.grad[rows], atol=1e-6, rtol=0)
+
+    # Temperature (and bias): the mean over ranks, as DDP takes it, is the full gradient.
+    for key, param in loss_fn.named_parameters():
+        assert param.grad is not None
+        mean_grad = sum(r["params"][key] for r in per_rank) / WORLD
+        torch.testing.assert_close(mean_grad, param.grad, atol=1e-6, rtol=0)

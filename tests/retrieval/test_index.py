@@ -1,0 +1,264 @@
+"""Exact and FAISS indexes: search results, agreement, recall, save/load, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from polymodal.retrieval import ExactIndex, FaissIndex, Index, load_index
+
+
+def data(n: int = 200, d: int = 16, seed: int = 0) -> Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def names(n: int) -> list[str]:
+    return [f"item{i}" for i in range(n)]
+
+
+def brute_force(vectors: Tensor, queries: Tensor, k: int) -> Tensor:
+    v = torch.nn.functional.normalize(vectors, dim=1)
+    q = torch.nn.functional.normalize(queries, dim=1)
+    return (q @ v.T).topk(k, dim=1).indices
+
+
+@pytest.fixture
+def faiss() -> Any:
+    module = pytest.importorskip("faiss")
+    module.omp_set_num_threads(1)
+    return module
+
+
+# --------------------------------------------------------------------------- exact
+
+
+def test_exact_search_returns_best_first_with_ids_and_metadata() -> None:
+    vectors = data(50)
+    index = ExactIndex(16)
+    index.add(vectors, names(50), [{"n": i} for i in range(50)], modality="image")
+    result = index.search(vectors[[3, 7]] * 5.0, k=4)  # scaled: cosine ignores the norm
+    assert result.scores.shape == result.indices.shape == (2, 4)
+    assert result.indices[:, 0].tolist() == [3, 7]
+    assert torch.allclose(result.scores[:, 0], torch.ones(2), atol=1e-5)
+    assert (result.scores[:, :-1] >= result.scores[:, 1:]).all()  # sorted
+    assert result.ids[0][0] == "item3" and result.metadata[1][0] == {"n": 7}
+    assert result.indices.tolist() == brute_force(vectors, vectors[[3, 7]], 4).tolist()
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 50, 1000])
+def test_exact_chunking_does_not_change_results(chunk_size: int) -> None:
+    vectors, queries = data(50), data(6, seed=1)
+    index = ExactIndex(16, chunk_size=chunk_size)
+    index.add(vectors[:20], names(50)[:20], modality="image")  # two adds
+    index.add(vectors[20:], names(50)[20:], modality="image")
+    result = index.search(queries, k=5)
+    assert result.indices.tolist() == brute_force(vectors, queries, 5).tolist()
+
+
+def test_exact_inner_product_keeps_norms() -> None:
+    vectors, queries = data(30), data(3, seed=1)
+    index = ExactIndex(16, metric="ip")
+    index.add(vectors, names(30), modality="image")
+    result = index.search(queries, k=3)
+    expected = (queries @ vectors.T).topk(3, dim=1)
+    assert torch.allclose(result.scores, expected.values, atol=1e-5)
+    assert result.indices.tolist() == expected.indices.tolist()
+
+
+def test_k_larger_than_index_returns_every_item() -> None:
+    index = ExactIndex(16)
+    index.add(data(5), names(5), modality="image")
+    result = index.search(data(2, seed=1), k=10)
+    assert result.indices.shape == (2, 5)
+    assert sorted(result.indices[0].tolist()) == list(range(5))
+    assert len(result.ids[1]) == 5
+
+
+def test_cross_modal_query_declared_modality() -> None:
+    index = ExactIndex(16, modalities=["text", "image"])
+    index.add(data(10), names(10), modality="image")
+    assert index.search(data(1, seed=1), k=2, modality="text").indices.shape == (1, 2)
+    with pytest.raises(
+        ValueError,
+        match=r"modality='audio' is not a modality this index was built for: \['image', 'text'\]",
+    ):
+        index.search(data(1, seed=1), k=2, modality="audio")
+
+
+def test_exact_round_trip(tmp_path: Path) -> None:
+    vectors, queries = data(40), data(4, seed=1)
+    index = ExactIndex(16, modalities=["image", "text"], model="clip-tiny@abc123", chunk_size=9)
+    index.add(vectors, names(40), [{"caption": f"c{i}"} for i in range(40)], modality="image")
+    index.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "index.json").read_text())
+    assert manifest["kind"] == "exact" and manifest["dim"] == 16 and manifest["count"] == 40
+    assert manifest["modality"] == "image" and manifest["model"] == "clip-tiny@abc123"
+    assert manifest["format_version"] == 1
+
+    loaded = load_index(tmp_path / "idx", expect_model="clip-tiny@abc123")
+    assert isinstance(loaded, ExactIndex) and loaded.chunk_size == 9
+    assert (loaded.modality, loaded.modalities, len(loaded)) == ("image", ["image", "text"], 40)
+    before, after = index.search(queries, 5), loaded.search(queries, 5)
+    assert torch.equal(before.scores, after.scores) and before.ids == after.ids
+    assert before.metadata == after.metadata
+    loaded.add(data(2, seed=3), ["new0", "new1"], modality="image")  # still usable
+    assert len(loaded) == 42
+
+
+# --------------------------------------------------------------------------- faiss
+
+
+def test_exact_and_faiss_flat_agree(faiss: Any) -> None:
+    vectors, queries = data(300), data(20, seed=1)
+    exact, flat = ExactIndex(16), FaissIndex(16, "flat")
+    for index in (exact, flat):
+        index.add(vectors, names(300), modality="image")
+    a, b = exact.search(queries, 10), flat.search(queries, 10)
+    assert a.ids == b.ids
+    assert torch.allclose(a.scores, b.scores, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [("ivf", {"nlist": 16, "nprobe": 12}), ("hnsw", {"M": 16, "efSearch": 64})],
+)
+def test_approximate_recall_at_10(faiss: Any, kind: str, params: dict[str, Any]) -> None:
+    vectors, queries = data(2000, seed=2), data(50, seed=3)
+    index = FaissIndex(16, kind, **params)
+    index.add(vectors, names(2000), modality="image")
+    found = index.search(queries, 10).indices
+    truth = brute_force(vectors, queries, 10)
+    recall = np.mean(
+        [len(set(f.tolist()) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]
+    )
+    assert recall > 0.9
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [("flat", {}), ("ivf", {"nlist": 8, "nprobe": 8}), ("hnsw", {"M": 8, "efSearch": 32})],
+)
+def test_faiss_round_trip(faiss: Any, tmp_path: Path, kind: str, params: dict[str, Any]) -> None:
+    vectors, queries = data(100), data(5, seed=1)
+    index = FaissIndex(16, kind, model="m1", **params)
+    index.add(vectors, names(100), [{"i": i} for i in range(100)], modality="audio")
+    before = index.search(queries, 5)
+    index.save(tmp_path)
+    assert (tmp_path / "faiss.index").is_file()
+    loaded = load_index(tmp_path)
+    assert isinstance(loaded, FaissIndex)
+    assert (loaded.faiss_kind, loaded.modality, loaded.model) == (kind, "audio", "m1")
+    after = loaded.search(queries, 5)
+    assert before.ids == after.ids and torch.allclose(before.scores, after.scores)
+    assert before.metadata == after.metadata
+    loaded.add(data(3, seed=4), ["x", "y", "z"], modality="audio")  # added to the trained index
+    assert loaded.search(data(3, seed=4), 1).ids == [["x"], ["y"], ["z"]]
+
+
+def test_ivf_needs_enough_vectors_to_train(faiss: Any) -> None:
+    index = FaissIndex(16, "ivf", nlist=64)
+    index.add(data(20), names(20), modality="image")
+    with pytest.raises(ValueError, match=r"nlist=64 .* holds only 20\. .*lower nlist"):
+        index.search(data(1), 3)
+
+
+def test_missing_faiss_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    with pytest.raises(ImportError, match=r'pip install "polymodal\[retrieval\]"'):
+        FaissIndex(16)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def make_index(n: int = 10) -> Index:
+    index = ExactIndex(256, modalities=["image", "text"], model="m1")
+    index.add(data(n, d=256), names(n), modality="image")
+    return index
+
+
+def test_query_errors() -> None:
+    index = make_index()
+    with pytest.raises(ValueError, match=r"query has 128 dims, but the index holds 256-d vectors"):
+        index.search(data(2, d=128), k=3)
+    with pytest.raises(ValueError, match=r"'queries' must have shape \(N, D\), got \(256,\)"):
+        index.search(data(1, d=256)[0], k=3)
+    with pytest.raises(ValueError, match=r"'k' must be an int >= 1, got 0"):
+        index.search(data(1, d=256), k=0)
+    with pytest.raises(ValueError, match=r"the index is empty"):
+        ExactIndex(4).search(data(1, d=4), k=1)
+
+
+def test_add_errors() -> None:
+    index = make_index()
+    with pytest.raises(ValueError, match=r"vectors have 8 dims, but the index holds 256-d"):
+        index.add(data(2, d=8), ["a", "b"], modality="image")
+    with pytest.raises(ValueError, match=r"this index holds 'image' items, got modality='text'"):
+        index.add(data(2, d=256), ["a", "b"], modality="text")
+    with pytest.raises(ValueError, match=r"modality='audio' is not a modality"):
+        index.add(data(2, d=256), ["a", "b"], modality="audio")
+    with pytest.raises(ValueError, match=r"ids must be unique, but \['item3'\] is repeated"):
+        index.add(data(2, d=256), ["a", "item3"], modality="image")
+    with pytest.raises(ValueError, match=r"'ids' must be a list of 2 strings"):
+        index.add(data(2, d=256), ["a"], modality="image")
+    with pytest.raises(ValueError, match=r"metadata\[1\] is not JSON-serialisable"):
+        index.add(data(2, d=256), ["a", "b"], [{}, {"t": torch.zeros(1)}], modality="image")
+    with pytest.raises(ValueError, match=r"vectors\[0\] is all zeros"):
+        index.add(torch.zeros(1, 256), ["z"], modality="image")
+    assert len(index) == 10  # failed adds leave the index unchanged
+    with pytest.raises(ValueError, match=r"'metric' must be one of \['cosine', 'ip'\], got 'l2'"):
+        ExactIndex(4, metric="l2")
+    with pytest.raises(ValueError, match=r"empty; add vectors before saving"):
+        ExactIndex(4).save("unused")
+
+
+def test_faiss_kind_error(faiss: Any) -> None:
+    with pytest.raises(
+        ValueError, match=r"'kind' must be one of \['flat', 'ivf', 'hnsw'\], got 'pq'"
+    ):
+        FaissIndex(4, "pq")
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"index\.json not found \(folder does not exist\)"):
+        load_index(tmp_path / "nowhere")
+    make_index().save(tmp_path)
+    with pytest.raises(ValueError, match=r"built with model 'm1', but expect_model='m2'"):
+        load_index(tmp_path, expect_model="m2")
+
+    (tmp_path / "ids.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"incomplete: \['ids\.json'\] is missing"):
+        load_index(tmp_path)
+
+    manifest = json.loads((tmp_path / "index.json").read_text())
+    manifest["format_version"] = 99
+    (tmp_path / "index.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        ValueError, match=r"format_version 99, but this version of polymodal reads format_version 1"
+    ):
+        load_index(tmp_path)
+
+
+def test_load_detects_inconsistent_files(tmp_path: Path) -> None:
+    make_index().save(tmp_path)
+    np.save(tmp_path / "vectors.npy", np.zeros((3, 256), dtype=np.float32))
+    with pytest.raises(
+        ValueError, match=r"vectors\.npy has shape \(3, 256\), but index\.json says 10"
+    ):
+        load_index(tmp_path)
+
+
+def test_load_faiss_without_its_file(faiss: Any, tmp_path: Path) -> None:
+    index = FaissIndex(16)
+    index.add(data(5), names(5), modality="image")
+    index.save(tmp_path)
+    (tmp_path / "faiss.index").unlink()
+    with pytest.raises(FileNotFoundError, match=r"\['faiss\.index'\] is missing"):
+        load_index(tmp_path)
