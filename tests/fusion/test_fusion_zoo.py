@@ -9,6 +9,7 @@ strategy is checked against its defining formula or invariance.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 import torch
@@ -93,7 +94,7 @@ def ones(b: int, names: list[str]) -> dict[str, Tensor]:
     return {n: torch.ones(b, dtype=torch.bool) for n in names}
 
 
-def build(name: str, dims: dict[str, int] | None = None, **hyper: object):  # type: ignore[no-untyped-def]
+def build(name: str, dims: dict[str, int] | None = None, /, **hyper: Any) -> Any:
     kwargs = {**SMALL.get(name, {}), **hyper}
     return build_fusion(name, dict(dims or IN_DIMS), K, **kwargs).eval()
 
@@ -141,13 +142,16 @@ VARIANTS = [
     ("attention", {"hidden_dim": 6, "attention_dim": 3, "dropout": 0.2}),
     ("gmu", {"hidden_dim": 6, "dropout": 0.2}),
     ("graph", {"hidden_dim": 8, "heads": 2, "layers": 1, "dropout": 0.2}),
+    ("graph", {"hidden_dim": 8, "heads": 2, "nodes": "time", "dropout": 0.2}),
     ("mult", {"layers": 1, "dropout": 0.2}),
     ("coattention", {"layers": 1, "dropout": 0.2}),
     ("bottleneck", {"layers": 3, "fusion_layer": 2, "num_bottlenecks": 1, "dropout": 0.2}),
 ]
 
 
-@pytest.mark.parametrize(("name", "hyper"), VARIANTS, ids=[v[0] for v in VARIANTS])
+@pytest.mark.parametrize(
+    ("name", "hyper"), VARIANTS, ids=[f"{v[0]}-{i}" for i, v in enumerate(VARIANTS)]
+)
 def test_non_default_settings_train_with_missing_modalities(
     name: str, hyper: dict[str, object]
 ) -> None:
@@ -213,9 +217,8 @@ def test_hybrid_rejects_a_joint_head_without_hidden_layer() -> None:
 # --------------------------------------------------------------------------- tensor / lowrank
 
 
-def _identity_tfn(dims: dict[str, int], proj_dim: int) -> TensorFusion:
+def _identity_tfn(dims: dict[str, int], proj_dim: int) -> Any:
     fusion = build("tensor", dims, proj_dim=proj_dim, hidden_dim=4)
-    assert isinstance(fusion, TensorFusion)
     with torch.no_grad():
         for n in fusion.names:
             fusion.proj[n].weight.copy_(torch.eye(proj_dim, dims[n]))
@@ -455,10 +458,22 @@ def _sub_fusion(fusion: torch.nn.Module, name: str, drop: str, **hyper: object) 
     return sub
 
 
-@pytest.mark.parametrize("name", ["coattention", "bottleneck", "graph"])
+GRAPH = {"hidden_dim": 8, "heads": 2}
+WITHOUT_CASES = [
+    ("coattention", {}),
+    ("bottleneck", {}),
+    ("graph", GRAPH),
+    ("graph", {**GRAPH, "nodes": "time"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "hyper"), WITHOUT_CASES, ids=["coattention", "bottleneck", "graph", "graph-time"]
+)
 @pytest.mark.parametrize("drop", NAMES)
-def test_absent_modality_equals_the_fusion_built_without_it(name: str, drop: str) -> None:
-    hyper = {"hidden_dim": 8, "heads": 2} if name == "graph" else {}
+def test_absent_modality_equals_the_fusion_built_without_it(
+    name: str, hyper: dict[str, object], drop: str
+) -> None:
     fusion = build(name, **hyper)
     inputs = make_inputs(b=3, seed=2)
     present = {**ones(3, NAMES), drop: torch.tensor([False, True, False])}
@@ -468,25 +483,26 @@ def test_absent_modality_equals_the_fusion_built_without_it(name: str, drop: str
         full = fusion(inputs, present)
         reduced = sub({n: inputs[n] for n in keep}, ones(3, keep))
     rows = torch.tensor([0, 2])
-    if name == "graph":  # one fused vector (mean over present nodes)
+    if name == "graph":  # one fused vector (mean over present modalities)
         torch.testing.assert_close(full.fused[rows], reduced.fused[rows], atol=1e-5, rtol=1e-4)
         assert full.weights is not None and reduced.weights is not None
         torch.testing.assert_close(
             full.weights[rows][:, [NAMES.index(n) for n in keep]], reduced.weights[rows]
         )
-    else:  # one pooled chunk per modality
-        d = fusion.out_dim // 3
-        chunks = full.fused.view(3, 3, d)
-        i = NAMES.index(drop)
-        assert torch.equal(chunks[rows, i], torch.zeros(2, d))
+    else:  # one pooled chunk per modality (then, for bottleneck, the bottleneck's mean)
+        d = 8
+        chunks = full.fused[:, : 3 * d].view(3, 3, d)
+        assert torch.equal(chunks[rows, NAMES.index(drop)], torch.zeros(2, d))
         others = chunks[:, [NAMES.index(n) for n in keep]].reshape(3, 2 * d)
-        torch.testing.assert_close(others[rows], reduced.fused[rows], atol=1e-5, rtol=1e-4)
-    assert not torch.allclose(full.fused[1], reduced.fused[1])  # where present it counts
+        kept = torch.cat([others, full.fused[:, 3 * d :]], dim=1)
+        assert kept.shape == reduced.fused.shape
+        torch.testing.assert_close(kept[rows], reduced.fused[rows], atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(kept[1], reduced.fused[1])  # where present it counts
 
 
 def test_coattention_layer_by_hand() -> None:
     fusion = build("coattention", layers=1)
-    assert isinstance(fusion, CoAttentionFusion) and fusion.out_dim == 24
+    assert fusion.out_dim == 24
     inputs = make_inputs(b=2)
     present = ones(2, NAMES)
     x = {n: fusion.embed(n, inputs[n].sequence) for n in NAMES}
@@ -504,6 +520,7 @@ def test_coattention_layer_by_hand() -> None:
 
 def test_coattention_is_invariant_to_padding_length() -> None:
     fusion = build("coattention")
+    assert isinstance(fusion, CoAttentionFusion) and not fusion.decision_level
     with torch.no_grad():
         ref = fusion(make_inputs(), PRESENT).fused
         padded = fusion(make_inputs(pad=5), PRESENT).fused
@@ -513,22 +530,28 @@ def test_coattention_is_invariant_to_padding_length() -> None:
 # --------------------------------------------------------------------------- bottleneck
 
 
+def _grad_of(output: Tensor, source: Tensor) -> Tensor:
+    (grad,) = torch.autograd.grad(output.sum(), source, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(source) if grad is None else grad
+
+
 def test_bottleneck_is_the_only_path_between_modalities() -> None:
-    """Before fusion_layer the streams are unimodal; from it on, information crosses."""
-    fusion = build("bottleneck", layers=2, fusion_layer=1)
-    assert isinstance(fusion, BottleneckFusion)
+    """Layers before fusion_layer are unimodal; the bottleneck carries information across."""
     inputs = make_inputs(b=2)
     present = ones(2, NAMES)
     audio = inputs["audio"].sequence.clone().requires_grad_(True)
     inputs = {**inputs, "audio": EncoderOutput(audio, inputs["audio"].mask, inputs["audio"].pooled)}
-    text_chunk = fusion(inputs, present).fused.view(2, 3, 8)[:, 1]
-    (grad,) = torch.autograd.grad(text_chunk.sum(), audio)
-    assert grad.abs().sum() > 0  # audio reaches text through the bottleneck
-    # the unimodal first layer alone never mixes modalities
-    x = {n: fusion.embed(n, inputs[n].sequence) for n in NAMES}
-    text_first = fusion.blocks[0]["text"](x["text"], inputs["text"].mask)
-    (grad_first,) = torch.autograd.grad(text_first.sum(), audio, allow_unused=True)
-    assert grad_first is None
+    d = 8
+    # fusion in both layers: the layer-0 average reaches the text stream in layer 1
+    fusion = build("bottleneck", layers=2, fusion_layer=0)
+    assert isinstance(fusion, BottleneckFusion) and fusion.out_dim == 4 * d
+    out = fusion(inputs, present).fused
+    assert _grad_of(out[:, d : 2 * d], audio).abs().sum() > 0  # text chunk sees audio
+    # fusion in the last layer only: text stays unimodal, the bottleneck mixes both
+    late = build("bottleneck", layers=2, fusion_layer=1)
+    out = late(inputs, present).fused
+    assert torch.equal(_grad_of(out[:, d : 2 * d], audio), torch.zeros_like(audio))
+    assert _grad_of(out[:, 3 * d :], audio).abs().sum() > 0
 
 
 def test_bottleneck_is_independent_of_absent_values_and_padding() -> None:
@@ -552,46 +575,84 @@ def test_bottleneck_fusion_layer_must_leave_a_fusion_layer() -> None:
 
 def test_graph_message_passing_is_equivariant_to_node_order() -> None:
     torch.manual_seed(1)
-    layer = GraphAttentionLayer(8, 2, num_nodes=4).eval()
+    layer = GraphAttentionLayer(8, 2, num_types=3).eval()
     with torch.no_grad():
         layer.adjacency.normal_()
-    h = torch.randn(3, 4, 8)
-    mask = torch.tensor([[True, True, True, True], [True, False, True, True], [False] * 4])
-    out, alpha = layer(h, mask)
-    for perm in itertools.islice(itertools.permutations(range(4)), 1, None, 5):
-        p = torch.tensor(perm)
-        permuted = GraphAttentionLayer(8, 2, num_nodes=4).eval()
-        permuted.load_state_dict(layer.state_dict())
-        with torch.no_grad():
-            permuted.adjacency.copy_(layer.adjacency[:, p][:, :, p])
-        out_p, alpha_p = permuted(h[:, p], mask[:, p])
-        torch.testing.assert_close(out_p, out[:, p], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(alpha_p, alpha[:, :, p][:, :, :, p], atol=1e-6, rtol=1e-5)
-    assert torch.equal(out[1, 1], torch.zeros(8)) and torch.equal(out[2], torch.zeros(4, 8))
-    torch.testing.assert_close(alpha.sum(-1)[:2], torch.ones(2, 2, 4))
+    h = torch.randn(3, 5, 8)
+    types = torch.tensor([0, 2, 1, 2, 0])  # e.g. time-step nodes of three modalities
+    mask = torch.tensor([[True] * 5, [True, False, True, True, True], [False] * 5])
+    with torch.no_grad():
+        out, alpha = layer(h, mask, types)
+        for perm in itertools.islice(itertools.permutations(range(5)), 1, None, 17):
+            p = torch.tensor(perm)
+            out_p, alpha_p = layer(h[:, p], mask[:, p], types[p])
+            torch.testing.assert_close(out_p, out[:, p], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(alpha_p, alpha[:, :, p][:, :, :, p], atol=1e-6, rtol=1e-5)
+    assert torch.equal(out[1, 1], torch.zeros(8)) and torch.equal(out[2], torch.zeros(5, 8))
+    torch.testing.assert_close(alpha.sum(-1)[:2], torch.ones(2, 2, 5))
     assert (alpha[1, :, :, 1] == 0).all()  # an invalid node sends nothing
 
 
+def test_graph_fusion_output_does_not_depend_on_modality_names_order() -> None:
+    """Renaming modalities so that their sorted order changes permutes nothing that matters."""
+    torch.manual_seed(0)
+    fusion = build("graph", hidden_dim=8, heads=2)
+    with torch.no_grad():
+        for layer in fusion.layers:
+            layer.adjacency.normal_()
+    rename = {"audio": "z_audio", "text": "text", "video": "a_video"}  # new sorted order
+    renamed = build("graph", {rename[n]: d for n, d in IN_DIMS.items()}, hidden_dim=8, heads=2)
+    perm = [NAMES.index(n) for n in sorted(rename, key=lambda n: rename[n])]
+    state = {}
+    for k, v in fusion.state_dict().items():
+        for old, new in rename.items():
+            k = k.replace(f"proj.{old}.", f"proj.{new}.")
+        state[k] = v[:, perm][:, :, perm] if k.endswith("adjacency") else v
+    renamed.load_state_dict(state)
+    inputs = make_inputs()
+    with torch.no_grad():
+        ref = fusion(inputs, PRESENT)
+        out = renamed(
+            {rename[n]: e for n, e in inputs.items()}, {rename[n]: p for n, p in PRESENT.items()}
+        )
+    torch.testing.assert_close(out.fused, ref.fused, atol=1e-5, rtol=1e-4)
+    assert out.weights is not None and ref.weights is not None
+    torch.testing.assert_close(out.weights, ref.weights[:, perm], atol=1e-6, rtol=1e-5)
+
+
 def test_graph_edge_weights_follow_the_gat_formula() -> None:
-    layer = GraphAttentionLayer(4, 1, num_nodes=3)
+    layer = GraphAttentionLayer(4, 1, num_types=2)
     with torch.no_grad():
         layer.adjacency.normal_()
     h = torch.randn(2, 3, 4)
     mask = torch.ones(2, 3, dtype=torch.bool)
-    values, alpha = layer.attention(h, mask)
+    types = torch.tensor([1, 0, 1])
+    values, alpha = layer.attention(h, mask, types)
     v = layer.value(h)  # (B, N, D), one head
-    e = (
-        torch.nn.functional.leaky_relu(
-            (v @ layer.att_dst[0])[:, :, None] + (v @ layer.att_src[0])[:, None, :], 0.2
-        )
-        + layer.adjacency[0]
-    )
+    scores = (v @ layer.att_dst[0])[:, :, None] + (v @ layer.att_src[0])[:, None, :]
+    bias = layer.adjacency[0][types][:, types]  # (N, N)
+    e = torch.nn.functional.leaky_relu(scores, 0.2) + bias
     torch.testing.assert_close(alpha[:, 0], torch.softmax(e, -1))
     torch.testing.assert_close(values[:, 0], v)
 
 
-def test_graph_readout_weights_sum_to_one_over_present() -> None:
-    fusion = build("graph", hidden_dim=8, heads=2)
+def test_graph_time_nodes_are_invariant_to_padding_length() -> None:
+    fusion = build("graph", hidden_dim=8, heads=2, nodes="time")
+    with torch.no_grad():
+        ref = fusion(make_inputs(), PRESENT)
+        padded = fusion(make_inputs(pad=3), PRESENT)
+    torch.testing.assert_close(padded.fused, ref.fused, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(padded.weights, ref.weights, atol=1e-6, rtol=1e-5)
+
+
+def test_graph_rejects_an_unknown_node_kind() -> None:
+    with pytest.raises(ValueError, match=r"Unknown graph node kind 'times'.*Did you mean 'time'"):
+        build("graph", nodes="times")
+
+
+@pytest.mark.parametrize("nodes", ["modality", "time"])
+def test_graph_readout_weights_sum_to_one_over_present(nodes: str) -> None:
+    fusion = build("graph", hidden_dim=8, heads=2, nodes=nodes)
     assert isinstance(fusion, GraphFusion) and fusion.out_dim == 8
     out = fusion(make_inputs(), PRESENT)
     assert out.weights is not None
@@ -606,7 +667,7 @@ def test_graph_readout_weights_sum_to_one_over_present() -> None:
 
 EXPECTED_COUNTS = {  # K = 2 outputs
     "attention": 27136,
-    "bottleneck": 81248,
+    "bottleneck": 81312,
     "coattention": 157728,
     "gmu": 75264,
     "graph": 60168,

@@ -13,8 +13,9 @@ from polymodal.layers.mlp import MLP
 
 
 class HybridFusion(Fusion):
-    """Decision-level hybrid of early and late fusion (Atrey et al. 2010, "Multimodal fusion
-    for multimedia analysis: a survey", Multimedia Systems, Sec. 2.3; Wöllmer et al. 2013).
+    """Decision-level hybrid of early and late fusion (the "hybrid multimodal fusion" of
+    Atrey et al. 2010, "Multimodal fusion for multimedia analysis: a survey", Multimedia
+    Systems 16).
 
     Two kinds of predictors, each giving (B, K) logits (K = ``num_outputs``):
 

@@ -295,15 +295,17 @@ class BottleneckFusion(Fusion):
     ``fusion_layer`` on, ``num_bottlenecks`` shared bottleneck tokens z (learned initial
     values) are appended to every stream: stream m runs its block over ``[x_m; z]`` and
     returns ``[x_m'; z_m']``, and the new bottleneck is the average of the ``z_m'``.
-    Cross-modal information therefore flows only through the few bottleneck tokens.
-    Earlier layers are unimodal.  Each stream is layer-normalised and pooled by a masked
-    mean over its valid steps; the M pooled vectors are concatenated:
-    out_dim = M d_model.
+    Cross-modal information therefore flows only through the few bottleneck tokens: the
+    average of layer l reaches the streams in layer l + 1.  Earlier layers are unimodal.
+    Each stream is layer-normalised and pooled by a masked mean over its valid steps; the M
+    pooled vectors and the mean of the final (layer-normalised) bottleneck tokens are
+    concatenated, so the last layer's exchange is used too: out_dim = (M + 1) d_model.
 
     Missing modalities: an absent modality's steps are masked out as keys of its stream,
     its bottleneck update is excluded from the average (the average is over present
     modalities), and its pooled vector is zero.  With no modality present the bottleneck
-    keeps its previous value and the output is zeros.
+    keeps its previous value (the learned initial tokens), so the output is zeros followed
+    by a learned constant: finite.
 
     Args:
         in_dims: modality name -> D_m of its encoder's sequence features.
@@ -347,8 +349,9 @@ class BottleneckFusion(Fusion):
             for _ in range(layers)
         )
         self.norm = nn.ModuleDict({n: nn.LayerNorm(d_model) for n in self.names})
+        self.bottleneck_norm = nn.LayerNorm(d_model)
         self.fusion_layer = fusion_layer
-        self.out_dim = len(self.names) * d_model
+        self.out_dim = (len(self.names) + 1) * d_model
 
     def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
         """Per-modality streams exchanging information through shared bottleneck tokens.
@@ -361,7 +364,7 @@ class BottleneckFusion(Fusion):
             - inputs[m].sequence: (B, L_m, D_m), lengths may differ across modalities
             - inputs[m].mask: (B, L_m) bool
             - present[m]: (B,)
-            - output.fused: (B, M d_model)
+            - output.fused: (B, (M + 1) d_model)
         """
         seqs = valid_sequences(self, inputs, present)
         x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
@@ -390,7 +393,8 @@ class BottleneckFusion(Fusion):
         pooled = [
             zero_absent(masked_mean(self.norm[n](x[n]), valid[n]), present[n]) for n in self.names
         ]  # (B, d) each
-        return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, M d)
+        pooled.append(self.bottleneck_norm(z).mean(dim=1))  # (B, d)
+        return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, (M + 1) d)
 
 
 # --------------------------------------------------------------------------- builders
@@ -439,7 +443,7 @@ def build_bottleneck(
     fusion_layer: int = 0,
     dropout: float = 0.0,
 ) -> BottleneckFusion:
-    """Build :class:`BottleneckFusion` (feature level; fused is (B, M d_model))."""
+    """Build :class:`BottleneckFusion` (feature level; fused is (B, (M + 1) d_model))."""
     return BottleneckFusion(
         in_dims, num_outputs, d_model, heads, layers, num_bottlenecks, fusion_layer, dropout
     )

@@ -1,0 +1,331 @@
+"""A joint embedding space: one encoder and one projection per modality, shared D-dim space.
+
+:class:`JointEmbeddingModel` maps each of its modalities into one L2-normalised D-dim
+space, where a dot product is a cosine similarity (CLIP-style retrieval).  With more than
+two modalities, one is the *anchor* (ImageBind-style binding, Girdhar et al. 2023): the
+model is trained on (anchor, other) pairs only, e.g. image-text and image-audio, and text
+and audio become comparable through the shared image space without any text-audio pair.
+
+Built from a :class:`JointConfig` (data, serialisable with ``to_dict``/``from_dict``)::
+
+    config = JointConfig(
+        modalities=(
+            JointModalityConfig(ModalitySpec("image", "image", shape=(3, 224, 224)),
+                                EncoderConfig("efficientnet_lite0")),
+            JointModalityConfig(ModalitySpec("text", "text"), EncoderConfig("minilm")),
+        ),
+        dim=256,
+        anchor="image",
+    )
+    model = JointEmbeddingModel(config)
+    z = model.encode("text", batch["text"])  # (B, 256), unit norm
+
+Frozen pretrained encoders make the projections the only trainable part:
+:meth:`JointEmbeddingModel.project` applies a projection to pooled encoder features, so
+the projections can be trained on cached features (:mod:`polymodal.retrieval.features`,
+:mod:`polymodal.training.contrastive`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polymodal.data.modality import ModalitySpec
+from polymodal.data.sample import ModalityBatch
+from polymodal.encoders.base import Encoder, build_encoder
+from polymodal.layers.mlp import MLP
+from polymodal.models.config import (
+    EncoderConfig,
+    _check_int,
+    _check_keys,
+    _check_prob,
+    _suggest,
+)
+
+PROJECTIONS = ("linear", "mlp")
+
+
+def weights_checksum(module: nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) of every tensor of ``module.state_dict()``, in order."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        data = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class JointModalityConfig:
+    """One modality of a joint space: its spec, encoder and projection head.
+
+    Args:
+        spec: the modality (its ``name`` is the key used everywhere; ``kind``, ``shape``
+            and ``sample_rate`` tell encoders and decoders what to expect).
+        encoder: the registered encoder and its builder parameters.
+        projection: ``"linear"`` (one linear map) or ``"mlp"`` (``layers`` linear maps
+            with GELU in between).
+        hidden_dim: width of the MLP's hidden layers; ``None`` means ``max(in, dim)``.
+        layers: number of linear layers of the MLP (ignored for ``"linear"``).
+        dropout: dropout after each hidden activation of the MLP (and on the input of a
+            linear projection).
+    """
+
+    spec: ModalitySpec
+    encoder: EncoderConfig
+    projection: str = "mlp"
+    hidden_dim: int | None = None
+    layers: int = 2
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        where = f"JointModalityConfig({getattr(self.spec, 'name', '?')!r})"
+        if not isinstance(self.spec, ModalitySpec):
+            raise TypeError(f"{where}: 'spec' must be a ModalitySpec, got {self.spec!r}.")
+        if not isinstance(self.encoder, EncoderConfig):
+            raise TypeError(f"{where}: 'encoder' must be an EncoderConfig, got {self.encoder!r}.")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(
+                f"{where}: 'projection' must be one of {list(PROJECTIONS)}, got "
+                f"{self.projection!r}." + _suggest(str(self.projection), PROJECTIONS)
+            )
+        if self.hidden_dim is not None:
+            _check_int(f"{where}.hidden_dim", self.hidden_dim, 1)
+        _check_int(f"{where}.layers", self.layers, 1)
+        _check_prob(f"{where}.dropout", self.dropout)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_dict(),
+            "encoder": self.encoder.to_dict(),
+            "projection": self.projection,
+            "hidden_dim": self.hidden_dim,
+            "layers": self.layers,
+            "dropout": self.dropout,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "joint modality") -> JointModalityConfig:
+        valid = ["spec", "encoder", "projection", "hidden_dim", "layers", "dropout"]
+        _check_keys(where, d, valid, required=("spec", "encoder"))
+        rest = {k: v for k, v in d.items() if k not in ("spec", "encoder")}
+        return cls(
+            spec=ModalitySpec.from_dict(dict(d["spec"])),
+            encoder=EncoderConfig.from_dict(d["encoder"], f"{where}.encoder"),
+            **rest,
+        )
+
+
+@dataclass(frozen=True)
+class JointConfig:
+    """A joint embedding space over two or more modalities.
+
+    Args:
+        modalities: one :class:`JointModalityConfig` per modality (unique names).
+        dim: D, the size of the shared space.
+        anchor: the modality every training pair includes (binding); ``None`` means the
+            first modality.
+    """
+
+    modalities: tuple[JointModalityConfig, ...]
+    dim: int = 256
+    anchor: str | None = None
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        mods = tuple(self.modalities)
+        if len(mods) < 2 or not all(isinstance(m, JointModalityConfig) for m in mods):
+            raise ValueError(
+                "JointConfig: 'modalities' must list at least two JointModalityConfig (a "
+                f"joint space relates modalities), got {self.modalities!r}."
+            )
+        names = tuple(m.spec.name for m in mods)
+        if len(set(names)) != len(names):
+            raise ValueError(f"JointConfig: modality names must be unique, got {list(names)}.")
+        _check_int("JointConfig.dim", self.dim, 1)
+        anchor = names[0] if self.anchor is None else self.anchor
+        if anchor not in names:
+            raise ValueError(
+                f"JointConfig: 'anchor' must be one of the modalities {list(names)}, got "
+                f"{self.anchor!r}." + _suggest(str(self.anchor), names)
+            )
+        object.__setattr__(self, "modalities", mods)
+        object.__setattr__(self, "anchor", anchor)
+        object.__setattr__(self, "names", names)
+
+    def __getitem__(self, name: str) -> JointModalityConfig:
+        for m in self.modalities:
+            if m.spec.name == name:
+                return m
+        raise KeyError(
+            f"The joint space has no modality {name!r}; it has {list(self.names)}."
+            + _suggest(name, self.names)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "modalities": [m.to_dict() for m in self.modalities],
+            "dim": self.dim,
+            "anchor": self.anchor,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "joint config") -> JointConfig:
+        _check_keys(where, d, ["modalities", "dim", "anchor"], required=("modalities",))
+        mods = d["modalities"]
+        if not isinstance(mods, list | tuple):
+            raise ValueError(f"{where}.modalities must be a list, got {type(mods).__name__}.")
+        return cls(
+            modalities=tuple(
+                JointModalityConfig.from_dict(m, f"{where}.modalities[{i}]")
+                for i, m in enumerate(mods)
+            ),
+            dim=d.get("dim", 256),
+            anchor=d.get("anchor"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> JointConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _projection(cfg: JointModalityConfig, in_dim: int, dim: int) -> nn.Module:
+    if cfg.projection == "linear":
+        return nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, dim))
+    return MLP(in_dim, dim, cfg.hidden_dim, num_layers=cfg.layers, dropout=cfg.dropout)
+
+
+class JointEmbeddingModel(nn.Module):
+    """Encoders + projections of several modalities into one L2-normalised D-dim space.
+
+    Args:
+        config: the modalities, D and the anchor.
+        encoders: already built encoders by modality name (composition); those not given
+            are built from ``config`` with the registry.
+
+    Attributes:
+        encoders: ``nn.ModuleDict`` modality -> :class:`Encoder`.
+        projections: ``nn.ModuleDict`` modality -> projection (encoder dim -> D).
+    """
+
+    def __init__(self, config: JointConfig, encoders: Mapping[str, Encoder] | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, JointConfig):
+            raise TypeError(f"JointEmbeddingModel: 'config' must be a JointConfig, got {config!r}.")
+        given = dict(encoders or {})
+        unknown = sorted(set(given) - set(config.names))
+        if unknown:
+            raise ValueError(
+                f"JointEmbeddingModel: encoders given for {unknown}, which are not modalities "
+                f"of the config {list(config.names)}."
+            )
+        self.config = config
+        self.encoders = nn.ModuleDict()
+        self.projections = nn.ModuleDict()
+        for m in config.modalities:
+            name = m.spec.name
+            enc = given.get(name)
+            if enc is None:
+                enc = build_encoder(m.encoder.name, spec=m.spec, **m.encoder.params)
+            self.encoders[name] = enc
+            self.projections[name] = _projection(m, int(enc.out_dim), config.dim)
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modality names, in config order."""
+        return list(self.config.names)
+
+    @property
+    def anchor(self) -> str:
+        return str(self.config.anchor)
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def _check(self, modality: str) -> None:
+        if modality not in self.config.names:
+            raise ValueError(
+                f"JointEmbeddingModel: modality {modality!r} is not in this model; it embeds "
+                f"{list(self.config.names)}. Query with one of those, or train a model that "
+                f"includes {modality!r}." + _suggest(str(modality), self.config.names)
+            )
+
+    def frozen_encoders(self) -> list[str]:
+        """Modalities whose encoder has no trainable parameter."""
+        return [
+            name
+            for name, enc in self.encoders.items()
+            if not any(p.requires_grad for p in enc.parameters())
+        ]
+
+    def project(self, modality: str, features: Tensor) -> Tensor:
+        """Project pooled encoder features (e.g. cached ones) into the joint space.
+
+        Shape:
+            features: (B, E) with E the modality encoder's ``out_dim``.
+            output: (B, D), unit L2 norm.
+        """
+        self._check(modality)
+        expected = int(self.encoders[modality].out_dim)
+        if features.dim() != 2 or features.shape[1] != expected:
+            raise ValueError(
+                f"JointEmbeddingModel.project({modality!r}): features must have shape (B, "
+                f"{expected}) (the {modality} encoder's output), got {tuple(features.shape)}."
+            )
+        return F.normalize(self.projections[modality](features), dim=-1)  # (B, D)
+
+    def encode(self, modality: str, batch: ModalityBatch) -> Tensor:
+        """Encode one modality's batch into the joint space.
+
+        Shape:
+            batch.values: as the modality's encoder expects (e.g. (B, 3, H, W), B strings).
+            output: (B, D), unit L2 norm.
+        """
+        self._check(modality)
+        pooled = self.encoders[modality](batch).pooled  # (B, E)
+        return self.project(modality, pooled)
+
+    def forward(self, modality: str, batch: ModalityBatch) -> Tensor:
+        """Same as :meth:`encode`.
+
+        Shape:
+            output: (B, D), unit L2 norm.
+        """
+        return self.encode(modality, batch)
+
+    def encode_all(self, batches: Mapping[str, ModalityBatch]) -> dict[str, Tensor]:
+        """:meth:`encode` for each modality of ``batches``, keys sorted.
+
+        Shape:
+            output: modality -> (B, D).
+        """
+        return {name: self.encode(name, batches[name]) for name in sorted(batches)}
+
+    def fingerprint(self) -> str:
+        """A short digest of the config and every weight: equal models, equal fingerprints."""
+        h = hashlib.sha256(self.config.to_json().encode())
+        h.update(weights_checksum(self).encode())
+        return h.hexdigest()[:16]
+
+
+__all__ = [
+    "PROJECTIONS",
+    "JointConfig",
+    "JointEmbeddingModel",
+    "JointModalityConfig",
+    "weights_checksum",
+]

@@ -1,0 +1,293 @@
+"""Cached pooled features of frozen encoders: embed a data set once, train heads in seconds.
+
+With frozen encoders (``minilm``, ``efficientnet_lite0``), every epoch of projection
+training would recompute the same encoder outputs.  :func:`cached_features` runs the
+encoder once over a list of examples and stores the pooled (N, D) features on disk, under
+``cache_dir()/"features"/<key>`` (see :func:`feature_key`), where the key names the data
+set, split, modality and encoder, and carries a checksum of
+
+* the encoder's name and build parameters,
+* the encoder's weights (every tensor of its ``state_dict``, byte for byte),
+* the example ids, in order,
+
+so changing any of them (other weights, another subset, a reordered split) is a cache
+miss, never a stale hit.  The folder holds ``features.npy`` (N, D) float32, ``ids.json``
+and ``info.json``; it is written to a temporary folder and renamed into place, so a crash
+never leaves a half-written entry that a later run would read.
+
+Partial fine-tuning (e.g. ``minilm`` with ``trainable_layers=2``) changes the encoder's
+outputs at every step, so its features cannot be cached: train such a model end to end
+on raw batches (its frozen lower blocks still run without gradients).  The cache is for
+encoders whose parameters are all frozen; :func:`cached_features` refuses others unless
+``allow_trainable=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from polymodal.data.paths import cache_dir
+from polymodal.data.sample import ModalityBatch
+from polymodal.models.joint import weights_checksum
+
+FEATURES_FILE = "features.npy"
+IDS_FILE = "ids.json"
+INFO_FILE = "info.json"
+#: Version of the cache layout; part of every key.
+CACHE_VERSION = 1
+
+#: Builds the encoder input for the examples at the given positions.
+BatchFn = Callable[[Sequence[int]], ModalityBatch]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Pooled features of a list of examples.
+
+    Attributes:
+        features: (N, D) float32 pooled encoder outputs, row ``i`` for ``ids[i]``.
+        ids: the N example ids.
+        key: the cache key (folder name under the cache root).
+        path: the cache folder.
+        hit: whether the features were read from the cache (False: computed now).
+        seconds: time taken to compute (or read) them.
+    """
+
+    features: Tensor
+    ids: list[str]
+    key: str
+    path: Path
+    hit: bool
+    seconds: float
+
+
+def default_root() -> Path:
+    """``cache_dir() / "features"``: where cached features live unless told otherwise."""
+    return cache_dir() / "features"
+
+
+def ids_checksum(ids: Sequence[str]) -> str:
+    """SHA-256 (first 16 hex digits) of the ids in order."""
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(i.encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def feature_key(
+    dataset: str,
+    split: str,
+    modality: str,
+    encoder_name: str,
+    encoder_params: Mapping[str, Any],
+    weights: str,
+    ids: Sequence[str],
+) -> str:
+    """The cache folder name: ``<dataset>-<split>-<modality>-<encoder>-<checksum>``.
+
+    The checksum covers the encoder parameters (as sorted JSON), the weights checksum
+    (:func:`weights_checksum`), the ids (:func:`ids_checksum`) and the cache version.
+    """
+    try:
+        params = json.dumps(dict(encoder_params), sort_keys=True, default=str)
+    except TypeError as exc:  # pragma: no cover - default=str accepts anything
+        raise TypeError(f"feature_key: encoder_params must be JSON-like ({exc}).") from exc
+    digest = hashlib.sha256(
+        "|".join([str(CACHE_VERSION), params, weights, ids_checksum(ids)]).encode()
+    ).hexdigest()[:20]
+    parts = [dataset, split, modality, encoder_name]
+    return "-".join(_slug(p) for p in parts) + "-" + digest
+
+
+def _read(path: Path, ids: Sequence[str]) -> Tensor | None:
+    """The cached features in ``path`` if complete and matching ``ids``, else ``None``."""
+    try:
+        stored_ids = json.loads((path / IDS_FILE).read_text())
+        features = np.load(path / FEATURES_FILE)
+    except (OSError, ValueError):
+        return None
+    if stored_ids != list(ids) or features.ndim != 2 or features.shape[0] != len(ids):
+        return None
+    return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+
+
+def _write(path: Path, features: Tensor, ids: Sequence[str], info: dict[str, Any]) -> None:
+    """Write the entry to a temporary sibling folder, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        for name, write in (
+            (FEATURES_FILE, lambda p: np.save(p, features.numpy())),
+            (IDS_FILE, lambda p: p.write_text(json.dumps(list(ids)))),
+            (INFO_FILE, lambda p: p.write_text(json.dumps(info, indent=1) + "\n")),
+        ):
+            write(tmp / name)
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+@torch.no_grad()
+def embed_pooled(
+    encoder: nn.Module,
+    make_batch: BatchFn,
+    count: int,
+    *,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """Run ``encoder`` in eval mode over ``count`` examples and stack the pooled outputs.
+
+    Args:
+        encoder: an :class:`~polymodal.encoders.base.Encoder` (returns ``.pooled``).
+        make_batch: builds the :class:`ModalityBatch` for a list of positions.
+        count: number of examples N.
+        batch_size: examples per forward pass.
+        progress: called with (done, count) after each batch.
+
+    Shape:
+        output: (N, D) float32 on the CPU.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"embed_pooled: 'batch_size' must be an int >= 1, got {batch_size!r}.")
+    was_training = encoder.training
+    encoder.eval()
+    device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+    out: list[Tensor] = []
+    try:
+        for start in range(0, count, batch_size):
+            positions = list(range(start, min(count, start + batch_size)))
+            pooled = encoder(make_batch(positions).to(device)).pooled  # (b, D)
+            out.append(pooled.detach().float().cpu())
+            if progress is not None:
+                progress(positions[-1] + 1, count)
+    finally:
+        encoder.train(was_training)
+    if not out:
+        raise ValueError("embed_pooled: there are no examples to embed (count=0).")
+    return torch.cat(out)  # (N, D)
+
+
+def cached_features(
+    encoder: nn.Module,
+    make_batch: BatchFn,
+    ids: Sequence[str],
+    *,
+    dataset: str,
+    split: str,
+    modality: str,
+    encoder_name: str,
+    encoder_params: Mapping[str, Any] | None = None,
+    root: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    allow_trainable: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> FeatureSet:
+    """Pooled features of ``ids``, read from the cache or computed once and cached.
+
+    Args:
+        encoder: a frozen encoder (every parameter with ``requires_grad=False``).
+        make_batch: builds the encoder input for a list of positions into ``ids``.
+        ids: one unique id per example, in order (part of the key: other ids, another key).
+        dataset, split, modality: names for the key (e.g. ``"flickr8k"``, ``"train"``,
+            ``"image"``).
+        encoder_name, encoder_params: the registry name and build parameters of the encoder.
+        root: the cache root; ``None`` means :func:`default_root`.
+        batch_size: examples per forward pass when computing.
+        allow_trainable: cache even if some encoder parameter is trainable (the cache is
+            keyed by the current weights, so it stays correct, but goes stale each step).
+        progress: called with (done, N) while computing.
+
+    Returns:
+        a :class:`FeatureSet`; ``features`` is (N, D) float32.
+    """
+    ids = list(ids)
+    if not ids or not all(isinstance(i, str) for i in ids):
+        raise ValueError(
+            "cached_features: 'ids' must be a non-empty list of strings (one per example)."
+        )
+    if len(set(ids)) != len(ids):
+        raise ValueError(
+            "cached_features: 'ids' must be unique; repeated ids would make rows ambiguous."
+        )
+    trainable = [n for n, p in encoder.named_parameters() if p.requires_grad]
+    if trainable and not allow_trainable:
+        raise ValueError(
+            f"cached_features: encoder {encoder_name!r} has {len(trainable)} trainable "
+            f"parameters (first: {trainable[0]!r}); cached features would go stale as it "
+            "trains. Build it frozen (freeze=True), or pass allow_trainable=True."
+        )
+    params = dict(encoder_params or {})
+    weights = weights_checksum(encoder)
+    key = feature_key(dataset, split, modality, encoder_name, params, weights, ids)
+    path = (Path(root) if root is not None else default_root()) / key
+    start = time.perf_counter()
+    cached = _read(path, ids)
+    if cached is not None:
+        return FeatureSet(cached, ids, key, path, True, time.perf_counter() - start)
+    features = embed_pooled(encoder, make_batch, len(ids), batch_size=batch_size, progress=progress)
+    info = {
+        "cache_version": CACHE_VERSION,
+        "dataset": dataset,
+        "split": split,
+        "modality": modality,
+        "encoder": encoder_name,
+        "encoder_params": json.loads(json.dumps(params, default=str)),
+        "weights_checksum": weights,
+        "ids_checksum": ids_checksum(ids),
+        "count": len(ids),
+        "dim": int(features.shape[1]),
+    }
+    _write(path, features, ids, info)
+    return FeatureSet(features, ids, key, path, False, time.perf_counter() - start)
+
+
+def text_batch(texts: Sequence[str]) -> ModalityBatch:
+    """A text :class:`ModalityBatch` of ``texts``, every example present."""
+    return ModalityBatch(list(texts), torch.ones(len(texts), dtype=torch.bool))
+
+
+def tensor_batch(values: Sequence[Tensor]) -> ModalityBatch:
+    """A :class:`ModalityBatch` stacking same-shaped tensors, every example present."""
+    stacked: Tensor = torch.stack(list(values))
+    return ModalityBatch(stacked, torch.ones(stacked.shape[0], dtype=torch.bool))
+
+
+__all__ = [
+    "CACHE_VERSION",
+    "FeatureSet",
+    "cached_features",
+    "default_root",
+    "embed_pooled",
+    "feature_key",
+    "ids_checksum",
+    "tensor_batch",
+    "text_batch",
+    "weights_checksum",
+]
