@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import statistics
 import sys
@@ -78,7 +79,7 @@ def method_config(
         cfg["model"]["fusion"] = {"name": "late", "params": {"combine": "mean"}}
         cfg["model"]["head"] = {}
     else:
-        params = dict(cfg["model"]["fusion"].get("params") or {"hidden_dim": 64, "dropout": 0.3})
+        params = dict(cfg["model"]["fusion"].get("params") or {"hidden_dim": 64, "dropout": 0.5})
         params.pop("combine", None)
         cfg["model"]["fusion"] = {"name": "early", "params": params}
     drop = cfg["model"].get("modality_dropout") or {}
@@ -146,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
                         fusion=fusion,
                     )
                 )
+    # Keep the other data sets' records from an earlier run, so data sets can be re-run alone.
+    results_dir = Path(args.results_dir) if args.results_dir else REPO / "benchmarks" / "results"
+    previous = results_dir / "baselines.json"
+    if previous.exists():
+        kept = [r for r in json.loads(previous.read_text()) if r["dataset"] not in args.datasets]
+        records = kept + records
     print_table(records)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/baselines.py " + " ".join(
         sys.argv[1:] if argv is None else argv

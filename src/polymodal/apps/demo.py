@@ -4,8 +4,9 @@ Trains five models on the speaker-independent MOSI split (1,447 train / 752 test
 utterances; validation = a fifth of the training *videos*, carved by group) and reports
 test accuracy and macro-F1 of each:
 
-* ``text``: the transcript through the pretrained all-MiniLM-L6-v2 (frozen; its outputs are
-  cached, so the three runs that read the transcript encode each sentence once);
+* ``text``: the transcript through the pretrained all-MiniLM-L6-v2 (frozen, native 384-d;
+  its outputs are cached, so the three runs that read the transcript encode each sentence
+  once);
 * ``audio``: the released 73-d openSMILE features through an MLP;
 * ``video``: the released 100-d 3D-CNN features through an MLP;
 * ``early``: feature-level fusion of the three (concatenation + MLP, presence flags);
@@ -33,7 +34,7 @@ MODALITIES = ("transcript", "audio", "video")
 
 _FEATURE_ENCODER = {"name": "mlp", "params": {"dim": 64, "dropout": 0.3, "running_stats": True}}
 ENCODERS: dict[str, dict[str, Any]] = {
-    "transcript": {"name": "minilm", "params": {"dim": 64}},
+    "transcript": {"name": "minilm", "params": {}},
     "audio": _FEATURE_ENCODER,
     "video": _FEATURE_ENCODER,
 }
@@ -64,7 +65,7 @@ def demo_config(
 ) -> TrainConfig:
     """The :class:`TrainConfig` of one demo run (also a template for your own MOSI runs)."""
     fusion_params: dict[str, Any] = (
-        {"hidden_dim": 64, "dropout": 0.3} if fusion == "early" else {"combine": "mean"}
+        {"hidden_dim": 64, "dropout": 0.5} if fusion == "early" else {"combine": "mean"}
     )
     dropout = {m: 0.3 for m in modalities} if len(modalities) > 1 else {}
     cfg: dict[str, Any] = {
