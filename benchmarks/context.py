@@ -1,0 +1,232 @@
+"""Context across utterances on CMU-MOSI: utterance-level models vs the same models with a
+bidirectional GRU / transformer over each video's utterances (ContextModel).
+
+Modalities: the transcript through frozen all-MiniLM-L6-v2 (384-d, cached in-process) and
+the released openSMILE audio features (MLP).  The released 100-d text and video features are
+left out: they come from networks trained on the training videos and leak their labels.
+
+For each seed, validation = a fifth of the training videos (group_split, the same videos as
+the utterance-level trainer picks for that seed); early stopping and model selection read
+validation only; MOSI's test split is evaluated once with the best weights.  Metrics are per
+utterance, so the rows compare directly.
+
+* ``<fusion>`` (no context): the utterance-level model trained by the main Trainer
+  (the configuration of benchmarks/baselines.py: ``early_transcript_audio``, and
+  ``transcript`` for the transcript alone);
+* ``<fusion>+gru`` / ``<fusion>+transformer``: ContextModel over the same utterance model.
+
+Setups are ``modalities:fusion``, modalities joined by ``+``.  Every transcript is encoded
+by MiniLM once before the runs (the cache is shared), so ``seconds`` is training time.
+
+    POLYMODAL_DATA=../shared/data python benchmarks/context.py               # 3 seeds
+    POLYMODAL_DATA=../shared/data python benchmarks/context.py --seeds 1 \
+        --setups transcript+audio:early
+
+Writes benchmarks/results/context.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import print_table, record, write_results
+from polymodal.apps.demo import demo_config
+from polymodal.data.context import VideoDataset
+from polymodal.data.datasets import load_dataset
+from polymodal.encoders import ENCODERS
+from polymodal.models import ModelConfig, build_model
+from polymodal.models.context import CONTEXTS, ContextModel
+from polymodal.training.context import ContextTrainConfig, fit_context
+from polymodal.training.seed import seed_everything
+from polymodal.training.trainer import train
+
+REPO = Path(__file__).resolve().parents[1]
+SETUPS = ("transcript+audio:early", "transcript+audio:gmu", "transcript:early")
+FUSION_PARAMS: dict[str, dict[str, Any]] = {
+    "early": {"hidden_dim": 64, "dropout": 0.5},
+    "gmu": {"hidden_dim": 64, "dropout": 0.5},
+    "tensor": {"hidden_dim": 64, "dropout": 0.5},
+}
+
+
+def parse_setup(text: str) -> tuple[tuple[str, ...], str]:
+    """``"transcript+audio:early"`` -> ``(("transcript", "audio"), "early")``."""
+    mods, _, fusion = text.partition(":")
+    modalities = tuple(m for m in mods.split("+") if m)
+    if fusion not in FUSION_PARAMS or not modalities:
+        raise ValueError(
+            f"--setups entries must be 'modality+modality:fusion' with fusion in "
+            f"{sorted(FUSION_PARAMS)}; got {text!r}."
+        )
+    return modalities, fusion
+
+
+def model_config(modalities: tuple[str, ...], fusion: str, seed: int) -> ModelConfig:
+    """The utterance-level model of the demo / baselines, with ``fusion``."""
+    d = demo_config(modalities, "early", seed).model.to_dict()
+    d["fusion"] = {"name": fusion, "params": FUSION_PARAMS[fusion]}
+    return ModelConfig.from_dict(d)
+
+
+def warm_minilm(datasets: list[VideoDataset]) -> None:
+    """Encode every transcript once; the frozen MiniLMs of the runs share the cache."""
+    base = datasets[0].base
+    if "transcript" not in base.schema:
+        return
+    encoder = ENCODERS.get("minilm").builder(base.schema["transcript"])
+    with torch.no_grad():
+        for ds in datasets:
+            idx = ds.utterance_indices()
+            for start in range(0, len(idx), 64):
+                encoder(ds.base.batch(idx[start : start + 64])["transcript"])
+
+
+def run_utterance(
+    modalities: tuple[str, ...], fusion: str, seed: int, epochs: int
+) -> tuple[dict[str, float], float, int]:
+    """The utterance-level model through the main Trainer: (test, val accuracy, epochs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = demo_config(modalities, "early", seed, epochs, tmp)
+        d = cfg.to_dict()
+        d["model"] = model_config(modalities, fusion, seed).to_dict()
+        res = train(type(cfg).from_dict(d))
+    assert res.test is not None
+    return res.test, res.best_val["accuracy"], res.epochs_run
+
+
+def run_context(
+    modalities: tuple[str, ...],
+    fusion: str,
+    context: str,
+    seed: int,
+    epochs: int,
+    videos: VideoDataset,
+    test: VideoDataset,
+    args: argparse.Namespace,
+) -> tuple[dict[str, float], float, int]:
+    train_v, val_v = videos.split_videos(0.2, seed)
+    seed_everything(seed)
+    utt = build_model(model_config(modalities, fusion, seed), videos.schema, seed=seed)
+    model = ContextModel(utt, context, hidden=args.hidden, layers=1, dropout=args.dropout)
+    cfg = ContextTrainConfig(
+        epochs=epochs,
+        batch_videos=args.batch_videos,
+        lr=1e-3,
+        weight_decay=0.05,
+        patience=5,
+        monitor="accuracy",
+        seed=seed,
+    )
+    res = fit_context(model, train_v, val_v, test, cfg)
+    assert res.test is not None
+    return res.test, res.best_val["accuracy"], res.epochs_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--setups", nargs="+", default=list(SETUPS), type=str)
+    ap.add_argument("--contexts", nargs="+", default=["none", "gru", "transformer"])
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--dropout", type=float, default=0.3)
+    ap.add_argument("--batch-videos", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--results-dir", default=None)
+    args = ap.parse_args(argv)
+    if not os.environ.get("POLYMODAL_DATA"):
+        os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
+    torch.set_num_threads(args.threads)
+
+    setups = [parse_setup(s) for s in args.setups]
+    bad = [c for c in args.contexts if c not in ("none", *CONTEXTS)]
+    if bad:
+        raise ValueError(f"--contexts must be among none, {', '.join(CONTEXTS)}; got {bad}.")
+    records: list[dict[str, Any]] = []
+    loaded: dict[tuple[str, ...], tuple[VideoDataset, VideoDataset]] = {}
+    for modalities, fusion in setups:
+        if modalities not in loaded:
+            opts = {"modalities": list(modalities)}
+            loaded[modalities] = (
+                VideoDataset(load_dataset("mosi", split="train", **opts)),
+                VideoDataset(load_dataset("mosi", split="test", **opts)),
+            )
+            t0 = time.perf_counter()
+            warm_minilm(list(loaded[modalities]))
+            print(f"MiniLM cache warmed in {time.perf_counter() - t0:.0f} s", flush=True)
+        videos, test = loaded[modalities]
+        name = "+".join(modalities)
+        for context in args.contexts:
+            method = f"{name}:{fusion}" + ("" if context == "none" else f"+{context}")
+            scores: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
+            secs: list[float] = []
+            for seed in range(args.seeds):
+                t0 = time.perf_counter()
+                if context == "none":
+                    res, val_acc, epochs = run_utterance(modalities, fusion, seed, args.epochs)
+                else:
+                    res, val_acc, epochs = run_context(
+                        modalities, fusion, context, seed, args.epochs, videos, test, args
+                    )
+                secs.append(time.perf_counter() - t0)
+                for k in scores:
+                    scores[k].append(float(res[k]))
+                print(
+                    f"{method:34} seed {seed}: test acc {res['accuracy']:.4f} "
+                    f"f1 {res['macro_f1']:.4f} val acc {val_acc:.4f} epochs {epochs} "
+                    f"({secs[-1]:.0f} s)",
+                    flush=True,
+                )
+            for metric, vals in scores.items():
+                records.append(
+                    record(
+                        "context",
+                        "mosi",
+                        method,
+                        metric,
+                        statistics.mean(vals),
+                        std=statistics.stdev(vals) if len(vals) > 1 else None,
+                        n_seeds=len(vals),
+                        seconds=statistics.mean(secs),
+                        modalities=name,
+                        fusion=fusion,
+                        context=context,
+                    )
+                )
+    print_table(records)
+    cmd = "POLYMODAL_DATA=../shared/data python benchmarks/context.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    write_results(
+        "context",
+        records,
+        title="Context across utterances (MOSI): utterance-level vs ContextModel",
+        notes=(
+            "Test metrics per utterance on MOSI's test split (752 utterances, 31 videos): mean "
+            "and std over seeds. transcript = frozen all-MiniLM-L6-v2 (transcripts encoded "
+            "once before the runs); audio = openSMILE features (MLP). Rows without a context are the utterance-level model trained by "
+            "the main Trainer; `+gru` / `+transformer` wrap the same utterance model in "
+            f"ContextModel (hidden {args.hidden}, 1 layer, dropout {args.dropout}, "
+            f"{args.batch_videos} videos per batch), trained jointly. Validation: a fifth of "
+            "the training videos, the same videos for every method at a given seed. "
+            "seconds: mean wall time of one run on this machine."
+        ),
+        command=cmd.strip(),
+        results_dir=args.results_dir,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
