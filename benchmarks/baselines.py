@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(PLANS), choices=list(PLANS))
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument(
+        "--methods", nargs="+", default=None, help="run only these methods (e.g. audio early)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results-dir", default=None)
     args = ap.parse_args(argv)
@@ -114,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         mods = plan["modalities"]
         methods = [(m, (m,), "early") for m in mods]
         methods += [("early", mods, "early"), ("late", mods, "late")] + plan["extra"]
+        if args.methods:
+            methods = [m for m in methods if m[0] in args.methods]
         for name, ms, fusion in methods:
             scores: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
             secs: list[float] = []
@@ -147,11 +152,14 @@ def main(argv: list[str] | None = None) -> int:
                         fusion=fusion,
                     )
                 )
-    # Keep the other data sets' records from an earlier run, so data sets can be re-run alone.
+    # Keep the records of methods not re-run here, so data sets and methods can run separately.
     results_dir = Path(args.results_dir) if args.results_dir else REPO / "benchmarks" / "results"
     previous = results_dir / "baselines.json"
     if previous.exists():
-        kept = [r for r in json.loads(previous.read_text()) if r["dataset"] not in args.datasets]
+        done = {(r["dataset"], r["method"]) for r in records}
+        kept = [
+            r for r in json.loads(previous.read_text()) if (r["dataset"], r["method"]) not in done
+        ]
         records = kept + records
     print_table(records)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/baselines.py " + " ".join(

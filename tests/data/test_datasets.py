@@ -254,3 +254,51 @@ def test_flickr8k_missing_image_is_named(data_root: Path, tmp_path: Path) -> Non
         load_dataset("flickr8k", split="test", root=tmp_path)
     (tmp_path / "images" / listed[1]).symlink_to(src / "images" / listed[1])
     assert len(load_dataset("flickr8k", split="test", root=tmp_path)) == 2
+
+
+def test_av_digits_images_per_recording_repeats_train_recordings(
+    data_root: Path, av_all: AVDigits
+) -> None:
+    k = 3
+    many = load_dataset("av_digits", split="all", root=data_root, images_per_recording=k)
+    assert isinstance(many, AVDigits)
+    assert len(many) == 2000 * k + 1000
+    # Each train recording appears k times in a row, test recordings once.
+    assert many.targets()[: 2000 * k] == [t for t in av_all.targets()[:2000] for _ in range(k)]
+    assert many.groups()[2000 * k :] == av_all.groups()[2000:]
+    assert many.mnist_labels() == many.targets()
+    pairs = many.mnist_pairs()
+    assert len(set(pairs)) == len(pairs)  # every copy gets its own MNIST image
+    for (side, _), spk in zip(pairs, many.groups(), strict=True):
+        assert side == ("test" if spk in ("theo", "yweweler") else "train")
+    # The test side keeps its one-image pairs, whatever the train side does.
+    assert pairs[2000 * k :] == av_all.mnist_pairs()[2000:]
+    first, second = many[0], many[1]
+    assert (first.id, second.id) == (f"{av_all[0].id}#0", f"{av_all[0].id}#1")
+    assert (first.meta["copy"], second.meta["copy"]) == (0, 1)
+    assert torch.equal(_t(first, "audio"), _t(second, "audio"))
+    assert not torch.equal(_t(first, "image"), _t(second, "image"))
+
+
+def test_av_digits_images_per_recording_is_seeded_and_splits_agree(data_root: Path) -> None:
+    opts = {"images_per_recording": 2, "test_images_per_recording": 2}
+    train = load_dataset("av_digits", split="train", root=data_root, **opts)
+    test = load_dataset("av_digits", split="test", root=data_root, **opts)
+    again = load_dataset("av_digits", split="all", root=data_root, **opts)
+    other = load_dataset("av_digits", split="train", root=data_root, seed=1, **opts)
+    assert isinstance(train, AVDigits) and isinstance(test, AVDigits)
+    assert isinstance(again, AVDigits) and isinstance(other, AVDigits)
+    assert (len(train), len(test)) == (4000, 2000)
+    assert again.mnist_pairs() == train.mnist_pairs() + test.mnist_pairs()
+    assert other.mnist_pairs() != train.mnist_pairs()
+    assert other.mnist_labels() == other.targets()
+    assert {s for s, _ in train.mnist_pairs()} == {"train"}
+    assert {s for s, _ in test.mnist_pairs()} == {"test"}
+    assert test[1].id.endswith("#1") and test.mnist_labels() == test.targets()
+
+
+def test_av_digits_rejects_bad_images_per_recording(data_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"'images_per_recording'.*int >= 1.*got 0"):
+        load_dataset("av_digits", split="train", root=data_root, images_per_recording=0)
+    with pytest.raises(ValueError, match=r"'test_images_per_recording'.*digit 5.*at most 8"):
+        load_dataset("av_digits", split="test", root=data_root, test_images_per_recording=9)

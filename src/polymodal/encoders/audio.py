@@ -3,20 +3,31 @@
 The batch holds padded mono waveforms (B, T) with ``lengths``/``mask`` in samples.
 :class:`~polymodal.layers.melspec.LogMelSpectrogram` turns them into log-mel frames
 (B, F, n_mels) with a frame mask (B, F) (25 ms Hann windows every 10 ms by default,
-derived from ``spec.sample_rate``); each utterance's frames are then standardised per
-mel band over its valid frames (CMVN, :func:`masked_standardize`), and a sequence model
-maps them to (B, F, D).  Outputs are one vector per frame; pooling is a masked mean.
+derived from ``spec.sample_rate``); each utterance's frames are then normalised over its
+valid frames (``cmvn``: ``"utterance"``, one mean/std per utterance, the default;
+``"band"``, one per mel band; ``"none"``), and a sequence model maps them to (B, F', D).
+Outputs are one vector per (possibly downsampled) frame; pooling is a masked mean.
 
-* ``audio_cnn``: 2-D convolutions over (mel, time) that stride only along frequency,
-  then a mean over frequency: a sequence over time.
+* ``audio_cnn``: 2-D convolutions over (mel, time) that stride 2 along mel and
+  ``time_stride`` along time, each normalised per utterance over its valid frames, then a
+  mean over frequency: a sequence over time at ``hop * time_stride ** len(channels)``.
 * ``audio_gru``: a bidirectional GRU over packed mel frames.
 * ``audio_transformer``: a transformer over mel frames with a key padding mask.
+
+Why ``cmvn="utterance"`` by default: per-band CMVN gives every band of every utterance
+mean 0 and variance 1, which erases the utterance's average spectrum; for long speech that
+removes the channel, but a clip of one spoken word (FSDD: 0.14-2.3 s) *is* mostly that
+spectrum.  On FSDD, speaker-held-out, a logistic regression on 16 time-averaged segments of
+log-mel reaches 0.71 test accuracy after per-band CMVN and 0.87 after utterance-level
+standardisation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -24,7 +35,6 @@ from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
 from polymodal.encoders.timeseries import (
-    ChannelLayerNorm,
     SequenceGRU,
     SequenceTransformer,
     check_dim,
@@ -33,7 +43,13 @@ from polymodal.encoders.timeseries import (
     tensor_values,
     zero_invalid,
 )
-from polymodal.layers.melspec import LogMelSpectrogram, masked_standardize
+from polymodal.layers.melspec import (
+    LogMelSpectrogram,
+    masked_standardize,
+    masked_utterance_standardize,
+)
+
+CMVN_MODES = ("utterance", "band", "none")
 
 
 def _sample_rate(spec: ModalitySpec, sample_rate: float | None, encoder: str) -> float:
@@ -47,62 +63,157 @@ def _sample_rate(spec: ModalitySpec, sample_rate: float | None, encoder: str) ->
     return float(sr)
 
 
-class MelConv2d(nn.Module):
-    """2-D conv blocks over (mel, time) striding 2 along mel only, then a mean over mel.
+class FrameSequence(NamedTuple):
+    """Frames out of a backbone that changes the frame rate.
 
-    Each block is conv3x3 -> channel LayerNorm -> GELU; invalid frames are zeroed before
-    every convolution, so an utterance's valid frames never see padding.
+    Attributes:
+        values: (B, F', D), zeros at invalid frames.
+        mask: (B, F') bool, True at valid frames.
+    """
+
+    values: Tensor
+    mask: Tensor
+
+
+def downsample_mask(mask: Tensor, stride: int, length: int) -> Tensor:
+    """Frame mask after a stride-``stride`` convolution (kernel 3, padding 1) over time.
+
+    Output frame ``j`` is centred on input frame ``j * stride``; it is valid when that input
+    frame is, so ``n`` valid frames become ``ceil(n / stride)``.
+
+    Shape:
+        mask: (B, F) bool, valid frames first
+        output: (B, length) bool
+    """
+    n = mask.sum(1, keepdim=True)  # (B, 1)
+    return torch.arange(length, device=mask.device)[None, :] * stride < n  # (B, length)
+
+
+class MaskedMapNorm(nn.Module):
+    """Per-example normalisation of a (B, C, H, W) map over its valid columns.
+
+    Each example's map is standardised with one mean and variance over channels, rows and
+    the columns where ``mask`` is True (GroupNorm with one group, restricted to valid time
+    steps), then scaled and shifted per channel; invalid columns come out as zeros.  So the
+    result depends neither on padding nor on the rest of the batch, and, unlike a LayerNorm
+    over channels at each position, it keeps how strong one time-frequency position is
+    relative to another (a per-position norm rescales a quiet patch to the same size as a
+    loud one).
+
+    Args:
+        channels: C.
+        eps: added to the variance.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Shape:
+        x: (B, C, H, W)
+        mask: (B, W) bool
+        output: (B, C, H, W)
+        """
+        m = mask.to(x.dtype)[:, None, None, :]  # (B, 1, 1, W)
+        count = (m.sum((1, 2, 3), keepdim=True) * x.shape[1] * x.shape[2]).clamp_min(1.0)
+        mean = (x * m).sum((1, 2, 3), keepdim=True) / count  # (B, 1, 1, 1)
+        var = ((x - mean).square() * m).sum((1, 2, 3), keepdim=True) / count  # (B, 1, 1, 1)
+        y = (x - mean) / torch.sqrt(var + self.eps)
+        return (y * self.weight[:, None, None] + self.bias[:, None, None]) * m
+
+
+class MelConv2d(nn.Module):
+    """2-D conv blocks over (mel, time), then a mean over mel: a (shorter) sequence over time.
+
+    Each block is conv3x3 (stride 2 along mel, ``time_stride`` along time) -> per-utterance
+    :class:`MaskedMapNorm` -> GELU -> dropout; invalid frames are zeroed before every
+    convolution, so an utterance's valid frames never see padding.  With ``k`` blocks a frame
+    out covers ``time_stride ** k`` input frames and (stride > 1) sees ``1 + 2 (time_stride ** k -
+    1) / (time_stride - 1)`` of them (31 frames = 0.3 s for 4 blocks at stride 2), enough
+    for a spoken word's syllables; with ``time_stride=1`` each output frame sees only
+    ``1 + 2 k`` frames (70 ms for 3 blocks), and the masked mean over time then reduces the
+    model to a bag of short frames.
 
     Args:
         n_mels: mel bands of the input.
         out_dim: output features D.
         channels: output channels of each block.
         dropout: dropout after each block.
+        time_stride: stride along time of each block (1 keeps the input frame rate).
     """
 
     def __init__(
         self,
         n_mels: int,
         out_dim: int,
-        channels: Sequence[int] = (32, 64, 128),
+        channels: Sequence[int] = (32, 64, 128, 128),
         dropout: float = 0.0,
+        time_stride: int = 2,
     ) -> None:
         super().__init__()
         if not channels:
             raise ValueError("audio_cnn channels must list at least one block width, got ()")
+        if isinstance(time_stride, bool) or not isinstance(time_stride, int) or time_stride < 1:
+            raise ValueError(
+                f"The 'time_stride' parameter of audio_cnn must be an int >= 1 (2 halves the "
+                f"frame rate at each block, 1 keeps it); got {time_stride!r}."
+            )
+        self.time_stride = time_stride
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         c_in = 1
         for c in channels:
-            self.convs.append(nn.Conv2d(c_in, c, 3, stride=(2, 1), padding=1))
-            self.norms.append(ChannelLayerNorm(c))
+            self.convs.append(nn.Conv2d(c_in, c, 3, stride=(2, time_stride), padding=1))
+            self.norms.append(MaskedMapNorm(c))
             c_in = c
         self.drop = nn.Dropout(dropout)
         self.proj = nn.Linear(c_in, out_dim)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor) -> FrameSequence:
         """Shape:
         x: (B, F, n_mels) frames
-        mask: (B, F) bool
-        output: (B, F, D), zeros at invalid frames
+        mask: (B, F) bool, valid frames first
+        output.values: (B, F', D), zeros at invalid frames; F' = ceil(F / time_stride^k)
+        output.mask: (B, F') bool
         """
-        m = mask.to(x.dtype)[:, None, None, :]  # (B, 1, 1, F)
         h = x.transpose(1, 2).unsqueeze(1)  # (B, 1, n_mels, F)
         for conv, norm in zip(self.convs, self.norms, strict=True):
-            h = self.drop(F.gelu(norm(conv(h * m))))  # (B, c, n_mels', F)
-        h = (h * m).mean(2).transpose(1, 2)  # (B, F, c)
-        return zero_invalid(self.proj(h), mask)  # (B, F, D)
+            h = conv(h * mask.to(h.dtype)[:, None, None, :])  # (B, c, n_mels', F')
+            mask = downsample_mask(mask, self.time_stride, h.shape[-1])  # (B, F')
+            h = self.drop(F.gelu(norm(h, mask)))  # (B, c, n_mels', F')
+        h = (h * mask.to(h.dtype)[:, None, None, :]).mean(2).transpose(1, 2)  # (B, F', c)
+        return FrameSequence(zero_invalid(self.proj(h), mask), mask)  # (B, F', D)
+
+
+def _check_cmvn(cmvn: str | bool, encoder: str) -> str:
+    """The CMVN mode; ``True``/``False`` are read as ``"band"``/``"none"`` (the old flag)."""
+    if isinstance(cmvn, bool):
+        return "band" if cmvn else "none"
+    if cmvn not in CMVN_MODES:
+        raise ValueError(
+            f"The 'cmvn' parameter of {encoder} must be one of {list(CMVN_MODES)}; got "
+            f"{cmvn!r}. 'utterance' standardises each clip with one mean/std, 'band' each "
+            "mel band of it, 'none' leaves log-mel as it is."
+        )
+    return cmvn
 
 
 class AudioEncoder(Encoder):
-    """Log-mel front end + per-utterance CMVN + a masked sequence backbone.
+    """Log-mel front end + per-utterance normalisation + a masked sequence backbone.
 
     Args:
         name: the registered encoder name (for messages).
         melspec: the front end.
-        backbone: maps ((B, F, n_mels), (B, F) mask) to (B, F, D).
+        backbone: maps ((B, F, n_mels), (B, F) mask) to (B, F, D), or to a
+            :class:`FrameSequence` (values (B, F', D), mask (B, F')) when it changes the
+            frame rate.
         out_dim: D.
-        cmvn: standardise each utterance's mel bands over its valid frames.
+        cmvn: ``"utterance"`` (one mean/std over each utterance's valid frames and all
+            bands: removes gain, keeps the spectral shape), ``"band"`` (per mel band, classic
+            CMVN) or ``"none"``; ``True``/``False`` mean ``"band"``/``"none"``.
     """
 
     kind = ModalityKind.AUDIO
@@ -113,31 +224,38 @@ class AudioEncoder(Encoder):
         melspec: LogMelSpectrogram,
         backbone: nn.Module,
         out_dim: int,
-        cmvn: bool = True,
+        cmvn: str | bool = "utterance",
     ) -> None:
         super().__init__()
         self.name = name
         self.melspec = melspec
         self.backbone = backbone
         self.out_dim = out_dim
-        self.cmvn = cmvn
+        self.cmvn = _check_cmvn(cmvn, name)
 
     def forward(self, batch: ModalityBatch) -> EncoderOutput:
-        """Encode padded waveforms; outputs are per mel frame.
+        """Encode padded waveforms; outputs are per (downsampled) mel frame.
 
         Shape:
             batch.values: (B, T) waveforms
             batch.lengths: (B,) samples (or batch.mask: (B, T))
-            output.sequence: (B, F, D) with F = T // hop + 1; output.mask: (B, F);
-            output.pooled: (B, D)
+            output.sequence: (B, F', D) with F' = T // hop + 1 for audio_gru and
+            audio_transformer, ceil((T // hop + 1) / time_stride ** len(channels)) for
+            audio_cnn; output.mask: (B, F'); output.pooled: (B, D)
         """
         wave = tensor_values(batch, self.name, "(B, T) mono waveforms", 2)
         sample_mask = sequence_mask(batch, wave, self.name)  # (B, T)
         spec = self.melspec(wave, sample_mask.sum(1))
         feats, mask = spec.features, spec.mask  # (B, F, n_mels), (B, F)
-        if self.cmvn:
+        if self.cmvn == "utterance":
+            feats = masked_utterance_standardize(feats, mask)
+        elif self.cmvn == "band":
             feats = masked_standardize(feats, mask)
-        seq = self.backbone(feats, mask)  # (B, F, D)
+        out = self.backbone(feats, mask)
+        if isinstance(out, FrameSequence):
+            seq, mask = out.values, out.mask  # (B, F', D), (B, F')
+        else:
+            seq = out  # (B, F, D)
         return EncoderOutput(seq, mask, masked_mean(seq, mask))
 
 
@@ -157,19 +275,21 @@ def _melspec(
 def audio_cnn(
     spec: ModalitySpec,
     dim: int = 128,
-    channels: Sequence[int] = (32, 64, 128),
+    channels: Sequence[int] = (32, 64, 128, 128),
     n_mels: int = 64,
     win_ms: float = 25.0,
     hop_ms: float = 10.0,
     dropout: float = 0.0,
-    cmvn: bool = True,
+    cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
+    time_stride: int = 2,
 ) -> Encoder:
-    """Convolutions stride along mel only, so time keeps the 10 ms frame rate."""
+    """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`)."""
     check_spec(spec, "audio_cnn", (ModalityKind.AUDIO,))
     check_dim(dim, "audio_cnn")
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_cnn")
-    return AudioEncoder("audio_cnn", mel, MelConv2d(n_mels, dim, channels, dropout), dim, cmvn)
+    backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride)
+    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn)
 
 
 @ENCODERS.register("audio_gru", "log-mel + bidirectional GRU over packed frames")
@@ -183,7 +303,7 @@ def audio_gru(
     win_ms: float = 25.0,
     hop_ms: float = 10.0,
     dropout: float = 0.0,
-    cmvn: bool = True,
+    cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
 ) -> Encoder:
     """A (bi)GRU over standardised log-mel frames, projected to ``dim``."""
@@ -205,7 +325,7 @@ def audio_transformer(
     win_ms: float = 25.0,
     hop_ms: float = 10.0,
     dropout: float = 0.0,
-    cmvn: bool = True,
+    cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
 ) -> Encoder:
     """Linear frame embedding, sinusoidal positions and a pre-norm transformer."""

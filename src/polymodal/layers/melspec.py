@@ -251,3 +251,24 @@ def masked_standardize(x: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
     mean = (x * m).sum(1, keepdim=True) / count  # (B, 1, D)
     var = ((x - mean).square() * m).sum(1, keepdim=True) / count  # (B, 1, D)
     return (x - mean) / torch.sqrt(var + eps) * m
+
+
+def masked_utterance_standardize(x: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
+    """Per-example standardisation with ONE mean and std over all features and valid steps.
+
+    Unlike :func:`masked_standardize` (a mean and std per feature), this removes only the
+    example's overall level and spread (recording gain, loudness), so the shape of its
+    average spectrum is kept: on short single-word clips that shape is much of what tells
+    the words apart, and per-band CMVN sets it to zero.  Invalid steps (and examples with no
+    valid step) come out as zeros.
+
+    Shape:
+        x: (B, L, D)
+        mask: (B, L) bool
+        output: (B, L, D)
+    """
+    m = mask.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
+    count = (m.sum((1, 2), keepdim=True) * x.shape[-1]).clamp_min(1.0)  # (B, 1, 1)
+    mean = (x * m).sum((1, 2), keepdim=True) / count  # (B, 1, 1)
+    var = ((x - mean).square() * m).sum((1, 2), keepdim=True) / count  # (B, 1, 1)
+    return (x - mean) / torch.sqrt(var + eps) * m

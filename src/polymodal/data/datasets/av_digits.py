@@ -115,20 +115,36 @@ class AVDigits(MultimodalDataset):
     channel (normalised with the averaged statistics).
 
     Target: the digit 0-9 (classification, 10 classes). ``Sample.id`` is the recording's
-    stem (``7_theo_12``); ``meta`` has ``speaker``, ``take``, ``mnist_split``,
-    ``mnist_index`` (row in that MNIST file) and ``mnist_label`` (always equal to the target).
+    stem (``7_theo_12``), followed by ``#c`` for copy ``c`` when a recording appears more
+    than once (``7_theo_12#2``); ``meta`` has ``speaker``, ``take``, ``copy``,
+    ``mnist_split``, ``mnist_index`` (row in that MNIST file) and ``mnist_label`` (always
+    equal to the target).
 
     Split rule (speaker-held-out): test = the recordings of ``test_speakers`` (default
     :data:`TEST_SPEAKERS`, theo and yweweler: 1,000 recordings), train = the other four
-    speakers (2,000); ``all`` = train followed by test (3,000).  Train recordings are paired
-    only with MNIST *train* images and test recordings only with MNIST *test* images, so no
-    image is seen on both sides.  ``groups()`` is the speaker.
+    speakers (2,000; times ``images_per_recording``, below); ``all`` = train followed by
+    test (3,000).  Train recordings are paired only with MNIST *train* images and test
+    recordings only with MNIST *test* images, so no image is seen on both sides.
+    ``groups()`` is the speaker.
 
     Pairing: deterministic in ``seed``.  For each side and digit, a permutation of that
     digit's MNIST images (a :class:`torch.Generator` seeded with ``seed``; train side first)
     is dealt to the recordings in (speaker, take) order, so no image is used twice and an
     example has the same image whatever the ``split``.  Only the paired images are kept in
     memory; audio is decoded lazily in ``__getitem__``.
+
+    Images per recording: with one image per recording the image side sees only 2,000 of
+    MNIST's 60,000 training images.  ``images_per_recording=k`` lists each *train-side*
+    recording ``k`` times in a row (copies ``0 .. k-1``), each paired with a different MNIST
+    train image of its digit: recording ``i`` of a digit gets images ``perm[i*k : i*k + k]``
+    of that digit's permutation, so ``k=1`` gives exactly the default pairs and copy 0 is
+    not the default pair for ``k>1``.  The test side has its own
+    ``test_images_per_recording`` (default 1: the test set stays 1,000 examples, one per
+    recording, and its pairs do not depend on ``images_per_recording``).  Copies share the
+    speaker, so a validation set carved by ``groups()`` takes all copies of its speaker.
+    The train side holds 200 recordings of each digit and MNIST at least 5,421 train images
+    of each, so ``images_per_recording`` can be up to 27 (test side: 100 recordings, at
+    least 892 images, up to 8).
     """
 
     name = "av_digits"
@@ -144,8 +160,18 @@ class AVDigits(MultimodalDataset):
         image_size: int | None = None,
         grayscale: bool = False,
         normalize: bool = True,
+        images_per_recording: int = 1,
+        test_images_per_recording: int = 1,
     ) -> None:
-        test_set = _check_args(split, seed, sample_rate, test_speakers, image_size)
+        test_set = _check_args(
+            split,
+            seed,
+            sample_rate,
+            test_speakers,
+            image_size,
+            images_per_recording,
+            test_images_per_recording,
+        )
         self.split = split
         self.seed = seed
         self.sample_rate = sample_rate
@@ -153,6 +179,8 @@ class AVDigits(MultimodalDataset):
         self.image_size = image_size
         self.grayscale = grayscale
         self.normalize = normalize
+        self.images_per_recording = images_per_recording
+        self.test_images_per_recording = test_images_per_recording
         self.fsdd_root = Path(fsdd_root)
         self.mnist_root = Path(mnist_root)
         size = 28 if image_size is None else image_size
@@ -188,28 +216,35 @@ class AVDigits(MultimodalDataset):
             "test": [r for r in recs if r[1] in test_set],
         }
         # Pair every recording (both sides, train first) so that pairs do not depend on split.
+        # copies[side]: MNIST images of each recording of that side, in recording order.
+        per_rec = {"train": images_per_recording, "test": test_images_per_recording}
+        option = {"train": "images_per_recording", "test": "test_images_per_recording"}
         gen = torch.Generator().manual_seed(seed)
-        pairs: dict[str, list[int]] = {}
+        copies: dict[str, list[list[int]]] = {}
         labels_by_side: dict[str, np.ndarray] = {}
         for side in ("train", "test"):
             labels = read_idx(self.mnist_root / _IDX_FILES[side][1])
             labels_by_side[side] = labels
-            chosen = [0] * len(sides[side])
+            k = per_rec[side]
+            chosen: list[list[int]] = [[] for _ in sides[side]]
             for digit in range(10):
                 pool = np.flatnonzero(labels == digit)
-                mine = [k for k, r in enumerate(sides[side]) if r[0] == digit]
-                if len(mine) > len(pool):
+                mine = [i for i, r in enumerate(sides[side]) if r[0] == digit]
+                if len(mine) * k > len(pool):
                     raise ValueError(
-                        f"av_digits: {len(mine)} {side} recordings of digit {digit} but only "
-                        f"{len(pool)} MNIST {side} images of it; check the MNIST files."
+                        f"The '{option[side]}' parameter of av_digits is {k}: {len(mine)} "
+                        f"{side} recordings of digit {digit} need {len(mine) * k} distinct "
+                        f"MNIST {side} images of it but there are {len(pool)}; use at most "
+                        f"{len(pool) // max(len(mine), 1)}."
                     )
                 perm = torch.randperm(len(pool), generator=gen).numpy()
-                for k, j in zip(mine, perm, strict=False):
-                    chosen[k] = int(pool[j])
-            pairs[side] = chosen
+                for n, i in enumerate(mine):
+                    chosen[i] = [int(pool[j]) for j in perm[n * k : n * k + k]]
+            copies[side] = chosen
 
         parts = ("train", "test") if split == "all" else (split,)
-        self._recs: list[tuple[int, str, int, str]] = []
+        self._recs: list[tuple[int, str, int, str]] = []  # one per example (copies repeat)
+        self._copy: list[int] = []
         self._mnist_side: list[str] = []
         self._mnist_index: list[int] = []
         images: list[np.ndarray] = []
@@ -223,10 +258,12 @@ class AVDigits(MultimodalDataset):
                     f"{imgs.shape}; expected ({n_lab}, 28, 28) to match its labels file. "
                     "Re-download MNIST."
                 )
-            idx = np.asarray(pairs[side], dtype=np.int64)
+            idx = np.asarray([j for rec in copies[side] for j in rec], dtype=np.int64)
             images.append(imgs[idx])
             mnist_labels.append(labels_by_side[side][idx])
-            self._recs += sides[side]
+            k = per_rec[side]
+            self._recs += [r for r in sides[side] for _ in range(k)]
+            self._copy += list(range(k)) * len(sides[side])
             self._mnist_side += [side] * len(idx)
             self._mnist_index += idx.tolist()
         self._images = np.concatenate(images) if images else np.zeros((0, 28, 28), np.uint8)
@@ -262,6 +299,9 @@ class AVDigits(MultimodalDataset):
             raise IndexError(f"av_digits[{index}]: index out of range for {n} examples")
         index %= n
         digit, speaker, take, fname = self._recs[index]
+        copy = self._copy[index]
+        stem = fname[: -len(".wav")]
+        repeated = self.images_per_recording > 1 or self.test_images_per_recording > 1
         path = self.fsdd_root / "recordings" / fname
         audio = decode_audio(path, sample_rate=self.sample_rate, where=f"av_digits[{index}]")
         image = image_from_array(
@@ -273,12 +313,13 @@ class AVDigits(MultimodalDataset):
             f"{self._mnist_index[index]}",
         )
         return Sample(
-            id=fname[: -len(".wav")],
+            id=f"{stem}#{copy}" if repeated else stem,
             modalities={"audio": audio, "image": image},
             target=digit,
             meta={
                 "speaker": speaker,
                 "take": take,
+                "copy": copy,
                 "path": str(path),
                 "mnist_split": self._mnist_side[index],
                 "mnist_index": self._mnist_index[index],
@@ -307,7 +348,18 @@ def _check_args(
     sample_rate: int,
     test_speakers: Sequence[str],
     image_size: int | None,
+    images_per_recording: int = 1,
+    test_images_per_recording: int = 1,
 ) -> set[str]:
+    for option, k in (
+        ("images_per_recording", images_per_recording),
+        ("test_images_per_recording", test_images_per_recording),
+    ):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(
+                f"The '{option}' parameter of av_digits must be an int >= 1 (MNIST images "
+                f"paired with each recording, each a copy of it); got {k!r}."
+            )
     if split not in INFO.splits:
         raise ValueError(
             f"The 'split' parameter of av_digits must be one of {list(INFO.splits)}; got {split!r}."
@@ -362,6 +414,8 @@ def av_digits(
     grayscale: bool = False,
     normalize: bool = True,
     mnist_root: str | os.PathLike[str] | None = None,
+    images_per_recording: int = 1,
+    test_images_per_recording: int = 1,
 ) -> AVDigits:
     """Spoken + handwritten digits (see :class:`AVDigits`).
 
@@ -369,7 +423,15 @@ def av_digits(
     ``mnist_root`` pointing at MNIST); without it, ``$POLYMODAL_DATA`` then the user cache
     are searched for both.  ``download=True`` fetches whichever is missing.
     """
-    _check_args(split, seed, sample_rate, test_speakers, image_size)
+    _check_args(
+        split,
+        seed,
+        sample_rate,
+        test_speakers,
+        image_size,
+        images_per_recording,
+        test_images_per_recording,
+    )
     fsdd = locate(INFO, root, download)
     mnist = _mnist_root(root, mnist_root, download)
     return AVDigits(
@@ -382,4 +444,6 @@ def av_digits(
         image_size=image_size,
         grayscale=grayscale,
         normalize=normalize,
+        images_per_recording=images_per_recording,
+        test_images_per_recording=test_images_per_recording,
     )
