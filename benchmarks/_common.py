@@ -45,7 +45,8 @@ RECORD_KEYS = (
     "commit",
 )
 
-# Shared metric names (lowercase snake_case); higher is better unless noted.
+# Shared metric names (lowercase snake_case, with an optional @K for retrieval cut-offs);
+# higher is better unless noted.
 METRICS: dict[str, str] = {
     "accuracy": "fraction of examples classified correctly",
     "macro_f1": "unweighted mean of per-class F1",
@@ -54,9 +55,10 @@ METRICS: dict[str, str] = {
     "mae": "mean absolute error (lower is better)",
     "mse": "mean squared error (lower is better)",
     "pearson_r": "Pearson correlation of predictions and targets",
-    "recall_at_1": "retrieval recall@1",
-    "recall_at_5": "retrieval recall@5",
-    "recall_at_10": "retrieval recall@10",
+    "i2t_r@1": "image->text recall@1 (percent); likewise i2t_r@5, i2t_r@10",
+    "t2i_r@1": "text->image recall@1 (percent); likewise t2i_r@5, t2i_r@10",
+    "recall@10": "fraction of the exact top-10 an approximate search returns",
+    "queries_per_s": "search throughput in queries per second",
     "samples_per_s": "throughput in examples per second",
     "batches_per_s": "throughput in batches per second",
     "ratio": "a dimensionless ratio of two measurements",
@@ -64,7 +66,7 @@ METRICS: dict[str, str] = {
     "peak_memory_mb": "peak memory in MiB (lower is better)",
 }
 
-_METRIC_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_METRIC_RE = re.compile(r"^[a-z][a-z0-9_]*(@[0-9]+)?$")
 
 
 @functools.lru_cache(maxsize=1)

@@ -138,7 +138,9 @@ def run_demo(
 
 def format_table(rows: list[DemoRun]) -> str:
     """A plain-text table of demo results."""
-    head = f"{'model':<15} {'modalities':<24} {'val acc':>8} {'test acc':>9} {'test F1':>8} {'s':>6}"
+    head = (
+        f"{'model':<15} {'modalities':<24} {'val acc':>8} {'test acc':>9} {'test F1':>8} {'s':>6}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(

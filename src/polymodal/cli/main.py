@@ -16,6 +16,9 @@ VERB_MODULES = (
     "polymodal.cli.list_cmd",
     "polymodal.cli.train",
     "polymodal.cli.demo",
+    "polymodal.cli.embed",
+    "polymodal.cli.index_cmd",
+    "polymodal.cli.search",
 )
 
 

@@ -353,7 +353,7 @@ def image_from_array(
         )
     if arr.size == 0:
         raise ValueError(f"image_from_array got an empty array of shape {arr.shape}{_at(where)}.")
-    x = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32) / 255.0
+    x = torch.from_numpy(arr.astype(np.float32)) / 255.0  # a copy: read-only arrays are fine
     x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)  # (C, H, W)
     x = _to_channels(x, grayscale).contiguous()
     return _finish_image(x, hw, normalize, mean, std)

@@ -33,9 +33,7 @@ def candidate_roots(subdir: str, root: str | os.PathLike[str] | None = None) -> 
     return out
 
 
-def find_root(
-    subdir: str, marker: str, root: str | os.PathLike[str] | None = None
-) -> Path | None:
+def find_root(subdir: str, marker: str, root: str | os.PathLike[str] | None = None) -> Path | None:
     """The first candidate folder containing ``marker`` (a relative path), or ``None``."""
     for cand in candidate_roots(subdir, root):
         if (cand / marker).exists():

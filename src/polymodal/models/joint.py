@@ -50,7 +50,7 @@ from polymodal.models.config import (
     _suggest,
 )
 
-PROJECTIONS = ("linear", "mlp")
+PROJECTIONS = ("linear", "mlp", "residual")
 
 
 def weights_checksum(module: nn.Module) -> str:
@@ -73,12 +73,15 @@ class JointModalityConfig:
         spec: the modality (its ``name`` is the key used everywhere; ``kind``, ``shape``
             and ``sample_rate`` tell encoders and decoders what to expect).
         encoder: the registered encoder and its builder parameters.
-        projection: ``"linear"`` (one linear map) or ``"mlp"`` (``layers`` linear maps
-            with GELU in between).
+        projection: ``"linear"`` (one linear map), ``"mlp"`` (``layers`` linear maps
+            with GELU in between) or ``"residual"`` (the sum of both: a linear map plus
+            an MLP correction, which keeps what a linear probe finds).
         hidden_dim: width of the MLP's hidden layers; ``None`` means ``max(in, dim)``.
         layers: number of linear layers of the MLP (ignored for ``"linear"``).
         dropout: dropout after each hidden activation of the MLP (and on the input of a
             linear projection).
+        input_norm: a LayerNorm on the encoder features before the projection (helps
+            when frozen features have very different scales per dimension).
     """
 
     spec: ModalitySpec
@@ -87,6 +90,7 @@ class JointModalityConfig:
     hidden_dim: int | None = None
     layers: int = 2
     dropout: float = 0.0
+    input_norm: bool = False
 
     def __post_init__(self) -> None:
         where = f"JointModalityConfig({getattr(self.spec, 'name', '?')!r})"
@@ -103,6 +107,8 @@ class JointModalityConfig:
             _check_int(f"{where}.hidden_dim", self.hidden_dim, 1)
         _check_int(f"{where}.layers", self.layers, 1)
         _check_prob(f"{where}.dropout", self.dropout)
+        if not isinstance(self.input_norm, bool):
+            raise TypeError(f"{where}: 'input_norm' must be a bool, got {self.input_norm!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,11 +118,12 @@ class JointModalityConfig:
             "hidden_dim": self.hidden_dim,
             "layers": self.layers,
             "dropout": self.dropout,
+            "input_norm": self.input_norm,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "joint modality") -> JointModalityConfig:
-        valid = ["spec", "encoder", "projection", "hidden_dim", "layers", "dropout"]
+        valid = ["spec", "encoder", "projection", "hidden_dim", "layers", "dropout", "input_norm"]
         _check_keys(where, d, valid, required=("spec", "encoder"))
         rest = {k: v for k, v in d.items() if k not in ("spec", "encoder")}
         return cls(
@@ -202,10 +209,35 @@ class JointConfig:
         return cls.from_dict(json.loads(text))
 
 
+class ResidualProjection(nn.Module):
+    """``linear(x) + mlp(x)``: a linear projection plus an MLP correction.
+
+    Shape:
+        x: (B, E); output: (B, D).
+    """
+
+    def __init__(self, in_dim: int, dim: int, mlp: nn.Module, dropout: float) -> None:
+        super().__init__()
+        self.linear = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, dim))
+        self.mlp = mlp
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x) + self.mlp(x)  # type: ignore[no-any-return]
+
+
 def _projection(cfg: JointModalityConfig, in_dim: int, dim: int) -> nn.Module:
+    norm = nn.LayerNorm(in_dim) if cfg.input_norm else nn.Identity()
     if cfg.projection == "linear":
-        return nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, dim))
-    return MLP(in_dim, dim, cfg.hidden_dim, num_layers=cfg.layers, dropout=cfg.dropout)
+        return nn.Sequential(norm, nn.Dropout(cfg.dropout), nn.Linear(in_dim, dim))
+    mlp = MLP(in_dim, dim, cfg.hidden_dim, num_layers=cfg.layers, dropout=cfg.dropout)
+    if cfg.projection == "residual":
+        return nn.Sequential(norm, ResidualProjection(in_dim, dim, mlp, cfg.dropout))
+    return nn.Sequential(norm, mlp)
+
+
+def _out_dim(encoder: nn.Module) -> int:
+    """The pooled feature size of an encoder (its ``out_dim``)."""
+    return int(encoder.out_dim)  # type: ignore[arg-type]
 
 
 class JointEmbeddingModel(nn.Module):
@@ -241,7 +273,7 @@ class JointEmbeddingModel(nn.Module):
             if enc is None:
                 enc = build_encoder(m.encoder.name, spec=m.spec, **m.encoder.params)
             self.encoders[name] = enc
-            self.projections[name] = _projection(m, int(enc.out_dim), config.dim)
+            self.projections[name] = _projection(m, _out_dim(enc), config.dim)
 
     @property
     def modalities(self) -> list[str]:
@@ -264,6 +296,11 @@ class JointEmbeddingModel(nn.Module):
                 f"includes {modality!r}." + _suggest(str(modality), self.config.names)
             )
 
+    def feature_dim(self, modality: str) -> int:
+        """E, the size of ``modality``'s pooled encoder features (the projection input)."""
+        self._check(modality)
+        return _out_dim(self.encoders[modality])
+
     def frozen_encoders(self) -> list[str]:
         """Modalities whose encoder has no trainable parameter."""
         return [
@@ -280,7 +317,7 @@ class JointEmbeddingModel(nn.Module):
             output: (B, D), unit L2 norm.
         """
         self._check(modality)
-        expected = int(self.encoders[modality].out_dim)
+        expected = _out_dim(self.encoders[modality])
         if features.dim() != 2 or features.shape[1] != expected:
             raise ValueError(
                 f"JointEmbeddingModel.project({modality!r}): features must have shape (B, "
@@ -327,5 +364,6 @@ __all__ = [
     "JointConfig",
     "JointEmbeddingModel",
     "JointModalityConfig",
+    "ResidualProjection",
     "weights_checksum",
 ]

@@ -4,6 +4,7 @@
 (``pip install "polymodal[retrieval]"``), imported only when one is built or loaded.
 """
 
+from polymodal.retrieval.features import FeatureSet, cached_features, embed_pooled
 from polymodal.retrieval.index import (
     FORMAT_VERSION,
     ExactIndex,
@@ -13,15 +14,30 @@ from polymodal.retrieval.index import (
     load_index,
 )
 from polymodal.retrieval.metrics import rank_metrics, relevance_matrix, retrieval_metrics
+from polymodal.retrieval.zeroshot import (
+    ZeroShotResult,
+    build_prompts,
+    class_embeddings,
+    model_text_embedder,
+    zero_shot_classify,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "ExactIndex",
     "FaissIndex",
+    "FeatureSet",
     "Index",
     "SearchResult",
+    "ZeroShotResult",
+    "build_prompts",
+    "cached_features",
+    "class_embeddings",
+    "embed_pooled",
     "load_index",
+    "model_text_embedder",
     "rank_metrics",
     "relevance_matrix",
     "retrieval_metrics",
+    "zero_shot_classify",
 ]

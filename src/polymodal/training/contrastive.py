@@ -12,7 +12,11 @@ several (anchor, other) pair sets, one shared space).  Several rows of ``other``
 belong to one anchor row (Flickr8k's five captions per image): each epoch pairs every
 anchor row with one of its rows drawn at random, so every caption serves as a positive
 over the epochs while no batch holds two positives of one image (which CLIP's loss would
-count as negatives).
+count as negatives).  With ``ContrastiveConfig(all_positives=True)`` each step instead
+takes every row of its anchors (all five captions of each image) and optimises
+:func:`multi_positive_clip_loss`, in which an image is rewarded for the probability mass
+on any of its captions: on Flickr8k this is the better choice (see
+``benchmarks/retrieval.py``).
 
 Optimisation: AdamW on the projections and the loss temperature (a cosine schedule with
 linear warm-up), early stopping on the validation R@1 averaged over both directions and
@@ -33,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polymodal.losses.contrastive import ClipLoss, SigLipLoss
+from polymodal.losses.contrastive import MAX_LOGIT_SCALE, ClipLoss, SigLipLoss
 from polymodal.models.joint import JointConfig, JointEmbeddingModel, weights_checksum
 from polymodal.retrieval.metrics import retrieval_metrics
 from polymodal.training.checkpoint import load_checkpoint, save_checkpoint
@@ -130,6 +135,10 @@ class ContrastiveConfig:
         learn_temperature: train the temperature with the projections.
         patience: stop after this many epochs without a better validation R@1 mean
             (``None``: never stop early).
+        all_positives: each step takes every other row of the batch's anchors (all five
+            captions of each image) and uses the multi-positive InfoNCE of
+            :func:`multi_positive_clip_loss` (CLIP loss only); otherwise one other row per
+            anchor, drawn anew each epoch.
         seed: seeds the pairing, the shuffling and nothing else.
     """
 
@@ -142,6 +151,7 @@ class ContrastiveConfig:
     loss: str = "clip"
     temperature: float = 0.05
     learn_temperature: bool = True
+    all_positives: bool = False
     patience: int | None = 5
     seed: int = 0
 
@@ -158,6 +168,11 @@ class ContrastiveConfig:
             raise ValueError(
                 "ContrastiveConfig: 'temperature' and 'lr' must be > 0, got "
                 f"{self.temperature!r} and {self.lr!r}."
+            )
+        if self.all_positives and self.loss != "clip":
+            raise ValueError(
+                "ContrastiveConfig: all_positives=True needs loss='clip' (the multi-positive "
+                f"InfoNCE), got loss={self.loss!r}."
             )
         if self.patience is not None and self.patience < 1:
             raise ValueError(
@@ -204,7 +219,7 @@ def _check_pairs(
                     f"train_contrastive: {what} pair ({p.anchor!r}, {p.other!r}) uses "
                     f"modality {name!r}, which the model lacks; it has {model.modalities}."
                 )
-            expected = int(model.encoders[name].out_dim)
+            expected = model.feature_dim(name)
             if feats.shape[1] != expected:
                 raise ValueError(
                     f"train_contrastive: {what} features of {name!r} have {feats.shape[1]} "
@@ -248,6 +263,30 @@ def evaluate_pairs(
     return out
 
 
+def multi_positive_clip_loss(
+    a: Tensor, b: Tensor, owner: Tensor, logit_scale: Tensor | float
+) -> Tensor:
+    """CLIP's symmetric InfoNCE when each ``a`` row has several positive ``b`` rows.
+
+    ``b -> a``: cross-entropy of each ``b`` row over the ``a`` rows, target its owner.
+    ``a -> b``: ``-log`` of the softmax probability mass each ``a`` row puts on all of its
+    own ``b`` rows (a multi-positive InfoNCE: any of an image's five captions is a hit).
+    The two directions are averaged.  ``a`` and ``b`` are L2-normalised here.
+
+    Shape:
+        a: (B, D); b: (M, D); owner: (M,) long, the ``a`` row of each ``b`` row, every
+        ``a`` row owning at least one; output: () scalar.
+    """
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    scale = torch.as_tensor(logit_scale, dtype=a.dtype).exp()
+    logits = scale * a @ b.T  # (B, M)
+    b_to_a = F.cross_entropy(logits.T, owner)
+    positive = owner[None, :] == torch.arange(a.shape[0], device=a.device)[:, None]  # (B, M)
+    pos_lse = logits.masked_fill(~positive, float("-inf")).logsumexp(dim=1)  # (B,)
+    a_to_b = (logits.logsumexp(dim=1) - pos_lse).mean()
+    return (a_to_b + b_to_a) / 2
+
+
 def _build_loss(config: ContrastiveConfig) -> nn.Module:
     init = math.log(1.0 / config.temperature)
     if config.loss == "clip":
@@ -258,7 +297,9 @@ def _build_loss(config: ContrastiveConfig) -> nn.Module:
 
 
 def _temperature(loss: nn.Module) -> float:
-    return math.exp(-float(loss.logit_scale.detach()))  # type: ignore[arg-type]
+    scale = loss.logit_scale
+    assert isinstance(scale, Tensor)  # both losses own a logit_scale parameter
+    return math.exp(-float(scale.detach()))
 
 
 def train_contrastive(
@@ -336,13 +377,25 @@ def train_contrastive(
         epoch_loss = 0.0
         for step in range(steps_per_epoch):
             loss_sum: Tensor = torch.zeros(())
-            for p, plan in zip(train_sets, plans, strict=True):
+            for p, plan, (table, _) in zip(train_sets, plans, tables, strict=True):
                 a_rows, o_rows = plan[step % len(plan)]
                 if a_rows.numel() < 2:  # one pair has no negative
                     continue
                 za = model.project(p.anchor, p.anchor_features[a_rows])  # (B, D)
-                zo = model.project(p.other, p.other_features[o_rows])  # (B, D)
-                loss_sum = loss_sum + losses[_pair_name(p)](za, zo)
+                loss_fn = losses[_pair_name(p)]
+                if config.all_positives:
+                    rows = table[a_rows]  # (B, G), -1 padded
+                    valid = rows >= 0
+                    owner = torch.arange(a_rows.numel())[:, None].expand_as(rows)[valid]  # (M,)
+                    zo = model.project(p.other, p.other_features[rows[valid]])  # (M, D)
+                    scale = loss_fn.logit_scale
+                    assert isinstance(scale, Tensor)
+                    loss_sum = loss_sum + multi_positive_clip_loss(
+                        za, zo, owner, scale.clamp(max=MAX_LOGIT_SCALE)
+                    )
+                else:
+                    zo = model.project(p.other, p.other_features[o_rows])  # (B, D)
+                    loss_sum = loss_sum + loss_fn(za, zo)
             if not loss_sum.requires_grad:
                 continue
             optim.zero_grad(set_to_none=True)
@@ -484,6 +537,7 @@ __all__ = [
     "PairedFeatures",
     "evaluate_pairs",
     "load_joint_checkpoint",
+    "multi_positive_clip_loss",
     "save_joint_checkpoint",
     "train_contrastive",
 ]

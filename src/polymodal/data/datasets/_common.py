@@ -56,7 +56,5 @@ def load_dataset(name: str, split: str = "train", **kwargs: Any) -> MultimodalDa
     """Build the built-in data set ``name`` for ``split`` (see ``polymodal datasets list``)."""
     info = INFOS.get(name)
     if info is not None and split not in info.splits:
-        raise ValueError(
-            f"Data set {name!r} has splits {list(info.splits)}; got split={split!r}."
-        )
+        raise ValueError(f"Data set {name!r} has splits {list(info.splits)}; got split={split!r}.")
     return DATASETS.build(name, split=split, **kwargs)

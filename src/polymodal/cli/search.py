@@ -1,0 +1,186 @@
+"""``polymodal search INDEX --text "..." | --image FILE | --audio FILE``: query an index.
+
+The query is embedded with the checkpoint that built the index (recorded in
+``INDEX/source.json``; ``--checkpoint`` overrides it) and the ``--k`` best items are
+printed as ``rank  id  score  path``.  ``--html PAGE`` also writes an HTML page showing
+the hits that are images (``<img>`` tags with paths relative to the page when possible).
+
+Errors are one line each (exit status 2): a query modality the model or the index lacks,
+an index from another model or with a different dimension, an incomplete index folder,
+a query file that does not decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polymodal.cli.index_cmd import SOURCE_FILE
+from polymodal.data.modality import ModalityKind
+from polymodal.data.sample import ModalityBatch
+from polymodal.models.joint import JointEmbeddingModel
+from polymodal.retrieval.index import MANIFEST_FILE, SearchResult, load_index
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``search`` to the top-level ``subparsers``."""
+    p = subparsers.add_parser(
+        "search",
+        help="search an index with a text, image or audio query",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("index", metavar="INDEX", help="a folder from `polymodal index build`")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", default=None, help="a text query")
+    query.add_argument("--image", default=None, metavar="FILE", help="an image file query")
+    query.add_argument("--audio", default=None, metavar="FILE", help="an audio file query")
+    p.add_argument("--k", type=int, default=10, help="hits to return (default 10)")
+    p.add_argument("--html", default=None, metavar="PAGE", help="write the hits as HTML")
+    p.add_argument(
+        "--checkpoint", default=None, help="the model (default: the one recorded in the index)"
+    )
+    p.add_argument(
+        "--modality",
+        default=None,
+        help="the model modality of the query (default: the model's only one of that kind)",
+    )
+    p.set_defaults(func=run)
+
+
+def _query_modality(model: JointEmbeddingModel, kind: ModalityKind, name: str | None) -> str:
+    """The model modality that embeds a query of ``kind``."""
+    if name is not None:
+        if name not in model.modalities:
+            raise ValueError(
+                f"--modality {name!r}: the model has no such modality; it embeds "
+                f"{model.modalities}."
+            )
+        return name
+    names = [m for m in model.modalities if model.config[m].spec.kind is kind]
+    if not names:
+        kinds = {m: model.config[m].spec.kind.value for m in model.modalities}
+        raise ValueError(
+            f"The model cannot embed a {kind.value} query: its modalities are {kinds}. "
+            f"Query with one of those kinds, or use a model trained with a {kind.value} "
+            "modality."
+        )
+    if len(names) > 1:
+        raise ValueError(
+            f"The model has several {kind.value} modalities {names}; pick one with --modality."
+        )
+    return names[0]
+
+
+def _query_batch(
+    model: JointEmbeddingModel, modality: str, args: argparse.Namespace
+) -> ModalityBatch:
+    spec = model.config[modality].spec
+    present = torch.ones(1, dtype=torch.bool)
+    if spec.kind is ModalityKind.TEXT:
+        if not args.text or not args.text.strip():
+            raise ValueError("--text is empty; pass the words to search for.")
+        return ModalityBatch([args.text], present)
+    if spec.kind is ModalityKind.IMAGE:
+        from polymodal.data.decode import decode_image
+
+        size = (spec.shape[1], spec.shape[2]) if spec.shape is not None else None
+        image = decode_image(args.image, size=size, where="--image")  # (3, H, W)
+        return ModalityBatch(image[None], present)
+    if spec.kind is ModalityKind.AUDIO:
+        from polymodal.data.decode import decode_audio
+
+        rate = int(spec.sample_rate) if spec.sample_rate is not None else None
+        wave = decode_audio(args.audio, sample_rate=rate, where="--audio")  # (T,)
+        length = torch.tensor([wave.shape[0]])
+        mask = torch.ones(1, wave.shape[0], dtype=torch.bool)
+        return ModalityBatch(wave[None], present, lengths=length, mask=mask)
+    raise ValueError(f"Queries of kind {spec.kind.value!r} are not supported by search.")
+
+
+def _relative(path: str, page: Path) -> str:
+    try:
+        return os.path.relpath(path, page.parent.resolve())
+    except ValueError:  # another drive (Windows)
+        return Path(path).resolve().as_uri()
+
+
+def write_html(page: str | Path, query: str, result: SearchResult, modality: str) -> Path:
+    """An HTML page of the hits of the first query: images shown, others listed."""
+    out = Path(page)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for rank, (item_id, meta, score) in enumerate(
+        zip(result.ids[0], result.metadata[0], result.scores[0].tolist(), strict=False), 1
+    ):
+        path = meta.get("path") if modality == "image" else meta.get("image_path")
+        label = html.escape(f"{rank}. {item_id} ({score:.3f})")
+        if meta.get("text"):
+            label += "<br>" + html.escape(str(meta["text"]))
+        img = (
+            f'<img src="{html.escape(_relative(str(path), out))}" alt="{html.escape(item_id)}" '
+            'style="max-width:224px;max-height:224px">'
+            if path
+            else ""
+        )
+        rows.append(
+            f'<figure style="display:inline-block;margin:6px">{img}'
+            f"<figcaption>{label}</figcaption></figure>"
+        )
+    body = "\n".join(rows)
+    out.write_text(
+        "<!doctype html>\n<html><head><meta charset='utf-8'>"
+        f"<title>polymodal search: {html.escape(query)}</title></head>\n<body>\n"
+        f"<h1>{html.escape(query)}</h1>\n{body}\n</body></html>\n",
+        encoding="utf-8",
+    )
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from polymodal.training.contrastive import load_joint_checkpoint
+
+    if args.k < 1:
+        raise ValueError(f"--k must be >= 1, got {args.k}.")
+    folder = Path(args.index)
+    if not (folder / MANIFEST_FILE).is_file():
+        load_index(folder)  # raises the explanatory FileNotFoundError
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        source = folder / SOURCE_FILE
+        if not source.is_file():
+            raise FileNotFoundError(
+                f"The index folder {folder} is incomplete: {SOURCE_FILE} (which names the "
+                "checkpoint that embedded it) is missing. Pass --checkpoint, or build the "
+                "index again with `polymodal index build`."
+            )
+        checkpoint = json.loads(source.read_text())["checkpoint"]
+    model, _ = load_joint_checkpoint(checkpoint)
+    index = load_index(folder, expect_model=model.fingerprint())
+    if args.text is not None:
+        kind, query = ModalityKind.TEXT, args.text
+    elif args.image is not None:
+        kind, query = ModalityKind.IMAGE, args.image
+    else:
+        kind, query = ModalityKind.AUDIO, args.audio
+    modality = _query_modality(model, kind, args.modality)
+    batch = _query_batch(model, modality, args)
+    with torch.no_grad():
+        z = model.encode(modality, batch)  # (1, D)
+    result = index.search(z, args.k, modality=modality)
+    print(f"{'rank':>4}  id  score  path")
+    for rank, (item_id, meta, score) in enumerate(
+        zip(result.ids[0], result.metadata[0], result.scores[0].tolist(), strict=False), 1
+    ):
+        path = meta.get("path") or meta.get("image_path") or ""
+        print(f"{rank:>4}  {item_id}  {score:.4f}  {path}")
+    if args.html is not None:
+        page = write_html(args.html, query, result, index.modality or "")
+        print(f"wrote {page}")
+    return 0
