@@ -7,7 +7,9 @@ import pytest
 import torch
 
 _DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-os.environ.setdefault("POLYMODAL_DATA", str(_DEFAULT))
+# Absolute, so tests that chdir, symlink or serve files see the same folder whatever the
+# README's relative POLYMODAL_DATA=../shared/data was relative to.
+os.environ["POLYMODAL_DATA"] = str(Path(os.environ.get("POLYMODAL_DATA") or _DEFAULT).resolve())
 torch.set_num_threads(1)
 
 
