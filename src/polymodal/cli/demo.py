@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(row: DemoRun) -> None:
         print(
-            f"  trained {row.method:<15} test accuracy {100 * row.test_accuracy:5.1f}%  "
+            f"  trained {row.method:<16} test accuracy {100 * row.test_accuracy:5.1f}%  "
             f"({row.seconds:.0f} s)",
             flush=True,
         )
