@@ -1,0 +1,38 @@
+"""The benchmark record format shared by every script in benchmarks/."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from _common import RECORD_KEYS, record, write_results
+
+
+def test_record_has_the_shared_keys_and_extras() -> None:
+    r = record("b", "mosi", "early", "accuracy", 0.75, std=0.01, n_seeds=3, seconds=2.0, x=1)
+    assert set(RECORD_KEYS) <= set(r)
+    assert (r["value"], r["std"], r["n_seeds"], r["x"]) == (0.75, 0.01, 3, 1)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "i2t_r@1", "t2i_r@10", "queries_per_s"])
+def test_shared_metric_names_are_accepted(metric: str) -> None:
+    assert record("b", "d", "m", metric, 1.0)["metric"] == metric
+
+
+@pytest.mark.parametrize("metric", ["Accuracy", "r@", "macro-f1", "i2t_r@x"])
+def test_other_metric_names_are_rejected(metric: str) -> None:
+    with pytest.raises(ValueError, match="lowercase snake_case"):
+        record("b", "d", "m", metric, 1.0)
+
+
+def test_write_results_writes_json_records_and_a_markdown_table(tmp_path: Path) -> None:
+    recs = [record("b", "mosi", "early", "accuracy", 0.5, seconds=1.0)]
+    js, md = write_results("b", recs, title="T", command="python b.py", results_dir=tmp_path)
+    assert json.loads(js.read_text()) == recs
+    text = md.read_text()
+    assert "# T" in text and "| mosi | early | accuracy |" in text and "python b.py" in text
