@@ -17,7 +17,8 @@ from torch import Tensor
 
 from polymodal.encoders.base import EncoderOutput, masked_mean
 from polymodal.fusion import FUSIONS, build_fusion
-from polymodal.fusion.attention import AttentionFusion, masked_softmax
+from polymodal.fusion.attention import AttentionFusion
+from polymodal.fusion.base import masked_softmax
 from polymodal.fusion.gated import GatedMultimodalUnit
 from polymodal.fusion.graph import GraphAttentionLayer, GraphFusion
 from polymodal.fusion.hybrid import HybridFusion

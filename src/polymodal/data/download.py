@@ -510,7 +510,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest of ``folder`` (every file under it) for source folder ``source``.
 
-    For maintainers: ``json.dump(build_manifest("mosi", "/data/mosi"), ...)`` into
+    For maintainers: ``json.dump(build_manifest("mosi", "<data root>/mosi"), ...)`` into
     ``checksums/mosi.json``.  With ``gzip_content`` the sha256 of each ``.gz`` file's
     decompressed bytes is stored too (``content_sha256``).
     """

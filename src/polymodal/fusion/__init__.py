@@ -12,8 +12,8 @@ from polymodal.fusion import graph as graph  # registers "graph"
 from polymodal.fusion import hybrid as hybrid  # registers "hybrid"
 from polymodal.fusion import tensor as tensor  # registers "tensor" and "lowrank"
 from polymodal.fusion import transformer as transformer  # mult, coattention, bottleneck
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput, build_fusion
-from polymodal.fusion.concat import EarlyFusion, check_fusion_inputs
+from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput, build_fusion, check_fusion_inputs
+from polymodal.fusion.concat import EarlyFusion
 from polymodal.fusion.late import LateFusion
 
 __all__ = [

@@ -1,8 +1,4 @@
-"""Attention over modality embeddings: one learned score per modality, softmax over present ones.
-
-Also holds the small presence helpers the other fusion modules of the zoo share
-(:func:`presence_matrix`, :func:`zero_absent`, :func:`masked_softmax`).
-"""
+"""Attention over modality embeddings: one learned score per modality, softmax over present ones."""
 
 from __future__ import annotations
 
@@ -10,49 +6,17 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.encoders.base import EncoderOutput
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
-from polymodal.fusion.concat import check_fusion_inputs, check_positive_int, check_probability
-
-# --------------------------------------------------------------------------- helpers
-
-
-def presence_matrix(fusion: Fusion, present: dict[str, Tensor]) -> Tensor:
-    """The (B, M) bool presence of ``fusion.names`` (sorted-modality order)."""
-    return torch.stack([present[n] for n in fusion.names], dim=1)
-
-
-def zero_absent(x: Tensor, present: Tensor) -> Tensor:
-    """``x`` with the rows where ``present`` is False replaced by zeros.
-
-    Uses ``torch.where``, so whatever an absent row held (even inf or NaN) cannot reach the
-    result or its gradient.
-
-    Shape:
-        x: (B, ...)
-        present: (B,) bool
-        output: like ``x``
-    """
-    keep = present.view(-1, *([1] * (x.dim() - 1)))
-    return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
-
-
-def masked_softmax(scores: Tensor, mask: Tensor, dim: int) -> Tensor:
-    """Softmax of ``scores`` along ``dim`` over the entries where ``mask`` is True.
-
-    Masked entries get weight exactly 0; a slice with no valid entry gets all zeros (not
-    NaN), and the backward pass stays finite.
-
-    Shape:
-        scores: any shape
-        mask: bool, broadcastable to ``scores``
-        output: like ``scores``, non-negative, summing to 1 (or 0) along ``dim``
-    """
-    mask = mask.expand_as(scores)
-    filled = scores.masked_fill(~mask, float("-inf"))
-    any_valid = mask.any(dim=dim, keepdim=True)
-    filled = torch.where(any_valid, filled, torch.zeros_like(filled))
-    return torch.softmax(filled, dim=dim) * mask.to(scores.dtype)
-
+from polymodal.fusion.base import (
+    FUSIONS,
+    Fusion,
+    FusionOutput,
+    check_fusion_inputs,
+    check_positive_int,
+    check_probability,
+    masked_softmax,
+    presence_matrix,
+    zero_absent,
+)
 
 # --------------------------------------------------------------------------- attention fusion
 
@@ -146,10 +110,4 @@ def build_attention(
     return AttentionFusion(in_dims, num_outputs, hidden_dim, attention_dim, dropout)
 
 
-__all__ = [
-    "AttentionFusion",
-    "build_attention",
-    "masked_softmax",
-    "presence_matrix",
-    "zero_absent",
-]
+__all__ = ["AttentionFusion", "build_attention"]

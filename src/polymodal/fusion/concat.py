@@ -1,8 +1,4 @@
-"""Early (feature-level) fusion: concatenate pooled modality vectors, then an MLP.
-
-Also holds the input checks every fusion module runs first (:func:`check_fusion_inputs`)
-and small hyper-parameter checks shared by the fusion builders.
-"""
+"""Early (feature-level) fusion: concatenate pooled modality vectors, then an MLP."""
 
 from __future__ import annotations
 
@@ -10,66 +6,16 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.encoders.base import EncoderOutput
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
+from polymodal.fusion.base import (
+    FUSIONS,
+    Fusion,
+    FusionOutput,
+    check_fusion_inputs,
+    check_positive_int,
+    check_probability,
+    zero_absent,
+)
 from polymodal.layers.mlp import MLP, make_activation
-
-# --------------------------------------------------------------------------- checks
-
-
-def check_fusion_inputs(
-    fusion: Fusion, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]
-) -> int:
-    """Check the arguments of ``fusion.forward`` and return the batch size B.
-
-    ``inputs`` and ``present`` must both hold exactly ``fusion.names``; every pooled
-    vector must be (B, in_dims[name]) and every presence mask a (B,) bool tensor.
-    """
-    owner = type(fusion).__name__
-    for arg, given in (("inputs", inputs), ("present", present)):
-        missing = [n for n in fusion.names if n not in given]
-        extra = sorted(set(given) - set(fusion.names))
-        if missing or extra:
-            raise ValueError(
-                f"{owner} was built for modalities {fusion.names}, but its {arg!r} argument "
-                f"lacks {missing} and has unexpected {extra}. Pass one entry per modality; "
-                "mark missing examples with present=False instead of leaving the key out."
-            )
-    first = inputs[fusion.names[0]].pooled
-    batch_size = int(first.shape[0]) if first.dim() > 0 else -1  # a bad first fails below
-    for name in fusion.names:
-        pooled, mask = inputs[name].pooled, present[name]
-        if pooled.dim() != 2 or pooled.shape[1] != fusion.in_dims[name]:
-            raise ValueError(
-                f"{owner}: modality {name!r} pooled output must have shape "
-                f"(B, {fusion.in_dims[name]}), got {tuple(pooled.shape)}. Build the fusion "
-                "with in_dims taken from the encoders' out_dim."
-            )
-        if pooled.shape[0] != batch_size:
-            raise ValueError(
-                f"{owner}: modality {name!r} has batch size {pooled.shape[0]}, but "
-                f"{fusion.names[0]!r} has {batch_size}; all modalities must share B."
-            )
-        if mask.dtype != torch.bool or tuple(mask.shape) != (batch_size,):
-            raise ValueError(
-                f"{owner}: present[{name!r}] must be a ({batch_size},) bool tensor, got "
-                f"shape {tuple(mask.shape)} and dtype {mask.dtype}."
-            )
-    return batch_size
-
-
-def check_positive_int(owner: str, param: str, value: object, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, else a ValueError naming ``param``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}: {param!r} must be an int >= {minimum}, got {value!r}.")
-    return value
-
-
-def check_probability(owner: str, param: str, value: object) -> float:
-    """``value`` as a float in [0, 1), else a ValueError naming ``param``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{owner}: {param!r} must be a float in [0, 1), got {value!r}.")
-    return float(value)
-
 
 # --------------------------------------------------------------------------- early fusion
 
@@ -142,7 +88,7 @@ class EarlyFusion(Fusion):
         flags: list[Tensor] = []
         for name in self.names:  # sorted: the concatenation order never depends on dict order
             x, p = inputs[name].pooled, present[name]  # (B, D_m), (B,)
-            feats.append(torch.where(p[:, None], x, torch.zeros_like(x)))
+            feats.append(zero_absent(x, p))
             flags.append(p.to(x.dtype))
         z = torch.cat([*feats, torch.stack(flags, dim=1)], dim=1)  # (B, sum D_m + M)
         return FusionOutput(fused=self.mlp(z))  # (B, H)
@@ -162,10 +108,4 @@ def build_early(
     return EarlyFusion(in_dims, num_outputs, hidden_dim, num_layers, activation, dropout, norm)
 
 
-__all__ = [
-    "EarlyFusion",
-    "build_early",
-    "check_fusion_inputs",
-    "check_positive_int",
-    "check_probability",
-]
+__all__ = ["EarlyFusion", "build_early"]

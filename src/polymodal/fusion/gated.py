@@ -6,9 +6,17 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.encoders.base import EncoderOutput
-from polymodal.fusion.attention import masked_softmax, presence_matrix, zero_absent
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
-from polymodal.fusion.concat import check_fusion_inputs, check_positive_int, check_probability
+from polymodal.fusion.base import (
+    FUSIONS,
+    Fusion,
+    FusionOutput,
+    check_fusion_inputs,
+    check_positive_int,
+    check_probability,
+    masked_softmax,
+    presence_matrix,
+    zero_absent,
+)
 
 
 class GatedMultimodalUnit(Fusion):

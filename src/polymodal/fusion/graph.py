@@ -16,9 +16,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polymodal.encoders.base import EncoderOutput
-from polymodal.fusion.attention import masked_softmax, presence_matrix, zero_absent
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
-from polymodal.fusion.concat import check_fusion_inputs, check_positive_int, check_probability
+from polymodal.fusion.base import (
+    FUSIONS,
+    Fusion,
+    FusionOutput,
+    check_fusion_inputs,
+    check_positive_int,
+    check_probability,
+    masked_softmax,
+    presence_matrix,
+    zero_absent,
+)
 from polymodal.fusion.transformer import valid_sequences
 from polymodal.layers.mlp import MLP
 from polymodal.layers.transformer import SinusoidalPositionalEncoding

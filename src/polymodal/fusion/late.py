@@ -6,8 +6,16 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.encoders.base import EncoderOutput
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
-from polymodal.fusion.concat import check_fusion_inputs, check_positive_int, check_probability
+from polymodal.fusion.base import (
+    FUSIONS,
+    Fusion,
+    FusionOutput,
+    check_fusion_inputs,
+    check_positive_int,
+    check_probability,
+    presence_matrix,
+    zero_absent,
+)
 from polymodal.layers.mlp import MLP
 from polymodal.registry import unknown_name_error
 
@@ -113,11 +121,11 @@ class LateFusion(Fusion):
             - output.weights: (B, M), sorted-modality order
         """
         check_fusion_inputs(self, inputs, present)
-        pres = torch.stack([present[n] for n in self.names], dim=1)  # (B, M) bool
+        pres = presence_matrix(self, present)  # (B, M) bool
         logits: dict[str, Tensor] = {}
         for i, name in enumerate(self.names):
             out = self.heads[name](inputs[name].pooled)  # (B, K)
-            logits[name] = torch.where(pres[:, i : i + 1], out, torch.zeros_like(out))
+            logits[name] = zero_absent(out, pres[:, i])
         stacked = torch.stack([logits[n] for n in self.names], dim=1)  # (B, M, K)
         flags = pres.to(stacked.dtype)  # (B, M)
 

@@ -14,9 +14,15 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.encoders.base import EncoderOutput
-from polymodal.fusion.attention import zero_absent
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
-from polymodal.fusion.concat import check_fusion_inputs, check_positive_int, check_probability
+from polymodal.fusion.base import (
+    FUSIONS,
+    Fusion,
+    FusionOutput,
+    check_fusion_inputs,
+    check_positive_int,
+    check_probability,
+    zero_absent,
+)
 from polymodal.layers.mlp import MLP, make_activation
 
 #: Largest flattened outer product :class:`TensorFusion` agrees to build.

@@ -19,9 +19,16 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.encoders.base import EncoderOutput, masked_mean
-from polymodal.fusion.attention import presence_matrix, zero_absent
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput
-from polymodal.fusion.concat import check_fusion_inputs, check_positive_int, check_probability
+from polymodal.fusion.base import (
+    FUSIONS,
+    Fusion,
+    FusionOutput,
+    check_fusion_inputs,
+    check_positive_int,
+    check_probability,
+    presence_matrix,
+    zero_absent,
+)
 from polymodal.layers.transformer import (
     CrossAttentionBlock,
     SinusoidalPositionalEncoding,
