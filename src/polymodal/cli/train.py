@@ -2,7 +2,9 @@
 
 * ``train CONFIG.yaml [key=value ...] [--resume]``: run an experiment (see
   :mod:`polymodal.training.config` for the overrides) and print its validation and test
-  metrics.
+  metrics.  A config with ``task: contrastive`` trains a joint embedding model instead
+  (:mod:`polymodal.training.joint_config`; ``configs/flickr8k.yaml``) and writes a
+  checkpoint for ``polymodal embed``.
 * ``evaluate CHECKPOINT_DIR [--split test]``: rebuild the model from the config saved with
   the checkpoint, load its weights and print the metrics of one split.
 * ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
@@ -21,11 +23,14 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from polymodal.cli.main import CLIError
+
+if TYPE_CHECKING:
+    from polymodal.training.joint_config import JointTrainConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -109,9 +114,12 @@ def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from polymodal.training import load_config, train
+    from polymodal.training import train
+    from polymodal.training.joint_config import JointTrainConfig, load_train_config
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_train_config(args.config, args.overrides)
+    if isinstance(cfg, JointTrainConfig):
+        return _train_joint(cfg, args)
     _setup_logging()
     try:
         result = train(cfg, resume=args.resume)
@@ -122,6 +130,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"(monitor val {cfg.monitor}), {result.seconds:.1f} s"
     )
     print(format_table({"val": result.best_val, "test": result.test}))
+    return 0
+
+
+def _train_joint(cfg: JointTrainConfig, args: argparse.Namespace) -> int:
+    """``task: contrastive``: train a joint embedding model (see training.joint_train)."""
+    from polymodal.training.joint_train import train_joint
+
+    if args.resume:
+        raise CLIError(
+            "--resume is not supported for joint (task: contrastive) runs: they train on "
+            "cached features in minutes; run again without --resume."
+        )
+    result = train_joint(cfg)
+    print(
+        f"run {result.run_dir}: best epoch {result.best_epoch} of {result.epochs_run} "
+        f"(monitor val r1_mean), {result.seconds:.1f} s (+{result.feature_seconds:.1f} s "
+        f"features); checkpoint {result.checkpoint}"
+    )
+    print(format_table({"val": result.val, "test": result.test}))
     return 0
 
 

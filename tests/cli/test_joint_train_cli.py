@@ -1,0 +1,110 @@
+"""End to end on real Flickr8k images: ``polymodal train`` a joint config, then ``embed``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from polymodal.cli.main import main
+from polymodal.training.contrastive import load_joint_checkpoint
+
+pytestmark = pytest.mark.usefixtures("data_root")
+
+
+def _config(tmp: Path) -> dict[str, Any]:
+    """8 images per split at 64 px (EfficientNet is the cost), a 16-d linear space."""
+    return {
+        "task": "contrastive",
+        "output_dir": str(tmp / "run"),
+        "feature_cache": str(tmp / "features"),  # never ~/.cache
+        "model": {
+            "dim": 16,
+            "anchor": "image",
+            "modalities": {
+                "image": {
+                    "spec": {"kind": "image", "shape": [3, 224, 224]},
+                    "encoder": {"name": "efficientnet_lite0"},
+                    "projection": "linear",
+                },
+                "text": {
+                    "spec": {"kind": "text"},
+                    "encoder": {"name": "minilm"},
+                    "projection": "mlp",
+                    "hidden_dim": 32,
+                },
+            },
+        },
+        "pairs": {
+            "flickr8k": {
+                "dataset": "flickr8k",
+                "other": "text",
+                "options": {"image_size": 64},
+                "limit": 8,
+            }
+        },
+        "optim": {"epochs": 5, "batch_size": 8, "warmup_steps": 0, "all_positives": True},
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("joint_cli")
+    cfg = tmp / "tiny_flickr.yaml"
+    cfg.write_text(yaml.safe_dump(_config(tmp)))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", str(cfg), "optim.epochs=2", "seed=1"])
+    return {"tmp": tmp, "config": cfg, "code": code, "run": tmp / "run", "out": out.getvalue()}
+
+
+def test_train_writes_a_checkpoint_embed_accepts(run: dict[str, Any]) -> None:
+    assert run["code"] == 0
+    ckpt = run["run"] / "checkpoints" / "best"
+    model, state = load_joint_checkpoint(ckpt)
+    assert model.modalities == ["image", "text"] and model.dim == 16
+    assert set(state["test_metrics"]) >= {"image2text_r@1", "text2image_r@1", "r1_mean"}
+    metrics = json.loads((run["run"] / "metrics.json").read_text())
+    assert metrics["epochs_run"] <= 2  # the command-line override won over the file
+    saved = yaml.safe_load((run["run"] / "config.yaml").read_text())
+    assert saved["seed"] == 1 and saved["optim"]["epochs"] == 2
+    # 3 features folders per modality (train, val, test), all under the given cache root
+    assert len(list((run["tmp"] / "features").iterdir())) == 6
+    out = run["tmp"] / "emb"
+    argv = ["embed", str(ckpt), "flickr8k", "--split", "test", "--limit", "2", "-o", str(out)]
+    assert main(argv) == 0
+    assert json.loads((out / "embeddings.json").read_text())["counts"] == {"image": 2, "text": 10}
+
+
+def test_train_prints_val_and_test_table(run: dict[str, Any]) -> None:
+    assert run["code"] == 0
+    lines = run["out"].splitlines()
+    summary = next(ln for ln in lines if ln.startswith("run "))
+    assert "checkpoints/best" in summary and "best epoch" in summary
+    header = lines.index(next(ln for ln in lines if ln.startswith("metric ")))
+    assert lines[header].split() == ["metric", "val", "test"]
+    rows = {ln.split()[0]: ln.split()[1:] for ln in lines[header + 1 :] if ln.strip()}
+    assert {"image2text_r@1", "text2image_r@10", "r1_mean"} <= set(rows)
+    assert all(0.0 <= float(v) <= 1.0 for v in rows["r1_mean"])
+
+
+def test_resume_is_refused_for_joint_runs(
+    run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", str(run["config"]), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("polymodal train: error: --resume is not supported for joint")
+
+
+def test_unknown_key_is_one_line_error(
+    run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", str(run["config"]), "pairs.flickr8k.limt=4"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown config key 'pairs.flickr8k.limt'" in err and "Did you mean 'limit'?" in err
+    assert err.count("\n") == 1
