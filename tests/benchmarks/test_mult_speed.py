@@ -1,0 +1,85 @@
+"""The polymodal side of benchmarks/mult_speed.py: model, batch, FLOP counting."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from mult_speed import (
+    CPU_SDPA_FLOPS,
+    MulTSetup,
+    build_polymodal_mult,
+    count_flops,
+    polymodal_batch,
+    synthetic_batch,
+)
+
+TINY = MulTSetup(batch_size=2, lengths=(3, 5, 4), dims=(7, 5, 6), d_model=4, heads=2, layers=2)
+
+
+def _mult_params(setup: MulTSetup) -> int:
+    """MulT's parameter count from its structure (what the benchmark claims to build)."""
+    d, n = setup.d_model, setup.layers
+    linear = lambda i, o: i * o + o  # noqa: E731
+    norm = lambda w: 2 * w  # noqa: E731
+    embed = sum(linear(dim, d) for dim in setup.dims)
+    # cross-modal block: LN(q), LN(kv), q/k/v/out maps, LN, MLP d -> 4d -> d
+    cross = 3 * norm(d) + 4 * linear(d, d) + linear(d, 4 * d) + linear(4 * d, d)
+    # self-attention block on the 2 concatenated streams (width 2d), plus a final LN
+    w = 2 * d
+    block = 2 * norm(w) + 4 * linear(w, w) + linear(w, 4 * w) + linear(4 * w, w)
+    memory = n * block + norm(w)
+    fused = 3 * 2 * d
+    head = 2 * linear(fused, fused) + linear(fused, 1)
+    return embed + 6 * n * cross + 3 * memory + head
+
+
+def test_model_builds_with_mmsa_hyper_parameters_and_predicts_one_value() -> None:
+    model = build_polymodal_mult(TINY)
+    fusion = model.fusion
+    assert fusion.out_dim == 3 * 2 * TINY.d_model  # MMSA's combined_dim = 2 (d_l + d_a + d_v)
+    assert sum(p.numel() for p in model.parameters()) == _mult_params(TINY)
+    batch = polymodal_batch(*synthetic_batch(TINY))
+    assert tuple(batch["audio"].values.shape) == (2, 5, 5)
+    out = model(batch)
+    assert tuple(out.logits.shape) == (2,)
+    F.l1_loss(out.logits, batch.target).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_synthetic_batch_is_seeded() -> None:
+    a, ta = synthetic_batch(TINY)
+    b, tb = synthetic_batch(TINY)
+    assert torch.equal(a["video"], b["video"]) and torch.equal(ta, tb)
+    assert float(ta.abs().max()) <= 3.0
+
+
+def test_fused_attention_counts_as_the_matmuls_of_unfused_attention() -> None:
+    b, h, lq, s, dh = 2, 2, 3, 4, 5
+    q, kv = (b, h, lq, dh), (b, h, s, dh)
+    one_matmul = 2 * b * h * lq * s * dh  # QK^T, or A V
+    forward = CPU_SDPA_FLOPS[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu]
+    backward = CPU_SDPA_FLOPS[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward]
+    assert forward(q, kv, kv) == 2 * one_matmul
+    assert backward((b, h, lq, dh), q, kv, kv) == 4 * one_matmul  # no recomputation
+
+
+@pytest.mark.slow  # FlopCounterMode imports torch._dynamo on first use: several seconds
+def test_count_flops_of_a_matmul_and_of_fused_attention() -> None:
+    x, w = torch.randn(3, 4), torch.randn(4, 5)
+    assert count_flops(lambda: x @ w) == 2 * 3 * 4 * 5
+    b, h, lq, s, dh = 2, 2, 3, 4, 5
+    q = torch.randn(b, h, lq, dh, requires_grad=True)
+    k = torch.randn(b, h, s, dh, requires_grad=True)
+    v = torch.randn(b, h, s, dh, requires_grad=True)
+
+    def attention() -> None:
+        F.scaled_dot_product_attention(q, k, v).sum().backward()
+
+    assert count_flops(attention) == 6 * 2 * b * h * lq * s * dh  # 2 + 4 matmuls
