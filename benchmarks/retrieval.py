@@ -28,6 +28,7 @@ Run (from the repository root, ``POLYMODAL_DATA=../shared/data``)::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -200,10 +201,27 @@ def run_flickr(records: list[dict[str, Any]], fast: bool, seeds: int = 3) -> Any
             "image", "text", img.features, txt.features, _caption_map(img.features.shape[0])
         )
 
+    def split_metrics(models: Sequence[Any], split: str) -> dict[str, float]:
+        """R@K (percent) of ``split``, ranking by the models' mean cosine similarity.
+
+        Several models (independently trained spaces, so their embeddings cannot be
+        averaged) are ensembled at the score level: the mean of their similarity matrices.
+        """
+        img, txt = feats[split]
+        with torch.no_grad():
+            sim = sum(
+                m.project("image", img.features) @ m.project("text", txt.features).T for m in models
+            ) / len(models)  # (N images, 5 N captions)
+        rel = torch.zeros(sim.shape, dtype=torch.bool)
+        rel[_caption_map(sim.shape[0]), torch.arange(sim.shape[1])] = True
+        metrics = retrieval_metrics(sim, rel)
+        return {key: 100 * metrics[key] for key in _R_AT_K}
+
     best_model = None
     for name, model_kw, overrides in SETUPS:
         runs: list[dict[str, float]] = []
         first_model = None
+        models = []
         for seed in range(seeds):
             torch.manual_seed(seed)
             model = flickr_model(**model_kw)
@@ -220,15 +238,8 @@ def run_flickr(records: list[dict[str, Any]], fast: bool, seeds: int = 3) -> Any
                 settings["epochs"] = 2
             config = ContrastiveConfig(**settings)
             result = train_contrastive(model, [pairs("train")], [pairs("val")], config, log=True)
-            img, txt = feats["test"]
-            with torch.no_grad():
-                zi = model.project("image", img.features)  # (1000, D)
-                zt = model.project("text", txt.features)  # (5000, D)
-            sim = zi @ zt.T  # (1000, 5000)
-            rel = torch.zeros(sim.shape, dtype=torch.bool)
-            rel[_caption_map(sim.shape[0]), torch.arange(sim.shape[1])] = True
-            metrics = retrieval_metrics(sim, rel)
-            run = {f"{key}": 100 * metrics[key] for key in _R_AT_K}
+            models.append(model.eval())
+            run: dict[str, float] = split_metrics([model], "test")
             run |= {
                 "seconds": result.seconds,
                 "best_epoch": result.best_epoch,
@@ -269,6 +280,26 @@ def run_flickr(records: list[dict[str, Any]], fast: bool, seeds: int = 3) -> Any
                     **extra,
                 )
             )
+        if len(models) > 1:
+            # The seeds' models as one (mean of their similarity matrices).  Its val R@1 is
+            # reported next to the single models' so the choice rests on val.
+            val = split_metrics(models, "val")
+            test = split_metrics(models, "test")
+            print(f"{name} ensemble of {len(models)}: val {val}, test {test}", flush=True)
+            for key in _R_AT_K:
+                records.append(
+                    record(
+                        "retrieval",
+                        "flickr8k",
+                        f"{method}, ensemble of the {len(models)} seeds' models",
+                        key,
+                        test[key],
+                        n_seeds=len(models),
+                        seconds=sum(r["seconds"] for r in runs),
+                        **{"val_i2t_r@1": round(val["i2t_r@1"], 2)},
+                        **{"val_t2i_r@1": round(val["t2i_r@1"], 2)},
+                    )
+                )
         best_model = first_model
     records.append(
         record(
@@ -644,10 +675,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     records: list[dict[str, Any]] = []
 
+    previous_file = Path(__file__).resolve().parent / "results" / f"{args.name}.json"
+    previous = json.loads(previous_file.read_text()) if previous_file.exists() else []
+
     def save() -> None:  # after every part, so a late failure keeps the earlier ones
+        # Records of parts not re-run here are kept, so parts can be run separately.
+        fresh = {(r["dataset"], r["method"], r["metric"]) for r in records}
+        kept = [r for r in previous if (r["dataset"], r["method"], r["metric"]) not in fresh]
         write_results(
             args.name,
-            records,
+            kept + records,
             title="Retrieval: Flickr8k, search throughput, zero-shot",
             notes=NOTES,
         )
@@ -702,6 +739,13 @@ None beat the kept setting on val (A overfits once the learning rate stays high:
 loss keeps falling while val R@1 peaks at epoch 13), so it stays; its per-seed val R@1
 are in the ``val_*`` columns above.  On test (3 seeds) it reaches i2t R@1 29.7 +- 0.6
 and t2i 23.3 +- 0.4: the t2i target (22) is met, the i2t target (30) is missed by 0.3.
+The "ensemble of the 3 seeds' models" rows rank by the mean of the three models'
+similarity matrices (their spaces are trained independently, so embeddings cannot be
+averaged; averaging unit embeddings measured 22.0 i2t R@1 for the linear setup, worse
+than one model).  Trained in 907 s in all (within the 30-minute budget), the residual
+ensemble gives test i2t R@1 30.4 and t2i 24.2.  On val it gains R@5/R@10 (+1.5 to +2)
+and t2i R@1 (23.6 against the single models' 22.5), but not i2t R@1 (29.2 against
+29.8), so the i2t target is met only by the ensemble and narrowly.
 
 Search rows: one thread for torch, numpy (``threadpoolctl``) and FAISS; k=10; 1,000
 queries at N=100k and 200 at N=1M (``seconds`` is the time of all of them);
