@@ -25,6 +25,12 @@ FUSION_NAMES = FUSIONS.names()
 VARIANTS: dict[str, list[dict[str, object]]] = {
     "early": [{"num_layers": 2, "norm": True, "dropout": 0.1}],
     "late": [{"combine": "learned"}, {"combine": "stacking", "hidden_dim": 4}],
+    "hybrid": [{"head_hidden_dim": 4, "num_layers": 3}],
+    "tensor": [{"num_layers": 2, "proj_dim": 3}],
+    "lowrank": [{"rank": 1, "hidden_dim": 3}],
+    "mult": [{"layers": 1, "heads": 2, "d_model": 8}],
+    "bottleneck": [{"layers": 3, "fusion_layer": 2, "num_bottlenecks": 1}],
+    "graph": [{"nodes": "time", "layers": 1}],
 }
 CASES = [pytest.param(n, {}, id=n) for n in FUSION_NAMES] + [
     pytest.param(n, kw, id=f"{n}-" + "-".join(f"{k}={v}" for k, v in kw.items()))

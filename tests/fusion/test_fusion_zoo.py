@@ -405,6 +405,9 @@ def test_mult_absent_target_gives_zeros_and_absent_source_is_ignored() -> None:
     assert torch.equal(out[2, 0], torch.zeros(16)) and torch.equal(out[2, 2], torch.zeros(16))
     assert torch.equal(out[3], torch.zeros(3, 16))
     assert out[0].abs().min(dim=1).values.gt(0).all()
+    # a target whose sources are all absent keeps a representation of itself (the blocks'
+    # residual paths), so a model still sees text when audio and video are dropped
+    assert out[2, 1].abs().gt(0).all()
     # text in row 2 is alone: both of its cross-modal chunks come from absent sources, so
     # changing what the absent sources hold changes nothing
     noisy = replace_rows(

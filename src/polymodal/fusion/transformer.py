@@ -117,9 +117,12 @@ class MulTFusion(Fusion):
     transformer of ``layers`` blocks, and pooled by a masked mean over t's valid steps.  The
     M pooled vectors are concatenated: out_dim = M (M - 1) d_model.
 
-    Missing modalities: an absent source is masked out as attention keys and its
-    cross-modal chunk is set to zero; an absent target contributes a zero vector.  With no
-    modality present the output is zeros.
+    Missing modalities: an absent source is masked out as attention keys, so its
+    cross-modal blocks add no attention and only pass the target's own stream through
+    their residual and MLP paths (the target keeps a representation of itself: with
+    modality dropout, a fusion that zeroed these chunks would see nothing of the image in
+    an audio-less example); an absent target contributes a zero vector.  With no modality
+    present the output is zeros.
 
     Args:
         in_dims: modality name -> D_m of its encoder's sequence features.
@@ -194,7 +197,9 @@ class MulTFusion(Fusion):
                 h = x[t]  # (B, L_t, d)
                 for block in cast(nn.ModuleList, cast(nn.ModuleDict, self.cross[t])[s]):
                     h = block(h, x[s], valid[s])  # (B, L_t, d)
-                chunks.append(zero_absent(h, present[s]))
+                # An absent source has no valid keys: attention adds nothing and the residual
+                # path carries t's own features through, so t keeps a representation.
+                chunks.append(h)
             h = self.memory[t](torch.cat(chunks, dim=-1), valid[t])  # (B, L_t, (M - 1) d)
             pooled.append(zero_absent(masked_mean(h, valid[t]), present[t]))
         return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, M (M - 1) d)
