@@ -24,15 +24,15 @@ that rate, and the parameter counts.
 
 Set up MMSA's environment (outside the repository; CPU torch, no other torch pulled)::
 
-    python3 -m venv /work/mmsa-venv
-    /work/mmsa-venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-    /work/mmsa-venv/bin/pip install --no-deps mmsa
-    /work/mmsa-venv/bin/pip install numpy easydict transformers   # what MULT.py imports
+    python3 -m venv ../mmsa-venv
+    ../mmsa-venv/bin/pip install torch==2.13.0
+    ../mmsa-venv/bin/pip install --no-deps mmsa
+    ../mmsa-venv/bin/pip install numpy easydict transformers   # what MULT.py imports
 
 Run (about 7 minutes on 2 shared cores)::
 
     POLYMODAL_DATA=../shared/data python benchmarks/mult_speed.py \\
-        --mmsa-python /work/mmsa-venv/bin/python
+        --mmsa-python ../mmsa-venv/bin/python
 
 Without ``--mmsa-python`` (or when it cannot import MMSA) only polymodal's side runs and the
 script says why.  Writes benchmarks/results/mult_speed.{json,md}.
@@ -66,11 +66,11 @@ HERE = Path(__file__).resolve().parent
 MODALITIES = ("text", "audio", "video")  # MMSA's argument order
 SETUP_HELP = """\
 To run MMSA's side, set up its environment (outside the repository) and pass its python:
-    python3 -m venv /work/mmsa-venv
-    /work/mmsa-venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-    /work/mmsa-venv/bin/pip install --no-deps mmsa
-    /work/mmsa-venv/bin/pip install numpy easydict transformers
-    python benchmarks/mult_speed.py --mmsa-python /work/mmsa-venv/bin/python"""
+    python3 -m venv ../mmsa-venv
+    ../mmsa-venv/bin/pip install torch==2.13.0
+    ../mmsa-venv/bin/pip install --no-deps mmsa
+    ../mmsa-venv/bin/pip install numpy easydict transformers
+    python benchmarks/mult_speed.py --mmsa-python ../mmsa-venv/bin/python"""
 
 
 @dataclass(frozen=True)
