@@ -209,6 +209,28 @@ def _command() -> str:
     return "python " + shlex.join(argv)
 
 
+def previous_records(
+    name: str, results_dir: str | os.PathLike[str] | None = None
+) -> list[dict[str, Any]]:
+    """The records of ``<results_dir>/<name>.json`` (default ``benchmarks/results``), or []."""
+    path = Path(results_dir or RESULTS_DIR) / f"{name}.json"
+    return list(json.loads(path.read_text())) if path.exists() else []
+
+
+def merge_records(
+    previous: Sequence[dict[str, Any]],
+    records: Sequence[dict[str, Any]],
+    key: Sequence[str] = ("dataset", "method"),
+) -> list[dict[str, Any]]:
+    """``records`` after the ``previous`` ones whose ``key`` fields they do not repeat.
+
+    Lets a benchmark re-run some data sets, methods or parts and keep the results of the
+    others in the same file.
+    """
+    fresh = {tuple(r[k] for k in key) for r in records}
+    return [r for r in previous if tuple(r[k] for k in key) not in fresh] + list(records)
+
+
 def write_results(
     name: str,
     records: Sequence[dict[str, Any]],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import sys
@@ -28,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, record, write_results
+from _common import merge_records, previous_records, print_table, record, write_results
 from polymodal.apps.demo import ENCODERS as MOSI_ENCODERS
 from polymodal.training.config import TrainConfig, load_config
 from polymodal.training.trainer import train
@@ -153,14 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
     # Keep the records of methods not re-run here, so data sets and methods can run separately.
-    results_dir = Path(args.results_dir) if args.results_dir else REPO / "benchmarks" / "results"
-    previous = results_dir / "baselines.json"
-    if previous.exists():
-        done = {(r["dataset"], r["method"]) for r in records}
-        kept = [
-            r for r in json.loads(previous.read_text()) if (r["dataset"], r["method"]) not in done
-        ]
-        records = kept + records
+    records = merge_records(previous_records("baselines", args.results_dir), records)
     print_table(records)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/baselines.py " + " ".join(
         sys.argv[1:] if argv is None else argv

@@ -57,7 +57,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, record, write_results
+from _common import merge_records, previous_records, print_table, record, write_results
 from polymodal.data.collate import collate
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.fusion.base import FUSIONS
@@ -171,8 +171,6 @@ def method_config(
     if fusion not in NO_DROPOUT:
         params["dropout"] = plan["dropout"]
     cfg["model"]["fusion"] = {"name": fusion, "params": params}
-    if FUSIONS.get(fusion) is None:  # pragma: no cover - guarded by argparse choices
-        raise ValueError(f"unknown fusion {fusion!r}")
     drop = cfg["model"].get("modality_dropout") or {}
     cfg["model"]["modality_dropout"] = {m: drop.get(m, 0.1) for m in mods} if len(mods) > 1 else {}
     options = dict(cfg["data"].get("options") or {})
@@ -461,13 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     for (ds, name), runs in results.items():
         mods, fusion = index[(ds, name)]
         records.extend(summarise(ds, name, mods, fusion, runs))
-    previous = results_dir / "fusion.json"
-    if previous.exists():  # keep rows not re-run, so slices can be run separately
-        done = {(r["dataset"], r["method"]) for r in records}
-        kept = [
-            r for r in json.loads(previous.read_text()) if (r["dataset"], r["method"]) not in done
-        ]
-        records = kept + records
+    # keep rows not re-run, so slices can be run separately
+    records = merge_records(previous_records("fusion", results_dir), records)
     print_table(records)
     table = summary_table(records)
     print(table)

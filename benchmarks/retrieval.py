@@ -28,7 +28,6 @@ Run (from the repository root, ``POLYMODAL_DATA=../shared/data``)::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -42,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, record, write_results
+from _common import merge_records, previous_records, print_table, record, write_results
 from polymodal.data.datasets._common import load_dataset
 from polymodal.data.modality import ModalityKind
 from polymodal.data.sample import ModalityBatch
@@ -675,16 +674,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     records: list[dict[str, Any]] = []
 
-    previous_file = Path(__file__).resolve().parent / "results" / f"{args.name}.json"
-    previous = json.loads(previous_file.read_text()) if previous_file.exists() else []
+    previous = previous_records(args.name)
 
     def save() -> None:  # after every part, so a late failure keeps the earlier ones
         # Records of parts not re-run here are kept, so parts can be run separately.
-        fresh = {(r["dataset"], r["method"], r["metric"]) for r in records}
-        kept = [r for r in previous if (r["dataset"], r["method"], r["metric"]) not in fresh]
         write_results(
             args.name,
-            kept + records,
+            merge_records(previous, records, ("dataset", "method", "metric")),
             title="Retrieval: Flickr8k, search throughput, zero-shot",
             notes=NOTES,
         )

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from _common import RECORD_KEYS, record, write_results
+from _common import RECORD_KEYS, merge_records, previous_records, record, write_results
 
 
 def test_record_has_the_shared_keys_and_extras() -> None:
@@ -36,3 +36,19 @@ def test_write_results_writes_json_records_and_a_markdown_table(tmp_path: Path) 
     assert json.loads(js.read_text()) == recs
     text = md.read_text()
     assert "# T" in text and "| mosi | early | accuracy |" in text and "python b.py" in text
+
+
+def test_merge_records_keeps_only_what_was_not_rerun(tmp_path: Path) -> None:
+    old = [
+        record("b", "mosi", "early", "accuracy", 0.7),
+        record("b", "har", "early", "accuracy", 0.8),
+    ]
+    write_results("b", old, results_dir=tmp_path)
+    new = [record("b", "mosi", "early", "accuracy", 0.75)]
+    merged = merge_records(previous_records("b", tmp_path), new)
+    assert [(r["dataset"], r["value"]) for r in merged] == [("har", 0.8), ("mosi", 0.75)]
+    assert previous_records("missing", tmp_path) == []
+    by_metric = merge_records(
+        old, [record("b", "mosi", "early", "macro_f1", 0.6)], ("dataset", "method", "metric")
+    )
+    assert len(by_metric) == 3
