@@ -1,0 +1,80 @@
+"""Decoders: one file (or cell) in, one tensor (or string) out, with errors that say where.
+
+Each decoder is a thin layer over the library made for its format (Pillow for images,
+soundfile for audio, PyAV for video, numpy/csv for time series and features) and returns
+the value layout documented on :class:`~polymodal.data.modality.ModalityKind`:
+
+============ ============================================ ==============================
+kind         decoder                                      returns
+============ ============================================ ==============================
+text         :func:`decode_text`                          ``str``
+image        :func:`decode_image`, :func:`image_from_array` (3, H, W) float32
+audio        :func:`decode_audio`                         (T,) float32 (or (C, T))
+video        :func:`decode_video`                         :class:`VideoClip`
+timeseries   :func:`decode_timeseries`                    :class:`TimeSeries`
+features     :func:`decode_features`                      (D,) or (T, D) float32
+============ ============================================ ==============================
+
+:func:`decode_file` dispatches on a kind and reads sizes and rates from a
+:class:`~polymodal.data.modality.ModalitySpec`.
+
+Every decoder takes a keyword ``where`` (e.g. ``"row 12, column 'audio'"``) that it puts in
+its error messages, so that a bad cell in a 10,000-row manifest can be found.  A file that
+cannot be decoded raises :class:`DecodeError` (a ``ValueError``); a file that does not exist
+raises :class:`MissingFileError` (both a ``DecodeError`` and a ``FileNotFoundError``).
+
+Layout (one concern per module; imports flow downwards only, ``errors`` first and
+``dispatch`` last, and this package re-exports the public names):
+
+============== ==========================================================================
+module         holds
+============== ==========================================================================
+``errors``     :class:`DecodeError`, :class:`MissingFileError`, ``PathLike``, the
+               location/message helpers (``_loc``, ``_at``, ``_error``, ``_check_file``)
+``image``      :func:`decode_image`, :func:`image_from_array`, ``IMAGENET_MEAN/STD``,
+               ``Size`` and the resize/normalise helpers (reused by ``video``)
+``resample``   :func:`resample_audio` (Kaiser-windowed sinc) and ``_check_rate``
+``audio``      :func:`decode_audio` and the truncated-WAV check
+``video``      :class:`VideoClip`, :func:`decode_video`
+``timeseries`` :class:`TimeSeries`, :func:`decode_timeseries`
+``text``       :func:`decode_text`
+``features``   :func:`decode_features`
+``dispatch``   :func:`decode_file`, :func:`kind_from_extension`, :data:`EXTENSIONS`,
+               :data:`Decoded`
+============== ==========================================================================
+"""
+
+from __future__ import annotations
+
+from polymodal.data.decode.audio import decode_audio
+from polymodal.data.decode.dispatch import EXTENSIONS, Decoded, decode_file, kind_from_extension
+from polymodal.data.decode.errors import DecodeError, MissingFileError
+from polymodal.data.decode.errors import PathLike as PathLike
+from polymodal.data.decode.features import decode_features
+from polymodal.data.decode.image import IMAGENET_MEAN, IMAGENET_STD, decode_image, image_from_array
+from polymodal.data.decode.image import Size as Size
+from polymodal.data.decode.resample import resample_audio
+from polymodal.data.decode.text import decode_text
+from polymodal.data.decode.timeseries import TimeSeries, decode_timeseries
+from polymodal.data.decode.video import VideoClip, decode_video
+
+__all__ = [
+    "EXTENSIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DecodeError",
+    "Decoded",
+    "MissingFileError",
+    "TimeSeries",
+    "VideoClip",
+    "decode_audio",
+    "decode_features",
+    "decode_file",
+    "decode_image",
+    "decode_text",
+    "decode_timeseries",
+    "decode_video",
+    "image_from_array",
+    "kind_from_extension",
+    "resample_audio",
+]

@@ -1,0 +1,84 @@
+"""A user's own data set as a CSV or JSONL manifest.
+
+One row per example, one column per modality::
+
+    id,audio,image,caption,age,height,label,split,group
+    a1,wav/0_jackson_0.wav,img/1.jpg,a dog runs,31,1.80,zero,train,jackson
+    a2,wav/1_nicolas_0.wav,,a cat sleeps,27,,one,test,nicolas
+
+* file paths are relative to the manifest's folder (or ``base_dir``); absolute paths work too;
+* inline text, inline numbers, and (JSONL, or a JSON string in CSV) inline feature lists;
+* a label column (``label``), an optional split column (``split``), id column (``id``)
+  and group column (``group``, the unit a validation split must not cut through).
+
+An empty cell means "this example lacks this modality": the :class:`Sample` value is
+``None`` and the batch's presence mask is False there.  It is never an error.
+
+Column kinds are inferred (:func:`infer_schema`) unless a schema says otherwise:
+
+* every non-empty value that has a known file extension maps to one kind, and at least
+  half of the values do -> a modality of that kind (``.wav`` audio, ``.jpg`` image,
+  ``.mp4`` video, ``.csv`` time series, ``.npy`` features, see
+  :data:`polymodal.data.decode.EXTENSIONS`);
+* all numbers -> one ``tabular`` modality named ``"tabular"`` holding ALL numeric columns
+  as a (n,) vector, in column order (``tabular="separate"``: one (1,) modality per column).
+  If any of its cells is empty in a row, the whole vector is missing for that row;
+* lists of numbers -> ``features``;
+* anything else -> ``text``.
+
+The label is a classification target with classes sorted from its values (numerically when
+all are integers) unless the schema says regression or multilabel; labels that are numbers
+with a fractional part are inferred as regression.  Multilabel cells are JSON lists or
+``;``-separated strings.
+
+A schema file (YAML or JSON) fixes what inference would guess::
+
+    modalities:                       # ModalitySpec.to_dict() fields
+      - {name: voice, kind: audio, sample_rate: 8000}
+      - {name: caption, kind: text}
+      - {name: tabular, kind: tabular}
+    target: {task: classification, class_names: [one, zero]}
+    columns: {voice: audio, caption: caption, tabular: [age, height]}   # optional
+    required: [voice]                 # optional: modalities check_manifest wants present
+
+A modality reads the column of its own name unless ``columns`` maps it elsewhere; a
+``tabular`` modality whose name is not a column takes every numeric column no other
+modality claims.  The schema target's ``name`` (if given) is the label column.
+
+:func:`check_manifest` decodes every row and file and returns ALL problems found
+(missing or corrupt files, NaN, unknown labels, wrong shapes, unknown columns) as
+:class:`Problem` records instead of stopping at the first; ``polymodal datasets check``
+prints them.
+
+Layout of this package (each file imports only from files listed above it):
+
+* ``problems.py``: :class:`Problem` and ``ManifestError``;
+* ``table.py``: reading CSV/TSV/JSONL into raw cells (:class:`ManifestTable`,
+  :func:`read_manifest`);
+* ``cells.py``: single cells as numbers, lists, file kinds, label keys; a column's kind;
+* ``schema_file.py``: YAML/JSON schema files (:class:`SchemaFile`, :func:`load_schema_file`);
+* ``decoding.py``: decoding cells to values and labels to targets, and the ``_Plan``
+  that holds everything decoding a row needs;
+* ``infer.py``: kind inference, column mapping, target resolution, building the ``_Plan``;
+* ``dataset.py``: :class:`ManifestDataset` and :func:`infer_schema`;
+* ``check.py``: :func:`check_manifest`.
+"""
+
+from polymodal.data.manifest.check import check_manifest
+from polymodal.data.manifest.dataset import ManifestDataset, infer_schema
+from polymodal.data.manifest.problems import ManifestError as ManifestError
+from polymodal.data.manifest.problems import Problem
+from polymodal.data.manifest.schema_file import SchemaFile, load_schema_file
+from polymodal.data.manifest.table import MANIFEST_SUFFIXES, ManifestTable, read_manifest
+
+__all__ = [
+    "MANIFEST_SUFFIXES",
+    "ManifestDataset",
+    "ManifestTable",
+    "Problem",
+    "SchemaFile",
+    "check_manifest",
+    "infer_schema",
+    "load_schema_file",
+    "read_manifest",
+]

@@ -1,0 +1,210 @@
+"""The data set read from a manifest (:class:`ManifestDataset`) and :func:`infer_schema`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.manifest.decoding import _decode_column, _encode_target, _tabular, _where
+from polymodal.data.manifest.infer import _plan
+from polymodal.data.manifest.problems import ManifestError
+from polymodal.data.manifest.schema_file import SchemaFile
+from polymodal.data.manifest.table import Cell, PathLike, read_manifest
+from polymodal.data.modality import ModalityKind, Schema
+from polymodal.data.sample import Sample
+from polymodal.registry import unknown_name_error
+
+
+class ManifestDataset(MultimodalDataset):
+    """A :class:`MultimodalDataset` read from a CSV/JSONL manifest, decoding lazily.
+
+    Args:
+        path: the manifest (``.csv``, ``.tsv``, ``.jsonl``, ``.ndjson``).
+        schema: ``None`` to infer column kinds (:func:`infer_schema`), a :class:`Schema`,
+            or the path of a YAML/JSON schema file.
+        split: keep only rows whose split column equals this (``None``: all rows).
+        label_column, split_column, id_column, group_column: the reserved columns;
+            a missing label column makes the data set unlabelled (targets ``None``).
+        base_dir: the folder relative file paths start from (default: the manifest's).
+        tabular: ``"group"`` (all numeric columns in one ``tabular`` vector) or
+            ``"separate"`` (one (1,) modality per numeric column); inference only.
+
+    Labels are checked when the data set is built (an unknown label or a mix of labelled
+    and unlabelled rows raises, naming the rows); files are decoded in ``__getitem__``,
+    whose errors name the manifest, the row, the column and the file.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        schema: Schema | SchemaFile | PathLike | None = None,
+        split: str | None = None,
+        label_column: str = "label",
+        split_column: str = "split",
+        id_column: str = "id",
+        base_dir: PathLike | None = None,
+        *,
+        group_column: str = "group",
+        tabular: str = "group",
+    ) -> None:
+        table = read_manifest(path)
+        if table.problems:
+            shown = "\n".join(f"  {p}" for p in table.problems[:5])
+            raise ManifestError(
+                f"Manifest {str(table.path)!r} has {len(table.problems)} unreadable row(s):\n"
+                f"{shown}\nFix them; `polymodal datasets check {table.path}` lists all."
+            )
+        plan = _plan(
+            table,
+            schema,
+            label_column=label_column,
+            split_column=split_column,
+            id_column=id_column,
+            group_column=group_column,
+            tabular=tabular,
+        )
+        rows, lines = list(table.rows), list(table.lines)
+        split_values = sorted({str(r[split_column]) for r in rows if r.get(split_column)})
+        if split is not None:
+            if split_column not in table.columns:
+                raise ManifestError(
+                    f"ManifestDataset(split={split!r}) needs a split column, but manifest "
+                    f"{str(table.path)!r} has no column {split_column!r} (columns: "
+                    f"{', '.join(table.columns)}). Add one, pass split_column=..., or split=None."
+                )
+            if split not in split_values:
+                raise unknown_name_error("split", split, split_values)
+            keep = [i for i, r in enumerate(rows) if r.get(split_column) == split]
+            rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
+
+        self.path = table.path
+        self.base_dir = Path(base_dir).expanduser() if base_dir is not None else table.path.parent
+        self.schema = plan.schema
+        self.name = table.path.stem
+        self.split = split if split is not None else "all"
+        self.splits = tuple(split_values)
+        self.columns = dict(plan.columns)
+        self._plan = plan
+        self._rows = tuple(rows)
+        self._lines = tuple(lines)
+        self._id_column = id_column
+        self._group_column = group_column
+        self._split_column = split_column
+        self._targets = self._encode_targets()
+
+    def _encode_targets(self) -> list[int | float | Tensor | None]:
+        plan = self._plan
+        if plan.label_column is None:
+            return [None] * len(self._rows)
+        out: list[int | float | Tensor | None] = []
+        errors: list[str] = []
+        for row, line in zip(self._rows, self._lines, strict=True):
+            try:
+                out.append(
+                    _encode_target(
+                        plan, row.get(plan.label_column), _where(self.path, line, plan.label_column)
+                    )
+                )
+            except ManifestError as e:
+                errors.append(str(e))
+                out.append(None)
+        missing = [ln for ln, t in zip(self._lines, out, strict=True) if t is None]
+        if errors:
+            shown = "\n".join(f"  {e}" for e in errors[:5])
+            raise ManifestError(
+                f"Manifest {str(self.path)!r} has {len(errors)} invalid label(s):\n{shown}\n"
+                f"`polymodal datasets check {self.path}` lists every problem."
+            )
+        if missing and len(missing) < len(out):
+            raise ManifestError(
+                f"Manifest {str(self.path)!r}: rows {missing[:10]} have an empty "
+                f"{plan.label_column!r} while other rows are labelled. Label them, or move "
+                "them to a split of their own."
+            )
+        return out
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _id(self, row: Mapping[str, Cell], line: int) -> str:
+        v = row.get(self._id_column)
+        return str(v) if v is not None else f"row{line}"
+
+    def __getitem__(self, index: int) -> Sample:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a manifest of {len(self)} rows")
+        row, line = self._rows[index], self._lines[index]
+        mods: dict[str, Tensor | str | None] = {}
+        stamps: dict[str, Tensor] = {}
+        files: dict[str, str] = {}
+        for spec in self.schema.modalities:
+            cols = self.columns[spec.name]
+            if spec.kind is ModalityKind.TABULAR:
+                mods[spec.name] = _tabular(cols, row, self.path, line)
+                continue
+            cell = row.get(cols[0])
+            if cell is None:
+                mods[spec.name] = None
+                continue
+            value, ts, file = _decode_column(
+                spec, cell, self.base_dir, _where(self.path, line, cols[0])
+            )
+            mods[spec.name] = value
+            if ts is not None:
+                stamps[spec.name] = ts
+            if file is not None:
+                files[spec.name] = file
+        meta: dict[str, Any] = {"manifest": str(self.path), "row": line, "files": files}
+        for key, col in (("split", self._split_column), ("group", self._group_column)):
+            if row.get(col) is not None:
+                meta[key] = str(row[col])
+        return Sample(self._id(row, line), mods, self._targets[index], stamps, meta)
+
+    def targets(self) -> list[Any]:
+        return list(self._targets)
+
+    def ids(self) -> list[str]:
+        return [self._id(r, ln) for r, ln in zip(self._rows, self._lines, strict=True)]
+
+    def groups(self) -> list[str]:
+        """The ``group`` column (the row's id where it is empty, or with no such column)."""
+        out = []
+        for r, ln in zip(self._rows, self._lines, strict=True):
+            g = r.get(self._group_column)
+            out.append(str(g) if g is not None else self._id(r, ln))
+        return out
+
+    def __repr__(self) -> str:
+        mods = ", ".join(f"{m.name}:{m.kind.value}" for m in self.schema.modalities)
+        return f"ManifestDataset({str(self.path)!r}, split={self.split!r}, n={len(self)}, [{mods}])"
+
+
+def infer_schema(
+    path: PathLike,
+    *,
+    label_column: str = "label",
+    split_column: str = "split",
+    id_column: str = "id",
+    group_column: str = "group",
+    tabular: str = "group",
+) -> Schema:
+    """The :class:`Schema` :class:`ManifestDataset` would infer for the manifest at ``path``.
+
+    Column kinds follow the rules in the package docstring; shapes (and audio sample rates)
+    come from decoding each file column's first value.  Save it with ``schema.to_dict()``
+    and edit it to fix a guess.
+    """
+    table = read_manifest(path)
+    return _plan(
+        table,
+        None,
+        label_column=label_column,
+        split_column=split_column,
+        id_column=id_column,
+        group_column=group_column,
+        tabular=tabular,
+    ).schema

@@ -1,0 +1,158 @@
+"""Decoding cells: files, text, features and tabular numbers to values, labels to targets.
+
+:class:`_Plan` (what :func:`polymodal.data.manifest.infer._plan` resolves) lives here
+because it is everything decoding a row needs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from polymodal.data.decode import decode_features, decode_file, decode_text
+from polymodal.data.manifest.cells import _as_number, _is_int_key, _label_key, _multilabel_keys
+from polymodal.data.manifest.problems import ManifestError
+from polymodal.data.manifest.table import Cell
+from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
+
+# A file column is decoded by kind; these kinds live in files rather than cells.
+_FILE_KINDS = (
+    ModalityKind.IMAGE,
+    ModalityKind.AUDIO,
+    ModalityKind.VIDEO,
+    ModalityKind.TIMESERIES,
+    ModalityKind.FEATURES,
+)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a manifest's columns become a schema: everything decoding a row needs."""
+
+    schema: Schema
+    columns: dict[str, tuple[str, ...]]  # modality -> its columns
+    label_column: str | None  # None: unlabelled
+    class_index: dict[str, int] | None  # classification/multilabel: class name -> index
+    required: tuple[str, ...] = ()
+
+
+def _resolve_file(cell: Cell, base: Path) -> Path:
+    p = Path(str(cell)).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _decode_column(
+    spec: ModalitySpec, cell: Cell, base: Path, where: str
+) -> tuple[Tensor | str | None, Tensor | None, str | None]:
+    """Decode one non-tabular cell: ``(value, timestamps, file)``; raises on bad input."""
+    kind = spec.kind
+    if kind is ModalityKind.TEXT:
+        if isinstance(cell, list | dict):
+            raise ManifestError(
+                f"{where}: expected text, got a JSON {type(cell).__name__}. Give a string."
+            )
+        return decode_text(str(cell), where=where), None, None
+    if kind is ModalityKind.FEATURES and (
+        isinstance(cell, list) or (isinstance(cell, str) and cell.startswith("["))
+    ):
+        return decode_features(cell, where=where), None, None
+    if kind in _FILE_KINDS:
+        if not isinstance(cell, str):
+            raise ManifestError(
+                f"{where}: expected a path to a {kind.value} file, got {cell!r}. Give a path "
+                "relative to the manifest's folder."
+            )
+        decoded = decode_file(_resolve_file(cell, base), kind, spec, where=where)
+        frames = getattr(decoded, "frames", None)
+        if isinstance(frames, Tensor):  # a VideoClip: frames are the value
+            stamps = getattr(decoded, "timestamps", None)
+            return frames, stamps if isinstance(stamps, Tensor) else None, cell
+        values = getattr(decoded, "values", None)
+        if isinstance(values, Tensor):  # a TimeSeries: (T, C) values and (T,) seconds
+            stamps = getattr(decoded, "timestamps", None)
+            return values, stamps if isinstance(stamps, Tensor) else None, cell
+        if not isinstance(decoded, Tensor):
+            raise ManifestError(
+                f"{where}: decoding {cell!r} as {kind.value} gave a {type(decoded).__name__}, "
+                "expected a tensor."
+            )
+        return decoded, None, cell
+    raise ManifestError(
+        f"{where}: modality {spec.name!r} of kind {kind.value!r} cannot be read from a cell."
+    )
+
+
+def _number(cell: Cell, where: str) -> float:
+    x = _as_number(cell)
+    if x is None:
+        raise ManifestError(
+            f"{where}: expected a number, got {cell!r}. Fix the cell, or leave it empty to "
+            "mark the modality missing for this row."
+        )
+    if not math.isfinite(x):
+        raise ManifestError(
+            f"{where}: value {cell!r} is not a finite number (NaN/inf). Fix the cell, or "
+            "leave it empty to mark the modality missing for this row."
+        )
+    return x
+
+
+def _where(manifest: Path, line: int, col: str) -> str:
+    return f"{manifest.name}: row {line}, column {col!r}"
+
+
+def _encode_target(plan: _Plan, cell: Cell, where: str) -> int | float | Tensor | None:
+    """A label cell as the target ``collate`` expects; raises ``ManifestError`` if invalid."""
+    if plan.label_column is None or cell is None:
+        return None
+    t = plan.schema.target
+    if t.task == "regression":
+        return _number(cell, where)
+    if t.task == "multilabel":
+        if plan.class_index is None:  # _resolve_target always names multilabel classes
+            raise RuntimeError("multilabel target without class names")
+        hot = torch.zeros(t.num_classes)
+        for key in _multilabel_keys(cell):
+            if key not in plan.class_index:
+                raise ManifestError(_unknown_label(where, key, t))
+            hot[plan.class_index[key]] = 1.0
+        return hot
+    key = _label_key(cell)
+    if plan.class_index is None:  # count-only classes: ints 0..K-1
+        if not _is_int_key(key) or not 0 <= int(key) < t.num_classes:
+            raise ManifestError(
+                f"{where}: label {cell!r} is not a class index in 0..{t.num_classes - 1}. "
+                "Fix the label, or give the schema's target class_names."
+            )
+        return int(key)
+    if key not in plan.class_index:
+        raise ManifestError(_unknown_label(where, key, t))
+    return plan.class_index[key]
+
+
+def _unknown_label(where: str, key: str, t: TargetSpec) -> str:
+    names = list(t.class_names or ())
+    msg = (
+        f"{where}: label {key!r} is not one of the schema's classes "
+        f"{names}. Fix the label or add it to the schema's target class_names."
+    )
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    if close:
+        msg += f" Did you mean {close[0]!r}?"
+    return msg
+
+
+def _tabular(
+    cols: tuple[str, ...], row: Mapping[str, Cell], manifest: Path, line: int
+) -> Tensor | None:
+    if any(row.get(c) is None for c in cols):
+        return None
+    return torch.tensor(
+        [_number(row.get(c), _where(manifest, line, c)) for c in cols], dtype=torch.float32
+    )
