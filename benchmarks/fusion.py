@@ -22,7 +22,7 @@ latency, a point per fusion per data set).
 Sizes are chosen so that the default run (3 data sets x 13 methods x 5 seeds = 195
 training runs, two worker processes of one thread each) finishes in under 45 minutes on 2
 CPU cores (measured: 74 min of worker CPU time, i.e. about 37 min on 2 free cores): every
-fusion is built at width 64 (d_model 32 for the attention-based ones), mosi trains for at
+fusion is built at width 64 (hidden_dim 32 for the attention-based ones), mosi trains for at
 most 12 epochs over frozen MiniLM transcript embeddings (computed once per process and
 cached), av_digits uses two MNIST images per recording and 4 epochs of small CNNs,
 har_phone_watch at most 10 epochs of 1-D CNNs on 25 Hz windows.  Early stopping on
@@ -68,8 +68,9 @@ from polymodal.training.trainer import Trainer, build_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Hyper-parameters of each fusion: comparable widths (64 hidden, d_model 32); the data set
-# supplies the dropout.  Decision-level fusions (late, hybrid) have no separate head.
+# Hyper-parameters of each fusion: comparable widths (hidden_dim 64; 32 for the attention-based
+# ones); the data set supplies the dropout.  Decision-level fusions (late, hybrid) have no
+# separate head.
 FUSION_PARAMS: dict[str, dict[str, Any]] = {
     "early": {"hidden_dim": 64},
     "late": {"combine": "mean"},
@@ -78,10 +79,10 @@ FUSION_PARAMS: dict[str, dict[str, Any]] = {
     "lowrank": {"rank": 4, "hidden_dim": 64},
     "attention": {"hidden_dim": 64, "attention_dim": 32},
     "gmu": {"hidden_dim": 64},
-    "mult": {"d_model": 32, "heads": 4, "layers": 2},
-    "coattention": {"d_model": 32, "heads": 4, "layers": 1},
-    "bottleneck": {"d_model": 32, "heads": 4, "layers": 2, "num_bottlenecks": 4},
-    "graph": {"hidden_dim": 64, "heads": 4, "layers": 2},
+    "mult": {"hidden_dim": 32, "num_heads": 4, "num_layers": 2},
+    "coattention": {"hidden_dim": 32, "num_heads": 4, "num_layers": 1},
+    "bottleneck": {"hidden_dim": 32, "num_heads": 4, "num_layers": 2, "num_bottlenecks": 4},
+    "graph": {"hidden_dim": 64, "num_heads": 4, "num_layers": 2},
 }
 NO_DROPOUT = ("late",)  # fusions without a dropout parameter
 

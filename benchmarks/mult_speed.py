@@ -238,10 +238,9 @@ def build_polymodal_mult(setup: MulTSetup) -> nn.Module:
     fusion = build_fusion(
         "mult",
         in_dims,
-        1,
-        d_model=setup.d_model,
-        heads=setup.heads,
-        layers=setup.layers,
+        hidden_dim=setup.d_model,
+        num_heads=setup.heads,
+        num_layers=setup.layers,
         dropout=setup.dropout,
     )
     encoders = {name: FeatureSequence(dim) for name, dim in in_dims.items()}

@@ -1,16 +1,14 @@
 """The contract every registered encoder keeps, run over the whole ENCODERS registry.
 
 Encoders are discovered at import time; each is built at a tiny size from a
-:class:`ModalitySpec` of the kind it encodes and fed a tiny collated batch.  The kind comes
-from :data:`KIND_HINTS` (name prefixes); an encoder matching no hint is tried on every kind
-until one builds and reports that ``kind``.  Pretrained encoders are included; when their
+:class:`ModalitySpec` of every kind its registry entry declares (``ENCODERS.get(name).kinds``)
+and fed a tiny collated batch of that kind.  Pretrained encoders are included; when their
 weights are frozen the gradient check covers only what is trainable (e.g. a projection)
 and is skipped if nothing is.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 
 import pytest
@@ -24,25 +22,12 @@ from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput
 ENCODER_NAMES = ENCODERS.names()
 PRETRAINED = {"minilm", "efficientnet_lite0"}  # frozen by default: no trainable backbone
 
-KIND_HINTS: tuple[tuple[str, ModalityKind], ...] = (
-    ("text_", ModalityKind.TEXT),
-    ("minilm", ModalityKind.TEXT),
-    ("image_", ModalityKind.IMAGE),
-    ("efficientnet", ModalityKind.IMAGE),
-    ("audio_", ModalityKind.AUDIO),
-    ("video_", ModalityKind.VIDEO),
-    ("ts_", ModalityKind.TIMESERIES),
-    ("mlp", ModalityKind.TABULAR),
-)
-# Kinds an encoder also accepts, tested as separate cases.
-EXTRA_KINDS: dict[str, tuple[ModalityKind, ...]] = {"mlp": (ModalityKind.FEATURES,)}
 
 # Tiny hyper-parameters, passed only where the builder's signature has them.
 TINY: dict[str, object] = {
     "dim": 8,
-    "layers": 1,
-    "heads": 2,
-    "hidden": 8,
+    "num_layers": 1,
+    "num_heads": 2,
     "hidden_dim": 8,
     "mlp_ratio": 2.0,
     "n_mels": 16,
@@ -52,7 +37,7 @@ TINY: dict[str, object] = {
 TINY_BY_NAME: dict[str, dict[str, object]] = {
     "image_cnn": {"channels": [4, 8]},
     "audio_cnn": {"channels": [4, 8]},
-    "ts_cnn": {"channels": 8, "layers": 2},
+    "ts_cnn": {"channels": 8, "num_layers": 2},
     "video_gru": {"frame_kwargs": {"channels": [4, 8]}},
     "video_transformer": {"frame_kwargs": {"channels": [4, 8]}},
 }
@@ -102,27 +87,20 @@ def build(name: str, kind: ModalityKind, seed: int = 0) -> Encoder:
     return builder(SPECS[kind], **hyper)
 
 
-@functools.cache
-def kind_of(name: str) -> ModalityKind:
-    for prefix, kind in KIND_HINTS:
-        if name.startswith(prefix):
-            return kind
-    for kind in SPECS:
-        try:
-            if build(name, kind).kind is kind:
-                return kind
-        except (ValueError, TypeError):
-            continue
-    raise LookupError(f"No tiny spec fits encoder {name!r}; add it to KIND_HINTS.")
+def declared_kinds(name: str) -> list[ModalityKind]:
+    """The kinds ``name`` is registered for (a kind no tiny spec covers fails the test)."""
+    return [ModalityKind.parse(k) for k in ENCODERS.get(name).kinds]
 
 
-CASES = [pytest.param(n, None, id=n) for n in ENCODER_NAMES] + [
-    pytest.param(n, k, id=f"{n}-{k.value}") for n in ENCODER_NAMES for k in EXTRA_KINDS.get(n, ())
+# One case per (encoder, declared kind); the id names the kind only for multi-kind encoders.
+CASES = [
+    pytest.param(n, k, id=n if len(declared_kinds(n)) == 1 else f"{n}-{k.value}")
+    for n in ENCODER_NAMES
+    for k in declared_kinds(n)
 ]
 
 
-def setup(name: str, kind: ModalityKind | None) -> tuple[ModalityKind, Encoder]:
-    kind = kind or kind_of(name)
+def setup(name: str, kind: ModalityKind) -> tuple[ModalityKind, Encoder]:
     return kind, build(name, kind)
 
 
@@ -142,21 +120,53 @@ def test_builder_signature_and_description(name: str) -> None:
     entry = ENCODERS.get(name)
     params = list(inspect.signature(entry.builder).parameters.values())
     assert params[0].name == "spec"
+    assert params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)
     assert "dim" in [p.name for p in params]
     assert entry.description and "\n" not in entry.description
 
 
+# The old, per-encoder names of shared hyperparameters: one name each now.
+RETIRED_NAMES = {"hidden": "hidden_dim", "layers": "num_layers", "heads": "num_heads"}
+
+
+@pytest.mark.parametrize("name", ENCODER_NAMES)
+def test_hyperparameters_use_the_shared_names(name: str) -> None:
+    params = set(inspect.signature(ENCODERS.get(name).builder).parameters)
+    old = {p: RETIRED_NAMES[p] for p in params & set(RETIRED_NAMES)}
+    assert not old, f"{name} still names {sorted(old)}; use {sorted(old.values())}"
+
+
+@pytest.mark.parametrize("name", ENCODER_NAMES)
+def test_every_encoder_declares_the_kinds_it_accepts(name: str) -> None:
+    kinds = ENCODERS.get(name).kinds
+    assert kinds, f"{name} is registered without kind=..."
+    valid = {k.value for k in ModalityKind}
+    assert set(kinds) <= valid, f"{name} declares unknown kinds {sorted(set(kinds) - valid)}"
+    assert len(set(kinds)) == len(kinds)
+
+
 @pytest.mark.parametrize(("name", "kind"), CASES)
-def test_kind_and_out_dim(name: str, kind: ModalityKind | None) -> None:
+def test_kind_and_out_dim(name: str, kind: ModalityKind) -> None:
     kind, enc = setup(name, kind)
     assert isinstance(enc, Encoder)
-    assert enc.kind is kind
+    assert enc.kind is kind and enc.kind.value in ENCODERS.get(name).kinds
     assert isinstance(enc.out_dim, int) and enc.out_dim == TINY["dim"]
+
+
+@pytest.mark.parametrize("name", ENCODER_NAMES)
+def test_an_undeclared_kind_is_rejected_at_build(name: str) -> None:
+    """The declared kinds are the accepted ones: any other kind fails, naming the encoder."""
+    declared = set(ENCODERS.get(name).kinds)
+    for kind in SPECS:
+        if kind.value in declared:
+            continue
+        with pytest.raises(ValueError, match=rf"{name}.*kind"):
+            build(name, kind)
 
 
 @pytest.mark.parametrize("b", [1, 3])
 @pytest.mark.parametrize(("name", "kind"), CASES)
-def test_output_shapes(name: str, kind: ModalityKind | None, b: int) -> None:
+def test_output_shapes(name: str, kind: ModalityKind, b: int) -> None:
     kind, enc = setup(name, kind)
     enc.eval()
     with torch.no_grad():
@@ -164,7 +174,7 @@ def test_output_shapes(name: str, kind: ModalityKind | None, b: int) -> None:
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
-def test_gradients_reach_every_trainable_parameter(name: str, kind: ModalityKind | None) -> None:
+def test_gradients_reach_every_trainable_parameter(name: str, kind: ModalityKind) -> None:
     kind, enc = setup(name, kind)
     trainable = [n for n, p in enc.named_parameters() if p.requires_grad]
     if not trainable:
@@ -183,7 +193,7 @@ def test_gradients_reach_every_trainable_parameter(name: str, kind: ModalityKind
 @pytest.mark.parametrize("absent", [(1,), (0, 1, 2)], ids=["one_absent", "all_absent"])
 @pytest.mark.parametrize(("name", "kind"), CASES)
 def test_finite_with_absent_examples(
-    name: str, kind: ModalityKind | None, absent: tuple[int, ...]
+    name: str, kind: ModalityKind, absent: tuple[int, ...]
 ) -> None:
     kind, enc = setup(name, kind)
     batch = tiny_batch(kind, absent=absent)
@@ -195,7 +205,7 @@ def test_finite_with_absent_examples(
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
-def test_absent_example_does_not_change_the_others(name: str, kind: ModalityKind | None) -> None:
+def test_absent_example_does_not_change_the_others(name: str, kind: ModalityKind) -> None:
     kind, enc = setup(name, kind)
     enc.eval()
     batch = tiny_batch(kind)
@@ -206,7 +216,7 @@ def test_absent_example_does_not_change_the_others(name: str, kind: ModalityKind
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
-def test_eval_is_deterministic(name: str, kind: ModalityKind | None) -> None:
+def test_eval_is_deterministic(name: str, kind: ModalityKind) -> None:
     kind, enc = setup(name, kind)
     enc.eval()
     batch = tiny_batch(kind, absent=(2,))
@@ -217,7 +227,7 @@ def test_eval_is_deterministic(name: str, kind: ModalityKind | None) -> None:
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
-def test_state_dict_round_trip(name: str, kind: ModalityKind | None) -> None:
+def test_state_dict_round_trip(name: str, kind: ModalityKind) -> None:
     kind, enc = setup(name, kind)
     fresh = build(name, kind, seed=1)
     fresh.load_state_dict(enc.state_dict())

@@ -2,7 +2,9 @@
 
 Fusions are discovered at import time, so a strategy registered later is tested here
 without touching this file.  Each is built with its default hyper-parameters for three
-modalities of different dims and sequence lengths.
+modalities of different dims and sequence lengths.  The suite covers the feature-level
+fusions (``kind="feature"``: features out, for a head to read); decision-level ones
+(``kind="decision"``, registered by :mod:`polymodal.models.decision`) have their own tests.
 """
 
 from __future__ import annotations
@@ -17,20 +19,20 @@ from torch import Tensor
 
 import polymodal.fusion  # noqa: F401  # registers every fusion
 from polymodal.cli.main import main
-from polymodal.encoders.base import EncoderOutput, masked_mean
-from polymodal.fusion.base import FUSIONS, Fusion, FusionOutput, build_fusion
+from polymodal.encoders.base import masked_mean
+from polymodal.fusion.base import FUSIONS, Fusion, build_fusion
+from polymodal.outputs import EncoderOutput, FusionOutput
 
-FUSION_NAMES = FUSIONS.names()
+KINDS = ("feature", "decision")  # what a fusion may declare
+FUSION_NAMES = [e.name for e in FUSIONS if "feature" in e.kinds]
 # Non-default settings that switch code paths, tested in addition to each default build.
 VARIANTS: dict[str, list[dict[str, object]]] = {
     "early": [{"num_layers": 2, "norm": True, "dropout": 0.1}],
-    "late": [{"combine": "learned"}, {"combine": "stacking", "hidden_dim": 4}],
-    "hybrid": [{"head_hidden_dim": 4, "num_layers": 3}],
     "tensor": [{"num_layers": 2, "proj_dim": 3}],
     "lowrank": [{"rank": 1, "hidden_dim": 3}],
-    "mult": [{"layers": 1, "heads": 2, "d_model": 8}],
-    "bottleneck": [{"layers": 3, "fusion_layer": 2, "num_bottlenecks": 1}],
-    "graph": [{"nodes": "time", "layers": 1}],
+    "mult": [{"num_layers": 1, "num_heads": 2, "hidden_dim": 8}],
+    "bottleneck": [{"num_layers": 3, "fusion_layer": 2, "num_bottlenecks": 1}],
+    "graph": [{"nodes": "time", "num_layers": 1}],
 }
 CASES = [pytest.param(n, {}, id=n) for n in FUSION_NAMES] + [
     pytest.param(n, kw, id=f"{n}-" + "-".join(f"{k}={v}" for k, v in kw.items()))
@@ -40,12 +42,11 @@ CASES = [pytest.param(n, {}, id=n) for n in FUSION_NAMES] + [
 IN_DIMS = {"video": 6, "audio": 4, "text": 5}  # insertion order differs from sorted order
 NAMES = sorted(IN_DIMS)
 LENGTHS = {"audio": 4, "text": 3, "video": 2}  # max sequence length per modality
-K = 3
 
 
 def build(name: str, hyper: dict[str, object], seed: int = 0) -> Fusion:
     torch.manual_seed(seed)
-    return build_fusion(name, dict(IN_DIMS), K, **hyper)
+    return build_fusion(name, dict(IN_DIMS), **hyper)
 
 
 def make_inputs(
@@ -79,25 +80,20 @@ def run(
 
 
 def outputs_sum(out: FusionOutput) -> Tensor:
-    total = out.fused.sum()
-    if out.modality_logits is not None:
-        total = total + sum(v.sum() for v in out.modality_logits.values())
+    # A random projection, not .sum(): a LayerNorm'd output sums to a constant.
+    g = torch.Generator().manual_seed(11)
+    total = (out.features * torch.randn(out.features.shape, generator=g)).sum()
     if out.weights is not None:
-        total = total + out.weights.sum()
+        total = total + (out.weights * torch.randn(out.weights.shape, generator=g)).sum()
     return total
 
 
 def assert_same(a: FusionOutput, b: FusionOutput, exact: bool = False) -> None:
     check = torch.equal if exact else torch.allclose
-    assert check(a.fused, b.fused)
+    assert check(a.features, b.features)
     assert (a.weights is None) == (b.weights is None)
     if a.weights is not None and b.weights is not None:
         assert check(a.weights, b.weights)
-    assert (a.modality_logits is None) == (b.modality_logits is None)
-    if a.modality_logits is not None and b.modality_logits is not None:
-        assert sorted(a.modality_logits) == sorted(b.modality_logits)
-        for k in a.modality_logits:
-            assert check(a.modality_logits[k], b.modality_logits[k])
 
 
 # Presence patterns over a batch of 3: every row present, one modality absent for some rows,
@@ -112,15 +108,31 @@ PATTERNS: dict[str, dict[str, list[int]]] = {
 
 
 def test_registry_is_not_empty() -> None:
-    assert {"early", "late"} <= set(FUSION_NAMES)
+    assert "early" in FUSION_NAMES and len(FUSION_NAMES) > 1
+
+
+def test_every_fusion_declares_its_level() -> None:
+    for entry in FUSIONS:
+        assert len(entry.kinds) == 1 and entry.kinds[0] in KINDS, (entry.name, entry.kinds)
 
 
 @pytest.mark.parametrize("name", FUSION_NAMES)
 def test_builder_signature_and_description(name: str) -> None:
     entry = FUSIONS.get(name)
     params = list(inspect.signature(entry.builder).parameters)
-    assert params[:2] == ["in_dims", "num_outputs"]
+    assert params[0] == "in_dims"
+    assert "num_outputs" not in params  # features out: the head, not the fusion, knows K
+    # one name per hyperparameter, shared with the encoders
+    assert not set(params) & {"d_model", "heads", "layers", "hidden"}, params
     assert entry.description and "\n" not in entry.description
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_registered_builder_is_the_fusion_class(name: str) -> None:
+    """Feature-level fusions register their class, so each default is written once."""
+    builder = FUSIONS.get(name).builder
+    assert isinstance(builder, type) and issubclass(builder, Fusion)
+    assert isinstance(build(name, {}), builder)
 
 
 @pytest.mark.parametrize("b", [1, 3])
@@ -128,14 +140,8 @@ def test_builder_signature_and_description(name: str) -> None:
 def test_output_shapes(name: str, hyper: dict[str, object], b: int) -> None:
     fusion = build(name, hyper).eval()
     assert fusion.names == NAMES and isinstance(fusion.out_dim, int) and fusion.out_dim > 0
-    if fusion.decision_level:
-        assert fusion.out_dim == K
     out = run(fusion, *make_inputs(b))
-    assert out.fused.shape == (b, fusion.out_dim)
-    if out.modality_logits is not None:
-        assert sorted(out.modality_logits) == NAMES
-        for v in out.modality_logits.values():
-            assert v.shape == (b, K)
+    assert out.features.shape == (b, fusion.out_dim)
     if out.weights is not None:
         assert out.weights.shape == (b, len(NAMES))
 
@@ -167,7 +173,7 @@ def test_finite_outputs_and_gradients_with_missing_modalities(
 ) -> None:
     fusion = build(name, hyper).train()
     out = run(fusion, *make_inputs(3, PATTERNS[pattern]))
-    assert torch.isfinite(out.fused).all()
+    assert torch.isfinite(out.features).all()
     if out.weights is not None:
         assert torch.isfinite(out.weights).all()
     outputs_sum(out).backward()
@@ -191,7 +197,7 @@ def test_absent_values_do_not_change_the_output(name: str, hyper: dict[str, obje
         pooled[rows] = torch.randn(pooled[rows].shape, generator=g) * 50
         noisy[m] = EncoderOutput(seq, enc.mask, pooled)
     out = run(fusion, noisy, present)
-    torch.testing.assert_close(out.fused, ref.fused)
+    torch.testing.assert_close(out.features, ref.features)
     if ref.weights is not None:
         assert out.weights is not None
         torch.testing.assert_close(out.weights, ref.weights)
@@ -210,7 +216,7 @@ def test_eval_is_deterministic_and_rows_independent(name: str, hyper: dict[str, 
                 for m, e in inputs.items()
             }
             alone = run(fusion, one, {m: p[i : i + 1] for m, p in present.items()})
-            torch.testing.assert_close(alone.fused[0], first.fused[i], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(alone.features[0], first.features[i], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize(("name", "hyper"), CASES)
@@ -239,13 +245,14 @@ def test_output_independent_of_dict_order(
     assert_same(out, ref, exact=True)
     # built from in_dims in another order: same modules, same order of parameters
     torch.manual_seed(0)
-    reordered = build_fusion(name, {m: IN_DIMS[m] for m in order}, K, **hyper)
+    reordered = build_fusion(name, {m: IN_DIMS[m] for m in order}, **hyper)
     assert list(reordered.state_dict()) == list(fusion.state_dict())
 
 
 def test_every_fusion_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "fusions"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == FUSION_NAMES
-    for line, name in zip(lines, FUSION_NAMES, strict=True):
+    names = FUSIONS.names()  # after the CLI's imports: decision-level fusions included
+    assert [line.split()[0] for line in lines] == names
+    for line, name in zip(lines, names, strict=True):
         assert FUSIONS.get(name).description in line

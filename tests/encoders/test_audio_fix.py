@@ -146,7 +146,7 @@ def test_bad_options_name_the_parameter() -> None:
     with pytest.raises(ValueError, match=r"'cmvn' parameter of audio_cnn.*'utterance'"):
         build_encoder("audio_cnn", spec=AUDIO, cmvn="global")
     with pytest.raises(ValueError, match=r"'time_stride' parameter of audio_cnn.*got 0"):
-        MelConv2d(16, 8, (4,), time_stride=0)
+        MelConv2d(16, 8, (4,), dropout=0.0, time_stride=0)
     # The old boolean flag still reads as before.
-    assert build_encoder("audio_gru", spec=AUDIO, dim=8, hidden=4, cmvn=True).cmvn == "band"
-    assert build_encoder("audio_gru", spec=AUDIO, dim=8, hidden=4, cmvn=False).cmvn == "none"
+    assert build_encoder("audio_gru", spec=AUDIO, dim=8, hidden_dim=4, cmvn=True).cmvn == "band"
+    assert build_encoder("audio_gru", spec=AUDIO, dim=8, hidden_dim=4, cmvn=False).cmvn == "none"

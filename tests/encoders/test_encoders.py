@@ -37,23 +37,29 @@ FEATS = ModalitySpec("feats", K.FEATURES, shape=(5,), sequence=True)
 
 # Tiny configurations, keyed by encoder name: (spec, kwargs).
 TINY: dict[str, tuple[ModalitySpec, dict[str, object]]] = {
-    "text_transformer": (TEXT, {"dim": 16, "layers": 1, "heads": 2, "max_length": 16}),
+    "text_transformer": (TEXT, {"dim": 16, "num_layers": 1, "num_heads": 2, "max_length": 16}),
     "image_cnn": (IMAGE, {"dim": 16, "channels": (4, 8)}),
-    "image_vit": (IMAGE, {"dim": 16, "layers": 1, "heads": 2}),
+    "image_vit": (IMAGE, {"dim": 16, "num_layers": 1, "num_heads": 2}),
     "audio_cnn": (AUDIO, {"dim": 16, "channels": (4, 8), "n_mels": 16}),
-    "audio_gru": (AUDIO, {"dim": 16, "hidden": 8, "layers": 1, "n_mels": 16}),
-    "audio_transformer": (AUDIO, {"dim": 16, "layers": 1, "heads": 2, "n_mels": 16}),
+    "audio_gru": (AUDIO, {"dim": 16, "hidden_dim": 8, "num_layers": 1, "n_mels": 16}),
+    "audio_transformer": (AUDIO, {"dim": 16, "num_layers": 1, "num_heads": 2, "n_mels": 16}),
     "video_gru": (
         VIDEO,
-        {"dim": 16, "frame_dim": 8, "hidden": 8, "frame_kwargs": {"channels": (4,)}},
+        {"dim": 16, "frame_dim": 8, "hidden_dim": 8, "frame_kwargs": {"channels": (4,)}},
     ),
     "video_transformer": (
         VIDEO,
-        {"dim": 16, "frame_dim": 8, "layers": 1, "heads": 2, "frame_kwargs": {"channels": (4,)}},
+        {
+            "dim": 16,
+            "frame_dim": 8,
+            "num_layers": 1,
+            "num_heads": 2,
+            "frame_kwargs": {"channels": (4,)},
+        },
     ),
-    "ts_cnn": (SERIES, {"dim": 16, "channels": 8, "layers": 2}),
-    "ts_gru": (SERIES, {"dim": 16, "hidden": 8}),
-    "ts_transformer": (SERIES, {"dim": 16, "layers": 1, "heads": 2}),
+    "ts_cnn": (SERIES, {"dim": 16, "channels": 8, "num_layers": 2}),
+    "ts_gru": (SERIES, {"dim": 16, "hidden_dim": 8}),
+    "ts_transformer": (SERIES, {"dim": 16, "num_layers": 1, "num_heads": 2}),
     "mlp": (TABLE, {"dim": 16, "hidden_dim": 8}),
 }
 SEQUENCE_ENCODERS = [n for n, (s, _) in TINY.items() if s.is_sequence or s.kind is K.TEXT]
@@ -275,8 +281,8 @@ def test_video_encodes_only_valid_frames_and_accepts_efficientnet_frames() -> No
         dim=16,
         frame_encoder="efficientnet_lite0",
         frame_dim=None,
-        layers=1,
-        heads=2,
+        num_layers=1,
+        num_heads=2,
     )
     assert eff.frame_encoder.out_dim == 1280  # type: ignore[union-attr]
     trainable = [n for n, p in eff.named_parameters() if p.requires_grad]

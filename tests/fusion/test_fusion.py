@@ -1,4 +1,7 @@
-"""Behaviour and numbers of the early and late fusion strategies."""
+"""Behaviour and numbers of early fusion, and the input checks every fusion shares.
+
+(The decision-level strategies, late and hybrid, moved to ``polymodal.models.decision``.)
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from polymodal.encoders.base import EncoderOutput
-from polymodal.fusion import FUSIONS, EarlyFusion, LateFusion, build_fusion
+from polymodal.fusion import FUSIONS, EarlyFusion, Fusion, FusionOutput, build_fusion
+from polymodal.outputs import EncoderOutput
 
 IN_DIMS = {"video": 6, "audio": 4, "text": 5}  # insertion order differs from sorted order
 NAMES = sorted(IN_DIMS)  # ["audio", "text", "video"]
-K = 3
 
 # Rows: all present / audio absent / only text / nothing.
 PRESENT = {
@@ -40,214 +42,72 @@ def with_pooled(inputs: dict[str, EncoderOutput], name: str, pooled: Tensor) -> 
     return new
 
 
-def head_logits(fusion: LateFusion, inputs: dict[str, EncoderOutput]) -> dict[str, Tensor]:
-    return {n: fusion.heads[n](inputs[n].pooled) for n in fusion.names}
-
-
-# --------------------------------------------------------------------------- late fusion
-
-
-def test_late_mean_equals_mean_of_present_modalities_by_hand() -> None:
-    fusion = build_fusion("late", IN_DIMS, K, combine="mean").eval()
-    inputs = make_inputs()
-    out = fusion(inputs, PRESENT)
-    raw = head_logits(fusion, inputs)
-    expected = torch.stack(
-        [
-            (raw["audio"][0] + raw["text"][0] + raw["video"][0]) / 3,
-            (raw["text"][1] + raw["video"][1]) / 2,
-            raw["text"][2],
-            torch.zeros(K),
-        ]
-    )
-    torch.testing.assert_close(out.fused, expected)
-    assert out.fused.shape == (4, K)
-    assert fusion.decision_level and fusion.out_dim == K
-    w = torch.tensor([[1 / 3] * 3, [0, 0.5, 0.5], [0, 1, 0], [0, 0, 0]])
-    torch.testing.assert_close(out.weights, w)
-    # modality logits are each head's output where present, zero where absent
-    assert out.modality_logits is not None
-    for n in NAMES:
-        p = PRESENT[n]
-        torch.testing.assert_close(out.modality_logits[n][p], raw[n][p])
-        assert (out.modality_logits[n][~p] == 0).all()
-
-
-def _without(fusion: LateFusion, drop: str) -> LateFusion:
-    """The same late fusion built without modality ``drop``, sharing its parameters."""
-    dims = {n: d for n, d in IN_DIMS.items() if n != drop}
-    sub = LateFusion(dims, K, combine=fusion.combine).eval()
-    for n in sub.names:
-        sub.heads[n].load_state_dict(fusion.heads[n].state_dict())
-    if fusion.modality_scores is not None and sub.modality_scores is not None:
-        keep = [fusion.names.index(n) for n in sub.names]
-        sub.modality_scores.data.copy_(fusion.modality_scores.data[keep])
-    return sub
-
-
-@pytest.mark.parametrize("combine", ["mean", "learned"])
-@pytest.mark.parametrize("drop", NAMES)
-def test_late_absent_modality_equals_fusion_without_it(combine: str, drop: str) -> None:
-    fusion = LateFusion(IN_DIMS, K, combine=combine).eval()
-    if fusion.modality_scores is not None:
-        fusion.modality_scores.data.copy_(torch.tensor([0.7, -1.2, 0.3]))
-    inputs = make_inputs(b=3, seed=1)
-    present = {n: torch.ones(3, dtype=torch.bool) for n in NAMES}
-    present[drop] = torch.tensor([False, True, False])
-    full = fusion(inputs, present).fused
-    sub = _without(fusion, drop)
-    sub_inputs = {n: v for n, v in inputs.items() if n != drop}
-    sub_present = {n: torch.ones(3, dtype=torch.bool) for n in sub.names}
-    reduced = sub(sub_inputs, sub_present).fused
-    rows = ~present[drop]
-    torch.testing.assert_close(full[rows], reduced[rows])
-    assert not torch.allclose(full[1], reduced[1])  # where it is present, it counts
-
-
-def test_late_learned_weights_renormalise_over_present_modalities() -> None:
-    fusion = LateFusion(IN_DIMS, K, combine="learned").eval()
-    scores = torch.tensor([1.0, 0.0, -1.0])  # audio, text, video
-    assert fusion.modality_scores is not None
-    fusion.modality_scores.data.copy_(scores)
-    inputs = make_inputs()
-    out = fusion(inputs, PRESENT)
-    prior = torch.softmax(scores, 0)
-    assert out.weights is not None
-    torch.testing.assert_close(out.weights[0], prior)
-    tv = prior[1:] / prior[1:].sum()
-    torch.testing.assert_close(out.weights[1], torch.cat([torch.zeros(1), tv]))
-    torch.testing.assert_close(out.weights[2], torch.tensor([0.0, 1.0, 0.0]))
-    torch.testing.assert_close(out.weights[3], torch.zeros(3))
-    raw = head_logits(fusion, inputs)
-    torch.testing.assert_close(out.fused[1], tv[0] * raw["text"][1] + tv[1] * raw["video"][1])
-    # the scores learn from examples with more than one modality
-    out.fused[:2].sum().backward()
-    assert fusion.modality_scores.grad is not None
-    assert fusion.modality_scores.grad.abs().sum() > 0
-
-
-def test_late_learned_starts_as_mean() -> None:
-    torch.manual_seed(3)
-    learned = LateFusion(IN_DIMS, K, combine="learned")
-    torch.manual_seed(3)
-    mean = LateFusion(IN_DIMS, K, combine="mean")
-    inputs = make_inputs()
-    torch.testing.assert_close(learned(inputs, PRESENT).fused, mean(inputs, PRESENT).fused)
-
-
-def test_late_stacking_is_a_linear_layer_over_logits_and_flags() -> None:
-    fusion = LateFusion(IN_DIMS, K, combine="stacking").eval()
-    inputs = make_inputs()
-    # freshly built, stacking is the plain mean when every modality is present
-    mean_fused = LateFusion(IN_DIMS, K, combine="mean").eval()
-    mean_fused.heads.load_state_dict(fusion.heads.state_dict())
-    torch.testing.assert_close(
-        fusion(inputs, PRESENT).fused[0], mean_fused(inputs, PRESENT).fused[0]
-    )
-    assert fusion.stack is not None
-    with torch.no_grad():
-        fusion.stack.weight.normal_(generator=torch.Generator().manual_seed(5))
-        fusion.stack.bias.normal_(generator=torch.Generator().manual_seed(6))
-    out = fusion(inputs, PRESENT)
-    raw = head_logits(fusion, inputs)
-    flags = torch.stack([PRESENT[n] for n in NAMES], 1).float()  # (B, M)
-    z = torch.cat([raw[n] * flags[:, i : i + 1] for i, n in enumerate(NAMES)] + [flags], 1)
-    expected = z @ fusion.stack.weight.T + fusion.stack.bias
-    torch.testing.assert_close(out.fused, expected)
-    torch.testing.assert_close(out.fused[3], fusion.stack.bias)  # nothing present: the prior
-    assert out.weights is not None and not out.weights.requires_grad
-    torch.testing.assert_close(out.weights.sum(1), torch.tensor([1.0, 1.0, 1.0, 0.0]))
-    assert (out.weights[~flags.bool()] == 0).all()
-
-
-@pytest.mark.parametrize("combine", ["mean", "learned"])
-def test_late_all_missing_gives_zeros(combine: str) -> None:
-    fusion = LateFusion(IN_DIMS, K, combine=combine)
-    present = {n: torch.zeros(2, dtype=torch.bool) for n in NAMES}
-    out = fusion(make_inputs(b=2), present)
-    assert torch.equal(out.fused, torch.zeros(2, K))
-    out.fused.sum().backward()  # and the backward stays finite
-    for p in fusion.parameters():
-        assert p.grad is None or torch.isfinite(p.grad).all()
-
-
-def test_late_unknown_combine_suggests() -> None:
-    with pytest.raises(
-        ValueError, match=r"Unknown late-fusion combine 'meen'.*Did you mean 'mean'"
-    ):
-        build_fusion("late", IN_DIMS, K, combine="meen")
-
-
-def test_late_head_hidden_dim_builds_mlp_heads() -> None:
-    fusion = build_fusion("late", IN_DIMS, K, hidden_dim=7, dropout=0.1)
-    n_linear = sum(isinstance(m, torch.nn.Linear) for m in fusion.heads["audio"].modules())
-    assert n_linear == 2
-    assert fusion(make_inputs(), PRESENT).fused.shape == (4, K)
-
-
 # --------------------------------------------------------------------------- early fusion
 
 
 def test_early_concatenates_zeroed_vectors_and_presence_flags() -> None:
-    fusion = build_fusion("early", IN_DIMS, K, hidden_dim=8).eval()
-    assert isinstance(fusion, EarlyFusion) and not fusion.decision_level
+    fusion = build_fusion("early", IN_DIMS, hidden_dim=8).eval()
+    assert isinstance(fusion, EarlyFusion) and isinstance(fusion, Fusion)
     inputs = make_inputs()
     out = fusion(inputs, PRESENT)
-    assert out.fused.shape == (4, 8) and fusion.out_dim == 8
-    assert out.modality_logits is None and out.weights is None
+    assert isinstance(out, FusionOutput)
+    assert out.features.shape == (4, 8) and fusion.out_dim == 8
+    assert out.weights is None
     flags = torch.stack([PRESENT[n] for n in NAMES], 1).float()
     z = torch.cat(
         [inputs[n].pooled * flags[:, i : i + 1] for i, n in enumerate(NAMES)] + [flags], 1
     )
     assert z.shape == (4, 4 + 5 + 6 + 3)
-    torch.testing.assert_close(out.fused, fusion.mlp(z))
+    torch.testing.assert_close(out.features, fusion.mlp(z))
 
 
 def test_early_absent_values_do_not_change_output() -> None:
-    fusion = build_fusion("early", IN_DIMS, K, hidden_dim=8, num_layers=2).eval()
+    fusion = build_fusion("early", IN_DIMS, hidden_dim=8, num_layers=2).eval()
     inputs = make_inputs()
-    ref = fusion(inputs, PRESENT).fused
+    ref = fusion(inputs, PRESENT).features
     for name in NAMES:
         absent = ~PRESENT[name]
         noisy = inputs[name].pooled.clone()
         noisy[absent] = torch.randn(int(absent.sum()), IN_DIMS[name]) * 100
-        torch.testing.assert_close(fusion(with_pooled(inputs, name, noisy), PRESENT).fused, ref)
+        torch.testing.assert_close(fusion(with_pooled(inputs, name, noisy), PRESENT).features, ref)
         noisy[absent] = float("nan")  # not even NaN in an absent row leaks
-        torch.testing.assert_close(fusion(with_pooled(inputs, name, noisy), PRESENT).fused, ref)
+        torch.testing.assert_close(fusion(with_pooled(inputs, name, noisy), PRESENT).features, ref)
     # the values of a present modality do matter
     changed = inputs["text"].pooled + 1.0
     assert not torch.allclose(
-        fusion(with_pooled(inputs, "text", changed), PRESENT).fused[0], ref[0]
+        fusion(with_pooled(inputs, "text", changed), PRESENT).features[0], ref[0]
     )
 
 
 def test_early_absent_differs_from_present_zero_vector() -> None:
     """The presence flag tells 'missing' apart from a genuine all-zero embedding."""
-    fusion = build_fusion("early", IN_DIMS, K, hidden_dim=8).eval()
+    fusion = build_fusion("early", IN_DIMS, hidden_dim=8).eval()
     inputs = make_inputs(b=1)
     zero = with_pooled(inputs, "audio", torch.zeros(1, 4))
     all_in = {n: torch.ones(1, dtype=torch.bool) for n in NAMES}
     audio_out = dict(all_in, audio=torch.zeros(1, dtype=torch.bool))
-    assert not torch.allclose(fusion(zero, all_in).fused, fusion(zero, audio_out).fused)
+    assert not torch.allclose(fusion(zero, all_in).features, fusion(zero, audio_out).features)
 
 
 def test_early_hyper_parameter_errors() -> None:
     with pytest.raises(ValueError, match=r"'hidden_dim' must be an int >= 1, got 0"):
-        build_fusion("early", IN_DIMS, K, hidden_dim=0)
+        build_fusion("early", IN_DIMS, hidden_dim=0)
     with pytest.raises(ValueError, match=r"'dropout' must be a float in \[0, 1\), got 1.5"):
-        build_fusion("early", IN_DIMS, K, dropout=1.5)
+        build_fusion("early", IN_DIMS, dropout=1.5)
     with pytest.raises(ValueError, match=r"Unknown activation 'gelo'.*Did you mean 'gelu'"):
-        build_fusion("early", IN_DIMS, K, activation="gelo")
+        build_fusion("early", IN_DIMS, activation="gelo")
     with pytest.raises(TypeError, match="unexpected keyword argument 'hiden_dim'"):
-        build_fusion("early", IN_DIMS, K, hiden_dim=3)
+        build_fusion("early", IN_DIMS, hiden_dim=3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'num_outputs'"):
+        build_fusion("early", IN_DIMS, num_outputs=3)  # a fusion gives features, not logits
 
 
 # --------------------------------------------------------------------------- shared input checks
 
 
-@pytest.mark.parametrize("name", ["early", "late"])
+@pytest.mark.parametrize("name", ["early", "gmu", "mult"])
 def test_forward_input_errors(name: str) -> None:
-    fusion = build_fusion(name, IN_DIMS, K)
+    fusion = build_fusion(name, IN_DIMS)
     inputs = make_inputs()
     no_text = {n: v for n, v in inputs.items() if n != "text"}
     with pytest.raises(ValueError, match=r"'inputs' argument lacks \['text'\]"):
@@ -268,10 +128,13 @@ def test_forward_input_errors(name: str) -> None:
 
 def test_build_fusion_unknown_name_suggests() -> None:
     with pytest.raises(ValueError, match=r"Unknown fusion 'erly'.*Did you mean 'early'"):
-        build_fusion("erly", IN_DIMS, K)
+        build_fusion("erly", IN_DIMS)
     with pytest.raises(ValueError, match="at least one modality"):
-        build_fusion("early", {}, K)
+        build_fusion("early", {})
 
 
-def test_registry_has_early_and_late() -> None:
-    assert {"early", "late"} <= set(FUSIONS.names())
+def test_feature_fusions_are_registered_as_feature_level() -> None:
+    names = {e.name for e in FUSIONS if e.kinds == ("feature",)}
+    assert {"early", "attention", "gmu", "graph", "tensor", "lowrank"} <= names
+    assert {"mult", "coattention", "bottleneck"} <= names
+    assert not {"late", "hybrid"} & names

@@ -1,4 +1,4 @@
-"""Behaviour and numbers of the fusion zoo: hybrid, tensor, lowrank, attention, gmu, mult,
+"""Behaviour and numbers of the fusion zoo: tensor, lowrank, attention, gmu, mult,
 coattention, bottleneck, graph.
 
 The contract suite (tests/contract/test_fusion_contract.py) already checks shapes,
@@ -15,27 +15,25 @@ import pytest
 import torch
 from torch import Tensor
 
-from polymodal.encoders.base import EncoderOutput, masked_mean
+from polymodal.encoders.base import masked_mean
 from polymodal.fusion import FUSIONS, build_fusion
 from polymodal.fusion.attention import AttentionFusion
 from polymodal.fusion.base import masked_softmax
 from polymodal.fusion.gated import GatedMultimodalUnit
 from polymodal.fusion.graph import GraphAttentionLayer, GraphFusion
-from polymodal.fusion.hybrid import HybridFusion
 from polymodal.fusion.tensor import LowRankFusion, TensorFusion
 from polymodal.fusion.transformer import BottleneckFusion, CoAttentionFusion, MulTFusion
+from polymodal.outputs import EncoderOutput
 
 IN_DIMS = {"video": 6, "audio": 4, "text": 5}  # insertion order differs from sorted order
 NAMES = sorted(IN_DIMS)  # ["audio", "text", "video"]
 LENGTHS = {"audio": 7, "text": 4, "video": 5}  # unaligned
-K = 3
-ZOO = ["attention", "bottleneck", "coattention", "gmu", "graph", "hybrid", "lowrank", "mult"]
-ZOO = sorted([*ZOO, "tensor"])
+ZOO = ["attention", "bottleneck", "coattention", "gmu", "graph", "lowrank", "mult", "tensor"]
 SEQUENCE_FUSIONS = ["bottleneck", "coattention", "mult"]
 SMALL = {  # small sizes for the sequence fusions
-    "mult": {"d_model": 8, "heads": 2, "layers": 2},
-    "coattention": {"d_model": 8, "heads": 2, "layers": 2},
-    "bottleneck": {"d_model": 8, "heads": 2, "layers": 2, "num_bottlenecks": 2},
+    "mult": {"hidden_dim": 8, "num_heads": 2, "num_layers": 2},
+    "coattention": {"hidden_dim": 8, "num_heads": 2, "num_layers": 2},
+    "bottleneck": {"hidden_dim": 8, "num_heads": 2, "num_layers": 2, "num_bottlenecks": 2},
 }
 
 # Rows: all present / audio absent / only text / nothing.
@@ -97,7 +95,7 @@ def ones(b: int, names: list[str]) -> dict[str, Tensor]:
 
 def build(name: str, dims: dict[str, int] | None = None, /, **hyper: Any) -> Any:
     kwargs = {**SMALL.get(name, {}), **hyper}
-    return build_fusion(name, dict(dims or IN_DIMS), K, **kwargs).eval()
+    return build_fusion(name, dict(dims or IN_DIMS), **kwargs).eval()
 
 
 # --------------------------------------------------------------------------- all zoo members
@@ -119,34 +117,33 @@ def test_absent_values_never_leak_even_nan_or_with_valid_masks(name: str) -> Non
             absent = ~PRESENT[m]
             for value in (None, float("nan"), float("inf")):
                 out = fusion(replace_rows(inputs, m, absent, value), PRESENT)
-                torch.testing.assert_close(out.fused, ref.fused)
+                torch.testing.assert_close(out.features, ref.features)
                 if ref.weights is not None:
                     torch.testing.assert_close(out.weights, ref.weights)
         # the values of a present modality do matter
         changed = replace_rows(inputs, "text", torch.tensor([True, False, False, False]))
-        assert not torch.allclose(fusion(changed, PRESENT).fused[0], ref.fused[0])
+        assert not torch.allclose(fusion(changed, PRESENT).features[0], ref.features[0])
 
 
 @pytest.mark.parametrize("name", ZOO)
 def test_nothing_present_gives_finite_output(name: str) -> None:
     fusion = build(name)
     out = fusion(make_inputs(b=2), {n: torch.zeros(2, dtype=torch.bool) for n in NAMES})
-    assert torch.isfinite(out.fused).all()
+    assert torch.isfinite(out.features).all()
     if out.weights is not None:
         assert torch.equal(out.weights, torch.zeros(2, 3))
 
 
 VARIANTS = [
-    ("hybrid", {"head_hidden_dim": 4, "num_layers": 3, "dropout": 0.2}),
     ("tensor", {"proj_dim": 3, "num_layers": 2, "activation": "relu", "dropout": 0.2}),
     ("lowrank", {"rank": 1, "dropout": 0.2}),
     ("attention", {"hidden_dim": 6, "attention_dim": 3, "dropout": 0.2}),
     ("gmu", {"hidden_dim": 6, "dropout": 0.2}),
-    ("graph", {"hidden_dim": 8, "heads": 2, "layers": 1, "dropout": 0.2}),
-    ("graph", {"hidden_dim": 8, "heads": 2, "nodes": "time", "dropout": 0.2}),
-    ("mult", {"layers": 1, "dropout": 0.2}),
-    ("coattention", {"layers": 1, "dropout": 0.2}),
-    ("bottleneck", {"layers": 3, "fusion_layer": 2, "num_bottlenecks": 1, "dropout": 0.2}),
+    ("graph", {"hidden_dim": 8, "num_heads": 2, "num_layers": 1, "dropout": 0.2}),
+    ("graph", {"hidden_dim": 8, "num_heads": 2, "nodes": "time", "dropout": 0.2}),
+    ("mult", {"num_layers": 1, "dropout": 0.2}),
+    ("coattention", {"num_layers": 1, "dropout": 0.2}),
+    ("bottleneck", {"num_layers": 3, "fusion_layer": 2, "num_bottlenecks": 1, "dropout": 0.2}),
 ]
 
 
@@ -158,9 +155,9 @@ def test_non_default_settings_train_with_missing_modalities(
 ) -> None:
     fusion = build(name, **hyper).train()
     out = fusion(make_inputs(), PRESENT)
-    assert out.fused.shape == (4, fusion.out_dim)
-    assert torch.isfinite(out.fused).all()
-    out.fused.sum().backward()
+    assert out.features.shape == (4, fusion.out_dim)
+    assert torch.isfinite(out.features).all()
+    out.features.sum().backward()
     missing = [n for n, p in fusion.named_parameters() if p.grad is None]
     assert not missing
     assert all(torch.isfinite(p.grad).all() for p in fusion.parameters() if p.grad is not None)
@@ -168,51 +165,17 @@ def test_non_default_settings_train_with_missing_modalities(
 
 @pytest.mark.parametrize("name", ["mult", "coattention", "bottleneck", "graph", "attention"])
 def test_hyper_parameter_errors_name_the_parameter(name: str) -> None:
-    key = "hidden_dim" if name in ("graph", "attention") else "d_model"
-    with pytest.raises(ValueError, match=f"'{key}' must be an int >= 1, got 0"):
-        build(name, **{key: 0})
+    with pytest.raises(ValueError, match="'hidden_dim' must be an int >= 1, got 0"):
+        build(name, hidden_dim=0)
     with pytest.raises(ValueError, match=r"'dropout' must be a float in \[0, 1\), got 1.0"):
         build(name, dropout=1.0)
     if name != "attention":
-        with pytest.raises(ValueError, match="divisible by 'heads'"):
-            build(name, **{key: 6, "heads": 4})
-
-
-# --------------------------------------------------------------------------- hybrid
-
-
-def test_hybrid_mixes_joint_and_modality_heads_by_hand() -> None:
-    fusion = build("hybrid", hidden_dim=8)
-    assert isinstance(fusion, HybridFusion) and fusion.decision_level and fusion.out_dim == K
-    with torch.no_grad():
-        fusion.modality_scores.copy_(torch.tensor([0.5, -1.0, 0.25]))
-        fusion.mix.fill_(0.4)
-    inputs = make_inputs()
-    out = fusion(inputs, PRESENT)
-    flags = torch.stack([PRESENT[n] for n in NAMES], 1).float()  # (B, M)
-    xs = [inputs[n].pooled * flags[:, i : i + 1] for i, n in enumerate(NAMES)]
-    joint = fusion.joint(torch.cat([*xs, flags], 1))  # (B, K)
-    raw = {n: fusion.heads[n](inputs[n].pooled) for n in NAMES}
-    prior = torch.softmax(torch.tensor([0.5, -1.0, 0.25]), 0)
-    lam = torch.sigmoid(torch.tensor(0.4))
-    for row in range(3):
-        w = prior * flags[row]
-        w = w / w.sum()
-        late = sum(w[i] * raw[n][row] for i, n in enumerate(NAMES))
-        torch.testing.assert_close(out.fused[row], (1 - lam) * joint[row] + lam * late)
-        torch.testing.assert_close(out.weights[row], lam * w)
-    torch.testing.assert_close(out.fused[3], joint[3])  # nothing present: the joint prior
-    assert torch.equal(out.weights[3], torch.zeros(3))
-    assert out.modality_logits is not None
-    for n in NAMES:
-        p = PRESENT[n]
-        torch.testing.assert_close(out.modality_logits[n][p], raw[n][p])
-        assert (out.modality_logits[n][~p] == 0).all()
-
-
-def test_hybrid_rejects_a_joint_head_without_hidden_layer() -> None:
-    with pytest.raises(ValueError, match=r"'num_layers' must be an int >= 2, got 1"):
-        build("hybrid", num_layers=1)
+        with pytest.raises(ValueError, match="'num_heads' must be an int >= 1, got 0"):
+            build(name, num_heads=0)
+        with pytest.raises(ValueError, match="'num_layers' must be an int >= 1, got 0"):
+            build(name, num_layers=0)
+        with pytest.raises(ValueError, match="'hidden_dim' must be divisible by 'num_heads'"):
+            build(name, hidden_dim=6, num_heads=4)
 
 
 # --------------------------------------------------------------------------- tensor / lowrank
@@ -242,7 +205,7 @@ def test_tfn_equals_hand_built_outer_product_for_two_modalities() -> None:
         # the product holds the unimodal terms and the constant 1
         torch.testing.assert_close(expected.view(4, 4)[:3, 3], inputs["audio"].pooled[row])
         torch.testing.assert_close(expected.view(4, 4)[3, :3], inputs["text"].pooled[row])
-    torch.testing.assert_close(fusion(inputs, present).fused, fusion.post(z))
+    torch.testing.assert_close(fusion(inputs, present).features, fusion.post(z))
 
 
 def test_tfn_absent_modality_keeps_exactly_the_other_modalities_terms() -> None:
@@ -269,7 +232,7 @@ def test_tfn_absent_modality_keeps_exactly_the_other_modalities_terms() -> None:
 def test_tfn_refuses_a_huge_product() -> None:
     dims = {f"m{i}": 2 for i in range(7)}
     with pytest.raises(ValueError, match=r"proj_dim=8 has .* = 4782969 features.*'lowrank'"):
-        build_fusion("tensor", dims, K)
+        build_fusion("tensor", dims)
 
 
 def test_lmf_equals_the_explicit_low_rank_tensor_formula() -> None:
@@ -280,7 +243,7 @@ def test_lmf_equals_the_explicit_low_rank_tensor_formula() -> None:
         fusion.bias.normal_()
     inputs = make_inputs(b=3, dims=dims)
     present = {**ones(3, sorted(dims)), "video": torch.tensor([True, False, True])}
-    out = fusion(inputs, present).fused
+    out = fusion(inputs, present).features
     f = fusion.factors
     # W = sum_r lambda_r  W_audio^(r) ⊗ W_text^(r) ⊗ W_video^(r), with the output axis shared
     w = torch.einsum("r,rah,rth,rvh->atvh", fusion.rank_weights, f["audio"], f["text"], f["video"])
@@ -299,7 +262,7 @@ def test_lmf_rank_one_is_a_product_of_affine_maps() -> None:
     dims = {"audio": 2, "text": 3}
     fusion = build("lowrank", dims, rank=1, hidden_dim=5)
     inputs = make_inputs(b=2, dims=dims)
-    out = fusion(inputs, ones(2, ["audio", "text"])).fused
+    out = fusion(inputs, ones(2, ["audio", "text"])).features
     a = torch.cat([inputs["audio"].pooled, torch.ones(2, 1)], 1) @ fusion.factors["audio"][0]
     t = torch.cat([inputs["text"].pooled, torch.ones(2, 1)], 1) @ fusion.factors["text"][0]
     torch.testing.assert_close(out, fusion.rank_weights[0] * a * t + fusion.bias)
@@ -323,9 +286,9 @@ def test_attention_weights_are_a_softmax_over_present_modalities() -> None:
     s = fusion.score(e).squeeze(-1)  # (B, M)
     torch.testing.assert_close(out.weights[0], torch.softmax(s[0], 0))
     torch.testing.assert_close(out.weights[1, 1:], torch.softmax(s[1, 1:], 0))
-    torch.testing.assert_close(out.fused[0], (out.weights[0, :, None] * e[0]).sum(0))
-    torch.testing.assert_close(out.fused[2], e[2, 1])
-    assert torch.equal(out.fused[3], torch.zeros(8))
+    torch.testing.assert_close(out.features[0], (out.weights[0, :, None] * e[0]).sum(0))
+    torch.testing.assert_close(out.features[2], e[2, 1])
+    assert torch.equal(out.features[3], torch.zeros(8))
 
 
 def test_attention_weights_depend_on_content() -> None:
@@ -364,10 +327,10 @@ def test_gmu_gates_are_in_open_unit_interval_and_sum_to_one_over_present() -> No
     assert (z[~flags] == 0).all()
     assert torch.equal(z[2, 1], torch.ones(6))  # a lone modality takes the whole gate
     out = fusion(inputs, PRESENT)
-    torch.testing.assert_close(out.fused, (z * h).sum(1))
+    torch.testing.assert_close(out.features, (z * h).sum(1))
     torch.testing.assert_close(out.weights, z.mean(2))
     torch.testing.assert_close(
-        out.fused[2], torch.tanh(fusion.candidate["text"](inputs["text"].pooled[2]))
+        out.features[2], torch.tanh(fusion.candidate["text"](inputs["text"].pooled[2]))
     )
 
 
@@ -381,7 +344,7 @@ def test_gmu_with_two_modalities_is_the_papers_sigmoid_unit() -> None:
     zt = torch.sigmoid(g[:, 0] - g[:, 1])  # the paper's single gate
     ht = torch.tanh(fusion.candidate["text"](xt))
     hv = torch.tanh(fusion.candidate["video"](xv))
-    torch.testing.assert_close(fusion(inputs, present).fused, zt * ht + (1 - zt) * hv)
+    torch.testing.assert_close(fusion(inputs, present).features, zt * ht + (1 - zt) * hv)
 
 
 # --------------------------------------------------------------------------- MulT
@@ -391,8 +354,8 @@ def test_mult_is_invariant_to_padding_length() -> None:
     fusion = build("mult")
     assert isinstance(fusion, MulTFusion) and fusion.out_dim == 3 * 2 * 8
     with torch.no_grad():
-        ref = fusion(make_inputs(), PRESENT).fused
-        padded = fusion(make_inputs(pad=6), PRESENT).fused
+        ref = fusion(make_inputs(), PRESENT).features
+        padded = fusion(make_inputs(pad=6), PRESENT).features
     torch.testing.assert_close(padded, ref, atol=1e-5, rtol=1e-4)
 
 
@@ -400,7 +363,7 @@ def test_mult_absent_target_gives_zeros_and_absent_source_is_ignored() -> None:
     fusion = build("mult")
     inputs = make_inputs()
     with torch.no_grad():
-        out = fusion(inputs, PRESENT).fused.view(4, 3, 16)  # (B, target, 2 d_model)
+        out = fusion(inputs, PRESENT).features.view(4, 3, 16)  # (B, target, 2 hidden_dim)
     assert torch.equal(out[1, 0], torch.zeros(16))  # audio absent in row 1
     assert torch.equal(out[2, 0], torch.zeros(16)) and torch.equal(out[2, 2], torch.zeros(16))
     assert torch.equal(out[3], torch.zeros(3, 16))
@@ -414,16 +377,16 @@ def test_mult_absent_target_gives_zeros_and_absent_source_is_ignored() -> None:
         replace_rows(inputs, "audio", ~PRESENT["audio"]), "video", ~PRESENT["video"]
     )
     with torch.no_grad():
-        again = fusion(noisy, PRESENT).fused.view(4, 3, 16)
+        again = fusion(noisy, PRESENT).features.view(4, 3, 16)
     torch.testing.assert_close(again, out)
 
 
 def test_mult_handles_mosi_length_unaligned_sequences() -> None:
     dims = {"text": 8, "audio": 4, "video": 6}
-    fusion = build("mult", dims, d_model=8, heads=2, layers=1)
+    fusion = build("mult", dims, hidden_dim=8, num_heads=2, num_layers=1)
     inputs = make_inputs(b=2, dims=dims, lengths={"text": 50, "audio": 375, "video": 500})
     with torch.no_grad():
-        out = fusion(inputs, ones(2, sorted(dims))).fused
+        out = fusion(inputs, ones(2, sorted(dims))).features
     assert out.shape == (2, 48) and torch.isfinite(out).all()
 
 
@@ -462,7 +425,7 @@ def _sub_fusion(fusion: torch.nn.Module, name: str, drop: str, **hyper: object) 
     return sub
 
 
-GRAPH = {"hidden_dim": 8, "heads": 2}
+GRAPH = {"hidden_dim": 8, "num_heads": 2}
 WITHOUT_CASES = [
     ("coattention", {}),
     ("bottleneck", {}),
@@ -488,24 +451,26 @@ def test_absent_modality_equals_the_fusion_built_without_it(
         reduced = sub({n: inputs[n] for n in keep}, ones(3, keep))
     rows = torch.tensor([0, 2])
     if name == "graph":  # one fused vector (mean over present modalities)
-        torch.testing.assert_close(full.fused[rows], reduced.fused[rows], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            full.features[rows], reduced.features[rows], atol=1e-5, rtol=1e-4
+        )
         assert full.weights is not None and reduced.weights is not None
         torch.testing.assert_close(
             full.weights[rows][:, [NAMES.index(n) for n in keep]], reduced.weights[rows]
         )
     else:  # one pooled chunk per modality (then, for bottleneck, the bottleneck's mean)
         d = 8
-        chunks = full.fused[:, : 3 * d].view(3, 3, d)
+        chunks = full.features[:, : 3 * d].view(3, 3, d)
         assert torch.equal(chunks[rows, NAMES.index(drop)], torch.zeros(2, d))
         others = chunks[:, [NAMES.index(n) for n in keep]].reshape(3, 2 * d)
-        kept = torch.cat([others, full.fused[:, 3 * d :]], dim=1)
-        assert kept.shape == reduced.fused.shape
-        torch.testing.assert_close(kept[rows], reduced.fused[rows], atol=1e-5, rtol=1e-4)
-        assert not torch.allclose(kept[1], reduced.fused[1])  # where present it counts
+        kept = torch.cat([others, full.features[:, 3 * d :]], dim=1)
+        assert kept.shape == reduced.features.shape
+        torch.testing.assert_close(kept[rows], reduced.features[rows], atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(kept[1], reduced.features[1])  # where present it counts
 
 
 def test_coattention_layer_by_hand() -> None:
-    fusion = build("coattention", layers=1)
+    fusion = build("coattention", num_layers=1)
     assert fusion.out_dim == 24
     inputs = make_inputs(b=2)
     present = ones(2, NAMES)
@@ -519,15 +484,15 @@ def test_coattention_layer_by_hand() -> None:
         h = fusion.co_blocks[0][n](x[n], ctx, ctx_mask)
         h = fusion.self_blocks[0][n](h, m[n])
         pooled.append(masked_mean(fusion.norm[n](h), m[n]))
-    torch.testing.assert_close(fusion(inputs, present).fused, torch.cat(pooled, 1))
+    torch.testing.assert_close(fusion(inputs, present).features, torch.cat(pooled, 1))
 
 
 def test_coattention_is_invariant_to_padding_length() -> None:
     fusion = build("coattention")
-    assert isinstance(fusion, CoAttentionFusion) and not fusion.decision_level
+    assert isinstance(fusion, CoAttentionFusion)
     with torch.no_grad():
-        ref = fusion(make_inputs(), PRESENT).fused
-        padded = fusion(make_inputs(pad=5), PRESENT).fused
+        ref = fusion(make_inputs(), PRESENT).features
+        padded = fusion(make_inputs(pad=5), PRESENT).features
     torch.testing.assert_close(padded, ref, atol=1e-5, rtol=1e-4)
 
 
@@ -547,13 +512,13 @@ def test_bottleneck_is_the_only_path_between_modalities() -> None:
     inputs = {**inputs, "audio": EncoderOutput(audio, inputs["audio"].mask, inputs["audio"].pooled)}
     d = 8
     # fusion in both layers: the layer-0 average reaches the text stream in layer 1
-    fusion = build("bottleneck", layers=2, fusion_layer=0)
+    fusion = build("bottleneck", num_layers=2, fusion_layer=0)
     assert isinstance(fusion, BottleneckFusion) and fusion.out_dim == 4 * d
-    out = fusion(inputs, present).fused
+    out = fusion(inputs, present).features
     assert _grad_of(out[:, d : 2 * d], audio).abs().sum() > 0  # text chunk sees audio
     # fusion in the last layer only: text stays unimodal, the bottleneck mixes both
-    late = build("bottleneck", layers=2, fusion_layer=1)
-    out = late(inputs, present).fused
+    late = build("bottleneck", num_layers=2, fusion_layer=1)
+    out = late(inputs, present).features
     assert torch.equal(_grad_of(out[:, d : 2 * d], audio), torch.zeros_like(audio))
     assert _grad_of(out[:, 3 * d :], audio).abs().sum() > 0
 
@@ -562,15 +527,15 @@ def test_bottleneck_is_independent_of_absent_values_and_padding() -> None:
     fusion = build("bottleneck")
     inputs = make_inputs()
     with torch.no_grad():
-        ref = fusion(inputs, PRESENT).fused
-        padded = fusion(make_inputs(pad=4), PRESENT).fused
-        noisy = fusion(replace_rows(inputs, "video", ~PRESENT["video"]), PRESENT).fused
+        ref = fusion(inputs, PRESENT).features
+        padded = fusion(make_inputs(pad=4), PRESENT).features
+        noisy = fusion(replace_rows(inputs, "video", ~PRESENT["video"]), PRESENT).features
     torch.testing.assert_close(padded, ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(noisy, ref)
 
 
 def test_bottleneck_fusion_layer_must_leave_a_fusion_layer() -> None:
-    with pytest.raises(ValueError, match=r"'fusion_layer' must be below 'layers' \(2\)"):
+    with pytest.raises(ValueError, match=r"'fusion_layer' must be below 'num_layers' \(2\)"):
         build("bottleneck", fusion_layer=2)
 
 
@@ -600,12 +565,12 @@ def test_graph_message_passing_is_equivariant_to_node_order() -> None:
 def test_graph_fusion_output_does_not_depend_on_modality_names_order() -> None:
     """Renaming modalities so that their sorted order changes permutes nothing that matters."""
     torch.manual_seed(0)
-    fusion = build("graph", hidden_dim=8, heads=2)
+    fusion = build("graph", hidden_dim=8, num_heads=2)
     with torch.no_grad():
         for layer in fusion.layers:
             layer.adjacency.normal_()
     rename = {"audio": "z_audio", "text": "text", "video": "a_video"}  # new sorted order
-    renamed = build("graph", {rename[n]: d for n, d in IN_DIMS.items()}, hidden_dim=8, heads=2)
+    renamed = build("graph", {rename[n]: d for n, d in IN_DIMS.items()}, hidden_dim=8, num_heads=2)
     perm = [NAMES.index(n) for n in sorted(rename, key=lambda n: rename[n])]
     state = {}
     for k, v in fusion.state_dict().items():
@@ -619,7 +584,7 @@ def test_graph_fusion_output_does_not_depend_on_modality_names_order() -> None:
         out = renamed(
             {rename[n]: e for n, e in inputs.items()}, {rename[n]: p for n, p in PRESENT.items()}
         )
-    torch.testing.assert_close(out.fused, ref.fused, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.features, ref.features, atol=1e-5, rtol=1e-4)
     assert out.weights is not None and ref.weights is not None
     torch.testing.assert_close(out.weights, ref.weights[:, perm], atol=1e-6, rtol=1e-5)
 
@@ -641,11 +606,11 @@ def test_graph_edge_weights_follow_the_gat_formula() -> None:
 
 
 def test_graph_time_nodes_are_invariant_to_padding_length() -> None:
-    fusion = build("graph", hidden_dim=8, heads=2, nodes="time")
+    fusion = build("graph", hidden_dim=8, num_heads=2, nodes="time")
     with torch.no_grad():
         ref = fusion(make_inputs(), PRESENT)
         padded = fusion(make_inputs(pad=3), PRESENT)
-    torch.testing.assert_close(padded.fused, ref.fused, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(padded.features, ref.features, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(padded.weights, ref.weights, atol=1e-6, rtol=1e-5)
 
 
@@ -656,26 +621,25 @@ def test_graph_rejects_an_unknown_node_kind() -> None:
 
 @pytest.mark.parametrize("nodes", ["modality", "time"])
 def test_graph_readout_weights_sum_to_one_over_present(nodes: str) -> None:
-    fusion = build("graph", hidden_dim=8, heads=2, nodes=nodes)
+    fusion = build("graph", hidden_dim=8, num_heads=2, nodes=nodes)
     assert isinstance(fusion, GraphFusion) and fusion.out_dim == 8
     out = fusion(make_inputs(), PRESENT)
     assert out.weights is not None
     torch.testing.assert_close(out.weights.sum(1), torch.tensor([1.0, 1.0, 1.0, 0.0]))
     flags = torch.stack([PRESENT[n] for n in NAMES], 1)
     assert (out.weights[~flags] == 0).all()
-    assert torch.equal(out.fused[3], torch.zeros(8))
+    assert torch.equal(out.features[3], torch.zeros(8))
 
 
 # --------------------------------------------------------------------------- sizes
 
 
-EXPECTED_COUNTS = {  # K = 2 outputs
+EXPECTED_COUNTS = {
     "attention": 27136,
     "bottleneck": 81312,
     "coattention": 157728,
     "gmu": 75264,
     "graph": 60168,
-    "hybrid": 19500,
     "lowrank": 37700,
     "mult": 458208,
     "tensor": 94616,
@@ -685,5 +649,5 @@ EXPECTED_COUNTS = {  # K = 2 outputs
 def test_default_parameter_counts_for_reference_dims() -> None:
     """Pinned so that a change of defaults is deliberate (dims text 64, audio 32, video 48)."""
     dims = {"text": 64, "audio": 32, "video": 48}
-    counts = {n: sum(p.numel() for p in build_fusion(n, dims, 2).parameters()) for n in ZOO}
+    counts = {n: sum(p.numel() for p in build_fusion(n, dims).parameters()) for n in ZOO}
     assert counts == EXPECTED_COUNTS

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-import polymodal.training.checkpoint as ckpt_mod
-from polymodal.training.checkpoint import (
+import polymodal.checkpoint as ckpt_mod
+from polymodal.checkpoint import (
     check_weights,
     checkpoint_exists,
     load_checkpoint,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from polymodal.training.metrics import (
+from polymodal.metrics import (
     accuracy,
     auroc,
     compute_metrics,

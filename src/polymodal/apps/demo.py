@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polymodal.training.config import TrainConfig
-from polymodal.training.trainer import TrainResult, train
+from polymodal.training import TrainConfig, TrainResult, train
 
 MODALITIES = ("transcript", "audio", "video")
 
@@ -128,7 +127,7 @@ def run_demo(
                 method=method,
                 modalities=mods,
                 fusion=fusion,
-                val_accuracy=result.best_val.get("accuracy", float("nan")),
+                val_accuracy=(result.best_val or {}).get("accuracy", float("nan")),
                 test_accuracy=test.get("accuracy", float("nan")),
                 test_macro_f1=test.get("macro_f1", float("nan")),
                 epochs=result.epochs_run,

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.cli.embed import read_embeddings
+from polymodal.checkpoint import atomic_write_text
+from polymodal.joint.embed import read_embeddings
 from polymodal.retrieval.index import FAISS_KINDS, ExactIndex, FaissIndex, Index
-from polymodal.training.checkpoint import atomic_write_text
 
 SOURCE_FILE = "source.json"
 

@@ -24,7 +24,7 @@ import torch
 from polymodal.cli.index_cmd import SOURCE_FILE
 from polymodal.data.modality import ModalityKind
 from polymodal.data.sample import ModalityBatch
-from polymodal.models.joint import JointEmbeddingModel
+from polymodal.joint.model import JointEmbeddingModel
 from polymodal.retrieval.index import MANIFEST_FILE, SearchResult, load_index
 
 
@@ -144,7 +144,7 @@ def write_html(page: str | Path, query: str, result: SearchResult, modality: str
 
 
 def run(args: argparse.Namespace) -> int:
-    from polymodal.training.contrastive import load_joint_checkpoint
+    from polymodal.joint.checkpoint import load_joint_checkpoint
 
     if args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}.")

@@ -1,10 +1,10 @@
 """``polymodal train``, ``polymodal evaluate`` and ``polymodal predict``.
 
-* ``train CONFIG.yaml [key=value ...] [--resume]``: run an experiment (see
-  :mod:`polymodal.training.config` for the overrides) and print its validation and test
-  metrics.  A config with ``task: contrastive`` trains a joint embedding model instead
-  (:mod:`polymodal.training.joint_config`; ``configs/flickr8k.yaml``) and writes a
-  checkpoint for ``polymodal embed``.
+* ``train CONFIG.yaml [key=value ...] [--resume]``: run an experiment of any task
+  (``supervised`` by default, ``context``, ``contrastive``; see
+  :mod:`polymodal.training.config`) and print its validation and test metrics.  A
+  ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
+  ``polymodal embed``.
 * ``evaluate CHECKPOINT_DIR [--split test]``: rebuild the model from the config saved with
   the checkpoint, load its weights and print the metrics of one split.
 * ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
@@ -23,14 +23,11 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from polymodal.cli.main import CLIError
-
-if TYPE_CHECKING:
-    from polymodal.training.joint_config import JointTrainConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -114,41 +111,23 @@ def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from polymodal.training import train
-    from polymodal.training.joint_config import JointTrainConfig, load_train_config
+    from polymodal.training import load_config, train
 
-    cfg = load_train_config(args.config, args.overrides)
-    if isinstance(cfg, JointTrainConfig):
-        return _train_joint(cfg, args)
+    cfg = load_config(args.config, args.overrides)
     _setup_logging()
     try:
         result = train(cfg, resume=args.resume)
     except FloatingPointError as e:
         raise CLIError(str(e)) from e
+    extra = ""
+    if "feature_seconds" in result.info:
+        extra = f" (+{result.info['feature_seconds']:.1f} s features)"
     print(
         f"run {result.run_dir}: best epoch {result.best_epoch} of {result.epochs_run} "
-        f"(monitor val {cfg.monitor}), {result.seconds:.1f} s"
+        f"(monitor val {cfg.monitor}), {result.seconds:.1f} s{extra}; checkpoint "
+        f"{result.checkpoint}"
     )
     print(format_table({"val": result.best_val, "test": result.test}))
-    return 0
-
-
-def _train_joint(cfg: JointTrainConfig, args: argparse.Namespace) -> int:
-    """``task: contrastive``: train a joint embedding model (see training.joint_train)."""
-    from polymodal.training.joint_train import train_joint
-
-    if args.resume:
-        raise CLIError(
-            "--resume is not supported for joint (task: contrastive) runs: they train on "
-            "cached features in minutes; run again without --resume."
-        )
-    result = train_joint(cfg)
-    print(
-        f"run {result.run_dir}: best epoch {result.best_epoch} of {result.epochs_run} "
-        f"(monitor val r1_mean), {result.seconds:.1f} s (+{result.feature_seconds:.1f} s "
-        f"features); checkpoint {result.checkpoint}"
-    )
-    print(format_table({"val": result.val, "test": result.test}))
     return 0
 
 
@@ -156,22 +135,34 @@ def _train_joint(cfg: JointTrainConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from polymodal.training.trainer import dataset_for_split, evaluate, load_trained, resolve_device
+    from polymodal.device import resolve_device
+    from polymodal.inference import evaluate, evaluate_videos, load_trained
+    from polymodal.training.config import DataConfig
+    from polymodal.training.data import dataset_for_split
 
     trained = load_trained(args.checkpoint)
-    cfg = trained.config
+    config = trained.config
     device = resolve_device(args.device)
-    dataset = dataset_for_split(cfg, args.split)
-    batch_size = _batch_size(args, cfg.data.batch_size)
-    metrics = evaluate(
-        trained.model.to(device),
-        dataset,
-        trained.schema.target.task,
-        device,
-        batch_size,
-        cfg.precision,
-        cfg.optim.regression_loss,
-    )
+    data = DataConfig.from_dict(config["data"], "data")
+    dataset = dataset_for_split(data, int(config.get("seed", 0)), args.split)
+    batch_size = _batch_size(args, data.batch_size)
+    model = trained.model.to(device)
+    if trained.task == "context":
+        from polymodal.data.context import VideoDataset
+
+        metrics = evaluate_videos(
+            model, VideoDataset(dataset), batch_size, device, trained.precision
+        )
+    else:
+        metrics = evaluate(
+            model,
+            dataset,
+            trained.schema.target.task,
+            device,
+            batch_size,
+            trained.precision,
+            str(config.get("optim", {}).get("regression_loss", "mse")),
+        )
     print(
         f"checkpoint {trained.path} (epoch {trained.state.get('best_epoch', '?')}), "
         f"split {args.split!r}: {len(dataset)} examples"
@@ -204,13 +195,17 @@ def check_manifest_columns(columns: Sequence[str], expected: Sequence[str], mani
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from polymodal.checkpoint import atomic_write_text
     from polymodal.data.manifest import ManifestDataset, read_manifest
-    from polymodal.training.checkpoint import atomic_write_text
-    from polymodal.training.trainer import load_trained, predict, resolve_device
+    from polymodal.device import resolve_device
+    from polymodal.inference import load_trained, predict
 
     trained = load_trained(args.checkpoint)
-    cfg, schema = trained.config, trained.schema
-    used = [m for m in schema.names if m in cfg.model.encoders]
+    if trained.task != "supervised":
+        raise CLIError(f"predict takes a supervised run; {trained.path} is a {trained.task!r} run.")
+    schema = trained.schema
+    encoders = trained.config["model"]["encoders"]
+    used = [m for m in schema.names if m in encoders]
     table = read_manifest(args.manifest)
     check_manifest_columns(table.columns, used, str(args.manifest))
     dataset = ManifestDataset(args.manifest, schema=schema.select(used))
@@ -219,8 +214,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         trained.model.to(device),
         dataset,
         device,
-        _batch_size(args, cfg.data.batch_size),
-        cfg.precision,
+        _batch_size(args, trained.batch_size),
+        trained.precision,
     )
     text = predictions_csv(pred.ids, pred.outputs, schema.target.task, schema.target.class_names)
     out = Path(args.output)

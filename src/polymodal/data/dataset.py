@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,6 +13,49 @@ from torch.utils.data import DataLoader, Dataset
 from polymodal.data.collate import Collator
 from polymodal.data.modality import Schema
 from polymodal.data.sample import Batch, Sample
+
+
+@dataclass(frozen=True)
+class TextRow:
+    """One text of one example: what joint training, embedding and search index.
+
+    Attributes:
+        id: ``<example id>`` for an example's one text, ``<example id>#<k>`` for its k-th
+            caption (see :func:`caption_row_id`).
+        text: the text.
+        example: the index of its example in the data set.
+    """
+
+    id: str
+    text: str
+    example: int
+
+
+def caption_row_id(example_id: str, k: int) -> str:
+    """The row id of caption ``k`` of an example that lists several: ``<example id>#<k>``."""
+    return f"{example_id}#{k}"
+
+
+def sample_text_rows(sample: Sample, modality: str, index: int = 0) -> list[TextRow]:
+    """The captions-to-rows convention, in one place.
+
+    An example whose ``meta["captions"]`` lists several texts (Flickr8k's five captions per
+    image) gives one row per caption, ids ``<example id>#<k>``; any other example gives one
+    row, its ``modality`` text, id ``<example id>``; an example missing ``modality`` gives
+    none.
+
+    Args:
+        sample: the decoded example.
+        modality: a text modality of the data set.
+        index: the example's index in its data set (recorded in each row).
+    """
+    captions = sample.meta.get("captions")
+    if isinstance(captions, list) and captions:
+        return [
+            TextRow(caption_row_id(sample.id, k), str(t), index) for k, t in enumerate(captions)
+        ]
+    value = sample.modalities.get(modality)
+    return [] if value is None else [TextRow(sample.id, str(value), index)]
 
 
 class MultimodalDataset(Dataset[Sample]):
@@ -40,6 +84,19 @@ class MultimodalDataset(Dataset[Sample]):
     def groups(self) -> list[str]:
         """The split group of every example (speaker, subject, video); ids by default."""
         return [self[i].id for i in range(len(self))]
+
+    def ids(self) -> list[str]:
+        """The id of every example, in order (decodes each example unless overridden)."""
+        return [self[i].id for i in range(len(self))]
+
+    def text_rows(self, modality: str, count: int | None = None) -> list[TextRow]:
+        """The text rows of the first ``count`` examples (all when ``None``) for ``modality``.
+
+        One row per caption when an example lists several (see :func:`sample_text_rows`);
+        decodes each example unless a data set overrides it with a cheaper reading.
+        """
+        n = len(self) if count is None else min(count, len(self))
+        return [r for i in range(n) for r in sample_text_rows(self[i], modality, i)]
 
     def class_counts(self) -> dict[str, int]:
         """Examples per class name in class-index order; empty unless the task is classification."""
@@ -113,3 +170,7 @@ class SubsetDataset(MultimodalDataset):
     def groups(self) -> list[str]:
         g = self.base.groups()
         return [g[i] for i in self.indices]
+
+    def ids(self) -> list[str]:
+        ids = self.base.ids()
+        return [ids[i] for i in self.indices]

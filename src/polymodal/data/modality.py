@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
-from polymodal.registry import unknown_name_error
+from polymodal.config import Config, param
+from polymodal.errors import unknown_name_error
 
 
 class ModalityKind(StrEnum):
@@ -60,7 +60,7 @@ TASKS = ("classification", "regression", "multilabel", "none")
 
 
 @dataclass(frozen=True)
-class ModalitySpec:
+class ModalitySpec(Config):
     """One modality of a data set.
 
     Args:
@@ -77,53 +77,23 @@ class ModalitySpec:
 
     name: str
     kind: ModalityKind
-    shape: tuple[int, ...] | None = None
-    sample_rate: float | None = None
+    shape: tuple[int, ...] | None = param(None, ge=0)
+    sample_rate: float | None = param(None, gt=0)
     sequence: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", ModalityKind.parse(self.kind))
-        if self.shape is not None:
-            object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        if not self.name or not isinstance(self.name, str):
+        super().__post_init__()
+        if not self.name:
             raise ValueError(f"ModalitySpec.name must be a non-empty string, got {self.name!r}")
 
     @property
     def is_sequence(self) -> bool:
         return self.kind.is_sequence or (self.kind is ModalityKind.FEATURES and self.sequence)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind.value,
-            "shape": list(self.shape) if self.shape is not None else None,
-            "sample_rate": self.sample_rate,
-            "sequence": self.sequence,
-            "description": self.description,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModalitySpec:
-        valid = {"name", "kind", "shape", "sample_rate", "sequence", "description"}
-        unknown = set(d) - valid
-        if unknown:
-            raise ValueError(
-                f"Unknown modality field(s) {sorted(unknown)}; valid fields: {sorted(valid)}"
-            )
-        shape = d.get("shape")
-        return cls(
-            name=d["name"],
-            kind=ModalityKind.parse(d["kind"]),
-            shape=tuple(shape) if shape is not None else None,
-            sample_rate=d.get("sample_rate"),
-            sequence=bool(d.get("sequence", False)),
-            description=d.get("description", ""),
-        )
-
 
 @dataclass(frozen=True)
-class TargetSpec:
+class TargetSpec(Config):
     """The label of a data set.
 
     Args:
@@ -136,49 +106,30 @@ class TargetSpec:
     """
 
     task: str = "classification"
-    num_classes: int = 2
+    num_classes: int = param(2, ge=0)
     class_names: tuple[str, ...] | None = None
     name: str = "label"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.task not in TASKS:
             raise unknown_name_error("task", self.task, list(TASKS))
-        if self.class_names is not None:
-            object.__setattr__(self, "class_names", tuple(self.class_names))
-            if len(self.class_names) != self.num_classes:
-                raise ValueError(
-                    f"TargetSpec has num_classes={self.num_classes} but "
-                    f"{len(self.class_names)} class_names"
-                )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "num_classes": self.num_classes,
-            "class_names": list(self.class_names) if self.class_names else None,
-            "name": self.name,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TargetSpec:
-        names = d.get("class_names")
-        return cls(
-            task=d.get("task", "classification"),
-            num_classes=int(d.get("num_classes", 2)),
-            class_names=tuple(names) if names else None,
-            name=d.get("name", "label"),
-        )
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"TargetSpec has num_classes={self.num_classes} but "
+                f"{len(self.class_names)} class_names"
+            )
 
 
 @dataclass(frozen=True)
-class Schema:
+class Schema(Config):
     """The modalities and target of a data set; modalities are kept in a fixed order."""
 
     modalities: tuple[ModalitySpec, ...]
     target: TargetSpec = field(default_factory=TargetSpec)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "modalities", tuple(self.modalities))
+        super().__post_init__()
         names = [m.name for m in self.modalities]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -205,16 +156,3 @@ class Schema:
             if n not in self:
                 raise unknown_name_error("modality", n, self.names)
         return Schema(tuple(self[n] for n in names), self.target)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "modalities": [m.to_dict() for m in self.modalities],
-            "target": self.target.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Schema:
-        return cls(
-            tuple(ModalitySpec.from_dict(m) for m in d["modalities"]),
-            TargetSpec.from_dict(d.get("target", {})),
-        )

@@ -5,6 +5,11 @@ Every encoder is built by name from the ``ENCODERS`` registry with the modality'
 
     enc = build_encoder("audio_gru", spec=schema["audio"], dim=128)
 
+Each registry entry records the modality kinds the encoder accepts
+(``ENCODERS.get("mlp").kinds == ("tabular", "features")``).  Hyperparameters share one
+name across encoders (and fusions): ``dim`` (the output size D), ``hidden_dim``,
+``num_layers``, ``num_heads``, ``dropout``.
+
 ========== ================================================================
 kind       encoders
 ========== ================================================================

@@ -135,7 +135,7 @@ class MelConv2d(nn.Module):
     1) / (time_stride - 1)`` of them (31 frames = 0.3 s for 4 blocks at stride 2), enough
     for a spoken word's syllables; with ``time_stride=1`` each output frame sees only
     ``1 + 2 k`` frames (70 ms for 3 blocks), and the masked mean over time then reduces the
-    model to a bag of short frames.
+    model to a bag of short frames.  No defaults here: ``audio_cnn`` holds them.
 
     Args:
         n_mels: mel bands of the input.
@@ -149,9 +149,9 @@ class MelConv2d(nn.Module):
         self,
         n_mels: int,
         out_dim: int,
-        channels: Sequence[int] = (32, 64, 128, 128),
-        dropout: float = 0.0,
-        time_stride: int = 2,
+        channels: Sequence[int],
+        dropout: float,
+        time_stride: int,
     ) -> None:
         super().__init__()
         if not channels:
@@ -224,7 +224,7 @@ class AudioEncoder(Encoder):
         melspec: LogMelSpectrogram,
         backbone: nn.Module,
         out_dim: int,
-        cmvn: str | bool = "utterance",
+        cmvn: str | bool,
     ) -> None:
         super().__init__()
         self.name = name
@@ -271,7 +271,11 @@ def _melspec(
     return LogMelSpectrogram(sr, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms)
 
 
-@ENCODERS.register("audio_cnn", "log-mel + 2-D CNN over (mel, time), a sequence over frames")
+@ENCODERS.register(
+    "audio_cnn",
+    "log-mel + 2-D CNN over (mel, time), a sequence over frames",
+    kind=ModalityKind.AUDIO,
+)
 def audio_cnn(
     spec: ModalitySpec,
     dim: int = 128,
@@ -285,19 +289,21 @@ def audio_cnn(
     time_stride: int = 2,
 ) -> Encoder:
     """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`)."""
-    check_spec(spec, "audio_cnn", (ModalityKind.AUDIO,))
+    check_spec(spec, "audio_cnn")
     check_dim(dim, "audio_cnn")
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_cnn")
     backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride)
     return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn)
 
 
-@ENCODERS.register("audio_gru", "log-mel + bidirectional GRU over packed frames")
+@ENCODERS.register(
+    "audio_gru", "log-mel + bidirectional GRU over packed frames", kind=ModalityKind.AUDIO
+)
 def audio_gru(
     spec: ModalitySpec,
     dim: int = 128,
-    hidden: int = 128,
-    layers: int = 2,
+    hidden_dim: int = 128,
+    num_layers: int = 2,
     bidirectional: bool = True,
     n_mels: int = 64,
     win_ms: float = 25.0,
@@ -307,19 +313,21 @@ def audio_gru(
     sample_rate: float | None = None,
 ) -> Encoder:
     """A (bi)GRU over standardised log-mel frames, projected to ``dim``."""
-    check_spec(spec, "audio_gru", (ModalityKind.AUDIO,))
+    check_spec(spec, "audio_gru")
     check_dim(dim, "audio_gru")
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_gru")
-    backbone = SequenceGRU(n_mels, dim, hidden, layers, bidirectional, dropout)
+    backbone = SequenceGRU(n_mels, dim, hidden_dim, num_layers, bidirectional, dropout)
     return AudioEncoder("audio_gru", mel, backbone, dim, cmvn)
 
 
-@ENCODERS.register("audio_transformer", "log-mel + transformer encoder over frames")
+@ENCODERS.register(
+    "audio_transformer", "log-mel + transformer encoder over frames", kind=ModalityKind.AUDIO
+)
 def audio_transformer(
     spec: ModalitySpec,
     dim: int = 128,
-    layers: int = 2,
-    heads: int = 4,
+    num_layers: int = 2,
+    num_heads: int = 4,
     mlp_ratio: float = 4.0,
     n_mels: int = 64,
     win_ms: float = 25.0,
@@ -329,8 +337,8 @@ def audio_transformer(
     sample_rate: float | None = None,
 ) -> Encoder:
     """Linear frame embedding, sinusoidal positions and a pre-norm transformer."""
-    check_spec(spec, "audio_transformer", (ModalityKind.AUDIO,))
+    check_spec(spec, "audio_transformer")
     check_dim(dim, "audio_transformer")
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_transformer")
-    backbone = SequenceTransformer(n_mels, dim, layers, heads, mlp_ratio, dropout)
+    backbone = SequenceTransformer(n_mels, dim, num_layers, num_heads, mlp_ratio, dropout)
     return AudioEncoder("audio_transformer", mel, backbone, dim, cmvn)

@@ -1,30 +1,23 @@
-"""The encoder interface: one modality's :class:`ModalityBatch` in, :class:`EncoderOutput` out."""
+"""The encoder interface: one modality's :class:`ModalityBatch` in, :class:`EncoderOutput` out.
+
+Every encoder is registered in :data:`ENCODERS` under a name, with the modality kinds it
+accepts (``kind=``), either as its class (whose ``__init__(self, spec, dim=..., ...)`` is
+the builder, so each default is written once) or, where building assembles parts (a
+log-mel front end and a backbone, a frame encoder and a temporal model), as a builder
+function ``builder(spec, dim=..., ...)``.  Either way the first parameter is the
+modality's :class:`~polymodal.data.modality.ModalitySpec`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
-from polymodal.data.modality import ModalityKind
+from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
+from polymodal.outputs import EncoderOutput
 from polymodal.registry import Registry
-
-
-@dataclass
-class EncoderOutput:
-    """What every encoder returns.
-
-    Attributes:
-        sequence: (B, L, D) per-step features (L = 1 for non-sequential inputs).
-        mask: (B, L) bool, True at valid steps (False at padding and for absent examples'
-            steps beyond their length).
-        pooled: (B, D) one vector per example (masked mean or a CLS token).
-    """
-
-    sequence: Tensor
-    mask: Tensor
-    pooled: Tensor
 
 
 class Encoder(nn.Module):
@@ -52,9 +45,9 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 ENCODERS: Registry[Encoder] = Registry("encoder")
 
 
-def build_encoder(name: str, **kwargs: object) -> Encoder:
-    """Build a registered encoder by name (see ``polymodal list encoders``)."""
-    return ENCODERS.build(name, **kwargs)
+def build_encoder(name: str, spec: ModalitySpec, **kwargs: Any) -> Encoder:
+    """Build a registered encoder by name for ``spec`` (see ``polymodal list encoders``)."""
+    return ENCODERS.build(name, spec=spec, **kwargs)
 
 
 __all__ = ["ENCODERS", "Encoder", "EncoderOutput", "build_encoder", "masked_mean"]

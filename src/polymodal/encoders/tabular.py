@@ -33,14 +33,21 @@ from polymodal.encoders.timeseries import (
 from polymodal.layers.mlp import MLP
 
 
+@ENCODERS.register(
+    "mlp",
+    "MLP for tabular rows and feature vectors/sequences",
+    kind=(ModalityKind.TABULAR, ModalityKind.FEATURES),
+)
 class MLPEncoder(Encoder):
     """An MLP applied to feature vectors (or to every step of a feature sequence).
 
+    The input size D_in is ``spec.shape[-1]``; ``kind`` is the spec's (``tabular`` or
+    ``features``).
+
     Args:
-        in_dim: input features D_in.
-        out_dim: output features D.
-        kind: ``tabular`` or ``features``.
-        hidden_dim: hidden width (``None``: ``max(in_dim, out_dim)``).
+        spec: the modality, of kind ``tabular`` or ``features``, with ``shape`` set.
+        dim: output features D.
+        hidden_dim: hidden width (``None``: ``max(D_in, D)``).
         num_layers: linear layers.
         dropout: dropout after hidden activations.
         running_stats: accumulate standardisation statistics while training.
@@ -52,20 +59,22 @@ class MLPEncoder(Encoder):
 
     def __init__(
         self,
-        in_dim: int,
-        out_dim: int,
-        kind: ModalityKind = ModalityKind.TABULAR,
+        spec: ModalitySpec,
+        dim: int = 128,
         hidden_dim: int | None = None,
         num_layers: int = 2,
         dropout: float = 0.0,
         running_stats: bool = False,
     ) -> None:
         super().__init__()
-        self.kind = kind
+        check_spec(spec, "mlp")
+        check_dim(dim, "mlp")
+        in_dim = spec_channels(spec, "mlp", "(D,)")
+        self.kind = spec.kind
         self.in_dim = in_dim
-        self.out_dim = out_dim
+        self.out_dim = dim
         self.running_stats = running_stats
-        self.mlp = MLP(in_dim, out_dim, hidden_dim, num_layers, "gelu", dropout, norm=True)
+        self.mlp = MLP(in_dim, dim, hidden_dim, num_layers, "gelu", dropout, norm=True)
         self.register_buffer("norm_count", torch.zeros(()))
         self.register_buffer("norm_mean", torch.zeros(in_dim))
         self.register_buffer("norm_m2", torch.zeros(in_dim))
@@ -143,19 +152,3 @@ class MLPEncoder(Encoder):
         x = (x - mean.to(x.dtype)) / std.to(x.dtype)
         seq = self.mlp(x) * mask.unsqueeze(-1).to(x.dtype)  # (B, L, D)
         return EncoderOutput(seq, mask, masked_mean(seq, mask))
-
-
-@ENCODERS.register("mlp", "MLP for tabular rows and feature vectors/sequences")
-def mlp(
-    spec: ModalitySpec,
-    dim: int = 128,
-    hidden_dim: int | None = None,
-    layers: int = 2,
-    dropout: float = 0.0,
-    running_stats: bool = False,
-) -> Encoder:
-    """An MLP over the last axis; ``spec.shape[-1]`` gives the input size."""
-    check_spec(spec, "mlp", (ModalityKind.TABULAR, ModalityKind.FEATURES))
-    check_dim(dim, "mlp")
-    in_dim = spec_channels(spec, "mlp", "(D,)")
-    return MLPEncoder(in_dim, dim, spec.kind, hidden_dim, layers, dropout, running_stats)

@@ -77,34 +77,46 @@ def _texts(batch: ModalityBatch, encoder: str) -> list[str]:
 # ---------------------------------------------------------------------------------------
 
 
+@ENCODERS.register(
+    "text_transformer",
+    "WordPiece tokens + small transformer trained from scratch",
+    kind=ModalityKind.TEXT,
+)
 class TextTransformer(Encoder):
     """WordPiece tokens -> embeddings + learned positions -> pre-norm transformer.
 
+    Trained from scratch over the MiniLM WordPiece vocabulary (or ``tokenizer_file``'s).
+
     Args:
-        out_dim: model width D.
-        tokenizer_file: a ``tokenizers`` JSON file; ``None`` uses all-MiniLM-L6-v2's
-            uncased WordPiece tokenizer (needs the pretrained extra).
-        depth, num_heads, mlp_ratio, dropout: transformer settings.
+        spec: the text modality.
+        dim: model width D.
+        num_layers, num_heads, mlp_ratio, dropout: transformer settings.
         max_length: tokens per text, ``[CLS]`` and ``[SEP]`` included; longer texts are
             truncated.
         pooling: ``"cls"`` (the ``[CLS]`` output) or ``"mean"`` (masked mean over tokens).
+        tokenizer_file: a ``tokenizers`` JSON file; ``None`` uses all-MiniLM-L6-v2's
+            uncased WordPiece tokenizer (needs the pretrained extra).
     """
 
     kind = ModalityKind.TEXT
 
     def __init__(
         self,
-        out_dim: int,
-        tokenizer_file: str | Path | None = None,
-        depth: int = 2,
+        spec: ModalitySpec,
+        dim: int = 128,
+        num_layers: int = 2,
         num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.1,
         max_length: int = 64,
+        dropout: float = 0.1,
         pooling: str = "cls",
+        mlp_ratio: float = 4.0,
+        tokenizer_file: str | Path | None = None,
     ) -> None:
         super().__init__()
         from tokenizers import Tokenizer
+
+        check_spec(spec, "text_transformer")
+        check_dim(dim, "text_transformer")
 
         if pooling not in ("cls", "mean"):
             raise ValueError(f"text_transformer pooling must be 'cls' or 'mean', got {pooling!r}")
@@ -125,14 +137,14 @@ class TextTransformer(Encoder):
         tok.enable_truncation(max_length=max_length)
         tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
         self.tokenizer = tok
-        self.out_dim = out_dim
+        self.out_dim = dim
         self.max_length = max_length
         self.pooling = pooling
-        self.token_embed = nn.Embedding(tok.get_vocab_size(), out_dim)
+        self.token_embed = nn.Embedding(tok.get_vocab_size(), dim)
         nn.init.normal_(self.token_embed.weight, std=0.02)
-        self.pos_embed = LearnedPositionalEmbedding(max_length, out_dim)
+        self.pos_embed = LearnedPositionalEmbedding(max_length, dim)
         self.drop = nn.Dropout(dropout)
-        self.encoder = TransformerEncoder(out_dim, depth, num_heads, mlp_ratio, dropout)
+        self.encoder = TransformerEncoder(dim, num_layers, num_heads, mlp_ratio, dropout)
 
     def tokenize(self, texts: list[str], device: torch.device) -> tuple[Tensor, Tensor]:
         """Token ids (B, L) long and a (B, L) bool mask of real tokens, on ``device``."""
@@ -155,26 +167,6 @@ class TextTransformer(Encoder):
         seq = self.encoder(h, mask)  # (B, L, D)
         pooled = seq[:, 0] if self.pooling == "cls" else masked_mean(seq, mask)
         return EncoderOutput(seq, mask, pooled)
-
-
-@ENCODERS.register("text_transformer", "WordPiece tokens + small transformer trained from scratch")
-def text_transformer(
-    spec: ModalitySpec,
-    dim: int = 128,
-    layers: int = 2,
-    heads: int = 4,
-    max_length: int = 64,
-    dropout: float = 0.1,
-    pooling: str = "cls",
-    mlp_ratio: float = 4.0,
-    tokenizer_file: str | None = None,
-) -> Encoder:
-    """A transformer over the MiniLM WordPiece vocabulary, trained from scratch."""
-    check_spec(spec, "text_transformer", (ModalityKind.TEXT,))
-    check_dim(dim, "text_transformer")
-    return TextTransformer(
-        dim, tokenizer_file, layers, heads, mlp_ratio, dropout, max_length, pooling
-    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,11 +213,19 @@ def _clear_cache_on_load(module: nn.Module, incompatible_keys: object) -> None:
         module.clear_cache()
 
 
+@ENCODERS.register(
+    "minilm",
+    "pretrained all-MiniLM-L6-v2 sentence encoder (384-d, frozen)",
+    kind=ModalityKind.TEXT,
+)
 class MiniLM(Encoder):
     """all-MiniLM-L6-v2 sentence embeddings (mean pooling over tokens).
 
+    Frozen and cached by default.  Needs ``pip install "polymodal[pretrained]"``.
+
     Args:
-        out_dim: ``None`` for the native 384, or the size of a trainable projection.
+        spec: the text modality.
+        dim: ``None`` for the native 384, or the size of a trainable projection.
         freeze: ``None`` (default) means frozen unless ``trainable_layers`` is given.
             Frozen: no parameter of the model trains, it runs under ``torch.no_grad`` and
             stays in eval mode even while the parent model trains.
@@ -245,7 +245,8 @@ class MiniLM(Encoder):
 
     def __init__(
         self,
-        out_dim: int | None = None,
+        spec: ModalitySpec,
+        dim: int | None = None,
         freeze: bool | None = None,
         trainable_layers: int | None = None,
         normalize: bool = False,
@@ -254,6 +255,9 @@ class MiniLM(Encoder):
         max_length: int = 256,
     ) -> None:
         super().__init__()
+        check_spec(spec, "minilm")
+        if dim is not None:
+            check_dim(dim, "minilm")
         if freeze is None:
             freeze = trainable_layers is None
         if freeze and trainable_layers is not None:
@@ -292,8 +296,8 @@ class MiniLM(Encoder):
         self.trainable_layers = trainable_layers
         self.normalize = normalize
         self.max_length = max_length
-        self.out_dim = self.native_dim if out_dim is None else out_dim
-        self.proj = None if out_dim is None else nn.Linear(self.native_dim, out_dim)
+        self.out_dim = self.native_dim if dim is None else dim
+        self.proj = None if dim is None else nn.Linear(self.native_dim, dim)
         self._frozen: list[nn.Module] = []
         if freeze:
             self._frozen = [self.model]
@@ -384,7 +388,7 @@ class MiniLM(Encoder):
 
         Shape:
             batch.values: list of B str
-            output.sequence: (B, L, D) token states (D = 384 or out_dim);
+            output.sequence: (B, L, D) token states (D = 384 or dim);
             output.mask: (B, L) True at real tokens; output.pooled: (B, D)
         """
         texts = _texts(batch, "minilm")
@@ -401,24 +405,3 @@ class MiniLM(Encoder):
         if self.proj is not None:
             seq, pooled = self.proj(seq), self.proj(pooled)  # (B, L, D), (B, D)
         return EncoderOutput(seq, mask, pooled)
-
-
-@ENCODERS.register("minilm", "pretrained all-MiniLM-L6-v2 sentence encoder (384-d, frozen)")
-def minilm(
-    spec: ModalitySpec,
-    dim: int | None = None,
-    freeze: bool | None = None,
-    trainable_layers: int | None = None,
-    normalize: bool = False,
-    cache: bool | None = None,
-    cache_size: int = 4096,
-    max_length: int = 256,
-) -> Encoder:
-    """all-MiniLM-L6-v2; ``dim=None`` keeps the native 384.  Frozen and cached by default.
-
-    Needs ``pip install "polymodal[pretrained]"``.
-    """
-    check_spec(spec, "minilm", (ModalityKind.TEXT,))
-    if dim is not None:
-        check_dim(dim, "minilm")
-    return MiniLM(dim, freeze, trainable_layers, normalize, cache, cache_size, max_length)

@@ -38,15 +38,21 @@ from polymodal.layers.transformer import SinusoidalPositionalEncoding, Transform
 # ---------------------------------------------------------------------------------------
 
 
-def check_spec(spec: ModalitySpec, encoder: str, kinds: Sequence[ModalityKind]) -> None:
-    """Fail unless ``spec`` is a :class:`ModalitySpec` of one of ``kinds``."""
+def check_spec(spec: ModalitySpec, encoder: str, kinds: Sequence[str] | None = None) -> None:
+    """Fail unless ``spec`` is a :class:`ModalitySpec` of one of ``kinds``.
+
+    ``kinds=None`` reads them from the encoder's registry entry (``ENCODERS.get(encoder)``),
+    so the kinds an encoder accepts are written once, where it is registered.
+    """
     if not isinstance(spec, ModalitySpec):
         raise TypeError(
             f"{encoder}: spec must be a ModalitySpec, got {type(spec).__name__}. Pass the "
             "data set schema's spec, e.g. spec=schema['audio']."
         )
+    if kinds is None:
+        kinds = ENCODERS.get(encoder).kinds
     if spec.kind not in kinds:
-        valid = ", ".join(repr(k.value) for k in kinds)
+        valid = ", ".join(repr(str(k)) for k in kinds)
         raise ValueError(
             f"{encoder} encodes modalities of kind {valid}, but spec {spec.name!r} has kind "
             f"{spec.kind.value!r}; pick an encoder for {spec.kind.value!r} "
@@ -173,7 +179,8 @@ class SequenceCNN(nn.Module):
 
     Layer ``i`` has dilation ``2**i``; each is conv -> channel LayerNorm -> GELU, with a
     residual connection after the first.  Padded steps are zeroed before every
-    convolution, so valid outputs never see padding.
+    convolution, so valid outputs never see padding.  No defaults here: the encoder
+    builders (``ts_cnn``) hold them.
 
     Args:
         in_dim: input channels C.
@@ -188,10 +195,10 @@ class SequenceCNN(nn.Module):
         self,
         in_dim: int,
         out_dim: int,
-        channels: int = 64,
-        num_layers: int = 3,
-        kernel_size: int = 5,
-        dropout: float = 0.0,
+        channels: int,
+        num_layers: int,
+        kernel_size: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -232,10 +239,13 @@ class SequenceCNN(nn.Module):
 class SequenceGRU(nn.Module):
     """A (bi)directional GRU over each example's valid steps (packed), then a linear map.
 
+    No defaults here: the encoder builders (``ts_gru``, ``audio_gru``, ``video_gru``) hold
+    them.
+
     Args:
         in_dim: input features C.
         out_dim: output features D.
-        hidden: GRU hidden size per direction.
+        hidden_dim: GRU hidden size per direction.
         num_layers: stacked GRU layers.
         bidirectional: run both directions and concatenate.
         dropout: dropout between GRU layers.
@@ -245,21 +255,21 @@ class SequenceGRU(nn.Module):
         self,
         in_dim: int,
         out_dim: int,
-        hidden: int = 64,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        dropout: float = 0.0,
+        hidden_dim: int,
+        num_layers: int,
+        bidirectional: bool,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.gru = nn.GRU(
             in_dim,
-            hidden,
+            hidden_dim,
             num_layers=num_layers,
             batch_first=True,
             bidirectional=bidirectional,
             dropout=dropout if num_layers > 1 else 0.0,
         )
-        self.proj = nn.Linear(hidden * (2 if bidirectional else 1), out_dim)
+        self.proj = nn.Linear(hidden_dim * (2 if bidirectional else 1), out_dim)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Shape:
@@ -278,10 +288,13 @@ class SequenceGRU(nn.Module):
 class SequenceTransformer(nn.Module):
     """Linear embedding + sinusoidal positions + a pre-norm transformer with padding mask.
 
+    No defaults here: the encoder builders (``ts_transformer``, ``audio_transformer``,
+    ``video_transformer``) hold them.
+
     Args:
         in_dim: input features C.
         out_dim: model width D (the output size).
-        depth: transformer blocks.
+        num_layers: transformer blocks.
         num_heads: attention heads; must divide ``out_dim``.
         mlp_ratio: MLP width as a multiple of D.
         dropout: dropout in the blocks.
@@ -291,15 +304,15 @@ class SequenceTransformer(nn.Module):
         self,
         in_dim: int,
         out_dim: int,
-        depth: int = 2,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
+        num_layers: int,
+        num_heads: int,
+        mlp_ratio: float,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, out_dim)
         self.pos = SinusoidalPositionalEncoding(out_dim)
-        self.encoder = TransformerEncoder(out_dim, depth, num_heads, mlp_ratio, dropout)
+        self.encoder = TransformerEncoder(out_dim, num_layers, num_heads, mlp_ratio, dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Shape:
@@ -350,54 +363,62 @@ class TimeSeriesEncoder(Encoder):
         return EncoderOutput(seq, mask, masked_mean(seq, mask))
 
 
-@ENCODERS.register("ts_cnn", "dilated residual 1-D CNN over a multichannel time series")
+@ENCODERS.register(
+    "ts_cnn",
+    "dilated residual 1-D CNN over a multichannel time series",
+    kind=ModalityKind.TIMESERIES,
+)
 def ts_cnn(
     spec: ModalitySpec,
     dim: int = 128,
     channels: int = 64,
-    layers: int = 3,
+    num_layers: int = 3,
     kernel_size: int = 5,
     dropout: float = 0.0,
 ) -> Encoder:
-    """A padding-aware 1-D CNN (receptive field ``1 + (k-1)(2**layers - 1)`` steps)."""
-    check_spec(spec, "ts_cnn", (ModalityKind.TIMESERIES,))
+    """A padding-aware 1-D CNN (receptive field ``1 + (k-1)(2**num_layers - 1)`` steps)."""
+    check_spec(spec, "ts_cnn")
     check_dim(dim, "ts_cnn")
     c = spec_channels(spec, "ts_cnn", "(C,)")
-    return TimeSeriesEncoder(
-        "ts_cnn", spec, SequenceCNN(c, dim, channels, layers, kernel_size, dropout), dim
-    )
+    backbone = SequenceCNN(c, dim, channels, num_layers, kernel_size, dropout)
+    return TimeSeriesEncoder("ts_cnn", spec, backbone, dim)
 
 
-@ENCODERS.register("ts_gru", "bidirectional GRU over a multichannel time series")
+@ENCODERS.register(
+    "ts_gru", "bidirectional GRU over a multichannel time series", kind=ModalityKind.TIMESERIES
+)
 def ts_gru(
     spec: ModalitySpec,
     dim: int = 128,
-    hidden: int = 64,
-    layers: int = 1,
+    hidden_dim: int = 64,
+    num_layers: int = 1,
     bidirectional: bool = True,
     dropout: float = 0.0,
 ) -> Encoder:
     """A (bi)GRU on packed sequences, projected to ``dim``."""
-    check_spec(spec, "ts_gru", (ModalityKind.TIMESERIES,))
+    check_spec(spec, "ts_gru")
     check_dim(dim, "ts_gru")
     c = spec_channels(spec, "ts_gru", "(C,)")
-    return TimeSeriesEncoder(
-        "ts_gru", spec, SequenceGRU(c, dim, hidden, layers, bidirectional, dropout), dim
-    )
+    backbone = SequenceGRU(c, dim, hidden_dim, num_layers, bidirectional, dropout)
+    return TimeSeriesEncoder("ts_gru", spec, backbone, dim)
 
 
-@ENCODERS.register("ts_transformer", "transformer encoder over a multichannel time series")
+@ENCODERS.register(
+    "ts_transformer",
+    "transformer encoder over a multichannel time series",
+    kind=ModalityKind.TIMESERIES,
+)
 def ts_transformer(
     spec: ModalitySpec,
     dim: int = 128,
-    layers: int = 2,
-    heads: int = 4,
+    num_layers: int = 2,
+    num_heads: int = 4,
     mlp_ratio: float = 4.0,
     dropout: float = 0.0,
 ) -> Encoder:
     """Linear step embedding, sinusoidal positions, pre-norm transformer, masked mean."""
-    check_spec(spec, "ts_transformer", (ModalityKind.TIMESERIES,))
+    check_spec(spec, "ts_transformer")
     check_dim(dim, "ts_transformer")
     c = spec_channels(spec, "ts_transformer", "(C,)")
-    backbone = SequenceTransformer(c, dim, layers, heads, mlp_ratio, dropout)
+    backbone = SequenceTransformer(c, dim, num_layers, num_heads, mlp_ratio, dropout)
     return TimeSeriesEncoder("ts_transformer", spec, backbone, dim)

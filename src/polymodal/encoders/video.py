@@ -78,28 +78,31 @@ def _frame_encoder(
     frame_kwargs: dict[str, Any] | None,
     encoder: str,
 ) -> Encoder:
+    kinds = ENCODERS.get(frame_encoder).kinds
+    if ModalityKind.IMAGE not in kinds:
+        images = [e.name for e in ENCODERS if ModalityKind.IMAGE in e.kinds]
+        raise ValueError(
+            f"{encoder}: frame_encoder must be an image encoder, got {frame_encoder!r} of kind "
+            f"{', '.join(repr(k) for k in kinds)}; use one of {images}."
+        )
     frame_spec = ModalitySpec(name=f"{spec.name}_frames", kind=ModalityKind.IMAGE, shape=spec.shape)
     kwargs = dict(frame_kwargs or {})
     if frame_dim is not None:
         kwargs["dim"] = frame_dim
-    enc = ENCODERS.build(frame_encoder, spec=frame_spec, **kwargs)
-    if enc.kind is not ModalityKind.IMAGE:
-        raise ValueError(
-            f"{encoder}: frame_encoder must be an image encoder, got {frame_encoder!r} of kind "
-            f"{enc.kind.value!r}; use 'image_cnn' or 'efficientnet_lite0'."
-        )
-    return enc
+    return ENCODERS.build(frame_encoder, spec=frame_spec, **kwargs)
 
 
-@ENCODERS.register("video_gru", "per-frame image encoder + bidirectional GRU over frames")
+@ENCODERS.register(
+    "video_gru", "per-frame image encoder + bidirectional GRU over frames", kind=ModalityKind.VIDEO
+)
 def video_gru(
     spec: ModalitySpec,
     dim: int = 128,
     frame_encoder: str = "image_cnn",
     frame_dim: int | None = 64,
     frame_kwargs: dict[str, Any] | None = None,
-    hidden: int = 128,
-    layers: int = 1,
+    hidden_dim: int = 128,
+    num_layers: int = 1,
     bidirectional: bool = True,
     dropout: float = 0.0,
 ) -> Encoder:
@@ -107,28 +110,32 @@ def video_gru(
 
     ``frame_kwargs`` are passed to the frame encoder's builder (e.g. ``{"freeze": False}``).
     """
-    check_spec(spec, "video_gru", (ModalityKind.VIDEO,))
+    check_spec(spec, "video_gru")
     check_dim(dim, "video_gru")
     frames = _frame_encoder(spec, frame_encoder, frame_dim, frame_kwargs, "video_gru")
-    temporal = SequenceGRU(frames.out_dim, dim, hidden, layers, bidirectional, dropout)
+    temporal = SequenceGRU(frames.out_dim, dim, hidden_dim, num_layers, bidirectional, dropout)
     return VideoEncoder("video_gru", frames, temporal, dim)
 
 
-@ENCODERS.register("video_transformer", "per-frame image encoder + transformer over frames")
+@ENCODERS.register(
+    "video_transformer",
+    "per-frame image encoder + transformer over frames",
+    kind=ModalityKind.VIDEO,
+)
 def video_transformer(
     spec: ModalitySpec,
     dim: int = 128,
     frame_encoder: str = "image_cnn",
     frame_dim: int | None = 64,
     frame_kwargs: dict[str, Any] | None = None,
-    layers: int = 2,
-    heads: int = 4,
+    num_layers: int = 2,
+    num_heads: int = 4,
     mlp_ratio: float = 4.0,
     dropout: float = 0.0,
 ) -> Encoder:
     """Frames through ``frame_encoder``, then a transformer with a frame padding mask."""
-    check_spec(spec, "video_transformer", (ModalityKind.VIDEO,))
+    check_spec(spec, "video_transformer")
     check_dim(dim, "video_transformer")
     frames = _frame_encoder(spec, frame_encoder, frame_dim, frame_kwargs, "video_transformer")
-    temporal = SequenceTransformer(frames.out_dim, dim, layers, heads, mlp_ratio, dropout)
+    temporal = SequenceTransformer(frames.out_dim, dim, num_layers, num_heads, mlp_ratio, dropout)
     return VideoEncoder("video_transformer", frames, temporal, dim)

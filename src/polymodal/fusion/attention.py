@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polymodal.encoders.base import EncoderOutput
 from polymodal.fusion.base import (
     FUSIONS,
     Fusion,
-    FusionOutput,
     check_fusion_inputs,
     check_positive_int,
     check_probability,
@@ -17,10 +15,16 @@ from polymodal.fusion.base import (
     presence_matrix,
     zero_absent,
 )
+from polymodal.outputs import EncoderOutput, FusionOutput
 
 # --------------------------------------------------------------------------- attention fusion
 
 
+@FUSIONS.register(
+    "attention",
+    "Softmax attention over projected modality embeddings (present ones only).",
+    kind="feature",
+)
 class AttentionFusion(Fusion):
     """Soft attention over modality embeddings (Hori et al. 2017, "Attention-Based Multimodal
     Fusion for Video Description", ICCV; additive scoring as in Bahdanau et al. 2015).
@@ -35,12 +39,11 @@ class AttentionFusion(Fusion):
     values) does not reach the output.  With one modality present its weight is 1; with
     none present every weight is 0 and the fused vector is zeros.
 
-    Outputs: ``fused`` (B, H); ``weights`` (B, M) the attention weights in sorted-modality
+    Outputs: ``features`` (B, H); ``weights`` (B, M) the attention weights in sorted-modality
     order, summing to 1 over present modalities (0 where none is present).
 
     Args:
         in_dims: modality name -> D_m of its encoder's pooled output.
-        num_outputs: prediction size (unused: attention fusion is feature-level).
         hidden_dim: H, the common embedding width and the fused output size.
         attention_dim: hidden width of the additive scorer.
         dropout: dropout on the modality embeddings before the weighted sum.
@@ -49,12 +52,11 @@ class AttentionFusion(Fusion):
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
         hidden_dim: int = 128,
         attention_dim: int = 64,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
         check_positive_int(owner, "hidden_dim", hidden_dim)
         check_positive_int(owner, "attention_dim", attention_dim)
@@ -84,7 +86,7 @@ class AttentionFusion(Fusion):
         Shape:
             - inputs[m].pooled: (B, D_m)
             - present[m]: (B,)
-            - output.fused: (B, H)
+            - output.features: (B, H)
             - output.weights: (B, M), sorted-modality order
         """
         check_fusion_inputs(self, inputs, present)
@@ -93,21 +95,7 @@ class AttentionFusion(Fusion):
         scores = self.score(e).squeeze(-1)  # (B, M)
         weights = masked_softmax(scores, pres, dim=1)  # (B, M)
         fused = torch.einsum("bm,bmh->bh", weights, self.drop(e))  # (B, H)
-        return FusionOutput(fused=fused, weights=weights)
+        return FusionOutput(features=fused, weights=weights)
 
 
-@FUSIONS.register(
-    "attention", "Softmax attention over projected modality embeddings (present ones only)."
-)
-def build_attention(
-    in_dims: dict[str, int],
-    num_outputs: int,
-    hidden_dim: int = 128,
-    attention_dim: int = 64,
-    dropout: float = 0.0,
-) -> AttentionFusion:
-    """Build :class:`AttentionFusion` (feature level; fused is (B, hidden_dim))."""
-    return AttentionFusion(in_dims, num_outputs, hidden_dim, attention_dim, dropout)
-
-
-__all__ = ["AttentionFusion", "build_attention"]
+__all__ = ["AttentionFusion"]

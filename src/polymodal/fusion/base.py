@@ -1,57 +1,50 @@
-"""The fusion interface shared by every strategy (early, late, tensor, attention, ...)."""
+"""The interface every feature-level fusion shares, and the helpers they use.
+
+A fusion maps the encoded modalities (a dict of :class:`~polymodal.outputs.EncoderOutput`)
+and their presence masks to one representation, :class:`~polymodal.outputs.FusionOutput`
+``features`` (B, out_dim), which a model's head maps to predictions; it never sees the
+number of outputs.  Strategies that produce the predictions themselves (decision-level:
+late, hybrid) live in :mod:`polymodal.models.decision`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from polymodal.encoders.base import EncoderOutput
+from polymodal.outputs import EncoderOutput, FusionOutput
 from polymodal.registry import Registry
 
 
-@dataclass
-class FusionOutput:
-    """What every fusion module returns.
-
-    Attributes:
-        fused: (B, out_dim).  For feature-level fusion, a representation the model's head
-            maps to predictions; for decision-level fusion (``Fusion.decision_level``), the
-            predictions themselves (logits, out_dim = number of outputs).
-        modality_logits: modality name -> (B, num_outputs) per-modality predictions, for
-            strategies that have per-modality heads (late, hybrid); else ``None``.
-        weights: (B, M) per-example modality weights (attention, gates, late-fusion
-            weights) in sorted-modality order, for inspection; else ``None``.
-    """
-
-    fused: Tensor
-    modality_logits: dict[str, Tensor] | None = None
-    weights: Tensor | None = None
-
-
 class Fusion(nn.Module):
-    """Base class: encoded modalities plus presence masks in, one representation out.
+    """Base class of feature-level fusions: encoded modalities + presence masks in, features out.
 
-    Constructed with ``in_dims`` (modality name -> D of its encoder) and ``num_outputs``
-    (the prediction size, used by decision-level strategies).  Modalities are processed in
-    sorted name order so results never depend on dict order.
+    Constructed with ``in_dims`` (modality name -> D of its encoder); a subclass adds its
+    hyperparameters after it and sets ``out_dim``, the width of its ``features``.
+    Modalities are processed in sorted name order so results never depend on dict order.
 
-    ``forward(inputs, present)``: ``inputs`` maps modality name -> :class:`EncoderOutput`;
-    ``present`` maps modality name -> (B,) bool.  An example missing a modality must get
-    a correct output from the modalities it has.
+    ``forward(inputs, present) -> FusionOutput``: ``inputs`` maps modality name ->
+    :class:`EncoderOutput`; ``present`` maps modality name -> (B,) bool.  An example
+    missing a modality must get a correct output from the modalities it has.
+
+    Shape:
+        - inputs[m].pooled: (B, D_m); inputs[m].sequence: (B, L_m, D_m); inputs[m].mask:
+          (B, L_m)
+        - present[m]: (B,) bool
+        - output.features: (B, out_dim)
+        - output.weights: (B, M) in sorted-modality order, or ``None``
     """
 
     out_dim: int
-    decision_level: bool = False
 
-    def __init__(self, in_dims: dict[str, int], num_outputs: int) -> None:
+    def __init__(self, in_dims: dict[str, int]) -> None:
         super().__init__()
         if not in_dims:
             raise ValueError("A fusion module needs at least one modality in in_dims")
         self.in_dims = dict(sorted(in_dims.items()))
         self.names = list(self.in_dims)
-        self.num_outputs = num_outputs
 
     def forward(  # pragma: no cover - abstract
         self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]
@@ -59,11 +52,22 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
 
+class ModalityModule(Protocol):
+    """What the input checks read: the sorted modality names and their input dims.
+
+    :class:`Fusion` has both, and so do the decision-level fusions of
+    :mod:`polymodal.models.decision`, which share these checks.
+    """
+
+    names: list[str]
+    in_dims: dict[str, int]
+
+
 # --------------------------------------------------------------------------- checks
 
 
 def check_fusion_inputs(
-    fusion: Fusion, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]
+    fusion: ModalityModule, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]
 ) -> int:
     """Check the arguments of ``fusion.forward`` and return the batch size B.
 
@@ -120,7 +124,7 @@ def check_probability(owner: str, param: str, value: object) -> float:
 # --------------------------------------------------------------------------- presence helpers
 
 
-def presence_matrix(fusion: Fusion, present: dict[str, Tensor]) -> Tensor:
+def presence_matrix(fusion: ModalityModule, present: dict[str, Tensor]) -> Tensor:
     """The (B, M) bool presence of ``fusion.names`` (sorted-modality order)."""
     return torch.stack([present[n] for n in fusion.names], dim=1)
 
@@ -161,6 +165,21 @@ def masked_softmax(scores: Tensor, mask: Tensor, dim: int) -> Tensor:
 FUSIONS: Registry[Fusion] = Registry("fusion")
 
 
-def build_fusion(name: str, in_dims: dict[str, int], num_outputs: int, **kwargs: object) -> Fusion:
-    """Build a registered fusion by name (see ``polymodal list fusions``)."""
-    return FUSIONS.build(name, in_dims=in_dims, num_outputs=num_outputs, **kwargs)
+def build_fusion(name: str, in_dims: dict[str, int], **kwargs: Any) -> Fusion:
+    """Build a registered fusion by name for ``in_dims`` (see ``polymodal list fusions``)."""
+    return FUSIONS.build(name, in_dims=in_dims, **kwargs)
+
+
+__all__ = [
+    "FUSIONS",
+    "Fusion",
+    "FusionOutput",
+    "ModalityModule",
+    "build_fusion",
+    "check_fusion_inputs",
+    "check_positive_int",
+    "check_probability",
+    "masked_softmax",
+    "presence_matrix",
+    "zero_absent",
+]

@@ -1,25 +1,27 @@
-"""Early (feature-level) fusion: concatenate pooled modality vectors, then an MLP."""
+"""Early fusion: concatenate pooled modality vectors and presence flags, then an MLP."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from polymodal.encoders.base import EncoderOutput
 from polymodal.fusion.base import (
     FUSIONS,
     Fusion,
-    FusionOutput,
     check_fusion_inputs,
     check_positive_int,
     check_probability,
     zero_absent,
 )
 from polymodal.layers.mlp import MLP, make_activation
+from polymodal.outputs import EncoderOutput, FusionOutput
 
 # --------------------------------------------------------------------------- early fusion
 
 
+@FUSIONS.register(
+    "early", "Concatenate pooled vectors + presence flags, then an MLP.", kind="feature"
+)
 class EarlyFusion(Fusion):
     """Concatenate the pooled vectors of all modalities and the presence flags, then an MLP.
 
@@ -40,7 +42,6 @@ class EarlyFusion(Fusion):
 
     Args:
         in_dims: modality name -> D_m of its encoder's pooled output.
-        num_outputs: prediction size (unused: early fusion is feature-level).
         hidden_dim: width H of the MLP and of the fused output.
         num_layers: linear layers in the MLP (>= 1), each followed by the activation.
         activation: ``"gelu"``, ``"relu"``, ``"silu"`` or ``"tanh"``.
@@ -51,14 +52,13 @@ class EarlyFusion(Fusion):
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
         hidden_dim: int = 128,
         num_layers: int = 1,
         activation: str = "gelu",
         dropout: float = 0.0,
         norm: bool = False,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
         check_positive_int(owner, "hidden_dim", hidden_dim)
         check_positive_int(owner, "num_layers", num_layers)
@@ -81,7 +81,7 @@ class EarlyFusion(Fusion):
         Shape:
             - inputs[m].pooled: (B, D_m)
             - present[m]: (B,)
-            - output.fused: (B, H) with H = ``hidden_dim``
+            - output.features: (B, H) with H = ``hidden_dim``
         """
         check_fusion_inputs(self, inputs, present)
         feats: list[Tensor] = []
@@ -91,21 +91,7 @@ class EarlyFusion(Fusion):
             feats.append(zero_absent(x, p))
             flags.append(p.to(x.dtype))
         z = torch.cat([*feats, torch.stack(flags, dim=1)], dim=1)  # (B, sum D_m + M)
-        return FusionOutput(fused=self.mlp(z))  # (B, H)
+        return FusionOutput(features=self.mlp(z))  # (B, H)
 
 
-@FUSIONS.register("early", "Concatenate pooled vectors + presence flags, then an MLP.")
-def build_early(
-    in_dims: dict[str, int],
-    num_outputs: int,
-    hidden_dim: int = 128,
-    num_layers: int = 1,
-    activation: str = "gelu",
-    dropout: float = 0.0,
-    norm: bool = False,
-) -> EarlyFusion:
-    """Build :class:`EarlyFusion` (feature level; fused is (B, hidden_dim))."""
-    return EarlyFusion(in_dims, num_outputs, hidden_dim, num_layers, activation, dropout, norm)
-
-
-__all__ = ["EarlyFusion", "build_early"]
+__all__ = ["EarlyFusion"]

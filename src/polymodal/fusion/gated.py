@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polymodal.encoders.base import EncoderOutput
 from polymodal.fusion.base import (
     FUSIONS,
     Fusion,
-    FusionOutput,
     check_fusion_inputs,
     check_positive_int,
     check_probability,
@@ -17,8 +15,14 @@ from polymodal.fusion.base import (
     presence_matrix,
     zero_absent,
 )
+from polymodal.outputs import EncoderOutput, FusionOutput
 
 
+@FUSIONS.register(
+    "gmu",
+    "Gated Multimodal Unit: per-feature softmax gates over present modalities.",
+    kind="feature",
+)
 class GatedMultimodalUnit(Fusion):
     """Gated Multimodal Unit (Arevalo et al. 2017, "Gated Multimodal Units for Information
     Fusion", ICLR workshop), for any number of modalities.
@@ -37,12 +41,11 @@ class GatedMultimodalUnit(Fusion):
     the present modalities sum to 1 per feature.  An example with no modality present gets
     all-zero gates and a zero output.
 
-    Outputs: ``fused`` (B, H); ``weights`` (B, M), each modality's gate averaged over the H
+    Outputs: ``features`` (B, H); ``weights`` (B, M), each modality's gate averaged over the H
     features (sums to 1 over present modalities, 0 where none is present).
 
     Args:
         in_dims: modality name -> D_m of its encoder's pooled output.
-        num_outputs: prediction size (unused: the GMU is feature-level).
         hidden_dim: H, the width of the candidates and of the fused output.
         dropout: dropout on the candidates before gating.
     """
@@ -50,11 +53,10 @@ class GatedMultimodalUnit(Fusion):
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
         hidden_dim: int = 128,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
         check_positive_int(owner, "hidden_dim", hidden_dim)
         dropout = check_probability(owner, "dropout", dropout)
@@ -92,23 +94,13 @@ class GatedMultimodalUnit(Fusion):
         Shape:
             - inputs[m].pooled: (B, D_m)
             - present[m]: (B,)
-            - output.fused: (B, H)
+            - output.features: (B, H)
             - output.weights: (B, M), sorted-modality order
         """
         check_fusion_inputs(self, inputs, present)
         h, z = self.gates(inputs, present)  # (B, M, H) each
         fused = (z * self.drop(h)).sum(dim=1)  # (B, H)
-        return FusionOutput(fused=fused, weights=z.mean(dim=2))
+        return FusionOutput(features=fused, weights=z.mean(dim=2))
 
 
-@FUSIONS.register(
-    "gmu", "Gated Multimodal Unit: per-feature softmax gates over present modalities."
-)
-def build_gmu(
-    in_dims: dict[str, int], num_outputs: int, hidden_dim: int = 128, dropout: float = 0.0
-) -> GatedMultimodalUnit:
-    """Build :class:`GatedMultimodalUnit` (feature level; fused is (B, hidden_dim))."""
-    return GatedMultimodalUnit(in_dims, num_outputs, hidden_dim, dropout)
-
-
-__all__ = ["GatedMultimodalUnit", "build_gmu"]
+__all__ = ["GatedMultimodalUnit"]

@@ -15,11 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polymodal.encoders.base import EncoderOutput
 from polymodal.fusion.base import (
     FUSIONS,
     Fusion,
-    FusionOutput,
     check_fusion_inputs,
     check_positive_int,
     check_probability,
@@ -30,6 +28,7 @@ from polymodal.fusion.base import (
 from polymodal.fusion.transformer import valid_sequences
 from polymodal.layers.mlp import MLP
 from polymodal.layers.transformer import SinusoidalPositionalEncoding
+from polymodal.outputs import EncoderOutput, FusionOutput
 from polymodal.registry import unknown_name_error
 
 NODE_KINDS = ("modality", "time")
@@ -107,6 +106,11 @@ class GraphAttentionLayer(nn.Module):
         return torch.where(mask[..., None], h, torch.zeros_like(h)), weights
 
 
+@FUSIONS.register(
+    "graph",
+    "Modalities (or time steps) as graph nodes; GAT with a learned adjacency bias.",
+    kind="feature",
+)
 class GraphFusion(Fusion):
     """Graph fusion by graph-attention message passing (Veličković et al. 2018, "Graph
     Attention Networks", ICLR), over modality nodes or, as in Yang et al. 2021 ("MTAG:
@@ -117,7 +121,7 @@ class GraphFusion(Fusion):
     ``hidden_dim``; N = M.  ``nodes="time"``: every valid step of every modality's sequence
     is a node, ``W_m s_mt`` plus sinusoidal features of its step index t; N = sum_m L_m, so
     the cost is quadratic in the total length (unaligned sequences are fine).  Either way,
-    ``layers`` rounds of :class:`GraphAttentionLayer` pass messages along the complete graph
+    ``num_layers`` rounds of :class:`GraphAttentionLayer` pass messages along the complete graph
     with self loops, with attention-style edge weights plus a learned adjacency bias per
     ordered pair of modalities (the node types, sorted order).  Readout: the layer-normalised
     node states are averaged per modality (over its valid steps for time nodes), then over
@@ -127,16 +131,15 @@ class GraphFusion(Fusion):
     (masked out of every softmax), their states are zero and they are left out of the
     readout.  An example with no modality present gets a zero output.
 
-    Outputs: ``fused`` (B, H); ``weights`` (B, M), in sorted-modality order, the attention
+    Outputs: ``features`` (B, H); ``weights`` (B, M), in sorted-modality order, the attention
     the nodes of each modality receive in the last layer, averaged over heads and over the
     valid receiving nodes (sums to 1 over present modalities, 0 where none is present).
 
     Args:
         in_dims: modality name -> D_m of its encoder's outputs.
-        num_outputs: prediction size (unused: graph fusion is feature-level).
         hidden_dim: H, the node width and fused output size.
-        heads: attention heads (must divide ``hidden_dim``).
-        layers: rounds of message passing.
+        num_heads: attention heads (must divide ``hidden_dim``).
+        num_layers: rounds of message passing.
         nodes: ``"modality"`` (one node per modality) or ``"time"`` (one per valid step).
         dropout: dropout on attention weights and residual branches.
     """
@@ -144,22 +147,22 @@ class GraphFusion(Fusion):
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
         hidden_dim: int = 64,
-        heads: int = 4,
-        layers: int = 2,
+        num_heads: int = 4,
+        num_layers: int = 2,
         nodes: str = "modality",
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
         check_positive_int(owner, "hidden_dim", hidden_dim)
-        check_positive_int(owner, "heads", heads)
-        check_positive_int(owner, "layers", layers)
-        if hidden_dim % heads:
+        check_positive_int(owner, "num_heads", num_heads)
+        check_positive_int(owner, "num_layers", num_layers)
+        if hidden_dim % num_heads:
             raise ValueError(
-                f"{owner}: 'hidden_dim' must be divisible by 'heads', got "
-                f"hidden_dim={hidden_dim}, heads={heads}; pick heads that divides hidden_dim."
+                f"{owner}: 'hidden_dim' must be divisible by 'num_heads', got "
+                f"hidden_dim={hidden_dim}, num_heads={num_heads}; pick num_heads that divides "
+                "hidden_dim."
             )
         if nodes not in NODE_KINDS:
             raise unknown_name_error("graph node kind", nodes, list(NODE_KINDS))
@@ -169,7 +172,7 @@ class GraphFusion(Fusion):
         self.proj = nn.ModuleDict({n: nn.Linear(d, hidden_dim) for n, d in self.in_dims.items()})
         self.pos = SinusoidalPositionalEncoding(hidden_dim)
         self.layers = nn.ModuleList(
-            GraphAttentionLayer(hidden_dim, heads, m, dropout) for _ in range(layers)
+            GraphAttentionLayer(hidden_dim, num_heads, m, dropout) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(hidden_dim)
         self.out_dim = hidden_dim
@@ -209,7 +212,7 @@ class GraphFusion(Fusion):
             - inputs[m].sequence: (B, L_m, D_m), used when ``nodes="time"``
             - inputs[m].mask: (B, L_m) bool, used when ``nodes="time"``
             - present[m]: (B,)
-            - output.fused: (B, H)
+            - output.features: (B, H)
             - output.weights: (B, M), sorted-modality order
         """
         if self.nodes == "time":
@@ -232,23 +235,7 @@ class GraphFusion(Fusion):
         received = alpha.mean(dim=1) * valid[..., None].to(h.dtype)  # (B, N, N): valid rows
         received = torch.einsum("bij,bjm->bm", received, member)  # (B, M)
         weights = received / valid.sum(dim=1, keepdim=True).clamp_min(1).to(h.dtype)
-        return FusionOutput(fused=fused, weights=weights)
+        return FusionOutput(features=fused, weights=weights)
 
 
-@FUSIONS.register(
-    "graph", "Modalities (or time steps) as graph nodes; GAT with a learned adjacency bias."
-)
-def build_graph(
-    in_dims: dict[str, int],
-    num_outputs: int,
-    hidden_dim: int = 64,
-    heads: int = 4,
-    layers: int = 2,
-    nodes: str = "modality",
-    dropout: float = 0.0,
-) -> GraphFusion:
-    """Build :class:`GraphFusion` (feature level; fused is (B, hidden_dim))."""
-    return GraphFusion(in_dims, num_outputs, hidden_dim, heads, layers, nodes, dropout)
-
-
-__all__ = ["NODE_KINDS", "GraphAttentionLayer", "GraphFusion", "build_graph"]
+__all__ = ["NODE_KINDS", "GraphAttentionLayer", "GraphFusion"]

@@ -13,17 +13,16 @@ import math
 import torch
 from torch import Tensor, nn
 
-from polymodal.encoders.base import EncoderOutput
 from polymodal.fusion.base import (
     FUSIONS,
     Fusion,
-    FusionOutput,
     check_fusion_inputs,
     check_positive_int,
     check_probability,
     zero_absent,
 )
 from polymodal.layers.mlp import MLP, make_activation
+from polymodal.outputs import EncoderOutput, FusionOutput
 
 #: Largest flattened outer product :class:`TensorFusion` agrees to build.
 MAX_PRODUCT_DIM = 1 << 20
@@ -34,6 +33,11 @@ def _append_one(h: Tensor) -> Tensor:
     return torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
 
 
+@FUSIONS.register(
+    "tensor",
+    "TFN: outer product of [projected h_m; 1] over modalities, then an MLP.",
+    kind="feature",
+)
 class TensorFusion(Fusion):
     """Tensor Fusion Network (Zadeh et al. 2017, "Tensor Fusion Network for Multimodal
     Sentiment Analysis", EMNLP), for any number of modalities.
@@ -54,7 +58,6 @@ class TensorFusion(Fusion):
 
     Args:
         in_dims: modality name -> D_m of its encoder's pooled output.
-        num_outputs: prediction size (unused: TFN is feature-level).
         proj_dim: P, the width each modality is projected to before the outer product.
         hidden_dim: H, the MLP width and the fused output size.
         num_layers: linear layers in the post-fusion MLP (>= 1).
@@ -65,14 +68,13 @@ class TensorFusion(Fusion):
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
         proj_dim: int = 8,
         hidden_dim: int = 128,
         num_layers: int = 1,
         activation: str = "gelu",
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
         check_positive_int(owner, "proj_dim", proj_dim)
         check_positive_int(owner, "hidden_dim", hidden_dim)
@@ -115,12 +117,15 @@ class TensorFusion(Fusion):
         Shape:
             - inputs[m].pooled: (B, D_m)
             - present[m]: (B,)
-            - output.fused: (B, H)
+            - output.features: (B, H)
         """
         check_fusion_inputs(self, inputs, present)
-        return FusionOutput(fused=self.post(self.tensor_product(inputs, present)))
+        return FusionOutput(features=self.post(self.tensor_product(inputs, present)))
 
 
+@FUSIONS.register(
+    "lowrank", "LMF: rank-r modality-specific factors of the TFN weight tensor.", kind="feature"
+)
 class LowRankFusion(Fusion):
     """Low-rank Multimodal Fusion (Liu et al. 2018, "Efficient Low-rank Multimodal Fusion with
     Modality-Specific Factors", ACL), for any number of modalities.
@@ -142,7 +147,6 @@ class LowRankFusion(Fusion):
 
     Args:
         in_dims: modality name -> D_m of its encoder's pooled output.
-        num_outputs: prediction size (unused: LMF is feature-level).
         rank: r, the number of rank-one terms.
         hidden_dim: H, the fused output size.
         dropout: dropout on each ``x_m`` before the 1 is appended.
@@ -151,12 +155,11 @@ class LowRankFusion(Fusion):
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
         rank: int = 4,
         hidden_dim: int = 64,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
         check_positive_int(owner, "rank", rank)
         check_positive_int(owner, "hidden_dim", hidden_dim)
@@ -193,7 +196,7 @@ class LowRankFusion(Fusion):
         Shape:
             - inputs[m].pooled: (B, D_m)
             - present[m]: (B,)
-            - output.fused: (B, H)
+            - output.features: (B, H)
         """
         check_fusion_inputs(self, inputs, present)
         terms = []
@@ -205,41 +208,7 @@ class LowRankFusion(Fusion):
         for term in terms[1:]:
             prod = prod * term  # (B, r, H)
         fused = torch.einsum("r,brh->bh", self.rank_weights, prod) + self.bias  # (B, H)
-        return FusionOutput(fused=fused)
+        return FusionOutput(features=fused)
 
 
-@FUSIONS.register(
-    "tensor", "TFN: outer product of [projected h_m; 1] over modalities, then an MLP."
-)
-def build_tensor(
-    in_dims: dict[str, int],
-    num_outputs: int,
-    proj_dim: int = 8,
-    hidden_dim: int = 128,
-    num_layers: int = 1,
-    activation: str = "gelu",
-    dropout: float = 0.0,
-) -> TensorFusion:
-    """Build :class:`TensorFusion` (feature level; fused is (B, hidden_dim))."""
-    return TensorFusion(in_dims, num_outputs, proj_dim, hidden_dim, num_layers, activation, dropout)
-
-
-@FUSIONS.register("lowrank", "LMF: rank-r modality-specific factors of the TFN weight tensor.")
-def build_lowrank(
-    in_dims: dict[str, int],
-    num_outputs: int,
-    rank: int = 4,
-    hidden_dim: int = 64,
-    dropout: float = 0.0,
-) -> LowRankFusion:
-    """Build :class:`LowRankFusion` (feature level; fused is (B, hidden_dim))."""
-    return LowRankFusion(in_dims, num_outputs, rank, hidden_dim, dropout)
-
-
-__all__ = [
-    "MAX_PRODUCT_DIM",
-    "LowRankFusion",
-    "TensorFusion",
-    "build_lowrank",
-    "build_tensor",
-]
+__all__ = ["MAX_PRODUCT_DIM", "LowRankFusion", "TensorFusion"]

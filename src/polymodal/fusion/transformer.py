@@ -1,7 +1,7 @@
 """Transformer fusions over the modalities' sequences: MulT, co-attention, bottleneck (MBT).
 
 All three read ``EncoderOutput.sequence`` (B, L_m, D_m) and ``mask`` (B, L_m), project each
-modality to a common width ``d_model``, add sinusoidal positions and run attention blocks
+modality to a common width ``hidden_dim``, add sinusoidal positions and run attention blocks
 from :mod:`polymodal.layers.transformer` (``F.scaled_dot_product_attention``), so sequences
 of different lengths (unaligned) are handled by key padding masks, never by loops over
 time.  A step is valid when its mask is True *and* its modality is present in the
@@ -18,11 +18,10 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from polymodal.encoders.base import EncoderOutput, masked_mean
+from polymodal.encoders.base import masked_mean
 from polymodal.fusion.base import (
     FUSIONS,
     Fusion,
-    FusionOutput,
     check_fusion_inputs,
     check_positive_int,
     check_probability,
@@ -35,6 +34,7 @@ from polymodal.layers.transformer import (
     TransformerBlock,
     TransformerEncoder,
 )
+from polymodal.outputs import EncoderOutput, FusionOutput
 
 
 def valid_sequences(
@@ -68,14 +68,14 @@ def valid_sequences(
     return out
 
 
-def _check_attention_sizes(owner: str, d_model: int, heads: int, layers: int) -> None:
-    check_positive_int(owner, "d_model", d_model)
-    check_positive_int(owner, "heads", heads)
-    check_positive_int(owner, "layers", layers)
-    if d_model % heads:
+def _check_attention_sizes(owner: str, hidden_dim: int, num_heads: int, num_layers: int) -> None:
+    check_positive_int(owner, "hidden_dim", hidden_dim)
+    check_positive_int(owner, "num_heads", num_heads)
+    check_positive_int(owner, "num_layers", num_layers)
+    if hidden_dim % num_heads:
         raise ValueError(
-            f"{owner}: 'd_model' must be divisible by 'heads', got d_model={d_model}, "
-            f"heads={heads}; pick heads that divides d_model."
+            f"{owner}: 'hidden_dim' must be divisible by 'num_heads', got hidden_dim={hidden_dim}, "
+            f"num_heads={num_heads}; pick num_heads that divides hidden_dim."
         )
 
 
@@ -88,34 +88,39 @@ def _check_two_modalities(fusion: Fusion) -> None:
 
 
 class _Embed(nn.Module):
-    """Per-modality linear projection to ``d_model`` plus sinusoidal positions."""
+    """Per-modality linear projection to ``hidden_dim`` plus sinusoidal positions."""
 
-    def __init__(self, in_dims: dict[str, int], d_model: int) -> None:
+    def __init__(self, in_dims: dict[str, int], hidden_dim: int) -> None:
         super().__init__()
-        self.proj = nn.ModuleDict({n: nn.Linear(d, d_model) for n, d in in_dims.items()})
-        self.pos = SinusoidalPositionalEncoding(d_model)
+        self.proj = nn.ModuleDict({n: nn.Linear(d, hidden_dim) for n, d in in_dims.items()})
+        self.pos = SinusoidalPositionalEncoding(hidden_dim)
 
     def forward(self, name: str, seq: Tensor) -> Tensor:
-        """Shape: seq (B, L, D_m) -> (B, L, d_model)."""
+        """Shape: seq (B, L, D_m) -> (B, L, hidden_dim)."""
         return self.pos(self.proj[name](seq))  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- MulT
 
 
+@FUSIONS.register(
+    "mult",
+    "MulT: directional cross-modal attention between unaligned sequences, pooled.",
+    kind="feature",
+)
 class MulTFusion(Fusion):
     """Multimodal Transformer (Tsai et al. 2019, "Multimodal Transformer for Unaligned
     Multimodal Language Sequences", ACL), for any M >= 2 modalities.
 
-    Every modality's sequence is projected to ``d_model`` (a kernel-1 temporal convolution,
+    Every modality's sequence is projected to ``hidden_dim`` (a kernel-1 temporal convolution,
     i.e. a linear map per step) with sinusoidal positions.  For every target modality t and
-    every other (source) modality s, a directional cross-modal transformer of ``layers``
+    every other (source) modality s, a directional cross-modal transformer of ``num_layers``
     pre-norm blocks lets t's steps attend to s's steps (queries from t, keys/values the
     layer-normalised low-level features of s, re-used at every layer as in the paper), for
     sequences of different lengths (unaligned).  The M - 1 outputs of target t are
-    concatenated feature-wise, (B, L_t, (M - 1) d_model), passed through a self-attention
-    transformer of ``layers`` blocks, and pooled by a masked mean over t's valid steps.  The
-    M pooled vectors are concatenated: out_dim = M (M - 1) d_model.
+    concatenated feature-wise, (B, L_t, (M - 1) hidden_dim), passed through a self-attention
+    transformer of ``num_layers`` blocks, and pooled by a masked mean over t's valid steps.  The
+    M pooled vectors are concatenated: out_dim = M (M - 1) hidden_dim.
 
     Missing modalities: an absent source is masked out as attention keys, so its
     cross-modal blocks add no attention and only pass the target's own stream through
@@ -126,36 +131,34 @@ class MulTFusion(Fusion):
 
     Args:
         in_dims: modality name -> D_m of its encoder's sequence features.
-        num_outputs: prediction size (unused: MulT fusion is feature-level).
-        d_model: common width of the cross-modal streams.
-        heads: attention heads (must divide ``d_model``).
-        layers: blocks in each cross-modal transformer and in each self-attention stack.
+        hidden_dim: common width of the cross-modal streams.
+        num_heads: attention heads (must divide ``hidden_dim``).
+        num_layers: blocks in each cross-modal transformer and in each self-attention stack.
         dropout: dropout on attention weights and residual branches.
     """
 
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
-        d_model: int = 32,
-        heads: int = 4,
-        layers: int = 2,
+        hidden_dim: int = 32,
+        num_heads: int = 4,
+        num_layers: int = 2,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
         _check_two_modalities(self)
-        _check_attention_sizes(owner, d_model, heads, layers)
+        _check_attention_sizes(owner, hidden_dim, num_heads, num_layers)
         dropout = check_probability(owner, "dropout", dropout)
         m = len(self.names)
-        self.embed = _Embed(self.in_dims, d_model)
+        self.embed = _Embed(self.in_dims, hidden_dim)
         self.cross = nn.ModuleDict(
             {
                 t: nn.ModuleDict(
                     {
                         s: nn.ModuleList(
-                            CrossAttentionBlock(d_model, heads, dropout=dropout)
-                            for _ in range(layers)
+                            CrossAttentionBlock(hidden_dim, num_heads, dropout=dropout)
+                            for _ in range(num_layers)
                         )
                         for s in self.names
                         if s != t
@@ -166,11 +169,11 @@ class MulTFusion(Fusion):
         )
         self.memory = nn.ModuleDict(
             {
-                t: TransformerEncoder((m - 1) * d_model, layers, heads, dropout=dropout)
+                t: TransformerEncoder((m - 1) * hidden_dim, num_layers, num_heads, dropout=dropout)
                 for t in self.names
             }
         )
-        self.out_dim = m * (m - 1) * d_model
+        self.out_dim = m * (m - 1) * hidden_dim
 
     def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
         """Cross-modal attention between every ordered pair, self-attention, pooling.
@@ -183,7 +186,7 @@ class MulTFusion(Fusion):
             - inputs[m].sequence: (B, L_m, D_m), lengths may differ across modalities
             - inputs[m].mask: (B, L_m) bool
             - present[m]: (B,)
-            - output.fused: (B, M (M - 1) d_model)
+            - output.features: (B, M (M - 1) hidden_dim)
         """
         seqs = valid_sequences(self, inputs, present)
         x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
@@ -202,24 +205,29 @@ class MulTFusion(Fusion):
                 chunks.append(h)
             h = self.memory[t](torch.cat(chunks, dim=-1), valid[t])  # (B, L_t, (M - 1) d)
             pooled.append(zero_absent(masked_mean(h, valid[t]), present[t]))
-        return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, M (M - 1) d)
+        return FusionOutput(features=torch.cat(pooled, dim=1))  # (B, M (M - 1) d)
 
 
 # --------------------------------------------------------------------------- co-attention
 
 
+@FUSIONS.register(
+    "coattention",
+    "ViLBERT co-attention: each stream attends to the others, then to itself.",
+    kind="feature",
+)
 class CoAttentionFusion(Fusion):
     """Co-attentional transformer streams (Lu et al. 2019, "ViLBERT: Pretraining
     Task-Agnostic Visiolinguistic Representations for Vision-and-Language Tasks", NeurIPS).
 
-    Each modality keeps its own stream of width ``d_model`` (projected sequence plus
+    Each modality keeps its own stream of width ``hidden_dim`` (projected sequence plus
     sinusoidal positions).  A layer has two steps, run in every stream from the previous
     layer's states: a co-attention block (ViLBERT's Co-TRM: queries from the stream,
     keys/values from the other modality, then an MLP) and a self-attention block (TRM).
     With M > 2 modalities, each stream co-attends to the concatenation along time of all the
     other streams (sorted order), with their padding masks; for M = 2 this is ViLBERT's
     two-stream layer.  Each stream is layer-normalised and pooled by a masked mean over its
-    valid steps; the M pooled vectors are concatenated: out_dim = M d_model.
+    valid steps; the M pooled vectors are concatenated: out_dim = M hidden_dim.
 
     Missing modalities: an absent modality's steps are masked out as keys of the other
     streams, and its own pooled vector is zero.  With no modality present the output is
@@ -227,42 +235,40 @@ class CoAttentionFusion(Fusion):
 
     Args:
         in_dims: modality name -> D_m of its encoder's sequence features.
-        num_outputs: prediction size (unused: co-attention fusion is feature-level).
-        d_model: width of every stream.
-        heads: attention heads (must divide ``d_model``).
-        layers: co-attention + self-attention layers.
+        hidden_dim: width of every stream.
+        num_heads: attention heads (must divide ``hidden_dim``).
+        num_layers: co-attention + self-attention layers.
         dropout: dropout on attention weights and residual branches.
     """
 
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
-        d_model: int = 32,
-        heads: int = 4,
-        layers: int = 2,
+        hidden_dim: int = 32,
+        num_heads: int = 4,
+        num_layers: int = 2,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
         _check_two_modalities(self)
-        _check_attention_sizes(owner, d_model, heads, layers)
+        _check_attention_sizes(owner, hidden_dim, num_heads, num_layers)
         dropout = check_probability(owner, "dropout", dropout)
-        self.embed = _Embed(self.in_dims, d_model)
+        self.embed = _Embed(self.in_dims, hidden_dim)
         self.co_blocks = nn.ModuleList(
             nn.ModuleDict(
-                {n: CrossAttentionBlock(d_model, heads, dropout=dropout) for n in self.names}
+                {n: CrossAttentionBlock(hidden_dim, num_heads, dropout=dropout) for n in self.names}
             )
-            for _ in range(layers)
+            for _ in range(num_layers)
         )
         self.self_blocks = nn.ModuleList(
             nn.ModuleDict(
-                {n: TransformerBlock(d_model, heads, dropout=dropout) for n in self.names}
+                {n: TransformerBlock(hidden_dim, num_heads, dropout=dropout) for n in self.names}
             )
-            for _ in range(layers)
+            for _ in range(num_layers)
         )
-        self.norm = nn.ModuleDict({n: nn.LayerNorm(d_model) for n in self.names})
-        self.out_dim = len(self.names) * d_model
+        self.norm = nn.ModuleDict({n: nn.LayerNorm(hidden_dim) for n in self.names})
+        self.out_dim = len(self.names) * hidden_dim
 
     def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
         """Co-attention and self-attention in every stream, then pooling.
@@ -275,7 +281,7 @@ class CoAttentionFusion(Fusion):
             - inputs[m].sequence: (B, L_m, D_m), lengths may differ across modalities
             - inputs[m].mask: (B, L_m) bool
             - present[m]: (B,)
-            - output.fused: (B, M d_model)
+            - output.features: (B, M hidden_dim)
         """
         seqs = valid_sequences(self, inputs, present)
         x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
@@ -292,18 +298,23 @@ class CoAttentionFusion(Fusion):
         pooled = [
             zero_absent(masked_mean(self.norm[n](x[n]), valid[n]), present[n]) for n in self.names
         ]  # (B, d) each
-        return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, M d)
+        return FusionOutput(features=torch.cat(pooled, dim=1))  # (B, M d)
 
 
 # --------------------------------------------------------------------------- bottleneck
 
 
+@FUSIONS.register(
+    "bottleneck",
+    "MBT: per-modality transformers exchanging through shared bottleneck tokens.",
+    kind="feature",
+)
 class BottleneckFusion(Fusion):
     """Multimodal Bottleneck Transformer (Nagrani et al. 2021, "Attention Bottlenecks for
     Multimodal Fusion", NeurIPS), for any number of modalities.
 
     Each modality has its own transformer stream (projected sequence plus sinusoidal
-    positions, ``layers`` pre-norm blocks, separate weights per modality).  From layer
+    positions, ``num_layers`` pre-norm blocks, separate weights per modality).  From layer
     ``fusion_layer`` on, ``num_bottlenecks`` shared bottleneck tokens z (learned initial
     values) are appended to every stream: stream m runs its block over ``[x_m; z]`` and
     returns ``[x_m'; z_m']``, and the new bottleneck is the average of the ``z_m'``.
@@ -311,7 +322,7 @@ class BottleneckFusion(Fusion):
     average of layer l reaches the streams in layer l + 1.  Earlier layers are unimodal.
     Each stream is layer-normalised and pooled by a masked mean over its valid steps; the M
     pooled vectors and the mean of the final (layer-normalised) bottleneck tokens are
-    concatenated, so the last layer's exchange is used too: out_dim = (M + 1) d_model.
+    concatenated, so the last layer's exchange is used too: out_dim = (M + 1) hidden_dim.
 
     Missing modalities: an absent modality's steps are masked out as keys of its stream,
     its bottleneck update is excluded from the average (the average is over present
@@ -321,10 +332,9 @@ class BottleneckFusion(Fusion):
 
     Args:
         in_dims: modality name -> D_m of its encoder's sequence features.
-        num_outputs: prediction size (unused: bottleneck fusion is feature-level).
-        d_model: width of every stream and of the bottleneck tokens.
-        heads: attention heads (must divide ``d_model``).
-        layers: transformer blocks per stream.
+        hidden_dim: width of every stream and of the bottleneck tokens.
+        num_heads: attention heads (must divide ``hidden_dim``).
+        num_layers: transformer blocks per stream.
         num_bottlenecks: number of shared bottleneck tokens.
         fusion_layer: index of the first layer that uses the bottleneck (0 = all layers).
         dropout: dropout on attention weights and residual branches.
@@ -333,37 +343,36 @@ class BottleneckFusion(Fusion):
     def __init__(
         self,
         in_dims: dict[str, int],
-        num_outputs: int,
-        d_model: int = 32,
-        heads: int = 4,
-        layers: int = 2,
+        hidden_dim: int = 32,
+        num_heads: int = 4,
+        num_layers: int = 2,
         num_bottlenecks: int = 4,
         fusion_layer: int = 0,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs)
+        super().__init__(in_dims)
         owner = type(self).__name__
-        _check_attention_sizes(owner, d_model, heads, layers)
+        _check_attention_sizes(owner, hidden_dim, num_heads, num_layers)
         check_positive_int(owner, "num_bottlenecks", num_bottlenecks)
         check_positive_int(owner, "fusion_layer", fusion_layer, minimum=0)
-        if fusion_layer >= layers:
+        if fusion_layer >= num_layers:
             raise ValueError(
-                f"{owner}: 'fusion_layer' must be below 'layers' ({layers}) so that at least one "
-                f"layer exchanges information through the bottleneck, got {fusion_layer}."
+                f"{owner}: 'fusion_layer' must be below 'num_layers' ({num_layers}) so that at "
+                f"least one layer exchanges information through the bottleneck, got {fusion_layer}."
             )
         dropout = check_probability(owner, "dropout", dropout)
-        self.embed = _Embed(self.in_dims, d_model)
-        self.bottleneck = nn.Parameter(torch.randn(num_bottlenecks, d_model) * 0.02)
+        self.embed = _Embed(self.in_dims, hidden_dim)
+        self.bottleneck = nn.Parameter(torch.randn(num_bottlenecks, hidden_dim) * 0.02)
         self.blocks = nn.ModuleList(
             nn.ModuleDict(
-                {n: TransformerBlock(d_model, heads, dropout=dropout) for n in self.names}
+                {n: TransformerBlock(hidden_dim, num_heads, dropout=dropout) for n in self.names}
             )
-            for _ in range(layers)
+            for _ in range(num_layers)
         )
-        self.norm = nn.ModuleDict({n: nn.LayerNorm(d_model) for n in self.names})
-        self.bottleneck_norm = nn.LayerNorm(d_model)
+        self.norm = nn.ModuleDict({n: nn.LayerNorm(hidden_dim) for n in self.names})
+        self.bottleneck_norm = nn.LayerNorm(hidden_dim)
         self.fusion_layer = fusion_layer
-        self.out_dim = (len(self.names) + 1) * d_model
+        self.out_dim = (len(self.names) + 1) * hidden_dim
 
     def forward(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
         """Per-modality streams exchanging information through shared bottleneck tokens.
@@ -376,7 +385,7 @@ class BottleneckFusion(Fusion):
             - inputs[m].sequence: (B, L_m, D_m), lengths may differ across modalities
             - inputs[m].mask: (B, L_m) bool
             - present[m]: (B,)
-            - output.fused: (B, (M + 1) d_model)
+            - output.features: (B, (M + 1) hidden_dim)
         """
         seqs = valid_sequences(self, inputs, present)
         x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
@@ -406,67 +415,12 @@ class BottleneckFusion(Fusion):
             zero_absent(masked_mean(self.norm[n](x[n]), valid[n]), present[n]) for n in self.names
         ]  # (B, d) each
         pooled.append(self.bottleneck_norm(z).mean(dim=1))  # (B, d)
-        return FusionOutput(fused=torch.cat(pooled, dim=1))  # (B, (M + 1) d)
-
-
-# --------------------------------------------------------------------------- builders
-
-
-@FUSIONS.register(
-    "mult", "MulT: directional cross-modal attention between unaligned sequences, pooled."
-)
-def build_mult(
-    in_dims: dict[str, int],
-    num_outputs: int,
-    d_model: int = 32,
-    heads: int = 4,
-    layers: int = 2,
-    dropout: float = 0.0,
-) -> MulTFusion:
-    """Build :class:`MulTFusion` (feature level; fused is (B, M (M - 1) d_model))."""
-    return MulTFusion(in_dims, num_outputs, d_model, heads, layers, dropout)
-
-
-@FUSIONS.register(
-    "coattention", "ViLBERT co-attention: each stream attends to the others, then to itself."
-)
-def build_coattention(
-    in_dims: dict[str, int],
-    num_outputs: int,
-    d_model: int = 32,
-    heads: int = 4,
-    layers: int = 2,
-    dropout: float = 0.0,
-) -> CoAttentionFusion:
-    """Build :class:`CoAttentionFusion` (feature level; fused is (B, M d_model))."""
-    return CoAttentionFusion(in_dims, num_outputs, d_model, heads, layers, dropout)
-
-
-@FUSIONS.register(
-    "bottleneck", "MBT: per-modality transformers exchanging through shared bottleneck tokens."
-)
-def build_bottleneck(
-    in_dims: dict[str, int],
-    num_outputs: int,
-    d_model: int = 32,
-    heads: int = 4,
-    layers: int = 2,
-    num_bottlenecks: int = 4,
-    fusion_layer: int = 0,
-    dropout: float = 0.0,
-) -> BottleneckFusion:
-    """Build :class:`BottleneckFusion` (feature level; fused is (B, (M + 1) d_model))."""
-    return BottleneckFusion(
-        in_dims, num_outputs, d_model, heads, layers, num_bottlenecks, fusion_layer, dropout
-    )
+        return FusionOutput(features=torch.cat(pooled, dim=1))  # (B, (M + 1) d)
 
 
 __all__ = [
     "BottleneckFusion",
     "CoAttentionFusion",
     "MulTFusion",
-    "build_bottleneck",
-    "build_coattention",
-    "build_mult",
     "valid_sequences",
 ]

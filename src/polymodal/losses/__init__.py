@@ -1,6 +1,7 @@
 """Training objectives: functional form + ``nn.Module`` form of each.
 
-Contrastive objectives for joint embeddings (:func:`clip_loss` / :class:`ClipLoss`,
+Supervised objectives (:func:`task_loss`, :func:`sequence_loss`) and contrastive objectives
+for joint embeddings (:func:`clip_loss` / :class:`ClipLoss`,
 :func:`siglip_loss` / :class:`SigLipLoss`) take their distributed context (rank, world
 size) as constructor arguments, so they run and are tested on one CPU process.
 """
@@ -13,12 +14,15 @@ from polymodal.losses.contrastive import (
     ClipLoss,
     SigLipLoss,
     clip_loss,
+    multi_positive_clip_loss,
     siglip_loss,
 )
 from polymodal.losses.distributed import DistributedContext, gather_features
+from polymodal.losses.supervised import IGNORE_INDEX, sequence_loss, task_loss
 
 __all__ = [
     "CLIP_INIT_LOGIT_SCALE",
+    "IGNORE_INDEX",
     "MAX_LOGIT_SCALE",
     "SIGLIP_INIT_LOGIT_BIAS",
     "SIGLIP_INIT_LOGIT_SCALE",
@@ -27,5 +31,8 @@ __all__ = [
     "SigLipLoss",
     "clip_loss",
     "gather_features",
+    "multi_positive_clip_loss",
+    "sequence_loss",
     "siglip_loss",
+    "task_loss",
 ]

@@ -192,6 +192,31 @@ def siglip_loss(
 # --------------------------------------------------------------------------- modules
 
 
+def multi_positive_clip_loss(
+    a: Tensor, b: Tensor, owner: Tensor, logit_scale: Tensor | float
+) -> Tensor:
+    """CLIP's symmetric InfoNCE when each ``a`` row has several positive ``b`` rows.
+
+    ``b -> a``: cross-entropy of each ``b`` row over the ``a`` rows, target its owner.
+    ``a -> b``: ``-log`` of the softmax probability mass each ``a`` row puts on all of its
+    own ``b`` rows (a multi-positive InfoNCE: any of an image's five captions is a hit).
+    The two directions are averaged.  ``a`` and ``b`` are L2-normalised here;
+    ``logit_scale`` is the log of the inverse temperature, as in :func:`clip_loss`.
+
+    Shape:
+        a: (B, D); b: (M, D); owner: (M,) long, the ``a`` row of each ``b`` row, every
+        ``a`` row owning at least one; output: () scalar.
+    """
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    scale = torch.as_tensor(logit_scale, dtype=a.dtype, device=a.device).exp()
+    logits = scale * a @ b.T  # (B, M)
+    b_to_a = F.cross_entropy(logits.T, owner)
+    positive = owner[None, :] == torch.arange(a.shape[0], device=a.device)[:, None]  # (B, M)
+    pos_lse = logits.masked_fill(~positive, float("-inf")).logsumexp(dim=1)  # (B,)
+    a_to_b = (logits.logsumexp(dim=1) - pos_lse).mean()
+    return (a_to_b + b_to_a) / 2
+
+
 class ClipLoss(nn.Module):
     """Symmetric InfoNCE (CLIP) with a learnable temperature; see :func:`clip_loss`.
 

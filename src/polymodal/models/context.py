@@ -2,7 +2,7 @@
 
 :class:`ContextModel` wraps an utterance-level :class:`MultimodalModel` (any registered
 *feature-level* fusion): the utterance model encodes and fuses every utterance of a batch
-of videos on its own, giving one fused embedding per utterance (``ModelOutput.fused``);
+of videos on its own, giving one fused embedding per utterance (``ModelOutput.features``);
 those embeddings are laid out as one sequence per video and read by a bidirectional GRU
 (packed, so padding never enters the recurrence) or a transformer encoder (padding masked
 out of the attention keys, sinusoidal positions for the utterance order).  Each utterance
@@ -11,25 +11,56 @@ is classified from its context state concatenated with its own fused embedding::
     utterances (N) --utterance model--> fused (N, D) --pad--> (V, U, D)
         --biGRU / transformer--> (V, U, H) --concat fused, dropout, linear--> (V, U, K)
 
-Decision-level fusions (``late``, ``hybrid``) are rejected: their ``fused`` output *is*
-the K logits, a K-d summary that throws away the representation a context model needs.
-Use the utterance model's logits as they are, or a feature-level fusion, instead.
+Decision-level fusions (``late``, ``hybrid``) are rejected: they have no fused
+representation, only the K logits, a K-d summary that throws away what a context model
+needs.  Use the utterance model's logits as they are, or a feature-level fusion, instead.
+
+:class:`ContextConfig` is the context part of a ``task: context`` run's config.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from polymodal.config import Config, param
 from polymodal.data.context import VideoBatch, pad_utterances
+from polymodal.errors import unknown_name_error
 from polymodal.models.multimodal import MultimodalModel
-from polymodal.registry import unknown_name_error
 
 CONTEXTS = ("gru", "transformer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContextConfig(Config):
+    """The sequence model over each video's utterances (see :class:`ContextModel`).
+
+    Args:
+        context: ``"gru"`` (bidirectional, packed) or ``"transformer"``.
+        hidden_dim: GRU hidden size per direction, or the transformer's width.
+        num_layers: stacked GRU / transformer layers.
+        dropout: dropout on the context input, between layers and before the classifier.
+        num_heads: attention heads of the transformer (ignored by the GRU).
+    """
+
+    context: Literal["gru", "transformer"] = "gru"
+    hidden_dim: int = param(64, ge=1)
+    num_layers: int = param(1, ge=1)
+    dropout: float = param(0.1, ge=0, lt=1)
+    num_heads: int = param(4, ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.context == "transformer" and self.hidden_dim % self.num_heads:
+            raise ValueError(
+                f"ContextConfig: hidden_dim={self.hidden_dim} must be divisible by "
+                f"num_heads={self.num_heads} for the transformer; change one of them."
+            )
 
 
 @dataclass
@@ -67,11 +98,11 @@ class ContextModel(nn.Module):
             classification task; trained jointly (its gradients flow).
         context: ``"gru"`` (bidirectional, packed) or ``"transformer"`` (masked
             self-attention over the video's utterances).
-        hidden: the context width H: GRU hidden size per direction (the output is 2H), or
-            the transformer's model width (``hidden`` divisible by ``heads``).
-        layers: stacked GRU / transformer layers (>= 1).
+        hidden_dim: the context width H: GRU hidden size per direction (the output is 2H),
+            or the transformer's model width (divisible by ``num_heads``).
+        num_layers: stacked GRU / transformer layers (>= 1).
         dropout: dropout on the context input, between layers and before the classifier.
-        heads: attention heads of the transformer (ignored by the GRU).
+        num_heads: attention heads of the transformer (ignored by the GRU).
 
     The utterance model's head is not used for the prediction (only for
     ``ContextOutput.utterance_logits``); a new linear classifier reads
@@ -82,10 +113,10 @@ class ContextModel(nn.Module):
         self,
         utterance_model: MultimodalModel,
         context: str = "gru",
-        hidden: int = 64,
-        layers: int = 1,
+        hidden_dim: int = 64,
+        num_layers: int = 1,
         dropout: float = 0.1,
-        heads: int = 4,
+        num_heads: int = 4,
     ) -> None:
         super().__init__()
         if not isinstance(utterance_model, MultimodalModel):
@@ -93,12 +124,12 @@ class ContextModel(nn.Module):
                 f"ContextModel: utterance_model must be a MultimodalModel (build_model), got "
                 f"{type(utterance_model).__name__}."
             )
-        if utterance_model.fusion.decision_level:
+        if utterance_model.decision_level:
             raise ValueError(
                 f"ContextModel: the utterance model's fusion "
-                f"{type(utterance_model.fusion).__name__} is decision-level: its fused output "
-                f"is the {utterance_model.num_outputs} logits, not an embedding to give "
-                "context to. Build the utterance model with a feature-level fusion (early, "
+                f"{type(utterance_model.fusion).__name__} is decision-level: it gives only "
+                f"the {utterance_model.num_outputs} logits, not an embedding to give context "
+                "to. Build the utterance model with a feature-level fusion (early, "
                 "tensor, lowrank, attention, gmu, mult, coattention, bottleneck, graph)."
             )
         if utterance_model.task != "classification":
@@ -108,14 +139,19 @@ class ContextModel(nn.Module):
             )
         if context not in CONTEXTS:
             raise unknown_name_error("context", context, list(CONTEXTS))
-        for name, value in (("hidden", hidden), ("layers", layers), ("heads", heads)):
+        hidden, layers, heads = hidden_dim, num_layers, num_heads
+        for name, value in (
+            ("hidden_dim", hidden),
+            ("num_layers", layers),
+            ("num_heads", heads),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ContextModel: {name} must be an int >= 1, got {value!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"ContextModel: dropout must be in [0, 1), got {dropout!r}.")
         if context == "transformer" and hidden % heads:
             raise ValueError(
-                f"ContextModel: hidden={hidden} must be divisible by heads={heads} for the "
+                f"ContextModel: hidden_dim={hidden} must be divisible by num_heads={heads} for the "
                 "transformer; change one of them."
             )
         self.utterance_model = utterance_model
@@ -124,7 +160,7 @@ class ContextModel(nn.Module):
         self.num_outputs = utterance_model.num_outputs
         in_dim = int(utterance_model.fusion.out_dim)
         self.in_dim = in_dim
-        self.hidden = hidden
+        self.hidden_dim = hidden
         self.input_dropout = nn.Dropout(dropout)
         self.rnn: nn.GRU | None = None
         self.proj: nn.Linear | None = None
@@ -166,7 +202,7 @@ class ContextModel(nn.Module):
             ctx, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
             return ctx  # (V, U, 2H)
         assert self.proj is not None and self.encoder is not None  # set in __init__
-        h = self.proj(x) + sinusoidal_positions(x.shape[1], self.hidden).to(x)  # (V, U, H)
+        h = self.proj(x) + sinusoidal_positions(x.shape[1], self.hidden_dim).to(x)  # (V, U, H)
         h = self.encoder(h, src_key_padding_mask=~mask)  # (V, U, H)
         return h * mask[..., None].to(h.dtype)
 
@@ -187,12 +223,13 @@ class ContextModel(nn.Module):
         lengths = batch.lengths
         if bool((lengths < 1).any()):
             raise ValueError(f"Every video needs >= 1 utterance; got lengths {lengths.tolist()}.")
-        out = self.utterance_model(batch.utterances)  # fused (N, D), logits (N, K)
-        fused = pad_utterances(out.fused, lengths)  # (V, U, D)
+        out = self.utterance_model(batch.utterances)  # features (N, D), logits (N, K)
+        assert out.features is not None  # feature-level fusion, checked in __init__
+        fused = pad_utterances(out.features, lengths)  # (V, U, D)
         mask = batch.mask.to(fused.device)
         ctx = self._contextualise(self.input_dropout(fused), lengths, mask)  # (V, U, C)
         logits = self.classifier(torch.cat([ctx, fused], dim=-1))  # (V, U, K)
         return ContextOutput(logits, mask, pad_utterances(out.logits, lengths))
 
 
-__all__ = ["CONTEXTS", "ContextModel", "ContextOutput", "sinusoidal_positions"]
+__all__ = ["CONTEXTS", "ContextConfig", "ContextModel", "ContextOutput", "sinusoidal_positions"]

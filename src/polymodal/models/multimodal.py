@@ -1,18 +1,24 @@
-"""The multimodal predictor: per-modality encoders, a fusion, a head, composed."""
+"""The multimodal predictor: per-modality encoders, a fusion, a head, composed.
+
+``encoders -> fusion -> head`` for a feature-level fusion (the head reads the fused
+features); ``encoders -> decision-level fusion`` for ``late``/``hybrid``, which predict the
+logits themselves (:mod:`polymodal.models.decision`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from polymodal.data.modality import TASKS, ModalityKind
 from polymodal.data.sample import Batch, ModalityBatch
-from polymodal.encoders.base import Encoder, EncoderOutput
+from polymodal.encoders.base import Encoder
+from polymodal.errors import unknown_name_error
 from polymodal.fusion.base import Fusion
-from polymodal.registry import unknown_name_error
+from polymodal.models.decision import DecisionFusion
+from polymodal.outputs import DecisionOutput, EncoderOutput, FusionOutput, ModelOutput
 
 # Dimensions of a batch's ``values`` per kind, as collate lays them out (B first).
 _BATCH_LAYOUT: dict[ModalityKind, tuple[tuple[int, ...], str]] = {
@@ -25,30 +31,6 @@ _BATCH_LAYOUT: dict[ModalityKind, tuple[tuple[int, ...], str]] = {
 }
 
 
-@dataclass
-class ModelOutput:
-    """What :class:`MultimodalModel` returns.
-
-    Attributes:
-        logits: (B, K) for classification (class logits) and multilabel (label logits);
-            (B,) for regression, the K = 1 axis squeezed so that it lines up with the
-            (B,) regression targets of :class:`~polymodal.data.sample.Batch` (a (B, 1) vs
-            (B,) loss would silently broadcast to (B, B)).
-        fused: (B, D) the fusion's output (equal to ``logits`` before squeezing for
-            decision-level fusion).
-        modality_logits: modality name -> per-modality logits, shaped like ``logits``
-            (zero where the modality is absent), from fusions with per-modality heads;
-            else ``None``.
-        weights: (B, M) per-example modality weights in sorted-modality order, from
-            fusions that have them; else ``None``.
-    """
-
-    logits: Tensor
-    fused: Tensor
-    modality_logits: dict[str, Tensor] | None = None
-    weights: Tensor | None = None
-
-
 class MultimodalModel(nn.Module):
     """Encoders per modality -> fusion -> head, composed from modules already built.
 
@@ -59,10 +41,10 @@ class MultimodalModel(nn.Module):
     Args:
         encoders: modality name -> :class:`Encoder`; must cover exactly ``fusion.names``, and
             each encoder's ``out_dim`` must match ``fusion.in_dims``.
-        fusion: a built :class:`Fusion`.
-        head: maps the fused (B, fusion.out_dim) to (B, num_outputs) logits.  ``None`` means
-            no head (identity) for a decision-level fusion, and a ``nn.Linear`` for a
-            feature-level one.
+        fusion: a built :class:`~polymodal.fusion.base.Fusion` (feature level) or
+            :class:`~polymodal.models.decision.DecisionFusion` (decision level).
+        head: maps the fused (B, fusion.out_dim) to (B, num_outputs) logits; ``None`` means
+            a ``nn.Linear``.  A decision-level fusion takes no head.
         task: ``"classification"``, ``"regression"`` or ``"multilabel"``.
         num_outputs: K, logits per example (1 for regression).
         modality_dropout: modality name -> probability in [0, 1) of hiding that modality
@@ -73,7 +55,7 @@ class MultimodalModel(nn.Module):
     def __init__(
         self,
         encoders: Mapping[str, Encoder],
-        fusion: Fusion,
+        fusion: Fusion | DecisionFusion,
         head: nn.Module | None,
         task: str,
         num_outputs: int,
@@ -90,8 +72,10 @@ class MultimodalModel(nn.Module):
                 f"task='regression' predicts one value per example, so num_outputs must be 1; "
                 f"got {num_outputs}."
             )
-        if not isinstance(fusion, Fusion):
-            raise TypeError(f"fusion must be a polymodal Fusion, got {type(fusion).__name__}.")
+        if not isinstance(fusion, Fusion | DecisionFusion):
+            raise TypeError(
+                f"fusion must be a polymodal Fusion or DecisionFusion, got {type(fusion).__name__}."
+            )
         if sorted(encoders) != fusion.names:
             raise ValueError(
                 f"The encoders cover modalities {sorted(encoders)}, but the fusion was built "
@@ -111,11 +95,17 @@ class MultimodalModel(nn.Module):
                     f"in_dims[{name!r}] = {fusion.in_dims[name]}; build the fusion with "
                     "in_dims from the encoders' out_dim."
                 )
-        if fusion.decision_level and head is None and fusion.out_dim != num_outputs:
+        decision = isinstance(fusion, DecisionFusion)
+        if decision and fusion.num_outputs != num_outputs:
             raise ValueError(
-                f"Decision-level fusion {type(fusion).__name__} outputs {fusion.out_dim} "
+                f"Decision-level fusion {type(fusion).__name__} outputs {fusion.num_outputs} "
                 f"logits, but num_outputs is {num_outputs}; build it with "
                 f"num_outputs={num_outputs}."
+            )
+        if decision and head is not None:
+            raise ValueError(
+                f"Decision-level fusion {type(fusion).__name__} predicts the logits itself; "
+                "pass head=None."
             )
         drop = dict(modality_dropout or {})
         if len(encoders) == 1 and any(p > 0 for p in drop.values()):
@@ -133,11 +123,12 @@ class MultimodalModel(nn.Module):
 
         self.encoders = nn.ModuleDict({n: encoders[n] for n in sorted(encoders)})
         self.fusion = fusion
-        if head is None:
-            head = (
-                nn.Identity() if fusion.decision_level else nn.Linear(fusion.out_dim, num_outputs)
-            )
-        self.head = head
+        self.decision_level = decision
+        self.head: nn.Module | None = (
+            None
+            if decision
+            else (head if head is not None else nn.Linear(fusion.out_dim, num_outputs))
+        )
         self.task = task
         self.num_outputs = num_outputs
         self.names: list[str] = list(self.encoders)
@@ -211,7 +202,7 @@ class MultimodalModel(nn.Module):
             - batch[m].values: per kind, see :class:`~polymodal.data.modality.ModalityKind`
             - batch[m].present: (B,)
             - output.logits: (B, K); (B,) for regression
-            - output.fused: (B, D), D = ``fusion.out_dim``
+            - output.features: (B, D), D = ``fusion.out_dim`` (``None`` for decision level)
             - output.modality_logits[m]: like ``logits``
             - output.weights: (B, M)
         """
@@ -225,20 +216,26 @@ class MultimodalModel(nn.Module):
             encoded[name] = self.encoders[name](mb)
             present[name] = mb.present.to(torch.bool)
         out = self.fusion(encoded, present)
-        logits = self.head(out.fused)  # (B, K)
         b = batch.batch_size
+        features: Tensor | None = None
+        modality_logits: dict[str, Tensor] | None = None
+        if isinstance(out, DecisionOutput):
+            logits, modality_logits = out.logits, out.modality_logits  # (B, K)
+        else:
+            assert isinstance(out, FusionOutput) and self.head is not None  # feature level
+            features = out.features  # (B, D)
+            logits = self.head(features)  # (B, K)
         if tuple(logits.shape) != (b, self.num_outputs):
             raise ValueError(
-                f"The head produced logits of shape {tuple(logits.shape)}, expected "
-                f"({b}, {self.num_outputs}); make the head map (B, {self.fusion.out_dim}) to "
-                f"(B, {self.num_outputs})."
+                f"The {'fusion' if self.decision_level else 'head'} produced logits of shape "
+                f"{tuple(logits.shape)}, expected ({b}, {self.num_outputs}); make it map "
+                f"(B, {self.fusion.out_dim}) to (B, {self.num_outputs})."
             )
-        modality_logits = out.modality_logits
         if self.task == "regression":
             logits = logits.squeeze(-1)  # (B,)
             if modality_logits is not None:
                 modality_logits = {k: v.squeeze(-1) for k, v in modality_logits.items()}
-        return ModelOutput(logits, out.fused, modality_logits, out.weights)
+        return ModelOutput(logits, features, modality_logits, out.weights)
 
     @torch.no_grad()
     def predict(self, batch: Batch, threshold: float = 0.5) -> Tensor:

@@ -1,10 +1,11 @@
-"""Embedding retrieval: indexes (exact or FAISS), search, and retrieval metrics.
+"""Embedding retrieval: indexes (exact or FAISS), search, metrics and zero-shot labels.
 
 ``ExactIndex`` needs only torch; ``FaissIndex`` needs the optional ``faiss`` package
 (``pip install "polymodal[retrieval]"``), imported only when one is built or loaded.
+The joint spaces searched here, their training and their embeddings live in
+:mod:`polymodal.joint`; nothing here imports training.
 """
 
-from polymodal.retrieval.features import FeatureSet, cached_features, embed_pooled
 from polymodal.retrieval.index import (
     FORMAT_VERSION,
     ExactIndex,
@@ -26,14 +27,11 @@ __all__ = [
     "FORMAT_VERSION",
     "ExactIndex",
     "FaissIndex",
-    "FeatureSet",
     "Index",
     "SearchResult",
     "ZeroShotResult",
     "build_prompts",
-    "cached_features",
     "class_embeddings",
-    "embed_pooled",
     "load_index",
     "model_text_embedder",
     "rank_metrics",

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from polymodal.data.sample import ModalityBatch
-from polymodal.models.joint import JointEmbeddingModel
+from polymodal.joint.model import JointEmbeddingModel
 
 #: Digit class names as words (MNIST, spoken digits).
 DIGIT_NAMES: tuple[str, ...] = (

@@ -1,61 +1,77 @@
-"""Training: configs, the training loop, checkpoints, metrics, schedules and seeding.
+"""Training: one loop, and each training mode a strategy of it.
 
-``train(load_config("configs/mosi.yaml", ["optim.lr=3e-4"]))`` runs a whole experiment;
-:class:`Trainer` trains a model you built yourself on data sets you built yourself.
+=================== =================================================================
+file                holds
+=================== =================================================================
+``loop.py``         :class:`Trainer` (the loop), :class:`Strategy`, :class:`TrainResult`,
+                    :class:`LoopState`, :class:`Callback`
+``config.py``       :class:`RunConfig` (what every run shares), :class:`DataConfig`,
+                    :class:`OptimConfig`, :class:`TrainConfig`, :class:`ContextTrainConfig`,
+                    :func:`load_config`
+``tasks.py``        the registry of training tasks (config class + strategy builder)
+``supervised.py``   ``task: supervised``: labels of single examples
+``context.py``      ``task: context``: utterances in their video's context
+``data.py``         a run's splits (validation carved by group) and epoch order
+``schedule.py``     the one warmup + cosine schedule
+``seed.py``         seeding and saving/restoring every random generator
+=================== =================================================================
+
+The contrastive task lives with the joint embeddings it trains (``polymodal.joint.train``).
+A new training mode is a config class (a :class:`RunConfig` with its own ``task``), a
+:class:`Strategy` (its batches, its loss, its evaluation) and a builder registered with
+:func:`~polymodal.training.tasks.register_task`; the loop gives it checkpoints, exact
+resume, early stopping, logs and devices for free.
+
+``train(load_config("configs/mosi.yaml", ["optim.lr=3e-4"]))`` runs a whole experiment.
 """
 
-from polymodal.training.checkpoint import (
-    Checkpoint,
-    check_weights,
-    load_checkpoint,
-    save_checkpoint,
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from polymodal.training.config import (
+    ContextTrainConfig,
+    DataConfig,
+    OptimConfig,
+    RunConfig,
+    SupervisedOptim,
+    TrainConfig,
+    load_config,
 )
-from polymodal.training.config import DataConfig, OptimConfig, TrainConfig, load_config
-from polymodal.training.metrics import (
-    accuracy,
-    auroc,
-    compute_metrics,
-    macro_f1,
-    mae,
-    multilabel_f1,
-    pearson_r,
-)
+from polymodal.training.loop import Callback, LoopState, Strategy, Trainer, TrainResult
 from polymodal.training.schedule import WarmupCosine, build_scheduler
 from polymodal.training.seed import seed_everything
-from polymodal.training.trainer import (
-    Predictions,
-    Trainer,
-    TrainResult,
-    build_datasets,
-    evaluate,
-    predict,
-    train,
-)
+from polymodal.training.tasks import build_strategy, register_task
+
+
+def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Build ``cfg``'s data and model for its task, train on the one loop, test once.
+
+    Args:
+        cfg: any run config (:func:`load_config` returns the one its file's ``task`` names).
+        resume: continue the run in ``cfg.run_dir`` from its last checkpoint.
+        callbacks: hooks called during training (:class:`Callback`).
+    """
+    return Trainer(cfg, build_strategy(cfg), callbacks).fit(resume=resume)
+
 
 __all__ = [
-    "Checkpoint",
+    "Callback",
+    "ContextTrainConfig",
     "DataConfig",
+    "LoopState",
     "OptimConfig",
-    "Predictions",
+    "RunConfig",
+    "Strategy",
+    "SupervisedOptim",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "WarmupCosine",
-    "accuracy",
-    "auroc",
-    "build_datasets",
     "build_scheduler",
-    "check_weights",
-    "compute_metrics",
-    "evaluate",
-    "load_checkpoint",
+    "build_strategy",
     "load_config",
-    "macro_f1",
-    "mae",
-    "multilabel_f1",
-    "pearson_r",
-    "predict",
-    "save_checkpoint",
+    "register_task",
     "seed_everything",
     "train",
 ]

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.dataset import MultimodalDataset, TextRow, caption_row_id
 from polymodal.data.datasets._common import DatasetInfo, locate, register_dataset
 from polymodal.data.decode import decode_image
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
@@ -193,8 +193,10 @@ class Flickr8k(MultimodalDataset):
             meta={
                 "image": name,
                 "caption_index": k,
-                "captions": list(self._captions[i]),
                 "split": self._sides[i],
+                # one image, five texts: one text row per caption (sample_text_rows); in
+                # pairs mode each example is already one (image, caption) pair
+                **({} if self.pairs else {"captions": list(self._captions[i])}),
             },
         )
 
@@ -205,6 +207,27 @@ class Flickr8k(MultimodalDataset):
         if self.pairs:
             return [n for n in self._images for _ in range(CAPTIONS_PER_IMAGE)]
         return list(self._images)
+
+    def ids(self) -> list[str]:
+        """Example ids without decoding: image names (``<image>#<k>`` in pairs mode)."""
+        return [
+            caption_row_id(self._images[i], k) if self.pairs else self._images[i]
+            for i, k in map(self._locate, range(len(self)))
+        ]
+
+    def text_rows(self, modality: str, count: int | None = None) -> list[TextRow]:
+        """:meth:`MultimodalDataset.text_rows` without decoding images."""
+        if modality != "text":
+            raise KeyError(f"flickr8k has no text modality {modality!r}; it has 'text'.")
+        n = len(self) if count is None else min(count, len(self))
+        if self.pairs:
+            ids, texts = self.ids(), self.texts()
+            return [TextRow(ids[j], texts[j], j) for j in range(n)]
+        return [
+            TextRow(caption_row_id(self._images[j], k), text, j)
+            for j in range(n)
+            for k, text in enumerate(self._captions[j])
+        ]
 
     def images(self) -> list[str]:
         """The image names of the split, in order (one per image, whatever ``pairs``)."""

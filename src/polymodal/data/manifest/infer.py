@@ -149,6 +149,7 @@ def _resolve_target(
         return TargetSpec("classification", 0, (), name=""), None
     values = table.values(label_column)
     num: int | None
+    task: str
     if isinstance(target, TargetSpec):
         task = target.task
         names = target.class_names

@@ -22,8 +22,8 @@ Built from a :class:`JointConfig` (data, serialisable with ``to_dict``/``from_di
 
 Frozen pretrained encoders make the projections the only trainable part:
 :meth:`JointEmbeddingModel.project` applies a projection to pooled encoder features, so
-the projections can be trained on cached features (:mod:`polymodal.retrieval.features`,
-:mod:`polymodal.training.contrastive`).
+the projections can be trained on cached features (:mod:`polymodal.joint.features`,
+:mod:`polymodal.joint.train`).
 """
 
 from __future__ import annotations
@@ -32,52 +32,36 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.checkpoint import weights_checksum
+from polymodal.config import Config, check_mapping, param
 from polymodal.data.modality import ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import Encoder, build_encoder
+from polymodal.errors import did_you_mean
 from polymodal.layers.mlp import MLP
-from polymodal.models.config import (
-    EncoderConfig,
-    _check_int,
-    _check_keys,
-    _check_prob,
-    _suggest,
-)
+from polymodal.models.config import EncoderConfig
 
 PROJECTIONS = ("linear", "mlp", "residual")
 
 
-def weights_checksum(module: nn.Module) -> str:
-    """SHA-256 (first 16 hex digits) of every tensor of ``module.state_dict()``, in order."""
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        data = t.detach().to("cpu").contiguous().reshape(-1)
-        h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return h.hexdigest()[:16]
-
-
 @dataclass(frozen=True)
-class JointModalityConfig:
+class JointModalityConfig(Config):
     """One modality of a joint space: its spec, encoder and projection head.
 
     Args:
         spec: the modality (its ``name`` is the key used everywhere; ``kind``, ``shape``
             and ``sample_rate`` tell encoders and decoders what to expect).
         encoder: the registered encoder and its builder parameters.
-        projection: ``"linear"`` (one linear map), ``"mlp"`` (``layers`` linear maps
+        projection: ``"linear"`` (one linear map), ``"mlp"`` (``num_layers`` linear maps
             with GELU in between) or ``"residual"`` (the sum of both: a linear map plus
             an MLP correction, which keeps what a linear probe finds).
         hidden_dim: width of the MLP's hidden layers; ``None`` means ``max(in, dim)``.
-        layers: number of linear layers of the MLP (ignored for ``"linear"``).
+        num_layers: number of linear layers of the MLP (ignored for ``"linear"``).
         dropout: dropout after each hidden activation of the MLP (and on the input of a
             linear projection).
         input_norm: a LayerNorm on the encoder features before the projection (helps
@@ -86,56 +70,26 @@ class JointModalityConfig:
 
     spec: ModalitySpec
     encoder: EncoderConfig
-    projection: str = "mlp"
-    hidden_dim: int | None = None
-    layers: int = 2
-    dropout: float = 0.0
+    projection: Literal["linear", "mlp", "residual"] = "mlp"
+    hidden_dim: int | None = param(None, ge=1)
+    num_layers: int = param(2, ge=1)
+    dropout: float = param(0.0, ge=0, lt=1)
     input_norm: bool = False
-
-    def __post_init__(self) -> None:
-        where = f"JointModalityConfig({getattr(self.spec, 'name', '?')!r})"
-        if not isinstance(self.spec, ModalitySpec):
-            raise TypeError(f"{where}: 'spec' must be a ModalitySpec, got {self.spec!r}.")
-        if not isinstance(self.encoder, EncoderConfig):
-            raise TypeError(f"{where}: 'encoder' must be an EncoderConfig, got {self.encoder!r}.")
-        if self.projection not in PROJECTIONS:
-            raise ValueError(
-                f"{where}: 'projection' must be one of {list(PROJECTIONS)}, got "
-                f"{self.projection!r}." + _suggest(str(self.projection), PROJECTIONS)
-            )
-        if self.hidden_dim is not None:
-            _check_int(f"{where}.hidden_dim", self.hidden_dim, 1)
-        _check_int(f"{where}.layers", self.layers, 1)
-        _check_prob(f"{where}.dropout", self.dropout)
-        if not isinstance(self.input_norm, bool):
-            raise TypeError(f"{where}: 'input_norm' must be a bool, got {self.input_norm!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "spec": self.spec.to_dict(),
-            "encoder": self.encoder.to_dict(),
-            "projection": self.projection,
-            "hidden_dim": self.hidden_dim,
-            "layers": self.layers,
-            "dropout": self.dropout,
-            "input_norm": self.input_norm,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "joint modality") -> JointModalityConfig:
-        valid = ["spec", "encoder", "projection", "hidden_dim", "layers", "dropout", "input_norm"]
-        _check_keys(where, d, valid, required=("spec", "encoder"))
-        rest = {k: v for k, v in d.items() if k not in ("spec", "encoder")}
-        return cls(
-            spec=ModalitySpec.from_dict(dict(d["spec"])),
-            encoder=EncoderConfig.from_dict(d["encoder"], f"{where}.encoder"),
-            **rest,
-        )
 
 
 @dataclass(frozen=True)
-class JointConfig:
+class JointConfig(Config):
     """A joint embedding space over two or more modalities.
+
+    In YAML, modalities are a mapping keyed by name (so every entry has a dotted path for
+    ``key=value`` overrides, e.g. ``model.modalities.text.dropout=0.3``); a modality's
+    ``spec`` then needs no ``name``::
+
+        dim: 512
+        anchor: image
+        modalities:
+          image: {spec: {kind: image, shape: [3, 224, 224]}, encoder: {name: efficientnet_lite0}}
+          text: {spec: {kind: text}, encoder: {name: minilm}}
 
     Args:
         modalities: one :class:`JointModalityConfig` per modality (unique names).
@@ -145,28 +99,27 @@ class JointConfig:
     """
 
     modalities: tuple[JointModalityConfig, ...]
-    dim: int = 256
+    dim: int = param(256, ge=1)
     anchor: str | None = None
     names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        mods = tuple(self.modalities)
-        if len(mods) < 2 or not all(isinstance(m, JointModalityConfig) for m in mods):
+        super().__post_init__()
+        mods = self.modalities
+        if len(mods) < 2:
             raise ValueError(
-                "JointConfig: 'modalities' must list at least two JointModalityConfig (a "
-                f"joint space relates modalities), got {self.modalities!r}."
+                "JointConfig: 'modalities' must list at least two modalities (a joint space "
+                f"relates modalities), got {[m.spec.name for m in mods]}."
             )
         names = tuple(m.spec.name for m in mods)
         if len(set(names)) != len(names):
             raise ValueError(f"JointConfig: modality names must be unique, got {list(names)}.")
-        _check_int("JointConfig.dim", self.dim, 1)
         anchor = names[0] if self.anchor is None else self.anchor
         if anchor not in names:
             raise ValueError(
                 f"JointConfig: 'anchor' must be one of the modalities {list(names)}, got "
-                f"{self.anchor!r}." + _suggest(str(self.anchor), names)
+                f"{self.anchor!r}." + did_you_mean(self.anchor, names)
             )
-        object.__setattr__(self, "modalities", mods)
         object.__setattr__(self, "anchor", anchor)
         object.__setattr__(self, "names", names)
 
@@ -176,30 +129,37 @@ class JointConfig:
                 return m
         raise KeyError(
             f"The joint space has no modality {name!r}; it has {list(self.names)}."
-            + _suggest(name, self.names)
+            + did_you_mean(name, self.names)
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "modalities": [m.to_dict() for m in self.modalities],
-            "dim": self.dim,
-            "anchor": self.anchor,
-        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "joint config") -> JointConfig:
-        _check_keys(where, d, ["modalities", "dim", "anchor"], required=("modalities",))
-        mods = d["modalities"]
-        if not isinstance(mods, list | tuple):
-            raise ValueError(f"{where}.modalities must be a list, got {type(mods).__name__}.")
-        return cls(
-            modalities=tuple(
-                JointModalityConfig.from_dict(m, f"{where}.modalities[{i}]")
-                for i, m in enumerate(mods)
-            ),
-            dim=d.get("dim", 256),
-            anchor=d.get("anchor"),
-        )
+    def _prepare(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
+        """Modalities keyed by name (YAML) -> the tuple, each spec named by its key."""
+        mods = d.get("modalities")
+        if isinstance(mods, Mapping):
+            entries = []
+            for name, m in mods.items():
+                at = f"{where}.modalities.{name}" if where else f"modalities.{name}"
+                m = check_mapping(m, at)
+                spec = check_mapping(m.get("spec", {}), f"{at}.spec")
+                if spec.setdefault("name", name) != name:
+                    raise ValueError(
+                        f"{at}.spec.name is {spec['name']!r}; a modality's name is its key "
+                        f"({name!r}): drop spec.name."
+                    )
+                entries.append({**m, "spec": spec})
+            d = {**d, "modalities": entries}
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data with modalities keyed by name (the YAML form)."""
+        d = super().to_dict()
+        modalities = {}
+        for m in d["modalities"]:
+            spec = {k: v for k, v in m["spec"].items() if k != "name"}
+            modalities[m["spec"]["name"]] = {**m, "spec": spec}
+        d["modalities"] = modalities
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
@@ -229,7 +189,7 @@ def _projection(cfg: JointModalityConfig, in_dim: int, dim: int) -> nn.Module:
     norm = nn.LayerNorm(in_dim) if cfg.input_norm else nn.Identity()
     if cfg.projection == "linear":
         return nn.Sequential(norm, nn.Dropout(cfg.dropout), nn.Linear(in_dim, dim))
-    mlp = MLP(in_dim, dim, cfg.hidden_dim, num_layers=cfg.layers, dropout=cfg.dropout)
+    mlp = MLP(in_dim, dim, cfg.hidden_dim, num_layers=cfg.num_layers, dropout=cfg.dropout)
     if cfg.projection == "residual":
         return nn.Sequential(norm, ResidualProjection(in_dim, dim, mlp, cfg.dropout))
     return nn.Sequential(norm, mlp)
@@ -293,7 +253,7 @@ class JointEmbeddingModel(nn.Module):
             raise ValueError(
                 f"JointEmbeddingModel: modality {modality!r} is not in this model; it embeds "
                 f"{list(self.config.names)}. Query with one of those, or train a model that "
-                f"includes {modality!r}." + _suggest(str(modality), self.config.names)
+                f"includes {modality!r}." + did_you_mean(modality, self.config.names)
             )
 
     def feature_dim(self, modality: str) -> int:
@@ -365,5 +325,4 @@ __all__ = [
     "JointEmbeddingModel",
     "JointModalityConfig",
     "ResidualProjection",
-    "weights_checksum",
 ]

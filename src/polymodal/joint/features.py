@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from polymodal.checkpoint import weights_checksum
 from polymodal.data.paths import cache_dir
 from polymodal.data.sample import ModalityBatch
-from polymodal.models.joint import weights_checksum
 
 FEATURES_FILE = "features.npy"
 IDS_FILE = "ids.json"
@@ -289,5 +289,4 @@ __all__ = [
     "ids_checksum",
     "tensor_batch",
     "text_batch",
-    "weights_checksum",
 ]

@@ -1,4 +1,8 @@
-"""Checkpoints: one folder per checkpoint, written atomically.
+"""The checkpoint format: one folder per checkpoint, written atomically.
+
+This module sits below every tier (it needs only torch and safetensors), so training
+writes checkpoints and inference, search and embedding read them without importing
+training.
 
 A checkpoint folder holds
 
@@ -18,6 +22,7 @@ complete (:func:`load_checkpoint` also recovers the one moment between the two r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -234,6 +239,21 @@ def check_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str =
     )
 
 
+def weights_checksum(module: nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) of every tensor of ``module.state_dict()``, in order.
+
+    Equal for equal weights whatever their device; any changed byte changes it.
+    """
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        data = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return h.hexdigest()[:16]
+
+
 def load_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str = "") -> None:
     """:func:`check_weights`, then load ``weights`` into ``model`` (strictly)."""
     check_weights(model, weights, source)
@@ -252,4 +272,5 @@ __all__ = [
     "load_weights",
     "remove_stale_temporaries",
     "save_checkpoint",
+    "weights_checksum",
 ]

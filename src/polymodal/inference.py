@@ -1,0 +1,303 @@
+"""Inference: run a trained model over a data set, score it, and rebuild it from a run.
+
+Nothing here imports :mod:`polymodal.training`: a served or deployed model needs only the
+checkpoint folder (its weights, the run's ``config.yaml`` and the data's ``schema.json``).
+
+* :func:`predict` / :func:`evaluate`: a :class:`~polymodal.models.MultimodalModel` over a
+  data set, in order, in eval mode; raw outputs, or metrics plus ``loss``.
+* :func:`predict_videos` / :func:`evaluate_videos`: the same for a context model over a
+  :class:`~polymodal.data.context.VideoDataset` (one prediction per utterance).
+* :func:`load_trained`: a run folder (or checkpoint folder) -> the model with its weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+
+from polymodal.checkpoint import load_checkpoint, load_weights
+from polymodal.data.context import VideoDataset
+from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.modality import Schema
+from polymodal.device import autocast
+from polymodal.losses.supervised import task_loss
+from polymodal.metrics import compute_metrics
+
+CHECKPOINTS = "checkpoints"
+CONFIG_FILE = "config.yaml"
+SCHEMA_FILE = "schema.json"
+
+
+def data_loader(
+    dataset: MultimodalDataset,
+    batch_size: int,
+    sampler: Sampler[int] | None = None,
+    num_workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader[Any]:
+    """A :class:`DataLoader` of collated batches in ``sampler``'s order (default: in order).
+
+    Its generator is explicit: otherwise DataLoader draws its worker base seed from the
+    global torch RNG at every iteration, shifting dropout between runs and resumptions.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=dataset.collator(),
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=pin_memory,
+    )
+
+
+def model_logits(out: Any) -> Tensor:
+    """The logits of a model's output (a ``ModelOutput`` or a bare tensor)."""
+    logits = out.logits if hasattr(out, "logits") else out
+    if not isinstance(logits, Tensor):
+        raise TypeError(
+            f"The model must return a Tensor or an object with a .logits Tensor (ModelOutput); "
+            f"got {type(out).__name__}."
+        )
+    return logits
+
+
+@dataclass
+class Predictions:
+    """Raw outputs of a model over a data set (CPU).
+
+    Attributes:
+        ids: the N example ids.
+        outputs: (N, K) float32 logits (K = 1 for regression).
+        targets: (N,) or (N, K) targets, or ``None`` for an unlabelled data set.
+    """
+
+    ids: list[str]
+    outputs: Tensor
+    targets: Tensor | None
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    dataset: MultimodalDataset,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    precision: str = "fp32",
+    num_workers: int = 0,
+) -> Predictions:
+    """Run ``model`` in eval mode over ``dataset`` in order; returns the raw outputs.
+
+    The model is moved to ``device`` (in place, as ``model.to`` does) and its train/eval
+    mode is restored afterwards.
+    """
+    device = torch.device(device)
+    model.to(device)
+    was_training = model.training
+    model.eval()
+    ids: list[str] = []
+    outs: list[Tensor] = []
+    targets: list[Tensor] = []
+    try:
+        for batch in data_loader(dataset, batch_size, num_workers=num_workers):
+            batch = batch.to(device)
+            with autocast(device, precision):
+                logits = model_logits(model(batch))
+            outs.append(logits.float().reshape(logits.shape[0], -1).cpu())
+            ids += batch.ids
+            if batch.target is not None:
+                targets.append(batch.target.cpu())
+    finally:
+        model.train(was_training)
+    if not outs:
+        raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) is empty.")
+    return Predictions(ids, torch.cat(outs), torch.cat(targets) if targets else None)
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: MultimodalDataset,
+    task: str | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    precision: str = "fp32",
+    regression_loss: str = "mse",
+    num_workers: int = 0,
+) -> dict[str, float]:
+    """Metrics of ``model`` on ``dataset`` (see :func:`~polymodal.metrics.compute_metrics`)
+    plus ``loss``; ``task`` defaults to ``model.task`` or the data set's."""
+    task = task or getattr(model, "task", None) or dataset.schema.target.task
+    pred = predict(model, dataset, device, batch_size, precision, num_workers)
+    if pred.targets is None:
+        raise ValueError(
+            f"Data set {dataset.name!r} (split {dataset.split!r}) has no labels; evaluate needs "
+            "a labelled split (use predict for unlabelled data)."
+        )
+    out = pred.outputs
+    if task == "regression":
+        out = out[:, 0]
+    metrics = compute_metrics(task, out, pred.targets)
+    metrics["loss"] = float(task_loss(task, pred.outputs, pred.targets, regression_loss))
+    return metrics
+
+
+@torch.no_grad()
+def predict_videos(
+    model: nn.Module,
+    dataset: VideoDataset,
+    batch_videos: int = 8,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> Predictions:
+    """Run a context model in eval mode over every video; one row per real utterance.
+
+    Returns:
+        :class:`Predictions` with the N utterance ids, (N, K) logits, (N,) targets.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    ids: list[str] = []
+    logits: list[Tensor] = []
+    targets: list[Tensor] = []
+    try:
+        for batch in dataset.batches(batch_videos):
+            batch = batch.to(device)
+            with autocast(device, precision):
+                out = model(batch)
+            logits.append(out.logits[out.mask].float().cpu())  # (N_b, K)
+            ids += batch.utterances.ids
+            if batch.target is not None:
+                targets.append(batch.target[out.mask].cpu())
+    finally:
+        model.train(was_training)
+    if not logits:
+        raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) has no videos.")
+    return Predictions(ids, torch.cat(logits), torch.cat(targets) if targets else None)
+
+
+def evaluate_videos(
+    model: nn.Module,
+    dataset: VideoDataset,
+    batch_videos: int = 8,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> dict[str, float]:
+    """Per-utterance ``accuracy``, ``macro_f1``, ``auroc`` (2 classes) and ``loss``."""
+    pred = predict_videos(model, dataset, batch_videos, device, precision)
+    if pred.targets is None:
+        raise ValueError(
+            f"Data set {dataset.name!r} (split {dataset.split!r}) has no labels; use "
+            "predict_videos for unlabelled data."
+        )
+    metrics = compute_metrics("classification", pred.outputs, pred.targets)
+    metrics["loss"] = float(F.cross_entropy(pred.outputs, pred.targets.long()))
+    return metrics
+
+
+# --------------------------------------------------------------------------- trained runs
+
+
+@dataclass
+class TrainedModel:
+    """A model rebuilt from a checkpoint folder.
+
+    Attributes:
+        model: the model with the checkpoint's weights, in eval mode, on CPU.
+        config: the run's config as plain data (``config.yaml``).
+        schema: the schema of the data set it was trained on.
+        path: the checkpoint folder.
+        state: the checkpoint's JSON state (epoch, step, validation metrics).
+    """
+
+    model: nn.Module
+    config: dict[str, Any]
+    schema: Schema
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        """The run's training task (``supervised``, ``context``)."""
+        return str(self.config.get("task", "supervised"))
+
+    @property
+    def precision(self) -> str:
+        return str(self.config.get("precision", "fp32"))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.config.get("data", {}).get("batch_size", 32))
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A checkpoint folder from ``path``: the folder itself, or a run folder's
+    ``checkpoints/<which>``."""
+    p = Path(path)
+    if (p / "state.json").is_file() or (p.parent / f".{p.name}.old" / "state.json").is_file():
+        return p
+    if (p / CHECKPOINTS / which / "state.json").is_file():
+        return p / CHECKPOINTS / which
+    raise FileNotFoundError(
+        f"{str(p)!r} is neither a checkpoint folder (with state.json and model.safetensors) nor "
+        f"a run folder with {CHECKPOINTS}/{which}/. Pass e.g. runs/NAME or "
+        f"runs/NAME/{CHECKPOINTS}/best."
+    )
+
+
+def build_run_model(config: dict[str, Any], schema: Schema) -> nn.Module:
+    """The (untrained) model a run's plain config describes, for data with ``schema``."""
+    from polymodal.models.build import build_model
+    from polymodal.models.config import ModelConfig
+    from polymodal.models.context import ContextConfig, ContextModel
+
+    task = config.get("task", "supervised")
+    if task not in ("supervised", "context"):
+        raise ValueError(
+            f"The run's task is {task!r}; only supervised and context runs are rebuilt here. "
+            "Load a contrastive run with polymodal.joint.load_joint_checkpoint."
+        )
+    model = build_model(
+        ModelConfig.from_dict(config["model"], "model"), schema, seed=int(config.get("seed", 0))
+    )
+    if task == "context":
+        return ContextModel(model, **ContextConfig.from_dict(config.get("context", {})).to_dict())
+    return model
+
+
+def load_trained(path: str | Path, which: str = "best") -> TrainedModel:
+    """Rebuild the model saved in a checkpoint (or run) folder from its own config and
+    schema, and load its weights; weights of another model fail naming the keys/shapes."""
+    folder = resolve_checkpoint(path, which)
+    ckpt = load_checkpoint(folder, with_trainer_state=False)
+    config = yaml.safe_load(ckpt.text(CONFIG_FILE))
+    schema = Schema.from_dict(json.loads(ckpt.text(SCHEMA_FILE)))
+    model = build_run_model(config, schema)
+    load_weights(model, ckpt.weights, str(folder))
+    model.eval()
+    return TrainedModel(model, config, schema, folder, ckpt.state)
+
+
+__all__ = [
+    "Predictions",
+    "TrainedModel",
+    "build_run_model",
+    "data_loader",
+    "evaluate",
+    "evaluate_videos",
+    "load_trained",
+    "model_logits",
+    "predict",
+    "predict_videos",
+    "resolve_checkpoint",
+]

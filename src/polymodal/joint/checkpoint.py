@@ -1,0 +1,127 @@
+"""Joint embedding checkpoints: the config and the trained weights, without frozen encoders.
+
+A joint checkpoint is a :mod:`polymodal.checkpoint` folder with ``joint_config.json`` (the
+:class:`~polymodal.joint.model.JointConfig`) beside the weights.  Frozen encoders (no
+trainable parameter; the pretrained ones) are rebuilt from the config on load and only
+their weights' checksum is stored, so a checkpoint of projections over frozen MiniLM and
+EfficientNet weighs kilobytes, not 100 MB, and loading it with other pretrained weights
+fails instead of embedding into a space the projections were not trained for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from polymodal.checkpoint import load_checkpoint, save_checkpoint, weights_checksum
+from polymodal.joint.model import JointConfig, JointEmbeddingModel
+
+CONFIG_FILE = "joint_config.json"
+
+
+def joint_weights(model: JointEmbeddingModel) -> dict[str, Tensor]:
+    """Every weight of ``model`` except those of its frozen encoders."""
+    frozen = model.frozen_encoders()
+    return {
+        k: v
+        for k, v in model.state_dict().items()
+        if not any(k.startswith(f"encoders.{name}.") for name in frozen)
+    }
+
+
+def joint_state(model: JointEmbeddingModel) -> dict[str, Any]:
+    """The JSON state a joint checkpoint carries: frozen encoders' checksums, fingerprint."""
+    return {
+        "frozen_encoders": {
+            name: weights_checksum(model.encoders[name]) for name in model.frozen_encoders()
+        },
+        "fingerprint": model.fingerprint(),
+    }
+
+
+def joint_files(model: JointEmbeddingModel) -> dict[str, str]:
+    """The text files a joint checkpoint carries: ``joint_config.json``."""
+    return {CONFIG_FILE: model.config.to_json()}
+
+
+def save_joint_checkpoint(
+    path: str | os.PathLike[str],
+    model: JointEmbeddingModel,
+    state: dict[str, Any] | None = None,
+) -> Path:
+    """Save ``model`` atomically: its config, and every weight except frozen encoders'."""
+    full_state = {**(state or {}), **joint_state(model)}
+    return save_checkpoint(
+        path,
+        joint_weights(model),
+        json.loads(json.dumps(full_state, default=float)),
+        files=joint_files(model),
+    )
+
+
+def load_joint_weights(model: JointEmbeddingModel, weights: dict[str, Tensor], source: str) -> None:
+    """Load checkpoint ``weights`` (frozen encoders excluded) into ``model``, checked."""
+    own = model.state_dict()
+    frozen = model.frozen_encoders()
+    expected = {k for k in own if not any(k.startswith(f"encoders.{name}.") for name in frozen)}
+    missing = sorted(expected - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    bad_shapes = sorted(k for k in set(weights) & set(own) if weights[k].shape != own[k].shape)
+    if missing or unexpected or bad_shapes:
+        raise ValueError(
+            f"The checkpoint {source} does not fit its own {CONFIG_FILE}: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}, shape mismatch {bad_shapes[:5]}. "
+            "Save the model again."
+        )
+    model.load_state_dict(dict(weights), strict=False)
+
+
+def load_joint_checkpoint(
+    path: str | os.PathLike[str],
+) -> tuple[JointEmbeddingModel, dict[str, Any]]:
+    """Rebuild the model saved by :func:`save_joint_checkpoint`; returns (model, state).
+
+    ``path`` is a checkpoint folder or a run folder (its ``checkpoints/best``).
+
+    Raises:
+        FileNotFoundError: not a checkpoint folder, or one without ``joint_config.json``.
+        ValueError: weights that do not fit the config, or a frozen encoder whose weights
+            differ from those the checkpoint was trained with.
+    """
+    folder = Path(path)
+    if not (folder / "state.json").is_file() and (folder / "checkpoints" / "best").is_dir():
+        folder = folder / "checkpoints" / "best"  # a run folder
+    ckpt = load_checkpoint(folder, with_trainer_state=False)
+    if not (ckpt.path / CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"{ckpt.path} is a checkpoint but has no {CONFIG_FILE}: it is not a joint "
+            "embedding model. Pass the run folder or checkpoint of a `task: contrastive` run."
+        )
+    config = JointConfig.from_json(ckpt.text(CONFIG_FILE))
+    model = JointEmbeddingModel(config)
+    load_joint_weights(model, ckpt.weights, str(ckpt.path))
+    for name, checksum in dict(ckpt.state.get("frozen_encoders") or {}).items():
+        got = weights_checksum(model.encoders[name])
+        if got != checksum:
+            raise ValueError(
+                f"The frozen {name!r} encoder's weights (checksum {got}) differ from those "
+                f"the checkpoint {ckpt.path} was trained with ({checksum}); install the "
+                "pretrained package version it was trained with, or retrain."
+            )
+    model.eval()
+    return model, dict(ckpt.state)
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "joint_files",
+    "joint_state",
+    "joint_weights",
+    "load_joint_checkpoint",
+    "load_joint_weights",
+    "save_joint_checkpoint",
+]

@@ -1,0 +1,403 @@
+"""The contrastive task: train a joint embedding space on paired features, on the one loop.
+
+A ``task: contrastive`` run (:class:`JointTrainConfig`, ``configs/flickr8k.yaml``)::
+
+    task: contrastive
+    model:                      # polymodal.joint.model.JointConfig; modalities by name
+      dim: 512
+      anchor: image
+      modalities: {image: {spec: {kind: image}, encoder: {name: efficientnet_lite0}}, ...}
+    pairs:                      # PairSetConfig by name: (anchor, other) pairs of a data set
+      flickr8k: {dataset: flickr8k, other: text, val_split: val, test_split: test}
+    optim: {epochs: 20, batch_size: 1024, lr: 2.0e-3}     # ContrastiveOptim
+
+With frozen encoders the pooled features never change, so :meth:`ContrastiveStrategy.setup`
+computes them once (the feature cache, :mod:`polymodal.joint.features`) and only the
+projections and the losses' temperatures train: an epoch over Flickr8k's 6,000 images
+takes seconds on a CPU.
+
+Each step draws one batch from every pair set and sums their losses (ImageBind-style
+binding: several (anchor, other) pair sets, one shared space).  Several rows of ``other``
+may belong to one anchor row (Flickr8k's five captions per image): each epoch pairs every
+anchor row with one of its rows drawn at random, so every caption serves as a positive
+over the epochs while no batch holds two positives of one image.  With
+``optim.all_positives`` each step instead takes every row of its anchors and optimises
+:func:`~polymodal.losses.multi_positive_clip_loss`.  Early stopping reads the validation
+R@1 averaged over both directions and every pair set (``r1_mean``); the test splits are
+evaluated once, with the best state.  ``checkpoints/best`` is a joint checkpoint
+(:mod:`polymodal.joint.checkpoint`) that ``polymodal embed`` and ``search`` take.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from polymodal.config import param
+from polymodal.errors import did_you_mean
+from polymodal.joint.checkpoint import (
+    joint_files,
+    joint_state,
+    joint_weights,
+    load_joint_weights,
+)
+from polymodal.joint.model import JointConfig, JointEmbeddingModel
+from polymodal.joint.pairs import PairedFeatures, PairSetConfig, check_pairs, evaluate_pairs
+from polymodal.losses.contrastive import (
+    MAX_LOGIT_SCALE,
+    ClipLoss,
+    SigLipLoss,
+    multi_positive_clip_loss,
+)
+from polymodal.training.config import OptimConfig, RunConfig
+from polymodal.training.loop import CONFIG_FILE, Strategy
+from polymodal.training.tasks import register_task
+
+logger = logging.getLogger("polymodal.training")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContrastiveOptim(OptimConfig):
+    """:class:`~polymodal.training.config.OptimConfig` plus the contrastive loss's settings.
+
+    Args:
+        batch_size: pairs per step and pair set.
+        loss: ``"clip"`` (symmetric InfoNCE) or ``"siglip"``.
+        temperature: initial temperature (CLIP: the logit scale starts at ``1 / t``).
+        learn_temperature: train the temperature with the projections.
+        all_positives: each step takes every other row of the batch's anchors (all five
+            captions of each image) and uses the multi-positive InfoNCE (CLIP loss only);
+            otherwise one other row per anchor, drawn anew each epoch.
+    """
+
+    epochs: int = param(30, ge=1)
+    warmup_steps: int | None = param(50, ge=0)
+    grad_clip: float | None = param(None, gt=0)
+    batch_size: int = param(256, ge=2)
+    loss: Literal["clip", "siglip"] = "clip"
+    temperature: float = param(0.05, gt=0)
+    learn_temperature: bool = True
+    all_positives: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.all_positives and self.loss != "clip":
+            raise ValueError(
+                "optim.all_positives=true needs optim.loss=clip (the multi-positive InfoNCE), "
+                f"got loss={self.loss!r}."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class JointTrainConfig(RunConfig):
+    """A joint embedding run (``task: contrastive``).
+
+    Args:
+        model: the joint space (:class:`~polymodal.joint.model.JointConfig`).
+        pairs: the pair sets by name (at least one); each trains (anchor, other).
+        optim: :class:`ContrastiveOptim`.
+        monitor: ``r1_mean`` (validation R@1, both directions, every pair set) or any
+            ``<a>2<b>_r@K`` metric of a validated pair set.
+        feature_cache: root of the cached encoder features (``None``: the user cache,
+            ``~/.cache/polymodal/features``).
+    """
+
+    example = "See configs/flickr8k.yaml."
+
+    task: Literal["contrastive"] = "contrastive"
+    model: JointConfig
+    pairs: dict[str, PairSetConfig]
+    optim: ContrastiveOptim = field(default_factory=ContrastiveOptim)
+    monitor: str = "r1_mean"
+    feature_cache: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.pairs:
+            raise ValueError(
+                "pairs: a joint run needs at least one pair set, e.g. pairs: {flickr8k: "
+                "{dataset: flickr8k, other: text}}."
+            )
+        names = list(self.model.names)
+        for key, p in self.pairs.items():
+            anchor = self.anchor_of(key)
+            for role, m in (("anchor", anchor), ("other", p.other)):
+                if m not in names:
+                    raise ValueError(
+                        f"pairs.{key}.{role} is {m!r}, which is not a modality of the model "
+                        f"{names}." + did_you_mean(m, names)
+                    )
+            if anchor == p.other:
+                raise ValueError(
+                    f"pairs.{key}: anchor and other are both {anchor!r}; a pair set relates "
+                    "two different modalities."
+                )
+
+    def anchor_of(self, pair: str) -> str:
+        """The anchor modality of pair set ``pair`` (the model's anchor unless set)."""
+        anchor = self.pairs[pair].anchor
+        return str(self.model.anchor) if anchor is None else anchor
+
+
+def build_loss(optim: ContrastiveOptim) -> nn.Module:
+    """The loss module of one pair set, its logit scale at ``log(1 / temperature)``."""
+    init = math.log(1.0 / optim.temperature)
+    loss: nn.Module
+    if optim.loss == "clip":
+        loss = ClipLoss(init_logit_scale=init, learn_logit_scale=optim.learn_temperature)
+    else:
+        loss = SigLipLoss(init_logit_scale=init)
+        loss.logit_scale.requires_grad_(optim.learn_temperature)
+    return loss
+
+
+def _temperature(loss: nn.Module) -> float:
+    scale = loss.logit_scale
+    assert isinstance(scale, Tensor)  # both losses own a logit_scale parameter
+    return math.exp(-float(scale.detach()))
+
+
+def _batches_with_negatives(n: int, batch_size: int) -> int:
+    """Batches of ``n`` rows that have >= 2 rows (a lone pair has no negative)."""
+    return n // batch_size + (1 if n % batch_size >= 2 else 0)
+
+
+# One step of one pair set: (set index, anchor rows (B,), other rows (B,)).
+Step = list[tuple[int, Tensor, Tensor]]
+
+
+class ContrastiveStrategy(Strategy):
+    """Trains a joint model's projections on paired features of one or more pair sets.
+
+    Args:
+        cfg: the run's :class:`JointTrainConfig`.
+        model: the joint model; only its projections (and the losses' temperatures) train.
+        train, val, test: pair set name -> :class:`PairedFeatures`; ``None`` computes them
+            from ``cfg.pairs`` through the feature cache in :meth:`setup`.
+    """
+
+    cfg: JointTrainConfig
+    model: JointEmbeddingModel
+
+    def __init__(
+        self,
+        cfg: JointTrainConfig,
+        model: JointEmbeddingModel,
+        train: dict[str, PairedFeatures] | None = None,
+        val: dict[str, PairedFeatures] | None = None,
+        test: dict[str, PairedFeatures] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.data: dict[str, dict[str, PairedFeatures]] | None = None
+        if train is not None:
+            self.data = {"train": dict(train), "val": dict(val or {}), "test": dict(test or {})}
+            self._check_data()
+        self.losses = nn.ModuleDict({name: build_loss(cfg.optim) for name in cfg.pairs})
+        self.feature_seconds = 0.0
+
+    def _check_data(self) -> None:
+        assert self.data is not None
+        for role, sets in self.data.items():
+            if sets:
+                check_pairs(self.model, list(sets.values()), role)
+            unknown = sorted(set(sets) - set(self.cfg.pairs))
+            if unknown:
+                raise ValueError(
+                    f"{role} pair sets {unknown} are not in the config's pairs "
+                    f"{sorted(self.cfg.pairs)}."
+                )
+        if not self.data["train"]:
+            raise ValueError("A contrastive run needs at least one training pair set.")
+        for name, p in self.data["train"].items():
+            if p.anchor_features.shape[0] < 2:
+                raise ValueError(
+                    f"Pair set {name!r} has {p.anchor_features.shape[0]} training anchor row; "
+                    "a contrastive loss needs at least 2 (negatives)."
+                )
+        self._tables = {n: p.groups() for n, p in self.data["train"].items()}
+
+    # ---------------------------------------------------------------- setup
+
+    def setup(self, device: torch.device) -> None:
+        if self.data is None:
+            from polymodal.joint.pairs import pair_features
+
+            start = time.perf_counter()
+            data: dict[str, dict[str, PairedFeatures]] = {"train": {}, "val": {}, "test": {}}
+            for name, pset in self.cfg.pairs.items():
+                for role, split in pset.splits().items():
+                    if split is not None:
+                        data[role][name] = pair_features(
+                            self.model,
+                            pset,
+                            self.cfg.anchor_of(name),
+                            split,
+                            cache_root=self.cfg.feature_cache,
+                            progress=logger.info,
+                        )
+            self.feature_seconds = time.perf_counter() - start
+            logger.info("features ready in %.1fs", self.feature_seconds)
+            self.data = data
+            self._check_data()
+        assert self.data is not None
+        self.device = device
+        self.model.to(device)
+        self.losses.to(device)
+        self.data = {
+            role: {
+                n: PairedFeatures(
+                    p.anchor,
+                    p.other,
+                    p.anchor_features.to(device),
+                    p.other_features.to(device),
+                    p.mapping,
+                )
+                for n, p in sets.items()
+            }
+            for role, sets in self.data.items()
+        }
+
+    def trainable(self) -> nn.Module:
+        projections: nn.Module = self.model.projections
+        return nn.ModuleDict({"projections": projections, "losses": self.losses})
+
+    # ---------------------------------------------------------------- steps
+
+    def _train_sets(self) -> dict[str, PairedFeatures]:
+        assert self.data is not None, "call setup() first"
+        return self.data["train"]
+
+    def steps_per_epoch(self) -> int:
+        bs = self.cfg.optim.batch_size
+        return max(
+            _batches_with_negatives(p.anchor_features.shape[0], bs)
+            for p in self._train_sets().values()
+        )
+
+    def _plan(self, epoch: int) -> list[list[tuple[Tensor, Tensor]]]:
+        """Each training set's batches of ``epoch`` (>= 2 rows each), seeded by seed+epoch."""
+        gen = torch.Generator().manual_seed(self.cfg.seed + epoch)
+        bs = self.cfg.optim.batch_size
+        plans = []
+        for name, p in self._train_sets().items():
+            table, counts = self._tables[name]
+            na = p.anchor_features.shape[0]
+            pick = (torch.rand(na, generator=gen) * counts).long()  # (Na,) one positive each
+            other_rows = table[torch.arange(na), pick]  # (Na,)
+            perm = torch.randperm(na, generator=gen)
+            plans.append(
+                [
+                    (perm[s : s + bs], other_rows[perm[s : s + bs]])
+                    for s in range(0, na, bs)
+                    if min(bs, na - s) >= 2
+                ]
+            )
+        return plans
+
+    def batches(self, epoch: int, start: int) -> Iterator[Step]:
+        plans = self._plan(epoch)
+        for step in range(start, self.steps_per_epoch()):
+            yield [(k, *plan[step % len(plan)]) for k, plan in enumerate(plans)]
+
+    def loss(self, batch: Step) -> tuple[Tensor, int]:
+        sets = list(self._train_sets().items())
+        total: Tensor | None = None
+        count = 0
+        for k, a_rows, o_rows in batch:
+            name, p = sets[k]
+            loss_fn: nn.Module = self.losses[name]
+            za = self.model.project(p.anchor, p.anchor_features[a_rows.to(self.device)])  # (B, D)
+            if self.cfg.optim.all_positives:
+                table = self._tables[name][0]
+                rows = table[a_rows]  # (B, G), -1 padded
+                valid = rows >= 0
+                owner = torch.arange(a_rows.numel())[:, None].expand_as(rows)[valid]  # (M,)
+                zo = self.model.project(p.other, p.other_features[rows[valid].to(self.device)])
+                scale = loss_fn.logit_scale
+                assert isinstance(scale, Tensor)
+                value = multi_positive_clip_loss(
+                    za, zo, owner.to(self.device), scale.clamp(max=MAX_LOGIT_SCALE)
+                )
+            else:
+                zo = self.model.project(p.other, p.other_features[o_rows.to(self.device)])
+                value = loss_fn(za, zo)
+            total = value if total is None else total + value
+            count += int(a_rows.numel())
+        assert total is not None  # every set has a batch in every step
+        return total, count
+
+    # ---------------------------------------------------------------- evaluation
+
+    def evaluate(self, split: str) -> dict[str, float] | None:
+        assert self.data is not None
+        sets = self.data[split]
+        if not sets:
+            return None
+        if split == "val":
+            return evaluate_pairs(self.model, list(sets.values()))
+        many = len(self.cfg.pairs) > 1
+        out: dict[str, float] = {}
+        for name, p in sets.items():
+            for k, v in evaluate_pairs(self.model, [p]).items():
+                out[f"{name}/{k}" if many else k] = v
+        return out
+
+    def higher_is_better(self, monitor: str) -> bool:
+        return monitor != "loss"
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def weights(self) -> dict[str, Tensor]:
+        return joint_weights(self.model)
+
+    def load_weights(self, weights: dict[str, Tensor], source: str) -> None:
+        load_joint_weights(self.model, weights, source)
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {k: v.detach().cpu() for k, v in self.losses.state_dict().items()}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        if state:
+            self.losses.load_state_dict(state)
+
+    def files(self) -> dict[str, str]:
+        return {CONFIG_FILE: self.cfg.to_yaml(), **joint_files(self.model)}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return joint_state(self.model)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "feature_seconds": self.feature_seconds,
+            "temperatures": {name: _temperature(fn) for name, fn in self.losses.items()},
+        }
+
+
+@register_task("contrastive", "learn a joint embedding space from paired data", JointTrainConfig)
+def build_contrastive(cfg: JointTrainConfig) -> ContrastiveStrategy:
+    """The joint model of ``cfg`` (projections seeded by ``cfg.seed``); features in setup."""
+    torch.manual_seed(cfg.seed)
+    return ContrastiveStrategy(cfg, JointEmbeddingModel(cfg.model))
+
+
+def paired(sets: Sequence[PairedFeatures]) -> dict[str, PairedFeatures]:
+    """Name pair sets ``"<anchor>-<other>"`` (for :class:`ContrastiveStrategy`)."""
+    return {p.name: p for p in sets}
+
+
+__all__ = [
+    "ContrastiveOptim",
+    "ContrastiveStrategy",
+    "JointTrainConfig",
+    "build_contrastive",
+    "build_loss",
+    "paired",
+]

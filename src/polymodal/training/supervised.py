@@ -1,0 +1,147 @@
+"""The supervised task: a model learns the data's labels (classification, regression,
+multilabel), one example per row.
+
+:class:`SupervisedStrategy` is the loop's strategy for it: batches from a seeded
+:class:`~polymodal.training.data.EpochSampler`, the task's loss
+(:func:`~polymodal.losses.task_loss`) plus, with ``optim.aux_loss_weight``, a loss on each
+modality's own predictions (decision-level fusions), and :func:`~polymodal.inference.evaluate`
+on the validation and test splits.  Build it yourself to train a model you assembled::
+
+    strategy = SupervisedStrategy(cfg, model, train_ds, val_ds, test_ds)
+    result = Trainer(cfg, strategy).fit()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.sample import Batch
+from polymodal.inference import SCHEMA_FILE, data_loader, evaluate, model_logits
+from polymodal.losses.supervised import task_loss
+from polymodal.metrics import task_metrics
+from polymodal.models.build import build_model
+from polymodal.training.config import TrainConfig
+from polymodal.training.data import EpochSampler, build_datasets
+from polymodal.training.loop import CONFIG_FILE, Strategy
+from polymodal.training.seed import seed_everything
+from polymodal.training.tasks import register_task
+
+
+class SupervisedStrategy(Strategy):
+    """Trains ``model`` on ``train_ds``, selects on ``val_ds``, reports ``test_ds`` once.
+
+    Args:
+        cfg: the run's :class:`TrainConfig`.
+        model: returns a ``ModelOutput`` (``.logits`` (B, K), optional ``.modality_logits``)
+            from a :class:`~polymodal.data.sample.Batch`; ``model.task`` and
+            ``model.num_outputs`` are read when present, else the data set's target.
+        train_ds, val_ds, test_ds: data sets with the same schema.
+    """
+
+    cfg: TrainConfig
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: nn.Module,
+        train_ds: MultimodalDataset,
+        val_ds: MultimodalDataset,
+        test_ds: MultimodalDataset | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.splits = {"train": train_ds, "val": val_ds, "test": test_ds}
+        self.schema = train_ds.schema
+        target = self.schema.target
+        self.task: str = getattr(model, "task", target.task)
+        if self.task != target.task:
+            raise ValueError(
+                f"The model's task is {self.task!r} but data set {train_ds.name!r} has task "
+                f"{target.task!r}. Build the model from this data set's schema."
+            )
+        num_outputs = int(getattr(model, "num_outputs", target.num_classes))
+        names = task_metrics(self.task, num_outputs)
+        if cfg.monitor not in names:
+            raise ValueError(
+                f"monitor={cfg.monitor!r} is not computed for a {self.task} task with "
+                f"{num_outputs} outputs; choose one of {names}, e.g. monitor={names[0]}."
+            )
+        for name, ds in self.splits.items():
+            if ds is not None and len(ds) == 0:
+                raise ValueError(f"The {name} data set is empty; check data.* in the config.")
+
+    def steps_per_epoch(self) -> int:
+        train = self.splits["train"]
+        assert train is not None
+        return math.ceil(len(train) / self.cfg.data.batch_size)
+
+    def batches(self, epoch: int, start: int) -> Iterator[Batch]:
+        train, bs = self.splits["train"], self.cfg.data.batch_size
+        assert train is not None
+        sampler = EpochSampler(len(train), self.cfg.seed, epoch, start * bs)
+        loader = data_loader(
+            train,
+            bs,
+            sampler,
+            self.cfg.data.num_workers,
+            seed=self.cfg.seed + epoch,
+            pin_memory=self.device.type == "cuda",
+        )
+        return iter(loader)
+
+    def loss(self, batch: Batch) -> tuple[Tensor, int]:
+        if batch.target is None:
+            raise ValueError("A training batch has no targets; training needs labelled data.")
+        batch = batch.to(self.device, non_blocking=True)
+        out = self.model(batch)
+        target = batch.target
+        assert target is not None
+        optim = self.cfg.optim
+        loss = task_loss(self.task, model_logits(out), target, optim.regression_loss)
+        mod_logits = getattr(out, "modality_logits", None)
+        if optim.aux_loss_weight > 0 and mod_logits:
+            aux = []
+            for name in sorted(mod_logits):
+                per = task_loss(self.task, mod_logits[name], target, optim.regression_loss, "none")
+                present = (
+                    batch[name].present.to(per.dtype) if name in batch else torch.ones_like(per)
+                )
+                aux.append((per * present).sum() / present.sum().clamp_min(1.0))
+            loss = loss + optim.aux_loss_weight * torch.stack(aux).mean()
+        return loss, batch.batch_size
+
+    def evaluate(self, split: str) -> dict[str, float] | None:
+        ds = self.splits[split]
+        if ds is None:
+            return None
+        return evaluate(
+            self.model,
+            ds,
+            self.task,
+            self.device,
+            self.cfg.data.batch_size,
+            self.cfg.precision,
+            self.cfg.optim.regression_loss,
+            self.cfg.data.num_workers,
+        )
+
+    def files(self) -> dict[str, str]:
+        return {CONFIG_FILE: self.cfg.to_yaml(), SCHEMA_FILE: json.dumps(self.schema.to_dict())}
+
+
+@register_task("supervised", "learn the labels of the examples (the default)", TrainConfig)
+def build_supervised(cfg: TrainConfig) -> SupervisedStrategy:
+    """Load ``cfg``'s splits and build its model (seeded by ``cfg.seed``)."""
+    train_ds, val_ds, test_ds = build_datasets(cfg.data, cfg.seed)
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, train_ds.schema, seed=cfg.seed)
+    return SupervisedStrategy(cfg, model, train_ds, val_ds, test_ds)
+
+
+__all__ = ["SupervisedStrategy", "build_supervised"]
