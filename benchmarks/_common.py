@@ -88,22 +88,33 @@ def machine() -> str:
     return f"{cpu}, {cores} cores, torch {torch.__version__}, cuda: {cuda}"
 
 
-@functools.lru_cache(maxsize=1)
-def commit() -> str:
-    """``git rev-parse --short HEAD`` of the repository, or ``"unknown"`` outside a checkout."""
+def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+#: Folders whose uncommitted changes make a result untraceable to its commit.
+TRACKED = ("src", "benchmarks", "configs")
+
+
+@functools.lru_cache(maxsize=1)
+def commit() -> str:
+    """The short commit of the checkout, ``<sha>-dirty`` when :data:`TRACKED` folders hold
+    uncommitted changes (results files excepted), or ``"unknown"`` outside a checkout."""
+    out = _git("rev-parse", "--short", "HEAD")
+    sha = out.stdout.strip() if out is not None and out.returncode == 0 else ""
+    if not sha:
         return "unknown"
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and sha else "unknown"
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", *TRACKED)
+    changed = [] if status is None else status.stdout.splitlines()
+    results = RESULTS_DIR.relative_to(REPO_ROOT).as_posix() + "/"
+    if any(not line[3:].strip('"').startswith(results) for line in changed):
+        return f"{sha}-dirty"
+    return sha
 
 
 def record(

@@ -14,7 +14,6 @@ Writes benchmarks/results/baselines.{json,md}.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -28,16 +27,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import merge_records, previous_records, print_table, record, write_results
-from polymodal.apps.demo import ENCODERS as MOSI_ENCODERS
-from polymodal.training.config import TrainConfig, load_config
-from polymodal.training.trainer import train
+from polymodal.apps.demo import demo_config
+from polymodal.training import TrainConfig, load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 
 # dataset -> (config file, modalities, extra method rows (name, modalities, fusion))
 PLANS: dict[str, dict[str, Any]] = {
     "mosi": {
-        "config": None,  # built from the demo's MiniLM-on-transcripts setup below
+        "config": None,  # the demo's MiniLM-on-transcripts setup (apps.demo.demo_config)
         "modalities": ("transcript", "audio", "video"),
         "extra": [
             ("early_transcript_audio", ("transcript", "audio"), "early"),
@@ -57,39 +55,35 @@ PLANS: dict[str, dict[str, Any]] = {
 }
 
 
-def _mosi_base() -> dict[str, Any]:
-    return {
-        "name": "mosi",
-        "data": {"dataset": "mosi", "options": {}, "val_fraction": 0.2, "batch_size": 32},
-        "model": {"encoders": copy.deepcopy(MOSI_ENCODERS), "fusion": {"name": "early"}},
-        "optim": {"lr": 1e-3, "weight_decay": 0.05, "epochs": 20, "warmup_ratio": 0.05},
-        "monitor": "accuracy",
-        "patience": 5,
-    }
-
-
 def method_config(
-    base: dict[str, Any], mods: tuple[str, ...], fusion: str, seed: int, out: str
+    dataset: str, mods: tuple[str, ...], fusion: str, seed: int, out: str
 ) -> TrainConfig:
-    cfg = copy.deepcopy(base)
-    enc = cfg["model"]["encoders"]
-    cfg["model"]["encoders"] = {m: enc[m] for m in mods}
+    """One run's config: MOSI's is the demo's (``polymodal.apps.demo.demo_config``); the
+    others are the shipped config with ``fusion`` over ``mods``."""
+    plan = PLANS[dataset]
+    if plan["config"] is None:
+        return demo_config(mods, fusion, seed, output_dir=out)
+    cfg = load_config(REPO / plan["config"])
+    assert isinstance(cfg, TrainConfig)
     if fusion == "late":
-        cfg["model"]["fusion"] = {"name": "late", "params": {"combine": "mean"}}
-        cfg["model"]["head"] = {}
+        fusion_cfg = {"name": "late", "params": {"combine": "mean"}}
     else:
-        params = dict(cfg["model"]["fusion"].get("params") or {"hidden_dim": 64, "dropout": 0.5})
-        params.pop("combine", None)
-        cfg["model"]["fusion"] = {"name": "early", "params": params}
-    drop = cfg["model"].get("modality_dropout") or {}
-    cfg["model"]["modality_dropout"] = {m: drop.get(m, 0.3) for m in mods} if len(mods) > 1 else {}
-    if cfg["data"]["dataset"] == "mosi":
-        cfg["data"]["options"] = {"modalities": list(mods)}
-    elif cfg["data"]["dataset"] == "har_phone_watch":
-        cfg["data"]["options"] = {**cfg["data"]["options"], "devices": list(mods)}
-    cfg.update(seed=seed, device="cpu", progress=False, output_dir=out)
-    cfg["name"] = f"{cfg['name']}_{fusion}_{'_'.join(mods)}_s{seed}"
-    return TrainConfig.from_dict(cfg)
+        fusion_cfg = {"name": "early", "params": dict(cfg.model.fusion.params)}
+    drop = cfg.model.modality_dropout
+    changes: dict[str, Any] = {
+        "model.encoders": {m: cfg.model.encoders[m].to_dict() for m in mods},
+        "model.fusion": fusion_cfg,
+        "model.modality_dropout": {m: drop.get(m, 0.3) for m in mods} if len(mods) > 1 else {},
+        "data.options.modalities": list(mods),
+        "seed": seed,
+        "device": "cpu",
+        "progress": False,
+        "output_dir": out,
+        "name": f"{cfg.name}_{fusion}_{'_'.join(mods)}_s{seed}",
+    }
+    if fusion == "late":
+        changes["model.head"] = {}
+    return cfg.replace(**changes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,10 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     for ds in args.datasets:
         plan = PLANS[ds]
-        if plan["config"] is None:
-            base = _mosi_base()
-        else:
-            base = load_config(REPO / plan["config"]).to_dict()
         mods = plan["modalities"]
         methods = [(m, (m,), "early") for m in mods]
         methods += [("early", mods, "early"), ("late", mods, "late")] + plan["extra"]
@@ -123,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             secs: list[float] = []
             for seed in range(args.seeds):
                 with tempfile.TemporaryDirectory() as tmp:
-                    cfg = method_config(base, ms, fusion, seed, tmp)
+                    cfg = method_config(ds, ms, fusion, seed, tmp)
                     t0 = time.perf_counter()
                     res = train(cfg)
                     secs.append(time.perf_counter() - t0)
@@ -132,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                     scores[k].append(float(test[k]))
                 print(
                     f"{ds:16} {name:24} seed {seed}: test acc {test['accuracy']:.4f} "
-                    f"f1 {test['macro_f1']:.4f} val {res.best_val.get('accuracy', 0):.4f} "
+                    f"f1 {test['macro_f1']:.4f} val {(res.best_val or {}).get('accuracy', 0):.4f} "
                     f"({secs[-1]:.0f} s)",
                     flush=True,
                 )

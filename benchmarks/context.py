@@ -10,10 +10,12 @@ the utterance-level trainer picks for that seed); early stopping and model selec
 validation only; MOSI's test split is evaluated once with the best weights.  Metrics are per
 utterance, so the rows compare directly.
 
-* ``<fusion>`` (no context): the utterance-level model trained by the main Trainer
-  (the configuration of benchmarks/baselines.py: ``early_transcript_audio``, and
+* ``<fusion>`` (no context): the utterance-level model, ``task: supervised`` (the
+  configuration of benchmarks/baselines.py: ``early_transcript_audio``, and
   ``transcript`` for the transcript alone);
-* ``<fusion>+gru`` / ``<fusion>+transformer``: ContextModel over the same utterance model.
+* ``<fusion>+gru`` / ``<fusion>+transformer``: ``task: context``
+  (``configs/mosi_context.yaml``): ContextModel over the same utterance model.  Both
+  train on the library's one loop.
 
 Setups are ``modalities:fusion``, modalities joined by ``+``.  Every transcript is encoded
 by MiniLM once before the runs (the cache is shared), so ``seconds`` is training time.
@@ -42,14 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import print_table, record, write_results
 from polymodal.apps.demo import demo_config
-from polymodal.data.context import VideoDataset
 from polymodal.data.datasets import load_dataset
-from polymodal.encoders import ENCODERS
-from polymodal.models import ModelConfig, build_model
-from polymodal.models.context import CONTEXTS, ContextModel
-from polymodal.training.context import ContextTrainConfig, fit_context
-from polymodal.training.seed import seed_everything
-from polymodal.training.trainer import train
+from polymodal.encoders import build_encoder
+from polymodal.models.context import CONTEXTS
+from polymodal.training import RunConfig, TrainConfig, load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 SETUPS = ("transcript+audio:early", "transcript+audio:gmu", "transcript:early")
@@ -72,64 +70,61 @@ def parse_setup(text: str) -> tuple[tuple[str, ...], str]:
     return modalities, fusion
 
 
-def model_config(modalities: tuple[str, ...], fusion: str, seed: int) -> ModelConfig:
-    """The utterance-level model of the demo / baselines, with ``fusion``."""
-    d = demo_config(modalities, "early", seed).model.to_dict()
-    d["fusion"] = {"name": fusion, "params": FUSION_PARAMS[fusion]}
-    return ModelConfig.from_dict(d)
+def utterance_config(
+    modalities: tuple[str, ...], fusion: str, seed: int, epochs: int, out: str
+) -> TrainConfig:
+    """The utterance-level run: the demo's MOSI setup (as in benchmarks/baselines.py) with
+    ``fusion``."""
+    return demo_config(modalities, "early", seed, epochs, out).replace(
+        **{"model.fusion": {"name": fusion, "params": FUSION_PARAMS[fusion]}}
+    )
 
 
-def warm_minilm(datasets: list[VideoDataset]) -> None:
-    """Encode every transcript once; the frozen MiniLMs of the runs share the cache."""
-    base = datasets[0].base
-    if "transcript" not in base.schema:
-        return
-    encoder = ENCODERS.get("minilm").builder(base.schema["transcript"])
-    with torch.no_grad():
-        for ds in datasets:
-            idx = ds.utterance_indices()
-            for start in range(0, len(idx), 64):
-                encoder(ds.base.batch(idx[start : start + 64])["transcript"])
-
-
-def run_utterance(
-    modalities: tuple[str, ...], fusion: str, seed: int, epochs: int
-) -> tuple[dict[str, float], float, int]:
-    """The utterance-level model through the main Trainer: (test, val accuracy, epochs)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = demo_config(modalities, "early", seed, epochs, tmp)
-        d = cfg.to_dict()
-        d["model"] = model_config(modalities, fusion, seed).to_dict()
-        res = train(type(cfg).from_dict(d))
-    assert res.test is not None
-    return res.test, res.best_val["accuracy"], res.epochs_run
-
-
-def run_context(
+def context_config(
     modalities: tuple[str, ...],
     fusion: str,
     context: str,
     seed: int,
     epochs: int,
-    videos: VideoDataset,
-    test: VideoDataset,
+    out: str,
     args: argparse.Namespace,
-) -> tuple[dict[str, float], float, int]:
-    train_v, val_v = videos.split_videos(0.2, seed)
-    seed_everything(seed)
-    utt = build_model(model_config(modalities, fusion, seed), videos.schema, seed=seed)
-    model = ContextModel(utt, context, hidden=args.hidden, layers=1, dropout=args.dropout)
-    cfg = ContextTrainConfig(
-        epochs=epochs,
-        batch_videos=args.batch_videos,
-        lr=1e-3,
-        weight_decay=0.05,
-        patience=5,
-        monitor="accuracy",
-        seed=seed,
+) -> RunConfig:
+    """``configs/mosi_context.yaml`` around the same utterance model, with ``context``."""
+    utterance = utterance_config(modalities, fusion, seed, epochs, out)
+    return load_config(REPO / "configs" / "mosi_context.yaml").replace(
+        **{
+            "model": utterance.model.to_dict(),
+            "data.options.modalities": list(modalities),
+            "data.batch_size": args.batch_videos,
+            "context.context": context,
+            "context.hidden_dim": args.hidden,
+            "context.num_layers": 1,
+            "context.dropout": args.dropout,
+            "optim.epochs": epochs,
+            "seed": seed,
+            "device": "cpu",
+            "progress": False,
+            "output_dir": out,
+        }
     )
-    res = fit_context(model, train_v, val_v, test, cfg)
-    assert res.test is not None
+
+
+def warm_minilm(modalities: tuple[str, ...]) -> None:
+    """Encode every transcript once; the frozen MiniLMs of the runs share the cache."""
+    if "transcript" not in modalities:
+        return
+    for split in ("train", "test"):
+        ds = load_dataset("mosi", split=split, modalities=["transcript"])
+        encoder = build_encoder("minilm", ds.schema["transcript"])
+        with torch.no_grad():
+            for start in range(0, len(ds), 64):
+                encoder(ds.batch(range(start, min(len(ds), start + 64)))["transcript"])
+
+
+def run(cfg: RunConfig) -> tuple[dict[str, float], float, int]:
+    """Train one run: (test metrics, best validation accuracy, epochs run)."""
+    res = train(cfg)
+    assert res.test is not None and res.best_val is not None
     return res.test, res.best_val["accuracy"], res.epochs_run
 
 
@@ -154,18 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         raise ValueError(f"--contexts must be among none, {', '.join(CONTEXTS)}; got {bad}.")
     records: list[dict[str, Any]] = []
-    loaded: dict[tuple[str, ...], tuple[VideoDataset, VideoDataset]] = {}
+    warmed: set[tuple[str, ...]] = set()
     for modalities, fusion in setups:
-        if modalities not in loaded:
-            opts = {"modalities": list(modalities)}
-            loaded[modalities] = (
-                VideoDataset(load_dataset("mosi", split="train", **opts)),
-                VideoDataset(load_dataset("mosi", split="test", **opts)),
-            )
+        if modalities not in warmed:
             t0 = time.perf_counter()
-            warm_minilm(list(loaded[modalities]))
+            warm_minilm(modalities)
+            warmed.add(modalities)
             print(f"MiniLM cache warmed in {time.perf_counter() - t0:.0f} s", flush=True)
-        videos, test = loaded[modalities]
         name = "+".join(modalities)
         for context in args.contexts:
             method = f"{name}:{fusion}" + ("" if context == "none" else f"+{context}")
@@ -173,12 +163,16 @@ def main(argv: list[str] | None = None) -> int:
             secs: list[float] = []
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
-                if context == "none":
-                    res, val_acc, epochs = run_utterance(modalities, fusion, seed, args.epochs)
-                else:
-                    res, val_acc, epochs = run_context(
-                        modalities, fusion, context, seed, args.epochs, videos, test, args
-                    )
+                with tempfile.TemporaryDirectory() as tmp:
+                    if context == "none":
+                        cfg: RunConfig = utterance_config(
+                            modalities, fusion, seed, args.epochs, tmp
+                        )
+                    else:
+                        cfg = context_config(
+                            modalities, fusion, context, seed, args.epochs, tmp, args
+                        )
+                    res, val_acc, epochs = run(cfg)
                 secs.append(time.perf_counter() - t0)
                 for k in scores:
                     scores[k].append(float(res[k]))
@@ -215,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         notes=(
             "Test metrics per utterance on MOSI's test split (752 utterances, 31 videos): mean "
             "and std over seeds. transcript = frozen all-MiniLM-L6-v2 (transcripts encoded "
-            "once before the runs); audio = openSMILE features (MLP). Rows without a context are the utterance-level model trained by "
-            "the main Trainer; `+gru` / `+transformer` wrap the same utterance model in "
+            "once before the runs); audio = openSMILE features (MLP). Rows without a context are the utterance-level model (task: supervised) trained by "
+            "the library loop; `+gru` / `+transformer` (task: context) wrap the same utterance model in "
             f"ContextModel (hidden {args.hidden}, 1 layer, dropout {args.dropout}, "
             f"{args.batch_videos} videos per batch), trained jointly. Validation: a fifth of "
             "the training videos, the same videos for every method at a given seed. "

@@ -38,7 +38,6 @@ to ``fusion_runs.jsonl`` with a hash of their config: a second invocation reuses
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import os
@@ -60,11 +59,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import merge_records, previous_records, print_table, record, write_results
 from polymodal.data.collate import collate
 from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.datasets import load_dataset
 from polymodal.fusion.base import FUSIONS
-from polymodal.models import build_model
-from polymodal.training.config import TrainConfig, load_config
-from polymodal.training.seed import seed_everything
-from polymodal.training.trainer import Trainer, build_datasets
+from polymodal.models.build import register_components
+from polymodal.training import TrainConfig, Trainer, load_config
+from polymodal.training.tasks import build_strategy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,41 +85,20 @@ FUSION_PARAMS: dict[str, dict[str, Any]] = {
 }
 NO_DROPOUT = ("late",)  # fusions without a dropout parameter
 
-_FEATURES = {"name": "mlp", "params": {"dim": 64, "dropout": 0.2, "running_stats": True}}
-
-# data set -> base config (a dict in the TrainConfig YAML layout), its modalities, and the
-# dropout that every fusion of that data set gets.
+# data set -> its config file, the benchmark's overrides, its modalities, and the dropout
+# that every fusion of that data set gets.
 PLANS: dict[str, dict[str, Any]] = {
     "mosi": {
         "modalities": ("transcript", "audio"),
         "dropout": 0.5,
-        "config": {
-            "name": "mosi",
-            "data": {
-                "dataset": "mosi",
-                "options": {"modalities": ["transcript", "audio"]},
-                "val_fraction": 0.2,
-                "batch_size": 32,
-            },
-            "model": {
-                "encoders": {"transcript": {"name": "minilm", "params": {}}, "audio": _FEATURES},
-                "fusion": {"name": "early", "params": {}},
-                "modality_dropout": {"transcript": 0.3, "audio": 0.3},
-            },
-            "optim": {"lr": 1e-3, "weight_decay": 0.05, "epochs": 12, "warmup_ratio": 0.05},
-            "monitor": "accuracy",
-            "patience": 3,
-        },
+        "config": "configs/mosi_transcript_audio.yaml",
+        "overrides": [],
     },
     "av_digits": {
         "modalities": ("audio", "image"),
         "dropout": 0.1,
         "config": "configs/av_digits.yaml",
-        "overrides": {
-            "data.options": {"images_per_recording": 2},
-            "optim.epochs": 4,
-            "patience": 2,
-        },
+        "overrides": ["data.options.images_per_recording=2", "optim.epochs=4", "patience=2"],
     },
     "har_phone_watch": {
         "modalities": ("phone", "watch"),
@@ -128,28 +106,16 @@ PLANS: dict[str, dict[str, Any]] = {
         "config": "configs/har_phone_watch.yaml",
         # 25 Hz instead of the config's 50 Hz: 50-step windows keep the sequence fusions'
         # attention (quadratic in length) affordable; the single-device rows use it too.
-        "overrides": {"data.options.rate": 25.0, "optim.epochs": 10, "patience": 3},
+        "overrides": ["data.options.rate=25.0", "optim.epochs=10", "patience=3"],
     },
 }
 
 
-def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = cfg
-    for key in parents:
-        node = node[key]
-    node[leaf] = value
-
-
-def base_config(dataset: str) -> dict[str, Any]:
-    """The data set's training config as a plain dict, with the benchmark's overrides."""
+def base_config(dataset: str) -> TrainConfig:
+    """The data set's shipped config with the benchmark's overrides."""
     plan = PLANS[dataset]
-    if isinstance(plan["config"], dict):
-        cfg = copy.deepcopy(plan["config"])
-    else:
-        cfg = load_config(REPO / plan["config"]).to_dict()
-    for key, value in plan.get("overrides", {}).items():
-        _set(cfg, key, copy.deepcopy(value))
+    cfg = load_config(REPO / plan["config"], plan["overrides"])
+    assert isinstance(cfg, TrainConfig)
     return cfg
 
 
@@ -163,41 +129,29 @@ def methods(dataset: str, fusions: Sequence[str]) -> list[tuple[str, tuple[str, 
 def method_config(
     dataset: str, mods: tuple[str, ...], fusion: str, seed: int, out: str
 ) -> TrainConfig:
-    """The TrainConfig of one run: the data set's base config with ``fusion`` over ``mods``."""
+    """The TrainConfig of one run: the data set's config with ``fusion`` over ``mods``."""
     plan = PLANS[dataset]
     cfg = base_config(dataset)
-    encoders = cfg["model"]["encoders"]
-    cfg["model"]["encoders"] = {m: encoders[m] for m in mods}
     params = dict(FUSION_PARAMS[fusion])
     if fusion not in NO_DROPOUT:
         params["dropout"] = plan["dropout"]
-    cfg["model"]["fusion"] = {"name": fusion, "params": params}
-    drop = cfg["model"].get("modality_dropout") or {}
-    cfg["model"]["modality_dropout"] = {m: drop.get(m, 0.1) for m in mods} if len(mods) > 1 else {}
-    options = dict(cfg["data"].get("options") or {})
-    if dataset == "mosi":
-        options["modalities"] = list(mods)
-    elif dataset == "har_phone_watch":
-        options["devices"] = list(mods)
-    cfg["data"]["options"] = options
-    cfg.update(seed=seed, device="cpu", progress=False, output_dir=out)
-    cfg["name"] = f"{dataset}_{fusion}_{'_'.join(mods)}_s{seed}"
-    return TrainConfig.from_dict(cfg)
+    drop = cfg.model.modality_dropout
+    return cfg.replace(
+        **{
+            "model.encoders": {m: cfg.model.encoders[m].to_dict() for m in mods},
+            "model.fusion": {"name": fusion, "params": params},
+            "model.modality_dropout": {m: drop.get(m, 0.1) for m in mods} if len(mods) > 1 else {},
+            "data.options.modalities": list(mods),
+            "seed": seed,
+            "device": "cpu",
+            "progress": False,
+            "output_dir": out,
+            "name": f"{dataset}_{fusion}_{'_'.join(mods)}_s{seed}",
+        }
+    )
 
 
 # --------------------------------------------------------------------------- one run
-
-_DATA_CACHE: dict[tuple[str, tuple[str, ...], int], tuple[Any, Any, Any]] = {}
-
-
-def _datasets(
-    dataset: str, mods: tuple[str, ...], seed: int, cfg: TrainConfig
-) -> tuple[MultimodalDataset, MultimodalDataset, MultimodalDataset | None]:
-    """(train, val, test) for this data set, modalities and seed, loaded once per process."""
-    key = (dataset, mods, seed)
-    if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = build_datasets(cfg)
-    return _DATA_CACHE[key]
 
 
 @torch.no_grad()
@@ -221,13 +175,13 @@ def run_one(dataset: str, mods: tuple[str, ...], fusion: str, seed: int) -> dict
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = method_config(dataset, mods, fusion, seed, tmp)
-        train_ds, val_ds, test_ds = _datasets(dataset, mods, seed, cfg)
-        seed_everything(cfg.seed)
-        model = build_model(cfg.model, train_ds.schema, seed=cfg.seed)
+        strategy = build_strategy(cfg)
+        model = strategy.model
         t0 = time.perf_counter()
-        res = Trainer(cfg, model, train_ds, val_ds, test_ds).fit()
+        res = Trainer(cfg, strategy).fit()
         wall = time.perf_counter() - t0
-        assert test_ds is not None and res.test is not None  # every plan has a test split
+        test_ds = load_dataset(dataset, split="test", root=cfg.data.root, **cfg.data.options)
+        assert res.test is not None and res.best_val is not None  # every plan has both
         fusion_module = getattr(model, "fusion", None)
         return {
             "accuracy": float(res.test["accuracy"]),
@@ -398,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not os.environ.get("POLYMODAL_DATA"):
         os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
+    register_components()
     if set(FUSION_PARAMS) != set(FUSIONS.names()):
         missing = sorted(set(FUSIONS.names()) - set(FUSION_PARAMS))
         print(f"note: registered fusions without benchmark settings: {missing}", flush=True)

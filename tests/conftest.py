@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -25,3 +27,18 @@ def data_root() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def require(module: str) -> ModuleType:
+    """Import an optional package that the README's install command installs.
+
+    Where it is missing, a developer's partial install skips the test; under ``CI=true``
+    (the README's own install ran) a missing package fails it, so a broken install can
+    never pass as a run of skipped tests.
+    """
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            pytest.fail(f"CI=true but {module!r} does not import ({e}); the README installs it.")
+    return pytest.importorskip(module)

@@ -33,6 +33,7 @@ dotted keys with values read as YAML: ``optim.lr=3e-4 data.options.modalities=[t
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import math
@@ -203,9 +204,9 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return None
             raise _type_error(key, tp, value)
         arms = [a for a in args if a is not type(None)]
-        structured = [a for a in arms if _is_config(a) or get_origin(a) is dict or a is dict]
-        if isinstance(value, Mapping) and len(structured) == 1:
-            return coerce(value, structured[0], key)  # its own error is the informative one
+        fitting = [a for a in arms if _fits(value, a)]
+        if len(fitting) == 1:
+            return coerce(value, fitting[0], key)  # its own error is the informative one
         for a in arms:
             try:
                 return coerce(value, a, key)
@@ -290,6 +291,22 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"internal: no rule to check config key {key!r} of type {tp!r}")
 
 
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether ``value`` has the Python type that ``tp`` describes (not yet checked)."""
+    origin = get_origin(tp) or tp
+    if _is_config(tp) or origin is dict:
+        return isinstance(value, Mapping)
+    if origin in (list, tuple):
+        return isinstance(value, Sequence) and not isinstance(value, str)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp in (str, bool):
+        return isinstance(value, tp)
+    return False
+
+
 def _is_config(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, Config)
 
@@ -329,6 +346,8 @@ class Config:
 
     #: Shown after "missing required key" errors: where to find an example.
     example: ClassVar[str] = ""
+    #: Keys this section used to have -> where they went (shown instead of "unknown").
+    moved: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         hints = _hints(type(self))
@@ -366,6 +385,10 @@ class Config:
         fields = {f.name: f for f in dataclasses.fields(cast(Any, cls)) if f.init}
         valid = list(fields)
         for key in d:
+            if key in cls.moved and key not in fields:
+                raise ValueError(
+                    f"Config key {_join(where, key)!r} is no longer here: {cls.moved[key]}."
+                )
             if key not in fields:
                 raise unknown_key_error(key, valid, where)
         missing = [
@@ -496,7 +519,7 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
 
 def apply_overrides(d: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A deep copy of ``d`` with each ``key=value`` of ``overrides`` set."""
-    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(plain(dict(d), "config"))) or {}
+    out: dict[str, Any] = copy.deepcopy(plain(dict(d), "config"))
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(out, key, value)

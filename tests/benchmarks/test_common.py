@@ -52,3 +52,38 @@ def test_merge_records_keeps_only_what_was_not_rerun(tmp_path: Path) -> None:
         old, [record("b", "mosi", "early", "macro_f1", 0.6)], ("dataset", "method", "metric")
     )
     assert len(by_metric) == 3
+
+
+def test_commit_stamp_says_dirty_for_uncommitted_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    import _common
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "src" / "a.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(_common, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path / "benchmarks" / "results")
+
+    def stamp() -> str:
+        _common.commit.cache_clear()
+        return str(_common.commit())
+
+    sha = stamp()
+    assert len(sha) >= 7 and not sha.endswith("-dirty")
+    (tmp_path / "benchmarks" / "results" / "x.json").write_text("[]")  # results: still clean
+    assert stamp() == sha
+    (tmp_path / "benchmarks" / "new.py").write_text("")  # an uncommitted benchmark script
+    assert stamp() == f"{sha}-dirty"
+    (tmp_path / "benchmarks" / "new.py").unlink()
+    (tmp_path / "src" / "a.py").write_text("x = 2\n")  # a changed library file
+    assert stamp() == f"{sha}-dirty"
+    _common.commit.cache_clear()

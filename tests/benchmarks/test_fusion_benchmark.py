@@ -11,7 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import fusion as bench
 from _common import record
-from polymodal.fusion.base import FUSIONS, build_fusion
+from polymodal.fusion.base import FUSIONS
+from polymodal.models.build import is_decision_level
+from tests.conftest import require
 
 
 def test_every_registered_fusion_has_benchmark_settings() -> None:
@@ -32,13 +34,14 @@ def test_every_method_config_is_valid(dataset: str) -> None:
         if fusion != "late":
             assert params["dropout"] == bench.PLANS[dataset]["dropout"]
         # the params fit the fusion's builder (what build_model checks first)
-        built = build_fusion(fusion, {m: 8 for m in ms}, 2, **params)
+        wired = {"num_outputs": 2} if is_decision_level(fusion) else {}
+        built = FUSIONS.build(fusion, in_dims={m: 8 for m in ms}, **wired, **params)
         assert built.names == sorted(ms)
 
 
 def test_benchmark_overrides_apply_to_the_config_file() -> None:
     cfg = bench.method_config("har_phone_watch", ("watch",), "early", 0, "out")
-    assert cfg.data.options["rate"] == 25.0 and cfg.data.options["devices"] == ["watch"]
+    assert cfg.data.options["rate"] == 25.0 and cfg.data.options["modalities"] == ["watch"]
     assert cfg.optim.epochs == 10 and cfg.patience == 3
     assert cfg.model.modality_dropout == {}  # one modality: nothing to drop
     av = bench.method_config("av_digits", ("audio", "image"), "mult", 0, "out")
@@ -78,7 +81,7 @@ def test_summary_reports_mean_and_std_over_seeds() -> None:
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     recs = bench.summarise("mosi", "gmu", ("transcript", "audio"), "gmu", _runs([0.7, 0.8]))
     recs += [record("fusion", "mosi", "only_audio", "accuracy", 0.55)]
     recs += [record("fusion", "mosi", "only_audio", m, 1.0) for m in ("latency_ms", "params")]

@@ -1,4 +1,4 @@
-"""End to end on real Flickr8k images: ``polymodal train`` a joint config, then ``embed``."""
+"""End to end on real Flickr8k images: ``polymodal train`` a joint config, resume, ``embed``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from polymodal.cli.main import main
-from polymodal.training.contrastive import load_joint_checkpoint
+from polymodal.joint.checkpoint import load_joint_checkpoint
 
 pytestmark = pytest.mark.usefixtures("data_root")
 
@@ -68,9 +68,16 @@ def test_train_writes_a_checkpoint_embed_accepts(run: dict[str, Any]) -> None:
     ckpt = run["run"] / "checkpoints" / "best"
     model, state = load_joint_checkpoint(ckpt)
     assert model.modalities == ["image", "text"] and model.dim == 16
-    assert set(state["test_metrics"]) >= {"image2text_r@1", "text2image_r@1", "r1_mean"}
-    metrics = json.loads((run["run"] / "metrics.json").read_text())
-    assert metrics["epochs_run"] <= 2  # the command-line override won over the file
+    assert set(state["val"]) >= {"image2text_r@1", "text2image_r@1", "r1_mean"}
+    results = json.loads((run["run"] / "results.json").read_text())
+    assert results["task"] == "contrastive" and results["monitor"] == "r1_mean"
+    assert set(results["test"]) >= {"image2text_r@1", "text2image_r@1", "r1_mean"}
+    assert results["val"] == state["val"] and results["best_epoch"] == state["best_epoch"]
+    assert results["epochs_run"] <= 2  # the command-line override won over the file
+    assert results["feature_seconds"] > 0 and set(results["temperatures"]) == {"flickr8k"}
+    history = (run["run"] / "metrics.jsonl").read_text().splitlines()
+    assert len(history) == results["epochs_run"]
+    assert (run["run"] / "metrics.csv").read_text().startswith("epoch,step,lr,train_loss,val_")
     saved = yaml.safe_load((run["run"] / "config.yaml").read_text())
     assert saved["seed"] == 1 and saved["optim"]["epochs"] == 2
     # 3 features folders per modality (train, val, test), all under the given cache root
@@ -93,12 +100,24 @@ def test_train_prints_val_and_test_table(run: dict[str, Any]) -> None:
     assert all(0.0 <= float(v) <= 1.0 for v in rows["r1_mean"])
 
 
-def test_resume_is_refused_for_joint_runs(
+def test_resume_continues_joint_runs(
     run: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The finished run resumed with its own config: nothing left to train, the same table.
+    before = json.loads((run["run"] / "results.json").read_text())
+    assert main(["train", str(run["config"]), "optim.epochs=2", "seed=1", "--resume"]) == 0
+    out = capsys.readouterr().out
+    table = run["out"][run["out"].index("metric ") :]
+    assert out[out.index("metric ") :] == table
+    after = json.loads((run["run"] / "results.json").read_text())
+    assert {k: v for k, v in after.items() if k != "feature_seconds"} == {
+        k: v for k, v in before.items() if k != "feature_seconds"
+    }
+    # Another config (the file's seed and epochs, not the run's): refused, in one line.
     assert main(["train", str(run["config"]), "--resume"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("polymodal train: error: --resume is not supported for joint")
+    assert err.startswith("polymodal train: error: Cannot resume") and "['optim', 'seed']" in err
+    assert err.count("\n") == 1
 
 
 def test_unknown_key_is_one_line_error(

@@ -1,77 +1,65 @@
-"""End to end on real Flickr8k images: embed -> index build -> search, and its errors."""
+"""End to end on real Flickr8k images: train -> embed -> index build -> search, and errors."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 
 from polymodal.cli.main import main
-from polymodal.data.datasets._common import load_dataset
-from polymodal.data.modality import ModalityKind, ModalitySpec
-from polymodal.models.config import EncoderConfig
-from polymodal.models.joint import JointConfig, JointEmbeddingModel, JointModalityConfig
-from polymodal.retrieval.features import tensor_batch, text_batch
-from polymodal.training.contrastive import (
-    ContrastiveConfig,
-    PairedFeatures,
-    save_joint_checkpoint,
-    train_contrastive,
-)
+from polymodal.joint.checkpoint import load_joint_checkpoint, save_joint_checkpoint
 
 
-def _config() -> JointConfig:
-    return JointConfig(
-        (
-            JointModalityConfig(
-                ModalitySpec("image", ModalityKind.IMAGE, shape=(3, 224, 224)),
-                EncoderConfig("efficientnet_lite0"),
-                projection="linear",
-            ),
-            JointModalityConfig(
-                ModalitySpec("text", ModalityKind.TEXT),
-                EncoderConfig("minilm"),
-                projection="linear",
-            ),
-        ),
-        dim=32,
-        anchor="image",
-    )
+def _config(tmp: Path) -> dict[str, Any]:
+    """A 32-d linear space over frozen EfficientNet and MiniLM, 8 Flickr8k images a split."""
+    linear = {"projection": "linear"}
+    return {
+        "task": "contrastive",
+        "output_dir": str(tmp / "run"),
+        "model": {
+            "dim": 32,
+            "anchor": "image",
+            "modalities": {
+                "image": {
+                    "spec": {"kind": "image", "shape": [3, 224, 224]},
+                    "encoder": {"name": "efficientnet_lite0"},
+                    **linear,
+                },
+                "text": {"spec": {"kind": "text"}, "encoder": {"name": "minilm"}, **linear},
+            },
+        },
+        "pairs": {"flickr8k": {"dataset": "flickr8k", "other": "text", "test_split": None}},
+        "optim": {"epochs": 3, "batch_size": 8, "warmup_steps": 0},
+    }
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny checkpoint (3 epochs on 8 training images), embeddings of 20 test images."""
-    torch.manual_seed(0)
+    """train (3 epochs on 8 images) -> embed 20 test images -> index build."""
     tmp = tmp_path_factory.mktemp("retrieval_cli")
-    model = JointEmbeddingModel(_config())
-    train = load_dataset("flickr8k", split="train")
-    samples = [train[i] for i in range(8)]
+    config = tmp / "tiny.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp)))
+    overrides = ["pairs.flickr8k.limit=8", f"feature_cache={tmp / 'features'}"]  # never ~/.cache
+    assert main(["train", str(config), *overrides]) == 0
+    assert len(list((tmp / "features").iterdir())) == 4  # train and val, image and text
+    model, _ = load_joint_checkpoint(tmp / "run")
+    weight = model.projections["text"][2].weight  # another model: same config, other weights
     with torch.no_grad():
-        images = model.encoders["image"](
-            tensor_batch([s.modalities["image"] for s in samples])  # type: ignore[misc]
-        ).pooled
-        texts = model.encoders["text"](text_batch([str(s.modalities["text"]) for s in samples]))
-    pairs = PairedFeatures("image", "text", images, texts.pooled)
-    train_contrastive(
-        model,
-        [pairs],
-        config=ContrastiveConfig(epochs=3, batch_size=8, warmup_steps=0),
-        checkpoint_dir=tmp / "ckpt",
-    )
-    with torch.no_grad():  # another model: same config, other projection weights
-        model.projections["text"][2].weight.add_(0.1)
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
     save_joint_checkpoint(tmp / "other_ckpt", model)
     emb, index = tmp / "emb", tmp / "index"
-    argv = ["embed", str(tmp / "ckpt"), "flickr8k", "--split", "test", "--limit", "20"]
+    # `embed` takes the run folder (its best checkpoint).
+    argv = ["embed", str(tmp / "run"), "flickr8k", "--split", "test", "--limit", "20"]
     assert main([*argv, "-o", str(emb)]) == 0
     assert main(["index", "build", str(emb), "-o", str(index)]) == 0
     return {
         "tmp": tmp,
-        "ckpt": tmp / "ckpt",
+        "ckpt": tmp / "run" / "checkpoints" / "best",
         "other": tmp / "other_ckpt",
         "emb": emb,
         "index": index,

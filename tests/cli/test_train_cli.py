@@ -29,8 +29,8 @@ TINY = {
     },
     "model": {
         "encoders": {
-            "text": {"name": "mlp", "params": {"dim": 16, "layers": 1, "dropout": 0.1}},
-            "audio": {"name": "mlp", "params": {"dim": 16, "layers": 1, "dropout": 0.1}},
+            "text": {"name": "mlp", "params": {"dim": 16, "num_layers": 1, "dropout": 0.1}},
+            "audio": {"name": "mlp", "params": {"dim": 16, "num_layers": 1, "dropout": 0.1}},
         },
         "fusion": {"name": "early", "params": {"hidden_dim": 16, "dropout": 0.1}},
         "modality_dropout": {"audio": 0.2},
@@ -118,7 +118,7 @@ def _mosi_manifest(path: Path, columns: tuple[str, ...], n: int = 12) -> list[st
 def test_predict_writes_ids_predictions_probabilities(
     trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from polymodal.training.trainer import load_trained
+    from polymodal.inference import load_trained
 
     manifest = tmp_path / "new.jsonl"
     ids = _mosi_manifest(manifest, ("audio", "text"))
@@ -160,30 +160,46 @@ def test_train_rejects_bad_override_before_running(
     assert not (tmp_path / "r").exists()
 
 
+# Runs a config like `polymodal train`, but holds the process (sleeps) right after the first
+# checkpoints/last is on disk, and says so with a marker file: the test kills it there, so
+# the kill always lands mid-run, however fast the machine is.
+HOLD_DRIVER = """
+import sys, time
+from pathlib import Path
+from polymodal.training import Callback, load_config, train
+
+class HoldAfterFirstCheckpoint(Callback):
+    def on_checkpoint(self, trainer, which, path):
+        if which == "last":
+            Path(sys.argv[2]).write_text(str(path))
+            time.sleep(3600)
+
+train(load_config(sys.argv[1], sys.argv[3:]), callbacks=[HoldAfterFirstCheckpoint()])
+"""
+
+
 def test_kill_and_resume_matches_uninterrupted_run(tiny_config: Path, tmp_path: Path) -> None:
     common = [str(tiny_config), "checkpoint_every_steps=4"]
-    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    ref, cut, held = tmp_path / "ref", tmp_path / "cut", tmp_path / "held"
     assert main(["train", *common, f"output_dir={ref}"]) == 0
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "polymodal", "train", *common, f"output_dir={cut}"],
+        [sys.executable, "-c", HOLD_DRIVER, common[0], str(held), *common[1:], f"output_dir={cut}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    state = cut / "checkpoints" / "last" / "state.json"
-    deadline = time.monotonic() + 120
     try:
-        while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+        while not held.exists() and proc.poll() is None:  # waits for an event, not a time
+            time.sleep(0.05)
         proc.kill()  # SIGKILL: no cleanup, no atexit
     finally:
         proc.wait()
-    assert state.exists(), proc.stderr.read().decode() if proc.stderr else ""
-    assert not (cut / "results.json").exists(), "the run finished before it could be killed"
-    step = json.loads(state.read_text())["global_step"]
-    assert 4 <= step < _history(ref)[-1]["step"]  # killed part-way
+    assert held.exists(), proc.stderr.read().decode() if proc.stderr else ""
+    assert not (cut / "results.json").exists()
+    step = json.loads((cut / "checkpoints" / "last" / "state.json").read_text())["global_step"]
+    assert step == 4 < _history(ref)[-1]["step"]  # killed part-way, after the first checkpoint
 
     assert main(["train", *common, f"output_dir={cut}", "--resume"]) == 0
     for sub in ("best", "last"):

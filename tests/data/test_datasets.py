@@ -94,7 +94,7 @@ def test_mosi_modalities_option_and_batches(data_root: Path) -> None:
 
 
 def test_mosi_rejects_bad_options(data_root: Path) -> None:
-    with pytest.raises(ValueError, match=r"Unknown mosi modality 'txt'.*Did you mean 'text'"):
+    with pytest.raises(ValueError, match=r"among \['text', .*got 'txt'.*Did you mean 'text'"):
         load_dataset("mosi", split="test", root=data_root, modalities=("txt",))
     with pytest.raises(TypeError, match="sequence of names"):
         load_dataset("mosi", split="test", root=data_root, modalities="text")
@@ -302,3 +302,26 @@ def test_av_digits_rejects_bad_images_per_recording(data_root: Path) -> None:
         load_dataset("av_digits", split="train", root=data_root, images_per_recording=0)
     with pytest.raises(ValueError, match=r"'test_images_per_recording'.*digit 5.*at most 8"):
         load_dataset("av_digits", split="test", root=data_root, test_images_per_recording=9)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "pick"),
+    [
+        ("mosi", {}, "audio"),
+        ("av_digits", {}, "image"),
+        ("flickr8k", {"split": "test"}, "text"),
+        ("har_phone_watch", {}, "watch"),
+    ],
+)
+def test_every_builtin_selects_modalities_the_same_way(
+    data_root: Path, name: str, options: dict[str, str], pick: str
+) -> None:
+    kwargs = {"split": "train", "root": data_root, **options}
+    full = load_dataset(name, **kwargs)
+    one = load_dataset(name, **kwargs, modalities=[pick])
+    assert one.schema.names == [pick] and pick in full.schema.names
+    assert set(one[0].modalities) == {pick} and len(one) == len(full)
+    with pytest.raises(ValueError, match=rf"'modalities' parameter of {name} must be among"):
+        load_dataset(name, **kwargs, modalities=["nope"])
+    with pytest.raises(ValueError, match=rf"'modalities' parameter of {name} repeats"):
+        load_dataset(name, **kwargs, modalities=[pick, pick])

@@ -131,7 +131,7 @@ def test_window_labels_match_raw_phone_rows(har_all: HARPhoneWatch, data_root: P
 
 
 def test_options(har_all: HARPhoneWatch, data_root: Path) -> None:
-    watch = har_phone_watch(split="all", root=data_root, devices=("watch",))
+    watch = har_phone_watch(split="all", root=data_root, modalities=("watch",))
     assert watch.schema.names == ["watch"]
     assert set(watch[0].modalities) == {"watch"}
     assert len(watch) == len(har_all)
@@ -144,10 +144,10 @@ def test_options(har_all: HARPhoneWatch, data_root: Path) -> None:
 def test_bad_arguments(data_root: Path) -> None:
     with pytest.raises(ValueError, match=r"Unknown split 'tset'.*Did you mean 'test'"):
         har_phone_watch(split="tset", root=data_root)
-    with pytest.raises(TypeError, match=r"devices=\('phone',\)"):
-        har_phone_watch(root=data_root, devices="phone")
-    with pytest.raises(ValueError, match=r"Unknown device 'wrist'"):
-        har_phone_watch(root=data_root, devices=("phone", "wrist"))
+    with pytest.raises(TypeError, match=r"'modalities' parameter of har_phone_watch .*\['phone'\]"):
+        har_phone_watch(root=data_root, modalities="phone")
+    with pytest.raises(ValueError, match=r"among \['phone', 'watch'\]; got 'wrist'"):
+        har_phone_watch(root=data_root, modalities=("phone", "wrist"))
     with pytest.raises(ValueError, match=r"rate must be a positive number, got 0"):
         har_phone_watch(root=data_root, rate=0)
     with pytest.raises(ValueError, match=r"min_purity must be in \[0, 1\]"):

@@ -20,6 +20,7 @@ from polymodal.losses import (
     SigLipLoss,
     clip_loss,
     gather_features,
+    multi_positive_clip_loss,
     siglip_loss,
 )
 
@@ -73,6 +74,39 @@ def test_siglip_matches_hand_formula() -> None:
     assert siglip_loss(a, b, t, bias).item() == pytest.approx(expected, rel=1e-6)
     loss = SigLipLoss()
     assert loss(a, b).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_multi_positive_matches_hand_formula() -> None:
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])  # rows 0, 1 are a[0]'s; row 2 a[1]'s
+    owner = torch.tensor([0, 0, 1])
+    sims = [[1.0, 0.6, 0.0], [0.0, 0.8, 1.0]]  # a @ b.T, scale 1 (logit_scale 0)
+    e, log = math.exp, math.log
+    # a -> b: -log of the probability mass on all of the row's positives.
+    a_to_b = (
+        -log((e(1.0) + e(0.6)) / (e(1.0) + e(0.6) + e(0.0)))
+        - log(e(1.0) / (e(0.0) + e(0.8) + e(1.0)))
+    ) / 2
+    # b -> a: each b row's cross-entropy over the a rows, target its owner.
+    b_to_a = sum(-log(e(sims[owner[j]][j]) / (e(sims[0][j]) + e(sims[1][j]))) for j in range(3)) / 3
+    expected = (a_to_b + b_to_a) / 2
+    assert multi_positive_clip_loss(a, b, owner, 0.0).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_multi_positive_with_one_positive_each_is_clip_loss() -> None:
+    a, b = pair(5, 4, seed=3)
+    for log_scale in (0.0, 2.0):
+        torch.testing.assert_close(
+            multi_positive_clip_loss(a, b, torch.arange(5), log_scale), clip_loss(a, b, log_scale)
+        )
+    # Rows owned out of order: the same loss as the rows sorted by owner.
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    torch.testing.assert_close(
+        multi_positive_clip_loss(a, b[perm], perm, 2.0), clip_loss(a, b, 2.0)
+    )
+    b2 = torch.cat([b, a + 0.01 * torch.randn(5, 4, generator=torch.Generator().manual_seed(0))])
+    owner = torch.cat([torch.arange(5), torch.arange(5)])
+    assert torch.isfinite(multi_positive_clip_loss(a, b2, owner, 2.0))
 
 
 # --------------------------------------------------------------------------- invariants

@@ -1,5 +1,6 @@
-"""Context models: the video-level data view, ContextModel (GRU/transformer), its loss and
-training loop, on tiny synthetic videos (and the real MOSI ordering)."""
+"""Context models: the video-level data view, ContextModel (GRU/transformer) and its config,
+on tiny synthetic videos (and the real MOSI ordering).  Training a context model (the loss
+and the loop) is tested in ``tests/training/test_context_task.py``."""
 
 from __future__ import annotations
 
@@ -13,14 +14,9 @@ from polymodal.data import ModalityKind, ModalitySpec, Sample, Schema, TargetSpe
 from polymodal.data.context import IGNORE_INDEX, VideoDataset, pad_utterances
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.fusion import FUSIONS
+from polymodal.losses import sequence_loss
 from polymodal.models import EncoderConfig, FusionConfig, ModelConfig, build_model
-from polymodal.models.context import ContextModel, sinusoidal_positions
-from polymodal.training.context import (
-    ContextTrainConfig,
-    context_loss,
-    evaluate_context,
-    fit_context,
-)
+from polymodal.models.context import ContextConfig, ContextModel, sinusoidal_positions
 
 SCHEMA = Schema(
     (
@@ -72,16 +68,19 @@ class ToyVideos(MultimodalDataset):
         return out
 
 
-def utterance_model(fusion: str = "early", params: dict[str, Any] | None = None) -> Any:
+def utterance_config(fusion: str = "early", params: dict[str, Any] | None = None) -> ModelConfig:
     enc = EncoderConfig("mlp", {"dim": 8})
-    cfg = ModelConfig({"a": enc, "b": enc}, FusionConfig(fusion, params or {}))
-    return build_model(cfg, SCHEMA)
+    return ModelConfig({"a": enc, "b": enc}, FusionConfig(fusion, params or {}))
+
+
+def utterance_model(fusion: str = "early", params: dict[str, Any] | None = None) -> Any:
+    return build_model(utterance_config(fusion, params), SCHEMA)
 
 
 def context_model(context: str = "gru", **kw: Any) -> ContextModel:
     torch.manual_seed(0)
-    kw.setdefault("hidden", 8)
-    kw.setdefault("heads", 2)
+    kw.setdefault("hidden_dim", 8)
+    kw.setdefault("num_heads", 2)
     return ContextModel(utterance_model(), context, **kw)
 
 
@@ -149,9 +148,9 @@ def test_batch_pads_targets_with_ignore_index() -> None:
 
 
 @pytest.mark.parametrize("context", ["gru", "transformer"])
-@pytest.mark.parametrize("layers", [1, 2])
-def test_shapes(context: str, layers: int) -> None:
-    model = context_model(context, layers=layers)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_shapes(context: str, num_layers: int) -> None:
+    model = context_model(context, num_layers=num_layers)
     batch = VideoDataset(ToyVideos()).batch([0, 1, 2])
     out = model(batch)
     assert out.logits.shape == (3, 11, 2) and out.utterance_logits.shape == (3, 11, 2)
@@ -198,7 +197,7 @@ def test_gradients_reach_utterance_model(context: str) -> None:
     model = context_model(context)
     batch = VideoDataset(ToyVideos()).batch([0, 2])
     assert batch.target is not None
-    context_loss(model(batch).logits, batch.target).backward()
+    sequence_loss(model(batch).logits, batch.target).backward()
     used = [
         (n, p)
         for n, p in model.named_parameters()
@@ -210,30 +209,30 @@ def test_gradients_reach_utterance_model(context: str) -> None:
 
 
 SMALL = {
-    "mult": {"d_model": 8, "heads": 2, "layers": 1},
-    "coattention": {"d_model": 8, "heads": 2, "layers": 1},
-    "bottleneck": {"d_model": 8, "heads": 2, "layers": 1, "num_bottlenecks": 2},
+    "mult": {"hidden_dim": 8, "num_heads": 2, "num_layers": 1},
+    "coattention": {"hidden_dim": 8, "num_heads": 2, "num_layers": 1},
+    "bottleneck": {"hidden_dim": 8, "num_heads": 2, "num_layers": 1, "num_bottlenecks": 2},
 }
-FEATURE_LEVEL = [
-    n for n in FUSIONS.names() if not utterance_model(n, SMALL.get(n)).fusion.decision_level
-]
+FEATURE_LEVEL = [n for n in FUSIONS.names() if not utterance_model(n, SMALL.get(n)).decision_level]
 DECISION_LEVEL = [n for n in FUSIONS.names() if n not in FEATURE_LEVEL]
 
 
 def test_fusion_lists() -> None:
     assert {"early", "tensor", "gmu", "mult", "graph"} <= set(FEATURE_LEVEL)
     assert {"late", "hybrid"} <= set(DECISION_LEVEL)
+    # what the built models say agrees with what the registry declares
+    assert [e.name for e in FUSIONS if "decision" in e.kinds] == DECISION_LEVEL
 
 
 @pytest.mark.parametrize("fusion", FEATURE_LEVEL)
 def test_every_feature_level_fusion(fusion: str) -> None:
     torch.manual_seed(0)
-    model = ContextModel(utterance_model(fusion, SMALL.get(fusion)), "gru", hidden=4)
+    model = ContextModel(utterance_model(fusion, SMALL.get(fusion)), "gru", hidden_dim=4)
     batch = VideoDataset(ToyVideos()).batch([3, 1])
     out = model(batch)
     assert out.logits.shape == (2, 2, 2) and torch.isfinite(out.logits).all()
     assert batch.target is not None
-    context_loss(out.logits, batch.target).backward()
+    sequence_loss(out.logits, batch.target).backward()
 
 
 @pytest.mark.parametrize("fusion", DECISION_LEVEL)
@@ -245,48 +244,44 @@ def test_decision_level_fusion_rejected(fusion: str) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="context"):
         ContextModel(utterance_model(), "lstm")
-    with pytest.raises(ValueError, match="divisible by heads"):
-        ContextModel(utterance_model(), "transformer", hidden=6, heads=4)
-    with pytest.raises(ValueError, match="layers"):
-        ContextModel(utterance_model(), "gru", layers=0)
+    with pytest.raises(ValueError, match="hidden_dim=6 must be divisible by num_heads=4"):
+        ContextModel(utterance_model(), "transformer", hidden_dim=6, num_heads=4)
+    with pytest.raises(ValueError, match="num_layers must be an int >= 1, got 0"):
+        ContextModel(utterance_model(), "gru", num_layers=0)
     with pytest.raises(TypeError, match="MultimodalModel"):
         ContextModel(torch.nn.Linear(2, 2), "gru")  # type: ignore[arg-type]
+
+
+def test_config_builds_the_model_it_describes() -> None:
+    """A run's ``context`` section is ContextModel's keyword arguments, checked by key."""
+    cfg = ContextConfig.from_dict({"context": "transformer", "hidden_dim": 8, "num_heads": 2})
+    assert cfg.to_dict() == {
+        "context": "transformer",
+        "hidden_dim": 8,
+        "num_layers": 1,
+        "dropout": 0.1,
+        "num_heads": 2,
+    }
+    assert ContextConfig.from_yaml(cfg.to_yaml()) == cfg
+    model = ContextModel(utterance_model(), **cfg.to_dict())
+    assert model.context == "transformer" and model.hidden_dim == 8
+    assert model.encoder is not None and model.encoder.layers[0].self_attn.num_heads == 2
+    with pytest.raises(
+        ValueError, match=r"Unknown config key 'hidden'\..*Did you mean 'hidden_dim'"
+    ):
+        ContextConfig.from_dict({"hidden": 8})
+    with pytest.raises(ValueError, match=r"Config key 'num_layers' must be >= 1, got 0"):
+        ContextConfig.from_dict({"num_layers": 0})
+    with pytest.raises(
+        ValueError, match=r"Config key 'context' must be one of \['gru', 'transformer'\]"
+    ):
+        ContextConfig.from_dict({"context": "lstm"})
+    with pytest.raises(ValueError, match="hidden_dim=6 must be divisible by num_heads=4"):
+        ContextConfig(context="transformer", hidden_dim=6, num_heads=4)
+    with pytest.raises(ValueError, match=r"'ContextConfig\.dropout' must be a finite number"):
+        ContextConfig(dropout=float("nan"))
 
 
 def test_sinusoidal_positions_odd_dim() -> None:
     pe = sinusoidal_positions(4, 5)
     assert pe.shape == (4, 5) and pe[0, 1] == 1.0
-
-
-# --------------------------------------------------------------------------- loss, training
-
-
-def test_loss_ignores_padding() -> None:
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(2, 3, 2, generator=g, requires_grad=True)
-    target = torch.tensor([[1, 0, IGNORE_INDEX], [0, IGNORE_INDEX, IGNORE_INDEX]])
-    loss = context_loss(logits, target)
-    real = torch.tensor([[True, True, False], [True, False, False]])
-    expected = torch.nn.functional.cross_entropy(logits[real], target[real])
-    torch.testing.assert_close(loss, expected)
-    loss.backward()
-    assert logits.grad is not None and logits.grad[~real].abs().sum() == 0
-    shifted = logits.detach().clone()
-    shifted[~real] += 100.0
-    torch.testing.assert_close(context_loss(shifted, target), expected.detach())
-
-
-def test_fit_and_evaluate() -> None:
-    ds = VideoDataset(ToyVideos())
-    train, val = ds.split_videos(0.34, seed=0)
-    model = context_model("gru")
-    cfg = ContextTrainConfig(epochs=3, batch_videos=2, patience=2, seed=0)
-    res = fit_context(model, train, val, val, cfg)
-    assert 1 <= res.best_epoch <= res.epochs_run <= 3
-    assert res.test is not None and 0.0 <= res.test["accuracy"] <= 1.0
-    assert res.best_val == pytest.approx(evaluate_context(model, val))  # best weights loaded
-    assert res.test == pytest.approx(res.best_val)
-    with pytest.raises(ValueError, match="both train and validation"):
-        fit_context(model, train, train, None, cfg)
-    with pytest.raises(ValueError, match="monitor"):
-        ContextTrainConfig(monitor="auroc")

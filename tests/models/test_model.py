@@ -21,7 +21,7 @@ from polymodal.data import (
     collate,
 )
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
-from polymodal.fusion import build_fusion
+from polymodal.fusion import FUSIONS, build_fusion
 from polymodal.models import (
     EncoderConfig,
     FusionConfig,
@@ -31,6 +31,7 @@ from polymodal.models import (
     MultimodalModel,
     build_model,
 )
+from polymodal.models.decision import LateFusion
 from polymodal.registry import Entry
 
 # --------------------------------------------------------------------------- tiny encoders
@@ -91,13 +92,30 @@ def _builder(cls: type[Encoder], name: str):  # type: ignore[no-untyped-def]
     return build
 
 
+class NoOutDim(TinyTabular):
+    """Builds fine but has no usable ``out_dim``."""
+
+    def __init__(self, spec: ModalitySpec, dim: int = 4) -> None:
+        super().__init__(spec, dim)
+        self.out_dim = 0
+
+
+TINY = [
+    ("tiny_tab", TinyTabular),
+    ("tiny_ts", TinySeries),
+    ("tiny_text", TinyText),
+    ("tiny_no_out_dim", NoOutDim),
+]
+
+
 @pytest.fixture(autouse=True)
 def tiny_encoders(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Register the tiny encoders for one test only."""
+    """Register the tiny encoders for one test only, each for its class's kind."""
     import polymodal.encoders  # noqa: F401  # the real ones first, as build_model does
 
-    for name, cls in [("tiny_tab", TinyTabular), ("tiny_ts", TinySeries), ("tiny_text", TinyText)]:
-        monkeypatch.setitem(ENCODERS._entries, name, Entry(name, _builder(cls, name), "test"))
+    for name, cls in TINY:
+        entry = Entry(name, _builder(cls, name), "test", (cls.kind.value,))
+        monkeypatch.setitem(ENCODERS._entries, name, entry)
     BUILT.clear()
     yield
 
@@ -164,13 +182,17 @@ def test_forward_shapes_per_task(task: str, shape: tuple[int, ...], fusion: str)
     assert out.logits.shape == shape
     assert model.num_outputs == (1 if task == "regression" else 3)
     assert model.fusion.in_dims == {"acc": 3, "tab": 6}  # wired from the encoders' out_dim
-    if fusion == "late":
-        assert isinstance(model.head, nn.Identity)
+    if fusion == "late":  # decision level: the fusion predicts, there is no head
+        assert model.decision_level and model.head is None
+        assert model.fusion.num_outputs == model.num_outputs  # wired from the target
+        assert out.features is None
         assert out.modality_logits is not None and out.weights is not None
         assert out.modality_logits["tab"].shape == shape
         assert out.weights.shape == (4, 2)
     else:
-        assert out.fused.shape == (4, 128) and out.modality_logits is None
+        assert not model.decision_level and model.head is not None
+        assert out.features is not None and out.features.shape == (4, 128)
+        assert out.modality_logits is None
 
 
 def test_predict_per_task() -> None:
@@ -252,33 +274,40 @@ def test_text_modality_layout_checked() -> None:
 
 def test_constructor_checks() -> None:
     enc = {"tab": TinyTabular(SPECS[0], 6), "acc": TinySeries(SPECS[1], 3)}
-    fusion = build_fusion("early", {"tab": 6, "acc": 3}, 3)
+    fusion = build_fusion("early", {"tab": 6, "acc": 3})
     model = MultimodalModel(enc, fusion, None, "classification", 3)
     assert isinstance(model.head, nn.Linear) and model.names == ["acc", "tab"]
     with pytest.raises(ValueError, match=r"encoders cover modalities \['tab'\].*\['acc', 'tab'\]"):
         MultimodalModel({"tab": enc["tab"]}, fusion, None, "classification", 3)
-    bad = build_fusion("early", {"tab": 5, "acc": 3}, 3)
+    bad = build_fusion("early", {"tab": 5, "acc": 3})
     with pytest.raises(ValueError, match=r"encoders\['tab'\].out_dim is 6.*in_dims\['tab'\] = 5"):
         MultimodalModel(enc, bad, None, "classification", 3)
     with pytest.raises(ValueError, match=r"Unknown task 'clasification'.*'classification'"):
         MultimodalModel(enc, fusion, None, "clasification", 3)
     with pytest.raises(ValueError, match=r"regression.*num_outputs must be 1; got 3"):
         MultimodalModel(enc, fusion, None, "regression", 3)
-    late = build_fusion("late", {"tab": 6, "acc": 3}, 2)
+    late = FUSIONS.build("late", in_dims={"tab": 6, "acc": 3}, num_outputs=2)
     with pytest.raises(ValueError, match="outputs 2 logits, but num_outputs is 3"):
         MultimodalModel(enc, late, None, "classification", 3)
+    late3 = LateFusion({"tab": 6, "acc": 3}, 3)
+    decision = MultimodalModel(enc, late3, None, "classification", 3)
+    assert decision.decision_level and decision.head is None
+    with pytest.raises(ValueError, match=r"LateFusion predicts the logits itself; pass head=None"):
+        MultimodalModel(enc, late3, nn.Linear(3, 3), "classification", 3)
+    with pytest.raises(TypeError, match="must be a polymodal Fusion or DecisionFusion"):
+        MultimodalModel(enc, nn.Linear(9, 3), None, "classification", 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"modality_dropout\['tab'\] must be a probability"):
         MultimodalModel(enc, fusion, None, "classification", 3, modality_dropout={"tab": 1.0})
     with pytest.raises(ValueError, match="Unknown modality_dropout modality 'tba'"):
         MultimodalModel(enc, fusion, None, "classification", 3, modality_dropout={"tba": 0.1})
-    one = build_fusion("early", {"tab": 6}, 3)
+    one = build_fusion("early", {"tab": 6})
     with pytest.raises(ValueError, match="no effect on a model with one modality"):
         MultimodalModel({"tab": enc["tab"]}, one, None, "classification", 3, {"tab": 0.5})
 
 
 def test_head_with_wrong_output_size_raises() -> None:
     enc = {"tab": TinyTabular(SPECS[0], 6)}
-    fusion = build_fusion("early", {"tab": 6}, 3, hidden_dim=8)
+    fusion = build_fusion("early", {"tab": 6}, hidden_dim=8)
     model = MultimodalModel(enc, fusion, nn.Linear(8, 2), "classification", 3)
     with pytest.raises(
         ValueError, match=r"head produced logits of shape \(4, 2\), expected \(4, 3\)"
@@ -390,45 +419,89 @@ def test_config_dict_and_yaml_round_trip(tmp_path: Path) -> None:
         {"tab": EncoderConfig("tiny_tab")}
     )
     assert ModelConfig({"tab": EncoderConfig("x")}).fusion == FusionConfig("early", {})
+    # a feature-level model with a non-default head, through YAML text
+    early = ModelConfig(cfg.encoders, FusionConfig("early", {"hidden_dim": 8}), HeadConfig(5, 0.1))
+    assert ModelConfig.from_yaml(early.to_yaml()) == early
+    assert ModelConfig.from_yaml(early.to_yaml()).head == HeadConfig(hidden_dim=5, dropout=0.1)
+
+
+def test_config_refuses_nan_and_inf_in_modality_dropout() -> None:
+    d = _full_config().to_dict()
+    finite = r"must be a finite number, got {}\. NaN and infinity are refused"
+    for bad, shown in ((float("nan"), "nan"), (float("inf"), "inf")):
+        with pytest.raises(
+            ValueError, match=r"Config key 'modality_dropout\.tab' " + finite.format(shown)
+        ):
+            ModelConfig.from_dict({**d, "modality_dropout": {"tab": bad}})
+        with pytest.raises(
+            ValueError,
+            match=r"Config key 'ModelConfig\.modality_dropout\.tab' " + finite.format(shown),
+        ):
+            ModelConfig(_full_config().encoders, modality_dropout={"tab": bad})
+    text = _full_config().to_yaml().replace("tab: 0.25", "tab: .nan")
+    assert ".nan" in text  # the YAML float NaN, not a string
+    with pytest.raises(
+        ValueError, match=r"'modality_dropout\.tab' must be a finite number, got nan"
+    ):
+        ModelConfig.from_yaml(text)
 
 
 def test_config_unknown_keys_suggest() -> None:
     d = _full_config().to_dict()
     with pytest.raises(
         ValueError,
-        match=r"Unknown key 'fuson' in model config; valid keys: encoders, fusion, head, "
-        r"modality_dropout\. Did you mean 'fusion'\?",
+        match=r"Unknown config key 'fuson'\. Valid keys at the top level: encoders, fusion, "
+        r"head, modality_dropout\. Did you mean 'fusion'\?",
     ):
         ModelConfig.from_dict({**d, "fuson": {}})
     with pytest.raises(
-        ValueError, match=r"Unknown key 'hidden' in model config.head.*Did you mean 'hidden_dim'"
+        ValueError,
+        match=r"Unknown config key 'head\.hidden'\. Valid keys at 'head': hidden_dim, dropout\. "
+        r"Did you mean 'hidden_dim'\?",
     ):
         ModelConfig.from_dict({**d, "head": {"hidden": 3}})
-    with pytest.raises(ValueError, match=r"Unknown key 'parms' in model config.encoders.tab"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown config key 'encoders\.tab\.parms'\. Valid keys at 'encoders\.tab': "
+        r"name, params",
+    ):
         ModelConfig.from_dict({**d, "encoders": {"tab": {"name": "tiny_tab", "parms": {}}}})
-    with pytest.raises(ValueError, match="model config is missing the required key 'encoders'"):
+    with pytest.raises(
+        ValueError, match=r"The config is missing the required key\(s\) 'encoders'; valid keys"
+    ):
         ModelConfig.from_dict({"fusion": {}})
-    with pytest.raises(ValueError, match=r"model config.encoders.tab is missing .* 'name'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Config section 'encoders\.tab' is missing the required key\(s\) 'name'",
+    ):
         ModelConfig.from_dict({"encoders": {"tab": {}}})
 
 
 def test_config_wrong_types() -> None:
     d = _full_config().to_dict()
-    with pytest.raises(
-        ValueError, match=r"model config.head: HeadConfig.hidden_dim must be an int >= 0, got '8'"
-    ):
+    with pytest.raises(ValueError, match=r"Config key 'head\.hidden_dim' must be int, got str '8'"):
         ModelConfig.from_dict({**d, "head": {"hidden_dim": "8"}})
-    with pytest.raises(ValueError, match=r"EncoderConfig.params must be a mapping.*got 3"):
+    with pytest.raises(
+        ValueError, match=r"Config key 'encoders\.tab\.params' must be dict\[str, Any\], got int 3"
+    ):
         ModelConfig.from_dict({**d, "encoders": {"tab": {"name": "tiny_tab", "params": 3}}})
-    with pytest.raises(ValueError, match=r"model config.fusion must be a mapping.*got list"):
+    with pytest.raises(ValueError, match=r"'fusion' must be a mapping of keys to values, got list"):
         ModelConfig.from_dict({**d, "fusion": ["late"]})
-    with pytest.raises(ValueError, match=r"modality_dropout\['tab'\] must be a float in \[0, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"Config key 'modality_dropout\.tab' must be >= 0 and < 1, got 1\.0"
+    ):
         ModelConfig.from_dict({**d, "modality_dropout": {"tab": 1.0}})
+    with pytest.raises(
+        ValueError, match=r"Config key 'HeadConfig\.dropout' must be >= 0 and < 1, got 2\.0"
+    ):
+        HeadConfig(dropout=2.0)
     with pytest.raises(ValueError, match=r"names modality 'tba'.*Did you mean 'tab'"):
         ModelConfig.from_dict({**d, "modality_dropout": {"tba": 0.1}})
-    with pytest.raises(ValueError, match=r"EncoderConfig.params.w must be plain config data"):
+    with pytest.raises(
+        ValueError, match=r"Config key 'EncoderConfig\.params\.w' must hold plain data"
+    ):
         EncoderConfig("tiny_tab", {"w": torch.zeros(1)})
-    with pytest.raises(ValueError, match="must be a YAML mapping"):
+    with pytest.raises(ValueError, match="must be a mapping of keys to values, got list"):
         ModelConfig.from_yaml("- a\n- b\n")
 
 
@@ -465,16 +538,57 @@ def test_build_model_checks_params_before_building() -> None:
     assert BUILT == []  # every error above came before any encoder was built
 
 
-def test_build_model_errors_after_building() -> None:
+def test_build_model_refuses_an_encoder_of_the_wrong_kind_before_building() -> None:
     s = schema()
-    wrong_kind = ModelConfig({"acc": EncoderConfig("tiny_tab")})
+    # 'acc' (timeseries, checked first: sorted) is fine; 'tab' gets a timeseries encoder
+    wrong_kind = ModelConfig({"acc": EncoderConfig("tiny_ts"), "tab": EncoderConfig("tiny_ts")})
     with pytest.raises(
-        ValueError, match=r"encodes 'tabular' data, but modality 'acc' is 'timeseries'"
+        ValueError,
+        match=r"encoder 'tiny_ts' for modality 'tab': it encodes 'timeseries' data, but "
+        r"modality 'tab' is 'tabular'\. Pick an encoder for 'tabular'",
     ):
         build_model(wrong_kind, s)
-    head = ModelConfig({"tab": EncoderConfig("tiny_tab")}, FusionConfig("late"), HeadConfig(8))
-    with pytest.raises(ValueError, match=r"decision-level.*head=.*'hidden_dim': 8"):
-        build_model(head, s)
+    # a registered encoder of several kinds lists them all
+    text_mlp = ModelConfig({"acc": EncoderConfig("tiny_ts"), "caption": EncoderConfig("mlp")})
+    with pytest.raises(
+        ValueError,
+        match=r"encoder 'mlp' for modality 'caption': it encodes 'tabular' or 'features' data, "
+        r"but modality 'caption' is 'text'",
+    ):
+        build_model(text_mlp, s)
+    assert BUILT == []  # refused before 'acc''s encoder (valid) was built
+    assert ENCODERS.get("tiny_ts").kinds == ("timeseries",)  # the check reads the registry
+    right = ModelConfig({"acc": EncoderConfig("tiny_ts"), "tab": EncoderConfig("tiny_tab")})
+    build_model(right, s)
+    assert sorted(BUILT) == ["tiny_tab", "tiny_ts"]
+
+
+@pytest.mark.parametrize(
+    "head", [HeadConfig(8), HeadConfig(dropout=0.1)], ids=["hidden_dim", "dropout"]
+)
+def test_decision_level_fusion_with_a_head_fails_naming_head(head: HeadConfig) -> None:
+    cfg = ModelConfig({"tab": EncoderConfig("tiny_tab")}, FusionConfig("late"), head)
+    shown = r"\{'hidden_dim': 8, 'dropout': 0\.0\}" if head.hidden_dim else r"\{.*'dropout': 0\.1\}"
+    with pytest.raises(
+        ValueError,
+        match=r"fusion 'late' is decision-level \(it outputs the logits\), so a head has "
+        rf"nothing to do, but the config sets head={shown}\. Remove `head`",
+    ):
+        build_model(cfg, schema())
+    assert BUILT == []  # checked before building
+    default = build_model(ModelConfig(cfg.encoders, cfg.fusion), schema())
+    assert default.head is None
+
+
+def test_build_model_errors_after_building() -> None:
+    cfg = ModelConfig({"tab": EncoderConfig("tiny_no_out_dim")})
+    with pytest.raises(
+        TypeError,
+        match=r"encoder 'tiny_no_out_dim' for modality 'tab': built module has no positive int "
+        r"`out_dim`, got 0",
+    ):
+        build_model(cfg, schema())
+    assert BUILT == ["tiny_no_out_dim"]
 
 
 def test_build_model_head_config() -> None:
@@ -504,9 +618,11 @@ def test_state_dict_round_trip_through_config_dict() -> None:
 def test_build_model_with_registered_encoders_trains_a_step(fusion: str) -> None:
     cfg = ModelConfig(
         encoders={
-            "tab": EncoderConfig("mlp", {"dim": 8, "layers": 1}),
-            "acc": EncoderConfig("ts_cnn", {"dim": 8, "channels": 8, "layers": 1}),
-            "caption": EncoderConfig("text_transformer", {"dim": 8, "layers": 1, "heads": 2}),
+            "tab": EncoderConfig("mlp", {"dim": 8, "num_layers": 1}),
+            "acc": EncoderConfig("ts_cnn", {"dim": 8, "channels": 8, "num_layers": 1}),
+            "caption": EncoderConfig(
+                "text_transformer", {"dim": 8, "num_layers": 1, "num_heads": 2}
+            ),
         },
         fusion=FusionConfig(fusion),
         modality_dropout={"caption": 0.5},

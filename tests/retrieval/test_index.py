@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from polymodal.retrieval import ExactIndex, FaissIndex, Index, load_index
+from tests.conftest import require
 
 
 def data(n: int = 200, d: int = 16, seed: int = 0) -> Tensor:
@@ -31,7 +32,7 @@ def brute_force(vectors: Tensor, queries: Tensor, k: int) -> Tensor:
 
 @pytest.fixture
 def faiss() -> Any:
-    module = pytest.importorskip("faiss")
+    module = require("faiss")
     module.omp_set_num_threads(1)
     return module
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from polymodal.data.modality import ModalityKind, ModalitySpec
+from polymodal.joint import JointConfig, JointEmbeddingModel, JointModalityConfig
 from polymodal.models.config import EncoderConfig
-from polymodal.models.joint import JointConfig, JointEmbeddingModel, JointModalityConfig
 from polymodal.retrieval.zeroshot import (
     DIGIT_NAMES,
     IMAGE_DIGIT_TEMPLATES,
@@ -82,7 +82,7 @@ def test_model_text_embedder_uses_the_joint_space() -> None:
             ),
             JointModalityConfig(
                 ModalitySpec("caption", ModalityKind.TEXT),
-                EncoderConfig("text_transformer", {"dim": 8, "layers": 1, "heads": 2}),
+                EncoderConfig("text_transformer", {"dim": 8, "num_layers": 1, "num_heads": 2}),
             ),
         ),
         dim=6,

@@ -197,6 +197,7 @@ DATASET_SOURCES: dict[str, tuple[str, ...]] = {
     "mosi": ("mosi",),
     "av_digits": ("fsdd", "mnist"),
     "flickr8k": ("flickr8k",),
+    "mnist": ("mnist",),
     "har_phone_watch": ("har_phone_watch",),
 }
 

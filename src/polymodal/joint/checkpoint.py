@@ -63,10 +63,16 @@ def save_joint_checkpoint(
     )
 
 
-def load_joint_weights(model: JointEmbeddingModel, weights: dict[str, Tensor], source: str) -> None:
-    """Load checkpoint ``weights`` (frozen encoders excluded) into ``model``, checked."""
+def load_joint_weights(
+    model: JointEmbeddingModel,
+    weights: dict[str, Tensor],
+    source: str,
+    frozen: list[str] | None = None,
+) -> None:
+    """Load checkpoint ``weights`` into ``model``, checked; the encoders named in ``frozen``
+    (default: the model's frozen ones) are not in a checkpoint and keep their weights."""
     own = model.state_dict()
-    frozen = model.frozen_encoders()
+    frozen = model.frozen_encoders() if frozen is None else frozen
     expected = {k for k in own if not any(k.startswith(f"encoders.{name}.") for name in frozen)}
     missing = sorted(expected - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -103,8 +109,10 @@ def load_joint_checkpoint(
         )
     config = JointConfig.from_json(ckpt.text(CONFIG_FILE))
     model = JointEmbeddingModel(config)
-    load_joint_weights(model, ckpt.weights, str(ckpt.path))
-    for name, checksum in dict(ckpt.state.get("frozen_encoders") or {}).items():
+    frozen = dict(ckpt.state.get("frozen_encoders") or {})
+    load_joint_weights(model, ckpt.weights, str(ckpt.path), list(frozen))
+    for name, checksum in frozen.items():
+        model.encoders[name].requires_grad_(False)
         got = weights_checksum(model.encoders[name])
         if got != checksum:
             raise ValueError(

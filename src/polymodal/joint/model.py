@@ -64,9 +64,14 @@ class JointModalityConfig(Config):
         num_layers: number of linear layers of the MLP (ignored for ``"linear"``).
         dropout: dropout after each hidden activation of the MLP (and on the input of a
             linear projection).
-        input_norm: a LayerNorm on the encoder features before the projection (helps
-            when frozen features have very different scales per dimension).
+        input_norm: normalise the encoder features before the projection: ``True`` or
+            ``"layer"`` a LayerNorm per example; ``"batch"`` each feature standardised by
+            its training statistics (a BatchNorm without affine parameters: batch
+            statistics while training, their running averages in eval mode).  Both help
+            when frozen features have very different scales per dimension.
     """
+
+    moved = {"layers": "renamed 'num_layers' (one name per hyperparameter)"}
 
     spec: ModalitySpec
     encoder: EncoderConfig
@@ -74,7 +79,7 @@ class JointModalityConfig(Config):
     hidden_dim: int | None = param(None, ge=1)
     num_layers: int = param(2, ge=1)
     dropout: float = param(0.0, ge=0, lt=1)
-    input_norm: bool = False
+    input_norm: bool | Literal["layer", "batch"] = False
 
 
 @dataclass(frozen=True)
@@ -147,8 +152,9 @@ class JointConfig(Config):
                         f"{at}.spec.name is {spec['name']!r}; a modality's name is its key "
                         f"({name!r}): drop spec.name."
                     )
-                entries.append({**m, "spec": spec})
-            d = {**d, "modalities": entries}
+                # checked here, so that messages name the key the user wrote
+                entries.append(JointModalityConfig.from_dict({**m, "spec": spec}, at))
+            d = {**d, "modalities": tuple(entries)}
         return d
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,7 +192,11 @@ class ResidualProjection(nn.Module):
 
 
 def _projection(cfg: JointModalityConfig, in_dim: int, dim: int) -> nn.Module:
-    norm = nn.LayerNorm(in_dim) if cfg.input_norm else nn.Identity()
+    norm: nn.Module = nn.Identity()
+    if cfg.input_norm is True or cfg.input_norm == "layer":
+        norm = nn.LayerNorm(in_dim)
+    elif cfg.input_norm == "batch":
+        norm = nn.BatchNorm1d(in_dim, affine=False)
     if cfg.projection == "linear":
         return nn.Sequential(norm, nn.Dropout(cfg.dropout), nn.Linear(in_dim, dim))
     mlp = MLP(in_dim, dim, cfg.hidden_dim, num_layers=cfg.num_layers, dropout=cfg.dropout)

@@ -77,6 +77,11 @@ class ContrastiveOptim(OptimConfig):
             otherwise one other row per anchor, drawn anew each epoch.
     """
 
+    moved = {
+        "patience": "early stopping is the run's top-level 'patience' (every task has it)",
+        "seed": "the run's top-level 'seed' seeds the pairing and the batch order too",
+    }
+
     epochs: int = param(30, ge=1)
     warmup_steps: int | None = param(50, ge=0)
     grad_clip: float | None = param(None, gt=0)

@@ -168,6 +168,11 @@ def build_model(cfg: ModelConfig, schema: Schema, *, seed: int = 0) -> Multimoda
             f"has nothing to do, but the config sets head={cfg.head.to_dict()}. Remove `head` "
             "from the config or use a feature-level fusion."
         )
+    if len(cfg.encoders) == 1 and any(p > 0 for p in cfg.modality_dropout.values()):
+        raise ValueError(
+            f"model.modality_dropout={cfg.modality_dropout} has no effect on a model with one "
+            "modality: an example never loses all of its modalities. Remove it."
+        )
     num_outputs = num_outputs_for(schema)
 
     # -- build

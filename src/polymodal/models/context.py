@@ -90,6 +90,12 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     return pe
 
 
+def _feature_fusions() -> list[str]:
+    from polymodal.fusion.base import FUSIONS
+
+    return [e.name for e in FUSIONS if "decision" not in e.kinds]
+
+
 class ContextModel(nn.Module):
     """An utterance-level model plus a sequence model over each video's utterances.
 
@@ -129,8 +135,8 @@ class ContextModel(nn.Module):
                 f"ContextModel: the utterance model's fusion "
                 f"{type(utterance_model.fusion).__name__} is decision-level: it gives only "
                 f"the {utterance_model.num_outputs} logits, not an embedding to give context "
-                "to. Build the utterance model with a feature-level fusion (early, "
-                "tensor, lowrank, attention, gmu, mult, coattention, bottleneck, graph)."
+                f"to. Build the utterance model with a feature-level fusion "
+                f"({', '.join(_feature_fusions())})."
             )
         if utterance_model.task != "classification":
             raise ValueError(

@@ -18,21 +18,33 @@ optionally, which modalities share the embedding space (``modalities=("image", "
 a query that declares a modality outside that set is rejected.  ``save(folder)`` writes
 the vectors, ids and metadata plus an ``index.json`` manifest (kind, dim, count, modality,
 the caller's model fingerprint, format version); :func:`load_index` reads it back.
+
+Which file holds what: here :class:`Index`, :class:`SearchResult` and the file names;
+:class:`ExactIndex` in ``exact.py``, :class:`FaissIndex` and ``FAISS_KINDS`` in
+``faiss_index.py``, :func:`load_index` in ``load.py``.  Those import this module, so this
+one re-exports their names on first use (``from polymodal.retrieval.index import
+ExactIndex`` keeps working, with no import cycle).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from polymodal.retrieval.exact import ExactIndex as ExactIndex
+    from polymodal.retrieval.faiss_index import FAISS_KINDS as FAISS_KINDS
+    from polymodal.retrieval.faiss_index import FaissIndex as FaissIndex
+    from polymodal.retrieval.load import load_index as load_index
 
 #: Version of the on-disk layout written by :meth:`Index.save`.
 FORMAT_VERSION = 1
@@ -43,7 +55,27 @@ METADATA_FILE = "metadata.json"
 FAISS_FILE = "faiss.index"
 
 METRICS = ("cosine", "ip")
-FAISS_KINDS = ("flat", "ivf", "hnsw")
+
+# Names whose modules import this one: re-exported on first use, not at import (no cycle).
+_MOVED = {
+    "ExactIndex": "polymodal.retrieval.exact",
+    "FaissIndex": "polymodal.retrieval.faiss_index",
+    "FAISS_KINDS": "polymodal.retrieval.faiss_index",
+    "load_index": "polymodal.retrieval.load",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MOVED])
 
 
 @dataclass(frozen=True)
@@ -63,18 +95,6 @@ class SearchResult:
     indices: Tensor
     ids: list[list[str]]
     metadata: list[list[dict[str, Any]]]
-
-
-def _import_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as exc:
-        raise ImportError(
-            "FaissIndex needs the 'faiss' package, which is not installed. Install it with "
-            'pip install "polymodal[retrieval]" (or pip install faiss-cpu), or use '
-            "ExactIndex, which needs nothing extra."
-        ) from exc
-    return faiss
 
 
 def _check_int(owner: str, param: str, value: object, minimum: int = 1) -> int:
@@ -371,263 +391,3 @@ def _duplicates(ids: Sequence[str]) -> set[str]:
             dupes.add(i)
         seen.add(i)
     return dupes
-
-
-# --------------------------------------------------------------------------- exact
-
-
-class ExactIndex(Index):
-    """Brute-force search: chunked ``queries @ vectors.T`` and a running ``torch.topk``.
-
-    Args:
-        dim, metric, modalities, model: see :class:`Index`.
-        chunk_size: how many stored vectors are scored at once; a search holds about
-            ``Q * (chunk_size + 2k)`` extra floats however large the collection.
-    """
-
-    kind = "exact"
-
-    def __init__(
-        self,
-        dim: int,
-        *,
-        metric: str = "cosine",
-        modalities: Sequence[str] | None = None,
-        model: str | None = None,
-        chunk_size: int = 65536,
-    ) -> None:
-        super().__init__(dim, metric=metric, modalities=modalities, model=model)
-        self.chunk_size = _check_int("ExactIndex", "chunk_size", chunk_size)
-
-    def _search(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        vectors = self.vectors  # (N, D)
-        best_scores = q.new_empty(q.shape[0], 0)  # (Q, <=k)
-        best_indices = torch.empty(q.shape[0], 0, dtype=torch.long)
-        for start in range(0, vectors.shape[0], self.chunk_size):
-            chunk = vectors[start : start + self.chunk_size]  # (C, D)
-            scores = q @ chunk.T  # (Q, C)
-            top = scores.topk(min(k, chunk.shape[0]), dim=1)
-            merged_scores = torch.cat([best_scores, top.values], dim=1)  # (Q, <=2k)
-            merged_indices = torch.cat([best_indices, top.indices + start], dim=1)
-            keep = merged_scores.topk(min(k, merged_scores.shape[1]), dim=1)
-            best_scores = keep.values
-            best_indices = merged_indices.gather(1, keep.indices)
-        return best_scores, best_indices
-
-    def _params(self) -> dict[str, Any]:
-        return {"chunk_size": self.chunk_size}
-
-
-# --------------------------------------------------------------------------- faiss
-
-
-class FaissIndex(Index):
-    """A FAISS index over inner products (cosine on L2-normalised vectors).
-
-    The FAISS structure is built lazily at the first search (or save) from all vectors
-    added so far (IVF trains its coarse quantizer on them then); later adds go into it
-    without retraining.  The vectors are also kept as a tensor (``vectors``, saved as
-    ``vectors.npy``), so the index can be rebuilt with other parameters.
-
-    Args:
-        dim, metric, modalities, model: see :class:`Index`.
-        kind: ``"flat"`` (exact), ``"ivf"`` (inverted lists, ``nlist`` cells, ``nprobe``
-            visited per query; needs at least ``nlist`` vectors when first built) or
-            ``"hnsw"`` (graph with ``M`` links per node, ``efSearch`` candidates per query).
-        nlist, nprobe: IVF parameters; a rule of thumb is ``nlist ~ sqrt(N)``.
-        M, efSearch: HNSW parameters (FAISS names); larger means better recall, slower.
-
-    Requires ``faiss`` (``pip install "polymodal[retrieval]"``).
-    """
-
-    kind = "faiss"
-
-    def __init__(
-        self,
-        dim: int,
-        kind: str = "flat",
-        *,
-        metric: str = "cosine",
-        modalities: Sequence[str] | None = None,
-        model: str | None = None,
-        nlist: int = 100,
-        nprobe: int = 10,
-        M: int = 32,  # FAISS's name
-        efSearch: int = 64,  # FAISS's name
-    ) -> None:
-        super().__init__(dim, metric=metric, modalities=modalities, model=model)
-        if kind not in FAISS_KINDS:
-            raise ValueError(
-                f"FaissIndex: 'kind' must be one of {list(FAISS_KINDS)}, got {kind!r}."
-            )
-        self.faiss_kind = kind
-        self.nlist = _check_int("FaissIndex", "nlist", nlist)
-        self.nprobe = _check_int("FaissIndex", "nprobe", nprobe)
-        self.M = _check_int("FaissIndex", "M", M, minimum=2)
-        self.efSearch = _check_int("FaissIndex", "efSearch", efSearch)
-        self._faiss = _import_faiss()
-        self._index: Any = None
-
-    def _build(self) -> Any:
-        """The FAISS index, created (and trained) if needed, holding every stored vector."""
-        faiss = self._faiss
-        vectors = self.vectors.numpy()  # (N, D) float32, C-contiguous
-        if self._index is None:
-            ip = faiss.METRIC_INNER_PRODUCT
-            if self.faiss_kind == "flat":
-                index = faiss.IndexFlatIP(self.dim)
-            elif self.faiss_kind == "hnsw":
-                index = faiss.IndexHNSWFlat(self.dim, self.M, ip)
-            else:
-                if len(self) < self.nlist:
-                    raise ValueError(
-                        f"FaissIndex(kind='ivf') trains nlist={self.nlist} cells on the "
-                        f"vectors present at the first search, but holds only {len(self)}. "
-                        f"Add more vectors first, lower nlist (about sqrt(N), e.g. "
-                        f"{max(1, math.isqrt(len(self)))}), or use kind='flat'."
-                    )
-                quantizer = faiss.IndexFlatIP(self.dim)
-                index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, ip)
-                index.train(vectors)
-            self._index = index
-        if self._index.ntotal < len(self):
-            self._index.add(np.ascontiguousarray(vectors[self._index.ntotal :]))
-        if self.faiss_kind == "ivf":
-            self._index.nprobe = self.nprobe
-        elif self.faiss_kind == "hnsw":
-            self._index.hnsw.efSearch = self.efSearch
-        return self._index
-
-    def _search(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        scores, indices = self._build().search(np.ascontiguousarray(q.numpy()), k)
-        indices_t = torch.from_numpy(indices).long()
-        scores_t = torch.from_numpy(scores).float()
-        return scores_t.masked_fill(indices_t < 0, -math.inf), indices_t
-
-    def _params(self) -> dict[str, Any]:
-        return {
-            "kind": self.faiss_kind,
-            "nlist": self.nlist,
-            "nprobe": self.nprobe,
-            "M": self.M,
-            "efSearch": self.efSearch,
-        }
-
-    def _save_extra(self, folder: Path) -> None:
-        self._faiss.write_index(self._build(), str(folder / FAISS_FILE))
-
-    def _load_extra(self, folder: Path) -> None:
-        index = self._faiss.read_index(str(folder / FAISS_FILE))
-        if index.ntotal != len(self) or index.d != self.dim:
-            raise ValueError(
-                f"load_index: {folder / FAISS_FILE} holds {index.ntotal} {index.d}-d vectors, "
-                f"but {MANIFEST_FILE} says {len(self)} {self.dim}-d ones; the folder is "
-                "inconsistent. Save the index again."
-            )
-        self._index = index
-
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", kind={self.faiss_kind!r})"
-
-
-# --------------------------------------------------------------------------- loading
-
-_MANIFEST_KEYS = ("format_version", "kind", "dim", "count", "metric", "modality", "model")
-
-
-def load_index(folder: str | Path, *, expect_model: str | None = None) -> Index:
-    """Read an index written by :meth:`Index.save`.
-
-    Args:
-        folder: the folder ``save`` wrote.
-        expect_model: if given, the model fingerprint the index must have been built
-            with; an index from another model raises ``ValueError``.
-
-    Raises:
-        FileNotFoundError: the folder or one of its files is missing (named).
-        ValueError: an unknown format version, another model, or inconsistent files.
-        ImportError: a FAISS index without ``faiss`` installed.
-    """
-    path = Path(folder)
-    manifest_path = path / MANIFEST_FILE
-    if not manifest_path.is_file():
-        what = "folder does not exist" if not path.is_dir() else f"{MANIFEST_FILE} is missing"
-        raise FileNotFoundError(
-            f"load_index: {manifest_path} not found ({what}). Pass a folder written by "
-            "Index.save(folder)."
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"load_index: {manifest_path} is not valid JSON ({exc}).") from exc
-    if not isinstance(manifest, dict):
-        raise ValueError(f"load_index: {manifest_path} must hold a JSON object.")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"load_index: {manifest_path} has format_version {version!r}, but this version "
-            f"of polymodal reads format_version {FORMAT_VERSION}. Rebuild the index with "
-            "this version (or use the polymodal version that wrote it)."
-        )
-    missing_keys = [key for key in _MANIFEST_KEYS if key not in manifest]
-    if missing_keys:
-        raise ValueError(f"load_index: {manifest_path} lacks the keys {missing_keys}.")
-    if expect_model is not None and manifest["model"] != expect_model:
-        raise ValueError(
-            f"load_index: the index in {path} was built with model {manifest['model']!r}, "
-            f"but expect_model={expect_model!r}. Rebuild the index with this model's "
-            "embeddings, or load the model that built it."
-        )
-    kind = manifest["kind"]
-    if kind not in (ExactIndex.kind, FaissIndex.kind):
-        raise ValueError(
-            f"load_index: {manifest_path} has kind {kind!r}; expected one of "
-            f"{[ExactIndex.kind, FaissIndex.kind]}."
-        )
-    needed = [VECTORS_FILE, IDS_FILE, METADATA_FILE]
-    if kind == FaissIndex.kind:
-        needed.append(FAISS_FILE)
-    missing = [name for name in needed if not (path / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"load_index: the index folder {path} is incomplete: {missing} "
-            f"{'are' if len(missing) > 1 else 'is'} missing. Save the index again."
-        )
-
-    common = {
-        "metric": manifest["metric"],
-        "modalities": manifest.get("modalities"),
-        "model": manifest["model"],
-    }
-    params = dict(manifest.get("params") or {})
-    index: Index
-    if kind == ExactIndex.kind:
-        index = ExactIndex(manifest["dim"], **common, **params)
-    else:
-        index = FaissIndex(manifest["dim"], **common, **params)
-
-    vectors = torch.from_numpy(np.load(path / VECTORS_FILE)).float()
-    ids = json.loads((path / IDS_FILE).read_text())
-    metadata = json.loads((path / METADATA_FILE).read_text())
-    count, dim = manifest["count"], manifest["dim"]
-    for name, ok, got in (
-        (VECTORS_FILE, tuple(vectors.shape) == (count, dim), f"shape {tuple(vectors.shape)}"),
-        (IDS_FILE, isinstance(ids, list) and len(ids) == count, f"{len(ids)} ids"),
-        (
-            METADATA_FILE,
-            isinstance(metadata, list) and len(metadata) == count,
-            f"{len(metadata)} entries",
-        ),
-    ):
-        if not ok:
-            raise ValueError(
-                f"load_index: {path / name} has {got}, but {MANIFEST_FILE} says {count} "
-                f"{dim}-d items; the folder is inconsistent. Save the index again."
-            )
-    index.modality = manifest["modality"]
-    index._blocks = [vectors]
-    index._ids = list(ids)
-    index._id_set = set(ids)
-    index._metadata = list(metadata)
-    index._load_extra(path)
-    return index

@@ -39,6 +39,8 @@ from polymodal.models.config import ModelConfig
 from polymodal.models.context import ContextConfig
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: What a context run can monitor (per-utterance metrics).
+CONTEXT_MONITORS = ("accuracy", "macro_f1", "loss")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,6 +236,14 @@ class ContextTrainConfig(RunConfig):
     model: ModelConfig
     context: ContextConfig = field(default_factory=ContextConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.monitor not in CONTEXT_MONITORS:
+            raise ValueError(
+                f"monitor={self.monitor!r} is not computed per utterance; choose one of "
+                f"{list(CONTEXT_MONITORS)}."
+            )
 
 
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> RunConfig:

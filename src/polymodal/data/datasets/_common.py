@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.paths import DatasetNotFoundError, find_root, not_found
+from polymodal.errors import did_you_mean
 from polymodal.registry import Registry
 
 
@@ -50,6 +51,38 @@ def locate(
 
         return download_dataset(info.name, root)
     raise DatasetNotFoundError(not_found(info.name, info.subdir, info.marker, root))
+
+
+def check_modalities(
+    dataset: str, modalities: Sequence[str] | None, available: Sequence[str]
+) -> tuple[str, ...]:
+    """The ``modalities=`` option every built-in data set takes, checked.
+
+    ``None`` means all of ``available``; otherwise a non-empty sequence of distinct names
+    from it, in the order given (the order of the schema's modalities).
+    """
+    if modalities is None:
+        return tuple(available)
+    if isinstance(modalities, str):
+        raise TypeError(
+            f"The 'modalities' parameter of {dataset} must be a sequence of names, e.g. "
+            f"[{modalities!r}]; got the string {modalities!r}."
+        )
+    mods = tuple(modalities)
+    if not mods:
+        raise ValueError(
+            f"The 'modalities' parameter of {dataset} must name at least one of "
+            f"{list(available)}; got none."
+        )
+    for m in mods:
+        if m not in available:
+            raise ValueError(
+                f"The 'modalities' parameter of {dataset} must be among {list(available)}; "
+                f"got {m!r}." + did_you_mean(m, available)
+            )
+    if len(set(mods)) != len(mods):
+        raise ValueError(f"The 'modalities' parameter of {dataset} repeats a name: {list(mods)}.")
+    return mods
 
 
 def load_dataset(name: str, split: str = "train", **kwargs: Any) -> MultimodalDataset:

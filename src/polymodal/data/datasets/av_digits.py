@@ -17,7 +17,12 @@ import numpy as np
 import torch
 
 from polymodal.data.dataset import MultimodalDataset
-from polymodal.data.datasets._common import DatasetInfo, locate, register_dataset
+from polymodal.data.datasets._common import (
+    DatasetInfo,
+    check_modalities,
+    locate,
+    register_dataset,
+)
 from polymodal.data.decode import decode_audio, image_from_array
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
 from polymodal.data.sample import Sample
@@ -162,7 +167,9 @@ class AVDigits(MultimodalDataset):
         normalize: bool = True,
         images_per_recording: int = 1,
         test_images_per_recording: int = 1,
+        modalities: Sequence[str] | None = None,
     ) -> None:
+        self.modalities = check_modalities("av_digits", modalities, ("audio", "image"))
         test_set = _check_args(
             split,
             seed,
@@ -202,6 +209,7 @@ class AVDigits(MultimodalDataset):
             ),
             TargetSpec("classification", 10, CLASS_NAMES, name="digit"),
         )
+        self.schema = self.schema.select(list(self.modalities))
 
         recs = self._scan_recordings(self.fsdd_root / "recordings")
         absent = sorted(test_set - {r[1] for r in recs})
@@ -303,18 +311,23 @@ class AVDigits(MultimodalDataset):
         stem = fname[: -len(".wav")]
         repeated = self.images_per_recording > 1 or self.test_images_per_recording > 1
         path = self.fsdd_root / "recordings" / fname
-        audio = decode_audio(path, sample_rate=self.sample_rate, where=f"av_digits[{index}]")
-        image = image_from_array(
-            self._images[index],
-            size=self.image_size,
-            normalize=self.normalize,
-            grayscale=self.grayscale,
-            where=f"av_digits[{index}], MNIST {self._mnist_side[index]} #"
-            f"{self._mnist_index[index]}",
-        )
+        values: dict[str, Any] = {}
+        if "audio" in self.modalities:
+            values["audio"] = decode_audio(
+                path, sample_rate=self.sample_rate, where=f"av_digits[{index}]"
+            )
+        if "image" in self.modalities:
+            values["image"] = image_from_array(
+                self._images[index],
+                size=self.image_size,
+                normalize=self.normalize,
+                grayscale=self.grayscale,
+                where=f"av_digits[{index}], MNIST {self._mnist_side[index]} #"
+                f"{self._mnist_index[index]}",
+            )
         return Sample(
             id=f"{stem}#{copy}" if repeated else stem,
-            modalities={"audio": audio, "image": image},
+            modalities=values,
             target=digit,
             meta={
                 "speaker": speaker,
@@ -416,6 +429,7 @@ def av_digits(
     mnist_root: str | os.PathLike[str] | None = None,
     images_per_recording: int = 1,
     test_images_per_recording: int = 1,
+    modalities: Sequence[str] | None = None,
 ) -> AVDigits:
     """Spoken + handwritten digits (see :class:`AVDigits`).
 
@@ -446,4 +460,5 @@ def av_digits(
         normalize=normalize,
         images_per_recording=images_per_recording,
         test_images_per_recording=test_images_per_recording,
+        modalities=modalities,
     )

@@ -7,11 +7,17 @@ standard splits: github.com/edwardcruzcruz/Describiendo_imagenes_keras.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from polymodal.data.dataset import MultimodalDataset, TextRow, caption_row_id
-from polymodal.data.datasets._common import DatasetInfo, locate, register_dataset
+from polymodal.data.datasets._common import (
+    DatasetInfo,
+    check_modalities,
+    locate,
+    register_dataset,
+)
 from polymodal.data.decode import decode_image
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
 from polymodal.data.sample import Sample
@@ -114,8 +120,10 @@ class Flickr8k(MultimodalDataset):
         caption: str | int = "first",
         pairs: bool = False,
         normalize: bool = True,
+        modalities: Sequence[str] | None = None,
     ) -> None:
         self.caption_index = _check_args(split, image_size, caption, pairs)
+        self.modalities = check_modalities("flickr8k", modalities, ("image", "text"))
         self.root = Path(root)
         self.split = split
         self.image_size = image_size
@@ -133,6 +141,7 @@ class Flickr8k(MultimodalDataset):
             ),
             TargetSpec("none", 0, name="none"),
         )
+        self.schema = self.schema.select(list(self.modalities))
         captions = read_captions(self.root / "Flickr8k.token.txt")
         parts = ("train", "val", "test") if split == "all" else (split,)
         images: list[str] = []
@@ -180,15 +189,19 @@ class Flickr8k(MultimodalDataset):
     def __getitem__(self, index: int) -> Sample:
         i, k = self._locate(index)
         name = self._images[i]
-        image = decode_image(
-            self.root / "images" / name,
-            size=self.image_size,
-            normalize=self.normalize,
-            where=f"flickr8k[{index}]",
-        )
+        values: dict[str, Any] = {}
+        if "image" in self.modalities:
+            values["image"] = decode_image(
+                self.root / "images" / name,
+                size=self.image_size,
+                normalize=self.normalize,
+                where=f"flickr8k[{index}]",
+            )
+        if "text" in self.modalities:
+            values["text"] = self._captions[i][k]
         return Sample(
-            id=f"{name}#{k}" if self.pairs else name,
-            modalities={"image": image, "text": self._captions[i][k]},
+            id=caption_row_id(name, k) if self.pairs else name,
+            modalities=values,
             target=None,
             meta={
                 "image": name,
@@ -217,8 +230,10 @@ class Flickr8k(MultimodalDataset):
 
     def text_rows(self, modality: str, count: int | None = None) -> list[TextRow]:
         """:meth:`MultimodalDataset.text_rows` without decoding images."""
-        if modality != "text":
-            raise KeyError(f"flickr8k has no text modality {modality!r}; it has 'text'.")
+        if modality != "text" or "text" not in self.modalities:
+            raise KeyError(
+                f"flickr8k has no text modality {modality!r} here; it has {list(self.modalities)}."
+            )
         n = len(self) if count is None else min(count, len(self))
         if self.pairs:
             ids, texts = self.ids(), self.texts()
@@ -276,6 +291,7 @@ def flickr8k(
     caption: str | int = "first",
     pairs: bool = False,
     normalize: bool = True,
+    modalities: Sequence[str] | None = None,
 ) -> Flickr8k:
     """Flickr8k images + captions (see :class:`Flickr8k`); ``pairs=True`` for all 5 captions."""
     _check_args(split, image_size, caption, pairs)
@@ -286,4 +302,5 @@ def flickr8k(
         caption=caption,
         pairs=pairs,
         normalize=normalize,
+        modalities=modalities,
     )

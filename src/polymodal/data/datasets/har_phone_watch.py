@@ -37,7 +37,7 @@ from polymodal.data.align import (
     window_labels,
 )
 from polymodal.data.dataset import MultimodalDataset
-from polymodal.data.datasets._common import DatasetInfo, locate, register_dataset
+from polymodal.data.datasets._common import DatasetInfo, check_modalities, locate, register_dataset
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
 from polymodal.data.paths import cache_dir
 from polymodal.data.sample import Sample
@@ -280,13 +280,13 @@ class HARPhoneWatch(MultimodalDataset):
         arrays: dict[str, np.ndarray],
         indices: np.ndarray,
         split: str,
-        devices: tuple[str, ...],
+        modalities: tuple[str, ...],
         rate: float,
     ) -> None:
         self.split = split
-        self.devices = devices
+        self.devices = modalities
         self.rate = rate
-        self._values = {d: arrays[d][indices] for d in devices}  # each (W, L, 6)
+        self._values = {d: arrays[d][indices] for d in modalities}  # each (W, L, 6)
         self._label = arrays["label"][indices]
         self._purity = arrays["purity"][indices]
         self._start = arrays["start"][indices]
@@ -308,7 +308,7 @@ class HARPhoneWatch(MultimodalDataset):
                     description=f"{desc[d]} accelerometer (m/s^2) + gyroscope (rad/s), "
                     f"channels {', '.join(CHANNELS)}",
                 )
-                for d in devices
+                for d in modalities
             ),
             TargetSpec("classification", len(CLASSES), CLASSES, name="activity"),
         )
@@ -360,7 +360,7 @@ def har_phone_watch(
     rate: float = 50.0,
     window: float = 2.0,
     hop: float = 1.0,
-    devices: Sequence[str] = ("phone", "watch"),
+    modalities: Sequence[str] | None = None,
     max_gap: float | None = 0.5,
     min_purity: float = 0.0,
     cache: bool = True,
@@ -374,7 +374,7 @@ def har_phone_watch(
     of the phone's per-row labels on the grid (nearest row; ties to the smaller class
     index, see :data:`CLASSES` for the order).  Windows with a grid point inside a gap of
     more than ``max_gap`` seconds in either stream are dropped.  Alignment always uses both
-    devices, so the windows are the same whichever ``devices`` are selected.
+    devices, so the windows are the same whichever ``modalities`` are selected.
 
     Splits, by subject (``groups()`` returns the subject, so carve validation from train
     with :func:`polymodal.data.splits.group_split`):
@@ -394,7 +394,8 @@ def har_phone_watch(
         download: fetch from upstream when not found.
         rate: grid rate in Hz.
         window, hop: window length and step in seconds.
-        devices: which of ``"phone"``, ``"watch"`` become modalities, in this order.
+        modalities: which of ``"phone"``, ``"watch"`` become modalities, in this order
+            (``None``: both).
         max_gap: seconds; ``None`` keeps every window.
         min_purity: drop windows whose majority label covers less than this fraction.
         cache: read/write the processed cache (``False`` rebuilds in memory).
@@ -413,19 +414,7 @@ def har_phone_watch(
     hop = _positive("hop", hop)
     if max_gap is not None:
         max_gap = _positive("max_gap", max_gap)
-    if isinstance(devices, str):
-        raise TypeError(
-            f"devices must be a sequence of device names such as ('phone', 'watch'), "
-            f"got the string {devices!r}; write devices=({devices!r},)."
-        )
-    devs = tuple(devices)
-    if not devs:
-        raise ValueError(f"devices must name at least one of {list(DEVICES)}, got ().")
-    for d in devs:
-        if d not in DEVICES:
-            raise unknown_name_error("device", d, list(DEVICES))
-    if len(set(devs)) != len(devs):
-        raise ValueError(f"devices must not repeat a device, got {devs}")
+    devs = check_modalities("har_phone_watch", modalities, tuple(DEVICES))
     if not 0.0 <= min_purity <= 1.0:
         raise ValueError(f"min_purity must be in [0, 1], got {min_purity!r}")
 

@@ -17,10 +17,14 @@ import numpy as np
 import torch
 
 from polymodal.data.dataset import MultimodalDataset
-from polymodal.data.datasets._common import DatasetInfo, locate, register_dataset
+from polymodal.data.datasets._common import (
+    DatasetInfo,
+    check_modalities,
+    locate,
+    register_dataset,
+)
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
 from polymodal.data.sample import Sample
-from polymodal.registry import unknown_name_error
 
 INFO = DatasetInfo(
     name="mosi",
@@ -101,23 +105,7 @@ def _check_args(split: str, modalities: Sequence[str]) -> tuple[str, ...]:
         raise ValueError(
             f"The 'split' parameter of mosi must be one of {list(INFO.splits)}; got {split!r}."
         )
-    if isinstance(modalities, str):
-        raise TypeError(
-            f"The 'modalities' parameter of mosi must be a sequence of names, e.g. "
-            f"({modalities!r},); got the string {modalities!r}."
-        )
-    mods = tuple(modalities)
-    if not mods:
-        raise ValueError(
-            f"The 'modalities' parameter of mosi must name at least one of {list(MODALITIES)}"
-            "; got an empty sequence."
-        )
-    for m in mods:
-        if m not in MODALITIES:
-            raise unknown_name_error("mosi modality", m, list(MODALITIES))
-    if len(set(mods)) != len(mods):
-        raise ValueError(f"The 'modalities' parameter of mosi repeats a name: {list(mods)}.")
-    return mods
+    return check_modalities("mosi", modalities, MODALITIES)
 
 
 class MOSI(MultimodalDataset):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from pathlib import Path
@@ -13,10 +12,21 @@ from torch import Tensor, nn
 from polymodal.data import MultimodalDataset, Sample, Schema
 from polymodal.data.modality import ModalitySpec, TargetSpec
 from polymodal.data.sample import Batch
+from polymodal.inference import evaluate
+from polymodal.losses import task_loss
 from polymodal.models import ModelConfig, ModelOutput
-from polymodal.training import DataConfig, OptimConfig, TrainConfig, Trainer, evaluate, load_config
+from polymodal.training import (
+    DataConfig,
+    SupervisedOptim,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    load_config,
+)
+from polymodal.training.data import EpochSampler
+from polymodal.training.loop import param_groups
 from polymodal.training.schedule import WarmupCosine, build_scheduler
-from polymodal.training.trainer import EpochSampler, param_groups, task_loss
+from polymodal.training.supervised import SupervisedStrategy
 
 SCHEMA = Schema(
     (ModalitySpec("a", "features", shape=(4,)), ModalitySpec("b", "features", shape=(3,))),
@@ -83,7 +93,7 @@ class TinyModel(nn.Module):
 
 
 def _cfg(tmp_path: Path, **kw: Any) -> TrainConfig:
-    optim = OptimConfig(**kw.pop("optim", {"lr": 3e-2, "epochs": 4, "warmup_ratio": 0.1}))
+    optim = SupervisedOptim(**kw.pop("optim", {"lr": 3e-2, "epochs": 4, "warmup_ratio": 0.1}))
     data = DataConfig(dataset="toy", batch_size=kw.pop("batch_size", 16))
     return TrainConfig(
         data=data,
@@ -94,6 +104,18 @@ def _cfg(tmp_path: Path, **kw: Any) -> TrainConfig:
         progress=False,
         **kw,
     )
+
+
+def _fit(
+    cfg: TrainConfig,
+    model: nn.Module,
+    train: MultimodalDataset,
+    val: MultimodalDataset,
+    test: MultimodalDataset | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """The supervised strategy on the one loop."""
+    return Trainer(cfg, SupervisedStrategy(cfg, model, train, val, test)).fit(resume=resume)
 
 
 def _data() -> tuple[Toy, Toy, Toy]:
@@ -207,9 +229,14 @@ def test_load_config_with_overrides(tmp_path: Path) -> None:
         ("precision=bf61", r"'precision' must be one of \['fp32', 'bf16'\].*Did you mean 'bf16'"),
         ("optim.lr", r"must look like key=value"),
         ("optim.lr.x=1", r"'optim.lr' is a value"),
-        ("model.fusoin.name=late", r"model: .*Unknown key 'fusoin'.*Did you mean 'fusion'"),
+        ("model.fusoin.name=late", r"Unknown config key 'model.fusoin'.*Did you mean 'fusion'"),
         ("data.manifest=x.csv", r"exactly one of 'data.dataset'.*'data.manifest'"),
-        ("optim.lr=-1", r"optim.lr must be > 0, got -1"),
+        ("optim.lr=-1", r"Config key 'optim.lr' must be > 0, got -1"),
+        ("optim.lr=.nan", r"Config key 'optim.lr' must be a finite number, got nan"),
+        ("optim.grad_clip=.inf", r"'optim.grad_clip' must be a finite number, got inf"),
+        ("model.head.dropout=1.5", r"'model.head.dropout' must be >= 0 and < 1, got 1.5"),
+        ("data.val_split=test", r"data.val_split and data.test_split are both 'test'"),
+        ("task=contrasive", r"Unknown training task 'contrasive'.*Did you mean 'contrastive'"),
         ("device=gpu", r"device must be 'auto', 'cpu', 'cuda'"),
     ],
 )
@@ -221,7 +248,7 @@ def test_config_errors(tmp_path: Path, override: str, match: str) -> None:
 def test_config_file_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_config(tmp_path / "none.yaml")
-    with pytest.raises(ValueError, match=r"no 'model' section"):
+    with pytest.raises(ValueError, match=r"missing the required key\(s\) 'model'"):
         load_config(_write(tmp_path, "data: {dataset: mosi}\n"))
     with pytest.raises(ValueError, match=r"Config file '.*exp\.yaml' must be a mapping"):
         load_config(_write(tmp_path, "- 1\n- 2\n"))
@@ -234,7 +261,7 @@ def test_trainer_learns_and_logs(tmp_path: Path) -> None:
     train, val, test = _data()
     cfg = _cfg(tmp_path, monitor="accuracy", patience=None)
     model = TinyModel()
-    result = Trainer(cfg, model, train, val, test).fit()
+    result = _fit(cfg, model, train, val, test)
     h = result.history
     assert result.epochs_run == 4 and len(h) == 4
     assert h[-1]["train_loss"] < h[0]["train_loss"]
@@ -259,7 +286,7 @@ def test_trainer_learns_and_logs(tmp_path: Path) -> None:
 def test_test_split_read_once_at_the_end(tmp_path: Path) -> None:
     train, val, test = _data()
     cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 3}, patience=None)
-    Trainer(cfg, TinyModel(), train, val, test).fit()
+    _fit(cfg, TinyModel(), train, val, test)
     assert test.reads == len(test)  # one evaluation; never looked at during selection
     assert val.reads == 3 * len(val)
 
@@ -268,7 +295,7 @@ def test_early_stopping_stops(tmp_path: Path) -> None:
     train, val, _ = _data()
     # A learning rate too small to change any prediction: no epoch beats the first.
     cfg = _cfg(tmp_path, optim={"lr": 1e-9, "epochs": 10}, patience=2)
-    result = Trainer(cfg, TinyModel(), train, val).fit()
+    result = _fit(cfg, TinyModel(), train, val)
     assert result.epochs_run == 3 and result.best_epoch == 1
     assert result.test is None
 
@@ -278,17 +305,17 @@ def test_resume_after_crash_gives_identical_weights(tmp_path: Path) -> None:
     kw: dict[str, Any] = {"optim": {"lr": 1e-2, "epochs": 3, "aux_loss_weight": 0.3}}
     kw["checkpoint_every_steps"] = 4
     whole = TinyModel()
-    ref = Trainer(_cfg(tmp_path / "a", **kw), whole, train, val, test).fit()
+    ref = _fit(_cfg(tmp_path / "a", **kw), whole, train, val, test)
 
     cfg = _cfg(tmp_path / "b", **kw)
     # 6 steps + 3 validation calls per epoch: call 12 is step 9, after the step-8 checkpoint
     crashing = TinyModel(fail_at_call=12)
     with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, crashing, train, val, test).fit()
+        _fit(cfg, crashing, train, val, test)
     state = json.loads((tmp_path / "b/run/checkpoints/last/state.json").read_text())
     assert (state["epoch"], state["step_in_epoch"]) == (1, 2)
     resumed = TinyModel()
-    res = Trainer(cfg, resumed, train, val, test).fit(resume=True)
+    res = _fit(cfg, resumed, train, val, test, resume=True)
 
     for k, v in _weights(whole).items():
         assert torch.equal(resumed.state_dict()[k], v), k
@@ -302,33 +329,33 @@ def test_resume_needs_checkpoint_and_same_config(tmp_path: Path) -> None:
     train, val, _ = _data()
     cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 1})
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-        Trainer(cfg, TinyModel(), train, val).fit(resume=True)
-    Trainer(cfg, TinyModel(), train, val).fit()
+        _fit(cfg, TinyModel(), train, val, resume=True)
+    _fit(cfg, TinyModel(), train, val)
     changed = cfg.replace(**{"optim.lr": 5e-3})
     with pytest.raises(ValueError, match=r"config differs .* in \['optim'\]"):
-        Trainer(changed, TinyModel(), train, val).fit(resume=True)
+        _fit(changed, TinyModel(), train, val, resume=True)
 
 
 def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
     train, val, _ = _data()
     cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 1}, precision="bf16")
-    result = Trainer(cfg, TinyModel(), train, val).fit()
+    result = _fit(cfg, TinyModel(), train, val)
     assert math.isfinite(result.history[0]["train_loss"])
 
 
 def test_monitor_must_fit_the_task(tmp_path: Path) -> None:
     train, val, _ = _data()
     with pytest.raises(ValueError, match=r"monitor='mae' is not computed for a classification"):
-        Trainer(_cfg(tmp_path, monitor="mae"), TinyModel(), train, val)
+        SupervisedStrategy(_cfg(tmp_path, monitor="mae"), TinyModel(), train, val)
 
 
 def test_fresh_run_replaces_an_earlier_one(tmp_path: Path) -> None:
     train, val, _ = _data()
     cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 2}, patience=None)
-    Trainer(cfg, TinyModel(), train, val).fit()
+    _fit(cfg, TinyModel(), train, val)
     marker = tmp_path / "run" / "checkpoints" / "best" / "stale"
     marker.write_text("from the earlier run")
-    again = Trainer(cfg.replace(**{"optim.epochs": 1}), TinyModel(), train, val).fit()
+    again = _fit(cfg.replace(**{"optim.epochs": 1}), TinyModel(), train, val)
     assert again.epochs_run == 1 and not marker.exists()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
 
@@ -353,29 +380,40 @@ class TinyRegressor(TinyModel):
 
     def forward(self, batch: Batch) -> ModelOutput:
         out = super().forward(batch)
-        return ModelOutput(out.logits[:, 0], out.fused)  # (B,), as MultimodalModel squeezes
+        return ModelOutput(out.logits[:, 0], out.features)  # (B,), as MultimodalModel squeezes
 
 
 def test_regression_task_monitors_mae(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 3, "regression_loss": "l1"}, monitor="mae")
-    res = Trainer(cfg, TinyRegressor(), RegToy(96, 0), RegToy(48, 1), RegToy(48, 2)).fit()
+    res = _fit(cfg, TinyRegressor(), RegToy(96, 0), RegToy(48, 1), RegToy(48, 2))
     assert res.test is not None and set(res.test) == {"mae", "pearson_r", "loss"}
     assert res.test["loss"] == pytest.approx(res.test["mae"], rel=1e-5)  # L1 loss is the MAE
     assert res.best_val["pearson_r"] > 0.5
     assert res.best_val["mae"] == min(r["val_mae"] for r in res.history)
 
 
-@pytest.mark.parametrize("name", ["mosi", "av_digits", "har_phone_watch"])
-def test_shipped_configs_load_and_name_registered_components(name: str) -> None:
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def test_every_shipped_config_is_tested() -> None:
+    assert {p.stem for p in CONFIGS} >= {"mosi", "av_digits", "har_phone_watch", "flickr8k"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_load_and_name_registered_components(path: Path) -> None:
     from polymodal.encoders.base import ENCODERS
     from polymodal.fusion.base import FUSIONS
+    from polymodal.models.build import register_components
 
-    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
     cfg = load_config(path)
-    assert cfg.name == name and cfg.data.dataset == name
-    importlib.import_module("polymodal.encoders")  # registers the encoders
-    importlib.import_module("polymodal.fusion")
-
-    for enc in cfg.model.encoders.values():
+    assert cfg.name == path.stem
+    assert type(cfg).from_yaml(cfg.to_yaml()) == cfg  # the YAML form round-trips
+    register_components()
+    model = cfg.model  # type: ignore[attr-defined]
+    if cfg.task == "contrastive":
+        encoders = [m.encoder for m in model.modalities]
+    else:
+        encoders = list(model.encoders.values())
+        assert model.fusion.name in FUSIONS
+    for enc in encoders:
         assert enc.name in ENCODERS
-    assert cfg.model.fusion.name in FUSIONS

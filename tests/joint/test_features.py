@@ -11,7 +11,7 @@ import torch
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders import build_encoder
-from polymodal.retrieval.features import (
+from polymodal.joint.features import (
     cached_features,
     default_root,
     embed_pooled,
@@ -82,11 +82,16 @@ def test_weights_or_params_change_invalidates(tmp_path: Path) -> None:
     enc, fn = _encoder(), Counting(torch.randn(4, 5))
     ids = ["a", "b", "c", "d"]
     first = _cached(enc, fn, ids, tmp_path)
+    # Seeded noise on the first Linear: a LayerNorm follows it, which would cancel a
+    # constant shift of its weights (the features would not change at all).
+    weight = next(enc.parameters())
+    noise = torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        next(enc.parameters()).add_(0.5)
+        weight.add_(0.5 * noise)
     after = _cached(enc, fn, ids, tmp_path)
     assert not after.hit and after.key != first.key
     assert not torch.allclose(first.features, after.features)
+    assert (first.features - after.features).abs().max() > 1e-3  # a change, not rounding
     key = feature_key("toy", "train", "x", "mlp", {"dim": 8}, "w", ids)
     assert key != feature_key("toy", "train", "x", "mlp", {"dim": 4}, "w", ids)
 

@@ -1,4 +1,4 @@
-"""JointEmbeddingModel: shapes, normalisation, config round trip, binding, checkpoints."""
+"""JointEmbeddingModel: shapes, normalisation, config round trip, paired features, checkpoints."""
 
 from __future__ import annotations
 
@@ -7,18 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from polymodal.checkpoint import load_checkpoint, save_checkpoint
 from polymodal.data.modality import ModalitySpec
 from polymodal.data.sample import ModalityBatch
+from polymodal.joint.checkpoint import CONFIG_FILE, load_joint_checkpoint, save_joint_checkpoint
+from polymodal.joint.model import JointConfig, JointEmbeddingModel, JointModalityConfig
+from polymodal.joint.pairs import PairedFeatures, check_pairs, evaluate_pairs
 from polymodal.models.config import EncoderConfig
-from polymodal.models.joint import JointConfig, JointEmbeddingModel, JointModalityConfig
-from polymodal.training.contrastive import (
-    ContrastiveConfig,
-    PairedFeatures,
-    evaluate_pairs,
-    load_joint_checkpoint,
-    save_joint_checkpoint,
-    train_contrastive,
-)
 
 
 def _mod(name: str, in_dim: int, projection: str = "mlp") -> JointModalityConfig:
@@ -67,6 +62,13 @@ def test_config_round_trip_and_anchor_default() -> None:
     again = JointConfig.from_dict(config.to_dict())
     assert again == config and again.anchor == "image"
     assert JointConfig.from_json(config.to_json()).to_dict() == config.to_dict()
+    # to_dict keys modalities by name (the YAML form), their specs without the name ...
+    plain = config.to_dict()
+    assert list(plain["modalities"]) == ["image", "text", "audio"]
+    assert all("name" not in m["spec"] for m in plain["modalities"].values())
+    # ... and from_dict also takes the list form, each spec carrying its name.
+    listed = [{**m, "spec": {**m["spec"], "name": n}} for n, m in plain["modalities"].items()]
+    assert JointConfig.from_dict({**plain, "modalities": listed}) == config
     assert JointConfig((_mod("a", 3), _mod("b", 3))).anchor == "a"
 
 
@@ -77,7 +79,9 @@ def test_config_errors() -> None:
         JointConfig((_mod("image", 3),))
     with pytest.raises(ValueError, match="projection"):
         _mod("image", 3, projection="mpl")
-    with pytest.raises(ValueError, match="Unknown key 'dims'"):
+    with pytest.raises(
+        ValueError, match=r"Unknown config key 'dims'\. Valid keys at the top level"
+    ):
         JointConfig.from_dict({**_binding_config().to_dict(), "dims": 3})
 
 
@@ -99,64 +103,6 @@ def test_fingerprint_tracks_weights() -> None:
     assert a.fingerprint() != b.fingerprint()
 
 
-def _clusters(n: int, dims: tuple[int, int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n paired examples: both views are noisy random linear maps of one latent."""
-    g = torch.Generator().manual_seed(seed)
-    latent = torch.randn(n, 4, generator=g)
-    wa, wb = torch.randn(4, dims[0], generator=g), torch.randn(4, dims[1], generator=g)
-    return latent @ wa, latent @ wb
-
-
-def test_contrastive_loop_reaches_perfect_retrieval(tmp_path: Path) -> None:
-    config = JointConfig((_mod("image", 6), _mod("text", 5)), dim=8)
-    model = JointEmbeddingModel(config)
-    # Cached "pooled features" (the encoders' out_dim is 12).
-    a, b = _clusters(16, (12, 12), seed=1)
-    # Two "captions" per image: other rows i and 16 + i belong to image i.
-    b2 = torch.cat([b, b + 0.01 * torch.randn_like(b)])
-    mapping = torch.cat([torch.arange(16), torch.arange(16)])
-    pairs = PairedFeatures("image", "text", a, b2, mapping)
-    before = evaluate_pairs(model, [pairs])["r1_mean"]
-    result = train_contrastive(
-        model,
-        [pairs],
-        [pairs],
-        ContrastiveConfig(epochs=60, batch_size=16, lr=1e-2, warmup_steps=2, patience=None),
-        checkpoint_dir=tmp_path / "ckpt",
-    )
-    assert before < 1.0
-    assert result.metrics["image2text_r@1"] == 1.0 and result.metrics["text2image_r@1"] == 1.0
-    assert result.checkpoint is not None and result.steps == 60  # one batch of 16 anchors per epoch
-    # The checkpoint rebuilds the same model (same fingerprint, same retrieval).
-    loaded, state = load_joint_checkpoint(result.checkpoint)
-    assert state["metrics"]["r1_mean"] == result.metrics["r1_mean"]
-    assert evaluate_pairs(loaded, [pairs])["r1_mean"] == result.metrics["r1_mean"]
-
-
-def test_binding_two_pair_sets_share_the_anchor() -> None:
-    model = JointEmbeddingModel(_binding_config())
-    g = torch.Generator().manual_seed(0)
-    latent = torch.randn(24, 4, generator=g)
-    feats = {n: latent @ torch.randn(4, 12, generator=g) for n in ("image", "text", "audio")}
-    train = [
-        PairedFeatures("image", "text", feats["image"], feats["text"]),
-        PairedFeatures("image", "audio", feats["image"], feats["audio"]),
-    ]
-    result = train_contrastive(
-        model,
-        train,
-        train,
-        ContrastiveConfig(epochs=100, batch_size=24, lr=1e-2, warmup_steps=2, patience=None),
-    )
-    assert set(result.temperatures) == {"image-text", "image-audio"}
-    assert result.metrics["image2audio_r@1"] > 0.9 and result.metrics["image2text_r@1"] > 0.9
-    # Text and audio were never paired, yet they meet in the image space.
-    zt = model.project("text", feats["text"])
-    za = model.project("audio", feats["audio"])
-    hits = ((zt @ za.T).argmax(dim=1) == torch.arange(24)).float().mean()
-    assert hits > 0.5  # chance: 1/24
-
-
 def test_paired_features_errors() -> None:
     with pytest.raises(ValueError, match="pass other_to_anchor"):
         PairedFeatures("image", "text", torch.randn(3, 2), torch.randn(4, 2))
@@ -165,10 +111,45 @@ def test_paired_features_errors() -> None:
     model = JointEmbeddingModel(JointConfig((_mod("image", 6), _mod("text", 5)), dim=8))
     bad = PairedFeatures("image", "text", torch.randn(3, 6), torch.randn(3, 12))
     with pytest.raises(ValueError, match="features of 'image' have 6 dims"):
-        train_contrastive(model, [bad])
+        evaluate_pairs(model, [bad])
+    audio = PairedFeatures("image", "audio", torch.randn(3, 12), torch.randn(3, 12))
+    with pytest.raises(ValueError, match="uses modality 'audio', which the model lacks"):
+        check_pairs(model, [audio], "train")
+    with pytest.raises(TypeError, match="non-empty list of PairedFeatures"):
+        check_pairs(model, [], "train")
+
+
+def _pretrained_config() -> JointConfig:
+    """A frozen pretrained image encoder (efficientnet_lite0 freezes by default)."""
+    image = JointModalityConfig(
+        ModalitySpec("image", "image", shape=(3, 32, 32)),
+        EncoderConfig("efficientnet_lite0"),
+        projection="linear",
+    )
+    return JointConfig((image, _mod("text", 5, "linear")), dim=8)
 
 
 def test_checkpoint_skips_frozen_encoders(tmp_path: Path) -> None:
+    model = JointEmbeddingModel(_pretrained_config())
+    assert model.frozen_encoders() == ["image"]
+    path = save_joint_checkpoint(tmp_path / "c", model, {"epoch": 1})
+    saved = load_checkpoint(path).weights
+    assert not any(k.startswith("encoders.image.") for k in saved)  # rebuilt on load
+    assert any(k.startswith("encoders.text.") for k in saved)  # trainable: kept
+    assert sum(f.stat().st_size for f in path.iterdir()) < 200_000  # kB, not EfficientNet's MB
+    loaded, state = load_joint_checkpoint(path)
+    assert list(state["frozen_encoders"]) == ["image"] and state["epoch"] == 1
+    assert loaded.fingerprint() == model.fingerprint()
+    # Trained over other frozen weights than the ones the config rebuilds: refused.
+    weight = next(model.encoders["image"].parameters())
+    with torch.no_grad():
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    other = save_joint_checkpoint(tmp_path / "other", model)
+    with pytest.raises(ValueError, match="frozen 'image' encoder's weights"):
+        load_joint_checkpoint(other)
+
+
+def test_checkpoint_of_an_encoder_frozen_after_build(tmp_path: Path) -> None:
     config = JointConfig((_mod("image", 6), _mod("text", 5)), dim=8)
     torch.manual_seed(3)
     model = JointEmbeddingModel(config)
@@ -186,32 +167,24 @@ def test_checkpoint_skips_frozen_encoders(tmp_path: Path) -> None:
 def test_not_a_joint_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         load_joint_checkpoint(tmp_path / "nothing")
+    # A checkpoint of another kind of model (no joint_config.json) is refused by name.
+    plain = save_checkpoint(tmp_path / "plain", {"w": torch.zeros(2)}, {"epoch": 1})
+    with pytest.raises(FileNotFoundError, match=f"has no {CONFIG_FILE}"):
+        load_joint_checkpoint(plain)
 
 
-def test_multi_positive_loss_reduces_to_clip_loss() -> None:
-    from polymodal.losses import clip_loss
-    from polymodal.training.contrastive import multi_positive_clip_loss
-
-    a, b = torch.randn(5, 4), torch.randn(5, 4)
-    torch.testing.assert_close(
-        multi_positive_clip_loss(a, b, torch.arange(5), 2.0), clip_loss(a, b, 2.0)
-    )
-    # Extra positives only add probability mass on the a -> b side: the loss cannot grow
-    # for the anchors whose positive set widens.
-    b2 = torch.cat([b, a + 0.01 * torch.randn(5, 4)])
-    owner = torch.cat([torch.arange(5), torch.arange(5)])
-    assert torch.isfinite(multi_positive_clip_loss(a, b2, owner, 2.0))
-
-
-def test_all_positives_training_reaches_perfect_retrieval() -> None:
+def test_evaluate_pairs_metrics_and_groups() -> None:
+    """Several other rows per anchor: each relevant to its own anchor only."""
     model = JointEmbeddingModel(JointConfig((_mod("image", 6), _mod("text", 5)), dim=8))
-    a, b = _clusters(16, (12, 12), seed=2)
-    b3 = torch.cat([b, b + 0.01 * torch.randn_like(b), b - 0.01 * torch.randn_like(b)])
-    pairs = PairedFeatures("image", "text", a, b3, torch.arange(16).repeat(3))
-    config = ContrastiveConfig(
-        epochs=60, batch_size=16, lr=1e-2, warmup_steps=2, patience=None, all_positives=True
+    a = torch.randn(4, 12)
+    pairs = PairedFeatures(
+        "image", "text", a, torch.randn(7, 12), torch.tensor([0, 1, 2, 3, 0, 1, 0])
     )
-    result = train_contrastive(model, [pairs], [pairs], config)
-    assert result.metrics["r1_mean"] == 1.0
-    with pytest.raises(ValueError, match="all_positives=True needs loss='clip'"):
-        ContrastiveConfig(loss="siglip", all_positives=True)
+    table, counts = pairs.groups()
+    assert counts.tolist() == [3, 2, 1, 1]
+    assert table.tolist() == [[0, 4, 6], [1, 5, -1], [2, -1, -1], [3, -1, -1]]
+    metrics = evaluate_pairs(model, [pairs])
+    assert pairs.name == "image-text"
+    assert {"image2text_r@1", "text2image_r@10", "r1_mean"} <= set(metrics)
+    mean = (metrics["image2text_r@1"] + metrics["text2image_r@1"]) / 2
+    assert metrics["r1_mean"] == pytest.approx(mean)
