@@ -13,6 +13,7 @@ checkpoint folder (its weights, the run's ``config.yaml`` and the data's ``schem
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from polymodal.checkpoint import load_checkpoint, load_weights
-from polymodal.data.context import VideoDataset
+from polymodal.data.context import VideoBatch, VideoDataset
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.modality import Schema
+from polymodal.data.sample import Batch
 from polymodal.device import autocast
 from polymodal.losses.supervised import task_loss
 from polymodal.metrics import compute_metrics
@@ -103,24 +105,42 @@ def predict(
     """
     device = torch.device(device)
     model.to(device)
+
+    def rows(batch: Batch) -> tuple[list[str], Tensor, Tensor | None]:
+        batch = batch.to(device)
+        with autocast(device, precision):
+            logits = model_logits(model(batch))
+        return batch.ids, logits.reshape(logits.shape[0], -1), batch.target
+
+    pred = _collect(model, data_loader(dataset, batch_size, num_workers=num_workers), rows)
+    if pred is None:
+        raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) is empty.")
+    return pred
+
+
+def _collect(
+    model: nn.Module,
+    batches: Iterable[Any],
+    rows: Callable[[Any], tuple[list[str], Tensor, Tensor | None]],
+) -> Predictions | None:
+    """``rows(batch)`` -> (ids, (n, K) outputs, targets) over ``batches`` with ``model`` in
+    eval mode (its mode restored afterwards), gathered on the CPU; ``None`` if empty."""
     was_training = model.training
     model.eval()
     ids: list[str] = []
     outs: list[Tensor] = []
     targets: list[Tensor] = []
     try:
-        for batch in data_loader(dataset, batch_size, num_workers=num_workers):
-            batch = batch.to(device)
-            with autocast(device, precision):
-                logits = model_logits(model(batch))
-            outs.append(logits.float().reshape(logits.shape[0], -1).cpu())
-            ids += batch.ids
-            if batch.target is not None:
-                targets.append(batch.target.cpu())
+        for batch in batches:
+            batch_ids, out, target = rows(batch)
+            ids += batch_ids
+            outs.append(out.float().cpu())
+            if target is not None:
+                targets.append(target.cpu())
     finally:
         model.train(was_training)
     if not outs:
-        raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) is empty.")
+        return None
     return Predictions(ids, torch.cat(outs), torch.cat(targets) if targets else None)
 
 
@@ -165,25 +185,18 @@ def predict_videos(
         :class:`Predictions` with the N utterance ids, (N, K) logits, (N,) targets.
     """
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    ids: list[str] = []
-    logits: list[Tensor] = []
-    targets: list[Tensor] = []
-    try:
-        for batch in dataset.batches(batch_videos):
-            batch = batch.to(device)
-            with autocast(device, precision):
-                out = model(batch)
-            logits.append(out.logits[out.mask].float().cpu())  # (N_b, K)
-            ids += batch.utterances.ids
-            if batch.target is not None:
-                targets.append(batch.target[out.mask].cpu())
-    finally:
-        model.train(was_training)
-    if not logits:
+
+    def rows(batch: VideoBatch) -> tuple[list[str], Tensor, Tensor | None]:
+        batch = batch.to(device)
+        with autocast(device, precision):
+            out = model(batch)
+        target = None if batch.target is None else batch.target[out.mask]
+        return batch.utterances.ids, out.logits[out.mask], target  # (N_b, K): real steps
+
+    pred = _collect(model, dataset.batches(batch_videos), rows)
+    if pred is None:
         raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) has no videos.")
-    return Predictions(ids, torch.cat(logits), torch.cat(targets) if targets else None)
+    return pred
 
 
 def evaluate_videos(

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from polymodal.data.modality import TASKS
-from polymodal.registry import unknown_name_error
+from polymodal.errors import unknown_name_error
 
 # Whether a larger value is better, for every metric a trainer can monitor.
 HIGHER_IS_BETTER: dict[str, bool] = {

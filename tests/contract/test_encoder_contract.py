@@ -244,3 +244,4 @@ def test_every_encoder_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) 
     assert [line.split()[0] for line in lines] == ENCODER_NAMES
     for line, name in zip(lines, ENCODER_NAMES, strict=True):
         assert ENCODERS.get(name).description in line
+        assert line.split()[1] == ",".join(ENCODERS.get(name).kinds)  # the kind it reads

@@ -256,3 +256,11 @@ def test_every_fusion_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -
     assert [line.split()[0] for line in lines] == names
     for line, name in zip(lines, names, strict=True):
         assert FUSIONS.get(name).description in line
+        assert line.split()[1] == ",".join(FUSIONS.get(name).kinds)  # feature / decision
+    assert {line.split()[1] for line in lines} == {"feature", "decision"}
+
+
+def test_every_training_task_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "tasks"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["context", "contrastive", "supervised"]

@@ -229,8 +229,16 @@ def test_unknown_schema_column_lists_columns_and_suggests(csv_manifest: Path) ->
 def test_unknown_schema_key_fails_fast(csv_manifest: Path) -> None:
     schema_path = csv_manifest.parent / "schema.yaml"
     schema_path.write_text("modalities: [{name: audio, kind: audio}]\ntargets: {}\n")
-    with pytest.raises(ValueError, match=r"Unknown schema key 'targets'.*Did you mean 'target'"):
+    with pytest.raises(
+        ValueError, match=r"schema\.yaml': Unknown config key 'targets'.*Did you mean 'target'"
+    ):
         load_schema_file(schema_path)
+    schema_path.write_text("modalities: [{name: audio, kind: audio}]\ntarget: {class_name: [a]}\n")
+    with pytest.raises(ValueError, match=r"'target.class_name'.*Did you mean 'class_names'"):
+        ManifestDataset(csv_manifest, schema=schema_path)
+    schema_path.write_text("modalities: [{name: audio, kind: audio}]\ncolumns: {adio: wav}\n")
+    with pytest.raises(ValueError, match=r"'columns': Unknown modality 'adio'"):
+        ManifestDataset(csv_manifest, schema=schema_path)
 
 
 def test_unknown_label_raises_on_build_naming_row(csv_manifest: Path) -> None:

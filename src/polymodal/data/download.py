@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.data.paths import cache_dir
-from polymodal.registry import unknown_name_error
+from polymodal.errors import unknown_name_error
 
 MIRROR_ENV_VAR = "POLYMODAL_MIRROR"
 _CHUNK = 1 << 20

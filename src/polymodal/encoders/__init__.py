@@ -15,7 +15,7 @@ kind       encoders
 ========== ================================================================
 text       ``text_transformer``, ``minilm`` (pretrained)
 image      ``image_cnn``, ``image_vit``, ``efficientnet_lite0`` (pretrained)
-audio      ``audio_cnn``, ``audio_gru``, ``audio_transformer``
+audio      ``audio_cnn``, ``audio_gru``, ``audio_transformer``, ``audio_logmel`` (fixed)
 video      ``video_gru``, ``video_transformer``
 timeseries ``ts_cnn``, ``ts_gru``, ``ts_transformer``
 tabular    ``mlp`` (also ``features``, vectors or sequences)

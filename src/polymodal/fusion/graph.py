@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.errors import unknown_name_error
 from polymodal.fusion.base import (
     FUSIONS,
     Fusion,
@@ -29,7 +30,6 @@ from polymodal.fusion.transformer import valid_sequences
 from polymodal.layers.mlp import MLP
 from polymodal.layers.transformer import SinusoidalPositionalEncoding
 from polymodal.outputs import EncoderOutput, FusionOutput
-from polymodal.registry import unknown_name_error
 
 NODE_KINDS = ("modality", "time")
 

@@ -32,7 +32,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,7 +71,9 @@ class JointModalityConfig(Config):
             when frozen features have very different scales per dimension.
     """
 
-    moved = {"layers": "renamed 'num_layers' (one name per hyperparameter)"}
+    moved: ClassVar[dict[str, str]] = {
+        "layers": "renamed 'num_layers' (one name per hyperparameter)"
+    }
 
     spec: ModalitySpec
     encoder: EncoderConfig

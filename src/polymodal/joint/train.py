@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -77,7 +77,7 @@ class ContrastiveOptim(OptimConfig):
             otherwise one other row per anchor, drawn anew each epoch.
     """
 
-    moved = {
+    moved: ClassVar[dict[str, str]] = {
         "patience": "early stopping is the run's top-level 'patience' (every task has it)",
         "seed": "the run's top-level 'seed' seeds the pairing and the batch order too",
     }

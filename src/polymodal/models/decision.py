@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from polymodal.errors import unknown_name_error
 from polymodal.fusion.base import (
     FUSIONS,
     check_fusion_inputs,
@@ -29,7 +30,6 @@ from polymodal.fusion.base import (
 )
 from polymodal.layers.mlp import MLP
 from polymodal.outputs import DecisionOutput, EncoderOutput
-from polymodal.registry import unknown_name_error
 
 COMBINES = ("mean", "learned", "stacking")
 
@@ -296,9 +296,7 @@ class HybridFusion(DecisionFusion):
         }  # (B, K) each
         stacked = torch.stack([logits[n] for n in self.names], dim=1)  # (B, M, K)
         prior = torch.softmax(self.modality_scores, dim=0).to(flags.dtype)  # (M,)
-        w = prior[None, :] * flags  # (B, M)
-        total = w.sum(dim=1, keepdim=True)  # (B, 1)
-        w = w / torch.where(total > 0, total, torch.ones_like(total))
+        w = _normalise(prior[None, :] * flags)  # (B, M)
         lam = torch.sigmoid(self.mix) * pres.any(dim=1, keepdim=True).to(flags.dtype)  # (B, 1)
         weights = lam * w  # (B, M)
         late = torch.einsum("bm,bmk->bk", weights, stacked)  # (B, K)

@@ -18,7 +18,7 @@ from polymodal.data.align.checks import (
     _check_rate,
     _grid,
 )
-from polymodal.registry import unknown_name_error
+from polymodal.errors import unknown_name_error
 
 RESAMPLE_METHODS = ("linear", "nearest")
 

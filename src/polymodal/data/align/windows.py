@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from polymodal.data.align.checks import _as_times, _as_values
-from polymodal.registry import unknown_name_error
+from polymodal.errors import unknown_name_error
 
 LABEL_REDUCTIONS = ("majority", "center")
 

@@ -41,7 +41,7 @@ from polymodal.data.datasets._common import DatasetInfo, check_modalities, locat
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
 from polymodal.data.paths import cache_dir
 from polymodal.data.sample import Sample
-from polymodal.registry import unknown_name_error
+from polymodal.errors import unknown_name_error
 
 __all__ = [
     "CHANNELS",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import torch
 from torch import Tensor
 
 from polymodal.data.decode.errors import DecodeError, PathLike, _check_file, _error, _loc
-from polymodal.registry import unknown_name_error
+from polymodal.errors import did_you_mean, unknown_name_error
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
@@ -44,8 +43,7 @@ def _is_number(cell: str) -> bool:
 def _unknown_column(
     path: PathLike, where: str, name: str, header: list[str], param: str
 ) -> DecodeError:
-    close = difflib.get_close_matches(name, header, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, header)
     return DecodeError(
         f"Cannot decode time series {_loc(path, where)}: no column {name!r} (from '{param}'). "
         f"Available columns: {', '.join(header)}.{hint}",

@@ -16,7 +16,7 @@ from polymodal.data.manifest.schema_file import SchemaFile
 from polymodal.data.manifest.table import Cell, PathLike, read_manifest
 from polymodal.data.modality import ModalityKind, Schema
 from polymodal.data.sample import Sample
-from polymodal.registry import unknown_name_error
+from polymodal.errors import unknown_name_error
 
 
 class ManifestDataset(MultimodalDataset):

@@ -6,7 +6,6 @@ because it is everything decoding a row needs.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from polymodal.data.manifest.cells import _as_number, _is_int_key, _label_key, _
 from polymodal.data.manifest.problems import ManifestError
 from polymodal.data.manifest.table import Cell
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
+from polymodal.errors import did_you_mean
 
 # A file column is decoded by kind; these kinds live in files rather than cells.
 _FILE_KINDS = (
@@ -142,10 +142,7 @@ def _unknown_label(where: str, key: str, t: TargetSpec) -> str:
         f"{where}: label {key!r} is not one of the schema's classes "
         f"{names}. Fix the label or add it to the schema's target class_names."
     )
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-    if close:
-        msg += f" Did you mean {close[0]!r}?"
-    return msg
+    return msg + did_you_mean(key, names)
 
 
 def _tabular(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -24,7 +23,7 @@ from polymodal.data.manifest.problems import ManifestError, Problem
 from polymodal.data.manifest.schema_file import SchemaFile, load_schema_file
 from polymodal.data.manifest.table import ManifestTable, PathLike
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
-from polymodal.registry import unknown_name_error
+from polymodal.errors import did_you_mean, unknown_name_error
 
 TABULAR_MODES = ("group", "separate")
 
@@ -34,10 +33,7 @@ def _unknown_column(name: str, available: Sequence[str], what: str) -> str:
         f"{what} names column {name!r}, which the manifest does not have. "
         f"Available columns: {', '.join(available)}."
     )
-    close = difflib.get_close_matches(name, list(available), n=1, cutoff=0.5)
-    if close:
-        msg += f" Did you mean {close[0]!r}?"
-    return msg
+    return msg + did_you_mean(name, available)
 
 
 def _infer_modalities(

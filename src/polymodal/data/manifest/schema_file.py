@@ -7,23 +7,65 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polymodal.config import Config, param
 from polymodal.data.manifest.problems import ManifestError
 from polymodal.data.manifest.table import PathLike
 from polymodal.data.modality import ModalitySpec
-from polymodal.registry import unknown_name_error
+from polymodal.errors import unknown_name_error
 
 SCHEMA_SUFFIXES = (".yaml", ".yml", ".json")
 SCHEMA_KEYS = ("modalities", "target", "columns", "required")
 
 
-@dataclass(frozen=True)
-class SchemaFile:
-    """A parsed schema file: modalities, target fields, column mapping, required modalities."""
+@dataclass(frozen=True, kw_only=True)
+class TargetFields(Config):
+    """The ``target`` section of a schema file: any fields of a
+    :class:`~polymodal.data.modality.TargetSpec` (the rest are inferred from the labels)."""
+
+    task: str | None = None
+    num_classes: int | None = param(None, ge=1)
+    class_names: tuple[str, ...] | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchemaFile(Config):
+    """A parsed schema file: modalities, target fields, column mapping, required modalities.
+
+    ``columns`` maps a modality to its column, or to several columns that form it (a
+    modality given by one column may be written as a string).
+    """
 
     modalities: tuple[ModalitySpec, ...]
     target: dict[str, Any] | None = None
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.modalities:
+            raise ValueError(
+                "'modalities' must be a non-empty list of {name, kind, shape?, sample_rate?, "
+                "...} mappings."
+            )
+        names = [m.name for m in self.modalities]
+        for where, listed in (("columns", list(self.columns)), ("required", self.required)):
+            for mod in listed:
+                if mod not in names:
+                    raise ValueError(f"'{where}': {unknown_name_error('modality', mod, names)}")
+        for mod, cols in self.columns.items():
+            if not cols:
+                raise ValueError(f"columns[{mod!r}] must name at least one column.")
+
+    @classmethod
+    def _prepare(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
+        d = dict(d)
+        if isinstance(d.get("columns"), dict):
+            d["columns"] = {m: [c] if isinstance(c, str) else c for m, c in d["columns"].items()}
+        if d.get("target") is not None:
+            fields = TargetFields.from_dict(d["target"], "target").to_dict()
+            d["target"] = {k: v for k, v in fields.items() if v is not None}
+        return d
 
 
 def load_schema_file(path: PathLike) -> SchemaFile:
@@ -57,68 +99,7 @@ def _parse_schema_dict(data: Any, where: str) -> SchemaFile:
             f"Schema file {where!r} must hold a mapping with keys {list(SCHEMA_KEYS)}; "
             f"got a {type(data).__name__}."
         )
-    for key in data:
-        if key not in SCHEMA_KEYS:
-            err = unknown_name_error("schema key", key, list(SCHEMA_KEYS))
-            raise ManifestError(f"Schema file {where!r}: {err}")
-    mods = data.get("modalities")
-    if not isinstance(mods, list) or not mods:
-        raise ManifestError(
-            f"Schema file {where!r}: 'modalities' must be a non-empty list of "
-            "{name, kind, shape?, sample_rate?, ...} mappings; "
-            f"got {type(mods).__name__ if mods is not None else 'nothing'}."
-        )
-    specs: list[ModalitySpec] = []
-    for i, m in enumerate(mods):
-        if not isinstance(m, dict) or "name" not in m or "kind" not in m:
-            raise ManifestError(
-                f"Schema file {where!r}: modalities[{i}] must be a mapping with at least "
-                f"'name' and 'kind'; got {m!r}."
-            )
-        try:
-            specs.append(ModalitySpec.from_dict(m))
-        except ValueError as e:
-            raise ManifestError(f"Schema file {where!r}: modalities[{i}]: {e}") from None
-    target = data.get("target")
-    if target is not None and not isinstance(target, dict):
-        raise ManifestError(
-            f"Schema file {where!r}: 'target' must be a mapping such as "
-            f"{{task: classification, class_names: [a, b]}}; got {target!r}."
-        )
-    if target is not None:
-        valid = ("task", "num_classes", "class_names", "name")
-        for key in target:
-            if key not in valid:
-                err = unknown_name_error("target field", key, list(valid))
-                raise ManifestError(f"Schema file {where!r}: {err}")
-    names = [s.name for s in specs]
-    columns: dict[str, tuple[str, ...]] = {}
-    raw_cols = data.get("columns") or {}
-    if not isinstance(raw_cols, dict):
-        raise ManifestError(
-            f"Schema file {where!r}: 'columns' must map modality names to a column or a list "
-            f"of columns; got {raw_cols!r}."
-        )
-    for mod, cols in raw_cols.items():
-        if mod not in names:
-            err = unknown_name_error("modality", mod, names)
-            raise ManifestError(f"Schema file {where!r}: 'columns': {err}")
-        if isinstance(cols, str):
-            columns[mod] = (cols,)
-        elif isinstance(cols, list) and cols and all(isinstance(c, str) for c in cols):
-            columns[mod] = tuple(cols)
-        else:
-            raise ManifestError(
-                f"Schema file {where!r}: columns[{mod!r}] must be a column name or a list of "
-                f"them; got {cols!r}."
-            )
-    required = data.get("required") or []
-    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-        raise ManifestError(
-            f"Schema file {where!r}: 'required' must be a list of modality names; got {required!r}."
-        )
-    for r in required:
-        if r not in names:
-            err = unknown_name_error("modality", r, names)
-            raise ManifestError(f"Schema file {where!r}: 'required': {err}")
-    return SchemaFile(tuple(specs), target, columns, tuple(required))
+    try:
+        return SchemaFile.from_dict(data)
+    except ValueError as e:
+        raise ManifestError(f"Schema file {where!r}: {e}") from None
