@@ -11,6 +11,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
+from polymodal.data.modality import ModalityKind, ModalitySpec
+from polymodal.joint.model import JointConfig, JointEmbeddingModel, JointModalityConfig
+from polymodal.joint.pairs import PairedFeatures, evaluate_pairs
+from polymodal.models.config import EncoderConfig
+from polymodal.training import load_config
 from retrieval import (
     CONFIG,
     R_AT_K,
@@ -19,12 +24,6 @@ from retrieval import (
     run_config,
     shared_names,
 )
-
-from polymodal.data.modality import ModalitySpec
-from polymodal.joint.model import JointConfig, JointEmbeddingModel, JointModalityConfig
-from polymodal.joint.pairs import PairedFeatures, evaluate_pairs
-from polymodal.models.config import EncoderConfig
-from polymodal.training import load_config
 
 
 def test_residual_row_is_the_shipped_config(tmp_path: Path) -> None:
@@ -57,7 +56,7 @@ def test_shared_names_rename_both_directions_in_percent() -> None:
 
 def _model(seed: int) -> JointEmbeddingModel:
     def mod(name: str) -> JointModalityConfig:
-        spec = ModalitySpec(name, "tabular", shape=(4,))
+        spec = ModalitySpec(name, ModalityKind.TABULAR, shape=(4,))
         return JointModalityConfig(spec, EncoderConfig("mlp", {"dim": 6}), projection="linear")
 
     torch.manual_seed(seed)

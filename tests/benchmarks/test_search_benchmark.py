@@ -10,9 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from search import clustered_vectors, numpy_search, random_vectors, recall_at_k
-
 from polymodal.retrieval import ExactIndex
+from search import clustered_vectors, numpy_search, random_vectors, recall_at_k
 
 
 def _brute_force(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -74,7 +74,7 @@ def test_train_writes_a_checkpoint_embed_accepts(run: dict[str, Any]) -> None:
     assert set(results["test"]) >= {"image2text_r@1", "text2image_r@1", "r1_mean"}
     assert results["val"] == state["val"] and results["best_epoch"] == state["best_epoch"]
     assert results["epochs_run"] <= 2  # the command-line override won over the file
-    assert results["feature_seconds"] > 0 and set(results["temperatures"]) == {"flickr8k"}
+    assert results["feature_seconds"] > 0 and set(results["temperatures"]) == {"image-text"}
     history = (run["run"] / "metrics.jsonl").read_text().splitlines()
     assert len(history) == results["epochs_run"]
     assert (run["run"] / "metrics.csv").read_text().startswith("epoch,step,lr,train_loss,val_")

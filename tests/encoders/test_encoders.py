@@ -43,6 +43,7 @@ TINY: dict[str, tuple[ModalitySpec, dict[str, object]]] = {
     "audio_cnn": (AUDIO, {"dim": 16, "channels": (4, 8), "n_mels": 16}),
     "audio_gru": (AUDIO, {"dim": 16, "hidden_dim": 8, "num_layers": 1, "n_mels": 16}),
     "audio_transformer": (AUDIO, {"dim": 16, "num_layers": 1, "num_heads": 2, "n_mels": 16}),
+    "audio_logmel": (AUDIO, {"dim": 16, "n_mels": 16, "frames": 8}),
     "video_gru": (
         VIDEO,
         {"dim": 16, "frame_dim": 8, "hidden_dim": 8, "frame_kwargs": {"channels": (4,)}},

@@ -307,3 +307,22 @@ def test_yaml_patience_under_optim_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'optim\.patience' is no longer here: .*top-level"):
         load_config(_yaml(tmp_path, {"patience": 3}))
     assert load_config(_yaml(tmp_path, {}), ["patience=3"]).patience == 3
+
+
+def test_pair_sets_of_the_same_modalities_share_one_temperature(tmp_path: Path) -> None:
+    config = _binding_config()
+    cfg = _run_config(config, tmp_path / "run", ("text", "audio"), epochs=2, batch_size=12)
+    pairs = dict(cfg.pairs)
+    pairs["more-text"] = PairSetConfig(dataset="in-memory", other="text")
+    cfg = cfg.replace(pairs={k: v.to_dict() for k, v in pairs.items()})
+    g = torch.Generator().manual_seed(1)
+    feats = {n: torch.randn(12, 12, generator=g) for n in ("image", "text", "audio")}
+    train = {
+        "image-text": PairedFeatures("image", "text", feats["image"], feats["text"]),
+        "more-text": PairedFeatures("image", "text", feats["image"], feats["text"].flip(0)),
+        "image-audio": PairedFeatures("image", "audio", feats["image"], feats["audio"]),
+    }
+    strategy = ContrastiveStrategy(cfg, JointEmbeddingModel(config), train=train)
+    assert sorted(strategy.losses) == ["image-audio", "image-text"]  # one per modality pair
+    result = Trainer(cfg, strategy).fit()
+    assert set(result.info["temperatures"]) == {"image-audio", "image-text"}

@@ -17,7 +17,8 @@ projections and the losses' temperatures train: an epoch over Flickr8k's 6,000 i
 takes seconds on a CPU.
 
 Each step draws one batch from every pair set and sums their losses (ImageBind-style
-binding: several (anchor, other) pair sets, one shared space).  Several rows of ``other``
+binding: several (anchor, other) pair sets, one shared space; pair sets of the same two
+modalities share one loss and its learned temperature).  Several rows of ``other``
 may belong to one anchor row (Flickr8k's five captions per image): each epoch pairs every
 anchor row with one of its rows drawn at random, so every caption serves as a positive
 over the epochs while no batch holds two positives of one image.  With
@@ -205,7 +206,11 @@ class ContrastiveStrategy(Strategy):
         if train is not None:
             self.data = {"train": dict(train), "val": dict(val or {}), "test": dict(test or {})}
             self._check_data()
-        self.losses = nn.ModuleDict({name: build_loss(cfg.optim) for name in cfg.pairs})
+        # One loss (one temperature) per pair of modalities: pair sets relating the same two
+        # modalities (Flickr8k and MNIST captions, both image-text) share it, as ImageBind
+        # keeps one temperature per modality pair.
+        pairs = sorted({f"{cfg.anchor_of(n)}-{p.other}" for n, p in cfg.pairs.items()})
+        self.losses = nn.ModuleDict({pair: build_loss(cfg.optim) for pair in pairs})
         self.feature_seconds = 0.0
 
     def _check_data(self) -> None:
@@ -318,7 +323,7 @@ class ContrastiveStrategy(Strategy):
         count = 0
         for k, a_rows, o_rows in batch:
             name, p = sets[k]
-            loss_fn: nn.Module = self.losses[name]
+            loss_fn: nn.Module = self.losses[p.name]
             za = self.model.project(p.anchor, p.anchor_features[a_rows.to(self.device)])  # (B, D)
             if self.cfg.optim.all_positives:
                 table = self._tables[name][0]

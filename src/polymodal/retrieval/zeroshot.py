@@ -22,22 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from polymodal.data.datasets.mnist import CLASS_NAMES
 from polymodal.data.sample import ModalityBatch
 from polymodal.joint.model import JointEmbeddingModel
 
-#: Digit class names as words (MNIST, spoken digits).
-DIGIT_NAMES: tuple[str, ...] = (
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-)
+#: Digit class names as words (MNIST, spoken digits): the mnist data set's class names.
+DIGIT_NAMES: tuple[str, ...] = CLASS_NAMES
 #: Prompts for images of digits.
 IMAGE_DIGIT_TEMPLATES: tuple[str, ...] = (
     "a photo of the digit {}.",

@@ -139,15 +139,17 @@ class MNISTCaptions(MultimodalDataset):
         keep = np.ones(labels.shape[0], dtype=bool)
         keep[np.asarray(list(exclude), dtype=np.int64)] = False
         if per_digit is not None:
+            counts = np.bincount(labels[keep], minlength=10)  # (10,) images left per digit
+            fewest = int(counts.argmin())
+            if counts[fewest] < per_digit:
+                raise ValueError(
+                    f"The 'per_digit' parameter of mnist is {per_digit}, but the {split} "
+                    f"split has only {counts[fewest]} images of digit {fewest} outside "
+                    f"'exclude'; use at most {counts[fewest]}."
+                )
             chosen = np.zeros_like(keep)
             for digit in range(10):
                 pool = np.flatnonzero(keep & (labels == digit))
-                if len(pool) < per_digit:
-                    raise ValueError(
-                        f"The 'per_digit' parameter of mnist is {per_digit}, but the {split} "
-                        f"split has only {len(pool)} images of digit {digit} outside "
-                        f"'exclude'; use at most {len(pool)}."
-                    )
                 chosen[pool[len(pool) - per_digit :]] = True
             keep = chosen
         self._rows = np.flatnonzero(keep)  # (N,) rows in file order
