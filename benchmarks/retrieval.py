@@ -166,7 +166,8 @@ class SeedRun:
         return {
             "best_epoch": float(r.best_epoch),
             "epochs_run": float(r.epochs_run),
-            "temperature": float(r.info.get("temperatures", {}).get(PAIR_SET, float("nan"))),
+            # one loss per modality pair: the image-text temperature
+            "temperature": float(r.info.get("temperatures", {}).get("image-text", float("nan"))),
             "val_i2t_r@1": 100 * val.get("image2text_r@1", float("nan")),
             "val_t2i_r@1": 100 * val.get("text2image_r@1", float("nan")),
         }[key]
