@@ -20,7 +20,7 @@ from polymodal.data import ModalityBatch, ModalityKind, ModalitySpec, Sample, Sc
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput
 
 ENCODER_NAMES = ENCODERS.names()
-PRETRAINED = {"minilm", "efficientnet_lite0"}  # frozen by default: no trainable backbone
+PRETRAINED = {"minilm", "efficientnet_lite0", "audio_ge2e"}  # frozen backbone by default
 
 
 # Tiny hyper-parameters, passed only where the builder's signature has them.

@@ -64,7 +64,7 @@ TINY: dict[str, tuple[ModalitySpec, dict[str, object]]] = {
     "mlp": (TABLE, {"dim": 16, "hidden_dim": 8}),
 }
 SEQUENCE_ENCODERS = [n for n, (s, _) in TINY.items() if s.is_sequence or s.kind is K.TEXT]
-PRETRAINED = {"minilm", "efficientnet_lite0"}
+PRETRAINED = {"minilm", "efficientnet_lite0", "audio_ge2e"}
 
 
 def tiny(name: str, spec: ModalitySpec | None = None) -> Encoder:

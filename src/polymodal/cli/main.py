@@ -19,6 +19,8 @@ VERB_MODULES = (
     "polymodal.cli.embed",
     "polymodal.cli.index_cmd",
     "polymodal.cli.search",
+    "polymodal.cli.featurize",
+    "polymodal.cli.sentiment",
 )
 
 

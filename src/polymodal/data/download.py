@@ -1,8 +1,8 @@
 """Fetch the built-in data sets from their upstream sources (or a mirror) and verify them.
 
 Every built-in data set is read from one or more *source folders* (``mosi/``, ``fsdd/``,
-``mnist/``, ``flickr8k/``, ``har_phone_watch/``), laid out as in the project's shared data
-root.  Each source folder has a manifest, ``polymodal/data/datasets/checksums/<source>.json``:
+``mnist/``, ``flickr8k/``, ``har_phone_watch/``, ``ravdess_speech/``), laid out as in the
+project's shared data root.  Each source folder has a manifest, ``polymodal/data/datasets/checksums/<source>.json``:
 ``files`` maps every relative path to the sha256 of the file as the project's reference copy
 holds it (build one with :func:`build_manifest`).
 
@@ -11,7 +11,8 @@ Where files come from:
 * a **mirror** (``base_url=`` or the ``POLYMODAL_MIRROR`` environment variable): an HTTP(S)
   folder laid out like the shared data root, so file ``rel`` of source ``src`` is fetched from
   ``<base_url>/<src>/<rel>``.  Every file is checked against the manifest.
-* otherwise the **upstream** named in :data:`SOURCES` (GitHub repositories at pinned commits,
+* otherwise the **upstream** named in :data:`~polymodal.data.upstream.SOURCES` (GitHub
+  repositories at pinned commits,
   and the MNIST IDX files).  Files that are byte-for-byte upstream's are checked against the
   manifest.  Some of the reference copy is *not* upstream's bytes (the shared data README says
   which); those files cannot be checked against our sha256 when fetched from upstream:
@@ -21,6 +22,10 @@ Where files come from:
     also lists about 100 unrelated ``e*.jpg``/``*.png`` bird pictures).  From upstream, the
     text files are filtered the same way (:func:`_keep_flickr8k_lines`) and the images are
     stored as upstream serves them; none of them is checked by sha256.
+  - ``ravdess_speech``: the reference copy holds upstream's 48 kHz WAVs re-encoded as 16 kHz
+    Opus (``.ogg``).  From upstream, each ``.ogg`` is fetched as its ``.wav``
+    (``Source.upstream_name``) and re-encoded the same way (the transform); Opus bytes are
+    not reproducible across encoder builds, so none is checked by sha256.
   - ``mnist``: the gzip containers differ from the mirror's, so upstream files are checked by
     the sha256 of their *decompressed* bytes (``content_sha256`` in the manifest).
     ``train-images`` in the reference copy was rebuilt (see the data README), so the original
@@ -40,19 +45,20 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from polymodal.data.paths import cache_dir
+from polymodal.data.upstream import DATASET_SOURCES as DATASET_SOURCES  # re-exported
+from polymodal.data.upstream import SOURCES, Source, _sources_of
+from polymodal.data.upstream import _keep_flickr8k_lines as _keep_flickr8k_lines
 from polymodal.errors import unknown_name_error
 
 MIRROR_ENV_VAR = "POLYMODAL_MIRROR"
@@ -66,148 +72,6 @@ class DownloadError(OSError):
 
 class ChecksumError(DownloadError):
     """A file's sha256 is not the manifest's; the message names the file, expected and got."""
-
-
-def _raw(owner_repo: str, commit: str, prefix: str = "") -> str:
-    return f"https://raw.githubusercontent.com/{owner_repo}/{commit}/{prefix}"
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where one source folder comes from.
-
-    Args:
-        name: the folder name under a data root, and the manifest's name.
-        upstream: one line naming the upstream, for messages and ``datasets info``.
-        marker: the file whose presence tells ``locate`` the folder is there (the loader's
-            ``DatasetInfo.marker``); it is fetched last, so an interrupted download is
-            not mistaken for a complete one.
-        layout: ``(local_prefix, url_prefix)`` pairs, first match wins: local file ``rel``
-            starting with ``local_prefix`` is fetched from ``url_prefix + rel[len(prefix):]``.
-        differs: local path prefixes whose bytes are not upstream's (see the module doc);
-            fetched from upstream they are not checked by sha256.
-        transform: rewrites the bytes of a file fetched from upstream (local path, bytes) into
-            the form the loaders read, or ``None``.
-    """
-
-    name: str
-    upstream: str
-    marker: str
-    layout: tuple[tuple[str, str], ...]
-    differs: tuple[str, ...] = ()
-    transform: Callable[[str, bytes], bytes] | None = field(default=None, compare=False)
-
-    def upstream_url(self, rel: str) -> str:
-        for local_prefix, url_prefix in self.layout:
-            if rel.startswith(local_prefix):
-                return url_prefix + urllib.parse.quote(rel[len(local_prefix) :])
-        raise ValueError(  # a manifest/layout mismatch inside polymodal, not a user error
-            f"No upstream location for {self.name}/{rel}; add a layout entry in SOURCES."
-        )
-
-    def matches_upstream(self, rel: str) -> bool:
-        return not any(rel.startswith(p) for p in self.differs)
-
-
-_FLICKR8K_NAME = re.compile(r"^\d+_[0-9a-f]+\.jpg$")
-
-
-def _keep_flickr8k_lines(rel: str, data: bytes) -> bytes:
-    """Drop lines naming images that are not Flickr8k's from upstream's caption/split files.
-
-    Upstream (edwardcruzcruz/Describiendo_imagenes_keras) appended bird pictures named
-    ``e<id>_<hash>.jpg``/``.png`` to Flickr8k's files; Flickr8k's own names are
-    ``<flickr id>_<10 hex>.jpg``.  This is the filter the reference copy applied.
-    """
-    if not rel.endswith(".txt"):
-        return data
-    out: list[str] = []
-    for line in data.decode("utf-8").splitlines():
-        name = line.split("#", 1)[0].strip() if "#" in line else line.strip()
-        if _FLICKR8K_NAME.match(name):
-            out.append(line.rstrip() if "#" in line else name)
-    return ("\n".join(out) + "\n").encode("utf-8")
-
-
-_MOSI = _raw("declare-lab/contextual-utterance-level-multimodal-sentiment-analysis", "3874cf2")
-_FSDD = _raw("Jakobovski/free-spoken-digit-dataset", "26eb9aa")
-_HAR = _raw("GeoTecINIT/sp-sw-har-dataset", "1408d85")
-# Flickr8k images: the 224x224 copy in RlNZLER/Image-Text-Matching, folder data/images/.
-_FLICKR_IMAGES = _raw("RlNZLER/Image-Text-Matching", "3d5693b", "data/images/")
-# Captions and the standard split lists: edwardcruzcruz/Describiendo_imagenes_keras, folder
-# Flickr8k_text/.  The data README names no commit for it; this is the commit that holds
-# the files (the repository has a single content commit).
-_FLICKR_TEXT = _raw(
-    "edwardcruzcruz/Describiendo_imagenes_keras",
-    "5c9a0ffed365098d0df880dd73c1908d2228cc28",
-    "Flickr8k_text/",
-)
-# MNIST's original IDX files, as the PyTorch project mirrors them.
-_MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-
-#: Every source folder polymodal can fetch.  GitHub commits are the short ids the data
-#: README pins; raw.githubusercontent.com resolves abbreviated commit ids.
-SOURCES: dict[str, Source] = {
-    s.name: s
-    for s in (
-        Source(
-            "mosi",
-            "github.com/declare-lab/contextual-utterance-level-multimodal-sentiment-analysis"
-            "@3874cf2 (data/)",
-            "data/transcripts.csv",
-            (("UPSTREAM_README.md", _MOSI + "README.md"), ("", _MOSI)),
-        ),
-        Source(
-            "fsdd",
-            "github.com/Jakobovski/free-spoken-digit-dataset@26eb9aa (recordings/)",
-            "recordings/0_george_0.wav",
-            (("UPSTREAM_README.md", _FSDD + "README.md"), ("", _FSDD)),
-        ),
-        Source(
-            "mnist",
-            "MNIST IDX files (ossci-datasets.s3.amazonaws.com/mnist, the PyTorch mirror)",
-            "t10k-labels-idx1-ubyte.gz",
-            (("", _MNIST),),
-            differs=("",),
-        ),
-        Source(
-            "flickr8k",
-            "images: github.com/RlNZLER/Image-Text-Matching@3d5693b; captions and splits: "
-            "github.com/edwardcruzcruz/Describiendo_imagenes_keras",
-            "Flickr8k.token.txt",
-            (("images/", _FLICKR_IMAGES), ("", _FLICKR_TEXT)),
-            differs=("",),
-            transform=_keep_flickr8k_lines,
-        ),
-        Source(
-            "har_phone_watch",
-            "github.com/GeoTecINIT/sp-sw-har-dataset@1408d85 (Zenodo 10.5281/zenodo.8398688)",
-            "DATA/subjects_info.csv",
-            (
-                ("UPSTREAM_README.md", _HAR + "README.md"),
-                ("zenodo.json", _HAR + ".zenodo.json"),
-                ("", _HAR),
-            ),
-        ),
-    )
-}
-
-#: The source folders each built-in data set reads; the first is the one ``locate`` returns.
-DATASET_SOURCES: dict[str, tuple[str, ...]] = {
-    "mosi": ("mosi",),
-    "av_digits": ("fsdd", "mnist"),
-    "flickr8k": ("flickr8k",),
-    "mnist": ("mnist",),
-    "har_phone_watch": ("har_phone_watch",),
-}
-
-
-def _sources_of(name: str) -> list[Source]:
-    if name in DATASET_SOURCES:
-        return [SOURCES[s] for s in DATASET_SOURCES[name]]
-    if name in SOURCES:
-        return [SOURCES[name]]
-    raise unknown_name_error("downloadable data set", name, [*DATASET_SOURCES, *SOURCES])
 
 
 def load_manifest(source: str) -> dict[str, Any]:

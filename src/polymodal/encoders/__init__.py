@@ -15,16 +15,18 @@ kind       encoders
 ========== ================================================================
 text       ``text_transformer``, ``minilm`` (pretrained)
 image      ``image_cnn``, ``image_vit``, ``efficientnet_lite0`` (pretrained)
-audio      ``audio_cnn``, ``audio_gru``, ``audio_transformer``, ``audio_logmel`` (fixed)
+audio      ``audio_cnn``, ``audio_gru``, ``audio_transformer``, ``audio_logmel`` (fixed),
+           ``audio_ge2e`` (pretrained GE2E speaker encoder, frozen, with an adapter)
 video      ``video_gru``, ``video_transformer``
 timeseries ``ts_cnn``, ``ts_gru``, ``ts_transformer``
 tabular    ``mlp`` (also ``features``, vectors or sequences)
 ========== ================================================================
 
-Pretrained encoders need ``pip install "polymodal[pretrained]"``.
+Pretrained encoders need ``pip install "polymodal[pretrained]"`` (``audio_ge2e``:
+``polymodal[video]``).
 """
 
-from polymodal.encoders import audio, image, tabular, text, timeseries, video
+from polymodal.encoders import audio, image, tabular, text, timeseries, video, voice
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, build_encoder, masked_mean
 
 __all__ = [
@@ -39,4 +41,5 @@ __all__ = [
     "text",
     "timeseries",
     "video",
+    "voice",
 ]

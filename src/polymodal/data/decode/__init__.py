@@ -36,6 +36,8 @@ module         holds
 ``resample``   :func:`resample_audio` (Kaiser-windowed sinc) and ``_check_rate``
 ``audio``      :func:`decode_audio` and the truncated-WAV check
 ``video``      :class:`VideoClip`, :func:`decode_video`
+``stream``     long media without holding it whole: :func:`iter_video_frames` (chunks),
+               :func:`decode_audio_track` (any container's audio), :func:`has_video_stream`
 ``timeseries`` :class:`TimeSeries`, :func:`decode_timeseries`
 ``text``       :func:`decode_text`
 ``features``   :func:`decode_features`
@@ -54,6 +56,7 @@ from polymodal.data.decode.features import decode_features
 from polymodal.data.decode.image import IMAGENET_MEAN, IMAGENET_STD, decode_image, image_from_array
 from polymodal.data.decode.image import Size as Size
 from polymodal.data.decode.resample import resample_audio
+from polymodal.data.decode.stream import decode_audio_track, has_video_stream, iter_video_frames
 from polymodal.data.decode.text import decode_text
 from polymodal.data.decode.timeseries import TimeSeries, decode_timeseries
 from polymodal.data.decode.video import VideoClip, decode_video
@@ -68,13 +71,16 @@ __all__ = [
     "TimeSeries",
     "VideoClip",
     "decode_audio",
+    "decode_audio_track",
     "decode_features",
     "decode_file",
     "decode_image",
     "decode_text",
     "decode_timeseries",
     "decode_video",
+    "has_video_stream",
     "image_from_array",
+    "iter_video_frames",
     "kind_from_extension",
     "resample_audio",
 ]
