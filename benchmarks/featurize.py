@@ -197,6 +197,37 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
+    # -- the two face detectors side by side (geometry only, no crop embedding, no words)
+    for detector in ("mediapipe", "haar"):
+        det = Featurizer(FeaturizeConfig(detector=detector, embed_faces=False, asr="none"))
+        shares, n_tracks, face_s, media = [], [], 0.0, 0.0
+        for clip in clips:
+            features = det(clip)
+            shares.append(float(features.face.present.float().mean()))
+            n_tracks.append(int(features.face.n_tracks))
+            face_s += features.seconds.get("face", 0.0)
+            media += features.duration
+        for metric, value, extra in (
+            ("face_frames", statistics.mean(shares), {"min_clip": round(min(shares), 4)}),
+            ("tracks", float(max(n_tracks)), {}),
+            ("seconds_per_s", face_s / media, {"stage": "face, geometry only"}),
+        ):
+            records.append(
+                record(
+                    "featurize",
+                    "grid_samples",
+                    f"face detector {detector} (5 fps, geometry only)",
+                    metric,
+                    value,
+                    seconds=face_s,
+                    **extra,
+                )
+            )
+        print(
+            f"{detector}: faces in {statistics.mean(shares):.1%} of frames, {face_s:.1f} s",
+            flush=True,
+        )
+
     # -- the corpus's forced alignment of one clip
     aligned = read_align_file(root / "swwp2s.align")
     features = featurizer(root / ALIGNED)
@@ -249,7 +280,8 @@ NOTES = """
 GRID clips are 3 s of one speaker in front of a camera reading a fixed-grammar sentence in a
 quiet room: the easy case for every stage.  ``realtime_factor`` counts the whole
 ``featurize_many`` run, model loading in each worker included (a longer video amortises it).
-``seconds_per_s`` splits one process's time by stage (``face`` includes decoding the frames
+The two face detectors are compared on the same frames (geometry only): Haar finds a box that
+MediaPipe's mesh then reads; MediaPipe is the default.  ``seconds_per_s`` splits one process's time by stage (``face`` includes decoding the frames
 at 5 fps, MediaPipe's face mesh and the EfficientNet-Lite0 embedding of each crop; ``voice``
 silero-vad, YIN, energy, log-mel and the GE2E speaker embeddings; ``words`` speech
 recognition).  The general language model is pocketsphinx's US-English model: it reads GRID's

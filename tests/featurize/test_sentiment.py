@@ -23,7 +23,9 @@ TEXTS = [
 ]
 
 
-def _train(tmp: Path, name: str, manifest: Path, encoder: dict[str, object], mod: str) -> Path:
+def _train(
+    tmp: Path, name: str, manifest: Path, encoders: dict[str, object], fusion: str = "early"
+) -> Path:
     cfg = {
         "data": {
             "manifest": str(manifest),
@@ -33,8 +35,8 @@ def _train(tmp: Path, name: str, manifest: Path, encoder: dict[str, object], mod
             "batch_size": 8,
         },
         "model": {
-            "encoders": {mod: encoder},
-            "fusion": {"name": "early", "params": {"hidden_dim": 8}},
+            "encoders": encoders,
+            "fusion": {"name": fusion, "params": {"hidden_dim": 8}},
         },
         "optim": {"epochs": 1},
         "device": "cpu",
@@ -56,8 +58,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[P
         tmp,
         "text",
         texts,
-        {"name": "text_transformer", "params": {"dim": 8, "num_layers": 1}},
-        "transcript",
+        {"transcript": {"name": "text_transformer", "params": {"dim": 8, "num_layers": 1}}},
     )
     clips = tmp / "clips.jsonl"
     emotions = list(VALENCE)
@@ -72,8 +73,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[P
         tmp,
         "voice",
         clips,
-        {"name": "audio_cnn", "params": {"dim": 8, "channels": [4, 4], "n_mels": 16}},
-        "audio",
+        {"audio": {"name": "audio_cnn", "params": {"dim": 8, "channels": [4, 4], "n_mels": 16}}},
     )
     return text_run, voice_run
 
@@ -116,3 +116,47 @@ def test_fusion_is_attention_over_confidences() -> None:
 def test_missing_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sentiment", str(tmp_path / "none.mp4")]) == 2
     assert "none.mp4 does not exist" in capsys.readouterr().err
+
+
+def _shard_run(tmp: Path, grid: Path, labels: dict[str, str], name: str) -> Path:
+    """A tiny fusion trained on featurised GRID clips with the given labels."""
+    manifest = tmp / f"{name}.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"video": str(grid / f"{n}.mpg"), "label": y}) + "\n"
+            for n, y in labels.items()
+        )
+    )
+    shards = tmp / f"{name}_shards"
+    assert main(["featurize", str(manifest), "-o", str(shards), "--no-embed", "--asr", "none"]) == 0
+    mlp = {"name": "mlp", "params": {"dim": 8}}
+    return _train(tmp, name, shards / "manifest.jsonl", {"voice": mlp, "speaker": mlp}, "attention")
+
+
+def test_own_model_reads_a_video_with_its_fusion_weights(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = data_root / "grid_samples"
+    labels = {
+        "bbaf2n": "positive",
+        "brbk7n": "negative",
+        "lbax4n": "positive",
+        "sbia1a": "negative",
+    }
+    run = _shard_run(tmp_path, grid, labels, "sentiment_run")
+    out = tmp_path / "out"
+    args = ["sentiment", str(grid / "swiz3n.mpg"), "--model", str(run), "--asr", "none"]
+    assert main([*args, "-o", str(out)]) == 0
+    text = (out / "sentiment.json").read_text()
+    assert "NaN" not in text  # readings a model does not give are null: valid JSON
+    (u,) = json.loads(text)["utterances"]
+    assert set(u["modalities"]) == {"speaker", "voice"}
+    weights = [m["weight"] for m in u["modalities"].values()]
+    assert sum(weights) == pytest.approx(1.0) and all(
+        m["score"] is None for m in u["modalities"].values()
+    )
+    assert -1 <= u["score"] <= 1 and u["label"] == label_of(u["score"])
+
+    other = _shard_run(tmp_path, grid, {k: k[0] for k in labels}, "letters_run")
+    assert main([*args[:3], str(other), "--asr", "none", "-o", str(out)]) == 2
+    assert "classes ['b', 'l', 's'] carry no sentiment" in capsys.readouterr().err

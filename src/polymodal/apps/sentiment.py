@@ -286,8 +286,21 @@ def _audio(video: str | Path, rate: int) -> Tensor | None:
 # --------------------------------------------------------------------------- output
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (valid JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def to_json(rows: Sequence[UtteranceSentiment], video: str | Path) -> str:
-    return json.dumps({"video": str(video), "utterances": [asdict(r) for r in rows]}, indent=1)
+    """The timeline as JSON; a reading a modality could not give is ``null``."""
+    doc = {"video": str(video), "utterances": [asdict(r) for r in rows]}
+    return json.dumps(_finite(doc), indent=1, allow_nan=False)
 
 
 def format_table(rows: Sequence[UtteranceSentiment]) -> str:

@@ -12,9 +12,10 @@ line and the run goes on (exit status 1 when any file failed).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
+
+from polymodal.cli import setup_logging
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,12 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}.")
-    log = logging.getLogger("polymodal")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    setup_logging()
     config = FeaturizeConfig(
         fps=args.fps,
         detector=args.detector,

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from polymodal.cli import setup_logging
 
 
 def add_parser(subparsers: Any) -> None:
@@ -41,17 +42,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
 
     from polymodal.apps import sentiment as app
     from polymodal.featurize.pipeline import FeaturizeConfig, Featurizer
 
-    log = logging.getLogger("polymodal")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    setup_logging()
     video = Path(args.video)
     if not video.is_file():
         raise FileNotFoundError(f"{video} does not exist; pass a video or audio file.")
@@ -107,11 +102,19 @@ def _with_model(video: Path, run_dir: str, config: Any, transcript: str | None) 
             out = trained.model(batch)
         probs = torch.softmax(out.logits.float(), dim=-1)
     names = list(trained.schema.target.class_names or [])
+    known = set(app.VALENCE) | {"positive", "negative"}
+    if not known & set(names):
+        raise ValueError(
+            f"polymodal sentiment --model {run_dir}: the model's classes {names} carry no "
+            "sentiment; train it on labels named 'positive'/'negative' (and 'neutral'), or on "
+            f"emotions among {sorted(app.VALENCE)}."
+        )
     rows = []
     for i, info in enumerate(infos):
         p = probs[i]
         if "positive" in names:
-            score = 2.0 * float(p[names.index("positive")]) - 1.0
+            score = float(p[names.index("positive")])
+            score -= float(p[names.index("negative")]) if "negative" in names else 1.0 - score
         else:
             score = float(
                 sum(app.VALENCE.get(n, 0.0) * float(q) for n, q in zip(names, p, strict=True))

@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from polymodal.cli import setup_logging
 from polymodal.cli.main import CLIError
 
 
@@ -84,15 +83,6 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's batch size")
 
 
-def _setup_logging() -> None:
-    log = logging.getLogger("polymodal")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-
-
 def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
     """A metric-per-row table with one column per entry of ``columns`` (``None``: skipped)."""
     cols = {k: v for k, v in columns.items() if v is not None}
@@ -114,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from polymodal.training import load_config, train
 
     cfg = load_config(args.config, args.overrides)
-    _setup_logging()
+    setup_logging()
     try:
         result = train(cfg, resume=args.resume)
     except FloatingPointError as e:
