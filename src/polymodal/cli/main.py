@@ -15,6 +15,7 @@ VERB_MODULES = (
     "polymodal.cli.datasets",
     "polymodal.cli.list_cmd",
     "polymodal.cli.train",
+    "polymodal.cli.explain",
     "polymodal.cli.demo",
     "polymodal.cli.embed",
     "polymodal.cli.index_cmd",

@@ -21,12 +21,16 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from polymodal.cli import setup_logging
 from polymodal.cli.main import CLIError
+
+if TYPE_CHECKING:
+    from polymodal.data.dataset import MultimodalDataset
+    from polymodal.inference import TrainedModel
 
 
 def add_parser(subparsers: Any) -> None:
@@ -127,15 +131,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from polymodal.device import resolve_device
     from polymodal.inference import evaluate, evaluate_videos, load_trained
-    from polymodal.training.config import DataConfig
-    from polymodal.training.data import dataset_for_split
 
     trained = load_trained(args.checkpoint)
     config = trained.config
     device = resolve_device(args.device)
-    data = DataConfig.from_dict(config["data"], "data")
-    dataset = dataset_for_split(data, int(config.get("seed", 0)), args.split)
-    batch_size = _batch_size(args, data.batch_size)
+    dataset = run_split(trained, args.split)
+    batch_size = _batch_size(args, trained.batch_size)
     model = trained.model.to(device)
     if trained.task == "context":
         from polymodal.data.context import VideoDataset
@@ -159,6 +160,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(format_table({args.split: metrics}))
     return 0
+
+
+def run_split(trained: TrainedModel, split: str) -> MultimodalDataset:
+    """The data set of ``split`` (test, val, train or a split name of the data) as the run
+    ``trained`` split its data: its own data config and seed."""
+    from polymodal.training.config import DataConfig
+    from polymodal.training.data import dataset_for_split
+
+    data = DataConfig.from_dict(trained.config["data"], "data")
+    return dataset_for_split(data, int(trained.config.get("seed", 0)), split)
 
 
 def _batch_size(args: argparse.Namespace, default: int) -> int:
@@ -243,4 +254,10 @@ def predictions_csv(
     return buf.getvalue()
 
 
-__all__ = ["add_parser", "check_manifest_columns", "format_table", "predictions_csv"]
+__all__ = [
+    "add_parser",
+    "check_manifest_columns",
+    "format_table",
+    "predictions_csv",
+    "run_split",
+]
