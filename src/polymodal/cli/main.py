@@ -21,6 +21,7 @@ VERB_MODULES = (
     "polymodal.cli.search",
     "polymodal.cli.featurize",
     "polymodal.cli.sentiment",
+    "polymodal.cli.robustness",
 )
 
 

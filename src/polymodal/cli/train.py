@@ -5,8 +5,9 @@
   :mod:`polymodal.training.config`) and print its validation and test metrics.  A
   ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
   ``polymodal embed``.
-* ``evaluate CHECKPOINT_DIR [--split test]``: rebuild the model from the config saved with
-  the checkpoint, load its weights and print the metrics of one split.
+* ``evaluate CHECKPOINT_DIR [--split test] [--drop MODALITY ...]``: rebuild the model from
+  the config saved with the checkpoint, load its weights and print the metrics of one
+  split; ``--drop`` evaluates with those modalities absent from every example.
 * ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
   manifest; writes ``id``, ``prediction`` and one probability column per class.
 
@@ -21,13 +22,18 @@ import csv
 import io
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from polymodal.cli.main import CLIError
+
+if TYPE_CHECKING:
+    from polymodal.data.dataset import MultimodalDataset
+    from polymodal.data.sample import Batch
+    from polymodal.inference import TrainedModel
 
 
 def add_parser(subparsers: Any) -> None:
@@ -60,6 +66,13 @@ def add_parser(subparsers: Any) -> None:
         default="test",
         help="test, val or train as the run split them, or a split name of the data set "
         "(default: test)",
+    )
+    e.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="MODALITY",
+        help="evaluate with this modality absent from every example (repeatable)",
     )
     _add_runtime_args(e)
     e.set_defaults(func=cmd_evaluate)
@@ -134,20 +147,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- evaluate
 
 
+def load_split(trained: TrainedModel, split: str) -> MultimodalDataset:
+    """Split ``split`` of a trained run's data, as the run split it (see
+    :func:`polymodal.training.data.dataset_for_split`)."""
+    from polymodal.training.config import DataConfig
+    from polymodal.training.data import dataset_for_split
+
+    data = DataConfig.from_dict(trained.config["data"], "data")
+    return dataset_for_split(data, int(trained.config.get("seed", 0)), split)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from polymodal.device import resolve_device
     from polymodal.inference import evaluate, evaluate_videos, load_trained
-    from polymodal.training.config import DataConfig
-    from polymodal.training.data import dataset_for_split
 
     trained = load_trained(args.checkpoint)
     config = trained.config
     device = resolve_device(args.device)
-    data = DataConfig.from_dict(config["data"], "data")
-    dataset = dataset_for_split(data, int(config.get("seed", 0)), args.split)
-    batch_size = _batch_size(args, data.batch_size)
+    dataset = load_split(trained, args.split)
+    batch_size = _batch_size(args, trained.batch_size)
     model = trained.model.to(device)
+    transform = _drop_transform(trained, args.drop)
     if trained.task == "context":
+        if transform is not None:
+            raise CLIError("--drop takes a supervised run; this is a 'context' run.")
         from polymodal.data.context import VideoDataset
 
         metrics = evaluate_videos(
@@ -162,13 +185,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             batch_size,
             trained.precision,
             str(config.get("optim", {}).get("regression_loss", "mse")),
+            transform=transform,
         )
+    dropped = f", without {', '.join(args.drop)}" if args.drop else ""
     print(
         f"checkpoint {trained.path} (epoch {trained.state.get('best_epoch', '?')}), "
-        f"split {args.split!r}: {len(dataset)} examples"
+        f"split {args.split!r}: {len(dataset)} examples{dropped}"
     )
     print(format_table({args.split: metrics}))
     return 0
+
+
+def _drop_transform(trained: TrainedModel, drop: Sequence[str]) -> Callable[[Batch], Batch] | None:
+    """A batch transform that removes the modalities ``drop`` (``None`` when empty)."""
+    if not drop:
+        return None
+    from polymodal.robustness import drop_modalities
+
+    used = [m for m in trained.schema.names if m in trained.config["model"]["encoders"]]
+    unknown = [m for m in drop if m not in used]
+    if unknown:
+        raise CLIError(
+            f"--drop must name modalities the model uses ({', '.join(used)}); got "
+            f"{', '.join(unknown)}."
+        )
+    names = list(drop)
+    return lambda batch: drop_modalities(batch, names)
 
 
 def _batch_size(args: argparse.Namespace, default: int) -> int:
@@ -253,4 +295,10 @@ def predictions_csv(
     return buf.getvalue()
 
 
-__all__ = ["add_parser", "check_manifest_columns", "format_table", "predictions_csv"]
+__all__ = [
+    "add_parser",
+    "check_manifest_columns",
+    "format_table",
+    "load_split",
+    "predictions_csv",
+]
