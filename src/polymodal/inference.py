@@ -97,25 +97,43 @@ def predict(
     batch_size: int = 64,
     precision: str = "fp32",
     num_workers: int = 0,
+    transform: Callable[[Batch], Batch] | None = None,
 ) -> Predictions:
     """Run ``model`` in eval mode over ``dataset`` in order; returns the raw outputs.
 
     The model is moved to ``device`` (in place, as ``model.to`` does) and its train/eval
-    mode is restored afterwards.
+    mode is restored afterwards.  ``transform`` maps each collated CPU batch before the
+    model sees it (a perturbation, a dropped modality).
     """
+    loader = data_loader(dataset, batch_size, num_workers=num_workers)
+    pred = predict_batches(model, loader, device, precision, transform)
+    if pred is None:
+        raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) is empty.")
+    return pred
+
+
+@torch.no_grad()
+def predict_batches(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    transform: Callable[[Batch], Batch] | None = None,
+) -> Predictions | None:
+    """:func:`predict` over already collated ``batches`` (e.g. a cached split evaluated
+    under many perturbations); ``None`` when there are none."""
     device = torch.device(device)
     model.to(device)
 
     def rows(batch: Batch) -> tuple[list[str], Tensor, Tensor | None]:
+        if transform is not None:
+            batch = transform(batch)
         batch = batch.to(device)
         with autocast(device, precision):
             logits = model_logits(model(batch))
         return batch.ids, logits.reshape(logits.shape[0], -1), batch.target
 
-    pred = _collect(model, data_loader(dataset, batch_size, num_workers=num_workers), rows)
-    if pred is None:
-        raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) is empty.")
-    return pred
+    return _collect(model, batches, rows)
 
 
 def _collect(
@@ -153,11 +171,13 @@ def evaluate(
     precision: str = "fp32",
     regression_loss: str = "mse",
     num_workers: int = 0,
+    transform: Callable[[Batch], Batch] | None = None,
 ) -> dict[str, float]:
     """Metrics of ``model`` on ``dataset`` (see :func:`~polymodal.metrics.compute_metrics`)
-    plus ``loss``; ``task`` defaults to ``model.task`` or the data set's."""
+    plus ``loss``; ``task`` defaults to ``model.task`` or the data set's.  ``transform``
+    maps each collated batch first (see :func:`predict`)."""
     task = task or getattr(model, "task", None) or dataset.schema.target.task
-    pred = predict(model, dataset, device, batch_size, precision, num_workers)
+    pred = predict(model, dataset, device, batch_size, precision, num_workers, transform)
     if pred.targets is None:
         raise ValueError(
             f"Data set {dataset.name!r} (split {dataset.split!r}) has no labels; evaluate needs "
@@ -311,6 +331,7 @@ __all__ = [
     "load_trained",
     "model_logits",
     "predict",
+    "predict_batches",
     "predict_videos",
     "resolve_checkpoint",
 ]

@@ -22,6 +22,7 @@ VERB_MODULES = (
     "polymodal.cli.search",
     "polymodal.cli.featurize",
     "polymodal.cli.sentiment",
+    "polymodal.cli.robustness",
 )
 
 

@@ -5,8 +5,9 @@
   :mod:`polymodal.training.config`) and print its validation and test metrics.  A
   ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
   ``polymodal embed``.
-* ``evaluate CHECKPOINT_DIR [--split test]``: rebuild the model from the config saved with
-  the checkpoint, load its weights and print the metrics of one split.
+* ``evaluate CHECKPOINT_DIR [--split test] [--drop MODALITY ...]``: rebuild the model from
+  the config saved with the checkpoint, load its weights and print the metrics of one
+  split; ``--drop`` evaluates with those modalities absent from every example.
 * ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
   manifest; writes ``id``, ``prediction`` and one probability column per class.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from polymodal.cli.main import CLIError
 
 if TYPE_CHECKING:
     from polymodal.data.dataset import MultimodalDataset
+    from polymodal.data.sample import Batch
     from polymodal.inference import TrainedModel
 
 
@@ -63,6 +65,13 @@ def add_parser(subparsers: Any) -> None:
         default="test",
         help="test, val or train as the run split them, or a split name of the data set "
         "(default: test)",
+    )
+    e.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="MODALITY",
+        help="evaluate with this modality absent from every example (repeatable)",
     )
     _add_runtime_args(e)
     e.set_defaults(func=cmd_evaluate)
@@ -128,6 +137,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- evaluate
 
 
+def run_split(trained: TrainedModel, split: str) -> MultimodalDataset:
+    """Split ``split`` of a trained run's data, as the run split it (see
+    :func:`polymodal.training.data.dataset_for_split`)."""
+    from polymodal.training.config import DataConfig
+    from polymodal.training.data import dataset_for_split
+
+    data = DataConfig.from_dict(trained.config["data"], "data")
+    return dataset_for_split(data, int(trained.config.get("seed", 0)), split)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from polymodal.device import resolve_device
     from polymodal.inference import evaluate, evaluate_videos, load_trained
@@ -138,7 +157,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = run_split(trained, args.split)
     batch_size = _batch_size(args, trained.batch_size)
     model = trained.model.to(device)
+    transform = _drop_transform(trained, args.drop)
     if trained.task == "context":
+        if transform is not None:
+            raise CLIError("--drop takes a supervised run; this is a 'context' run.")
         from polymodal.data.context import VideoDataset
 
         metrics = evaluate_videos(
@@ -153,23 +175,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             batch_size,
             trained.precision,
             str(config.get("optim", {}).get("regression_loss", "mse")),
+            transform=transform,
         )
+    dropped = f", without {', '.join(args.drop)}" if args.drop else ""
     print(
         f"checkpoint {trained.path} (epoch {trained.state.get('best_epoch', '?')}), "
-        f"split {args.split!r}: {len(dataset)} examples"
+        f"split {args.split!r}: {len(dataset)} examples{dropped}"
     )
     print(format_table({args.split: metrics}))
     return 0
 
 
-def run_split(trained: TrainedModel, split: str) -> MultimodalDataset:
-    """The data set of ``split`` (test, val, train or a split name of the data) as the run
-    ``trained`` split its data: its own data config and seed."""
-    from polymodal.training.config import DataConfig
-    from polymodal.training.data import dataset_for_split
+def _drop_transform(trained: TrainedModel, drop: Sequence[str]) -> Callable[[Batch], Batch] | None:
+    """A batch transform that removes the modalities ``drop`` (``None`` when empty)."""
+    if not drop:
+        return None
+    from polymodal.robustness import drop_modalities
 
-    data = DataConfig.from_dict(trained.config["data"], "data")
-    return dataset_for_split(data, int(trained.config.get("seed", 0)), split)
+    used = [m for m in trained.schema.names if m in trained.config["model"]["encoders"]]
+    unknown = [m for m in drop if m not in used]
+    if unknown:
+        raise CLIError(
+            f"--drop must name modalities the model uses ({', '.join(used)}); got "
+            f"{', '.join(unknown)}."
+        )
+    names = list(drop)
+    return lambda batch: drop_modalities(batch, names)
 
 
 def _batch_size(args: argparse.Namespace, default: int) -> int:
