@@ -5,8 +5,10 @@
   :mod:`polymodal.training.config`) and print its validation and test metrics.  A
   ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
   ``polymodal embed``.
-* ``evaluate CHECKPOINT_DIR [--split test]``: rebuild the model from the config saved with
-  the checkpoint, load its weights and print the metrics of one split.
+* ``evaluate CHECKPOINT_DIR [--split test] [--probe]``: rebuild the model from the config
+  saved with the checkpoint, load its weights and print the metrics of one split;
+  ``--probe`` adds each modality's linear-probe accuracy next to the fused accuracy
+  (:func:`polymodal.training.probe.probe_modalities`).
 * ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
   manifest; writes ``id``, ``prediction`` and one probability column per class.
 
@@ -60,6 +62,12 @@ def add_parser(subparsers: Any) -> None:
         default="test",
         help="test, val or train as the run split them, or a split name of the data set "
         "(default: test)",
+    )
+    e.add_argument(
+        "--probe",
+        action="store_true",
+        help="also fit a linear probe on each frozen encoder (run's train split, L2 chosen on "
+        "its val split) and print its accuracy on --split next to the fused accuracy",
     )
     _add_runtime_args(e)
     e.set_defaults(func=cmd_evaluate)
@@ -168,7 +176,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"split {args.split!r}: {len(dataset)} examples"
     )
     print(format_table({args.split: metrics}))
+    if getattr(args, "probe", False):
+        _print_probe(trained, data, dataset, metrics, batch_size, device)
     return 0
+
+
+def _print_probe(
+    trained: Any,
+    data: Any,
+    dataset: Any,
+    metrics: Mapping[str, float],
+    batch_size: int,
+    device: torch.device,
+) -> None:
+    """``--probe``: fused accuracy and each modality's linear-probe accuracy, side by side."""
+    from polymodal.training.data import dataset_for_split
+    from polymodal.training.probe import probe_modalities
+
+    if trained.task != "supervised" or "accuracy" not in metrics:
+        raise CLIError("--probe needs a supervised classification run (it reports accuracy).")
+    seed = int(trained.config.get("seed", 0))
+    train, val = (dataset_for_split(data, seed, s) for s in ("train", "val"))
+    try:
+        probe = probe_modalities(trained, train, val, dataset, batch_size=batch_size, device=device)
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    columns = {"fused": {"accuracy": metrics["accuracy"]}}
+    columns.update({f"probe:{m}": {"accuracy": acc} for m, acc in probe.items()})
+    print(format_table(columns))
 
 
 def _batch_size(args: argparse.Namespace, default: int) -> int:
