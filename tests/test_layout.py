@@ -31,8 +31,9 @@ def _imported_by(*modules: str) -> list[str]:
         ("polymodal.retrieval",),
         ("polymodal.cli.search", "polymodal.cli.embed", "polymodal.cli.index_cmd"),
         ("polymodal.inference", "polymodal.joint"),
+        ("polymodal.robustness", "polymodal.joint"),
     ],
-    ids=["retrieval", "search-embed-index", "inference-joint"],
+    ids=["retrieval", "search-embed-index", "inference-joint", "robustness"],
 )
 def test_search_and_inference_never_import_training(modules: tuple[str, ...]) -> None:
     loaded = _imported_by(*modules)

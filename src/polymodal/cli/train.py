@@ -5,9 +5,11 @@
   :mod:`polymodal.training.config`) and print its validation and test metrics.  A
   ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
   ``polymodal embed``.
-* ``evaluate CHECKPOINT_DIR [--split test] [--drop MODALITY ...]``: rebuild the model from
-  the config saved with the checkpoint, load its weights and print the metrics of one
-  split; ``--drop`` evaluates with those modalities absent from every example.
+* ``evaluate CHECKPOINT_DIR [--split test] [--drop MODALITY ...] [--probe]``: rebuild the
+  model from the config saved with the checkpoint, load its weights and print the metrics of
+  one split; ``--drop`` evaluates with those modalities absent from every example;
+  ``--probe`` adds each modality's linear-probe accuracy next to the fused accuracy
+  (:func:`polymodal.training.probe.probe_modalities`).
 * ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
   manifest; writes ``id``, ``prediction`` and one probability column per class.
 
@@ -72,6 +74,12 @@ def add_parser(subparsers: Any) -> None:
         default=[],
         metavar="MODALITY",
         help="evaluate with this modality absent from every example (repeatable)",
+    )
+    e.add_argument(
+        "--probe",
+        action="store_true",
+        help="also fit a linear probe on each frozen encoder (run's train split, L2 chosen on "
+        "its val split) and print its accuracy on --split next to the fused accuracy",
     )
     _add_runtime_args(e)
     e.set_defaults(func=cmd_evaluate)
@@ -183,6 +191,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"split {args.split!r}: {len(dataset)} examples{dropped}"
     )
     print(format_table({args.split: metrics}))
+    if args.probe:
+        _print_probe(trained, dataset, metrics, batch_size, device)
     return 0
 
 
@@ -201,6 +211,28 @@ def _drop_transform(trained: TrainedModel, drop: Sequence[str]) -> Callable[[Bat
         )
     names = list(drop)
     return lambda batch: drop_modalities(batch, names)
+
+
+def _print_probe(
+    trained: Any,
+    dataset: Any,
+    metrics: Mapping[str, float],
+    batch_size: int,
+    device: torch.device,
+) -> None:
+    """``--probe``: fused accuracy and each modality's linear-probe accuracy, side by side."""
+    from polymodal.training.probe import probe_modalities
+
+    if trained.task != "supervised" or "accuracy" not in metrics:
+        raise CLIError("--probe needs a supervised classification run (it reports accuracy).")
+    train, val = (run_split(trained, s) for s in ("train", "val"))
+    try:
+        probe = probe_modalities(trained, train, val, dataset, batch_size=batch_size, device=device)
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    columns = {"fused": {"accuracy": metrics["accuracy"]}}
+    columns.update({f"probe:{m}": {"accuracy": acc} for m, acc in probe.items()})
+    print(format_table(columns))
 
 
 def _batch_size(args: argparse.Namespace, default: int) -> int:

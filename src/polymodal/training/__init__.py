@@ -11,6 +11,10 @@ file                holds
 ``tasks.py``        the registry of training tasks (config class + strategy builder)
 ``supervised.py``   ``task: supervised``: labels of single examples
 ``context.py``      ``task: context``: utterances in their video's context
+``balance.py``      ``optim.balance``: modality-imbalance methods (OGM-GE, Gradient-Blending,
+                    MLA) as hooks of the supervised strategy
+``probe.py``        :func:`~polymodal.training.probe.probe_modalities`: a linear probe per
+                    frozen encoder (``polymodal evaluate RUN --probe``)
 ``data.py``         a run's splits (validation carved by group) and epoch order
 ``schedule.py``     the one warmup + cosine schedule
 ``seed.py``         seeding and saving/restoring every random generator
@@ -30,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from polymodal.training.config import (
+    BalanceConfig,
     ContextTrainConfig,
     DataConfig,
     OptimConfig,
@@ -56,6 +61,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence[Callback] = 
 
 
 __all__ = [
+    "BalanceConfig",
     "Callback",
     "ContextTrainConfig",
     "DataConfig",

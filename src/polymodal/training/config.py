@@ -32,7 +32,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from polymodal.config import Config, param, read_config_file
 from polymodal.models.config import ModelConfig
@@ -124,6 +124,59 @@ class OptimConfig(Config):
     grad_clip: float | None = param(1.0, gt=0)
 
 
+#: The modality-imbalance methods of :class:`BalanceConfig` (``none`` changes nothing).
+BALANCE_METHODS = ("none", "ogm_ge", "gblend", "mla")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BalanceConfig(Config):
+    """How a supervised run counters modality imbalance (:mod:`polymodal.training.balance`).
+
+    ``optim.balance=ogm_ge`` is short for ``optim.balance={method: ogm_ge}``; each method
+    reads only its own keys below and ignores the others (their defaults are the papers').
+
+    Args:
+        method: ``none`` (plain training, bit for bit), ``ogm_ge`` (on-the-fly gradient
+            modulation with generalisation enhancement, Peng et al. 2022; classification),
+            ``gblend`` (gradient blending, Wang et al. 2020) or ``mla`` (alternating unimodal
+            adaptation, Zhang et al. 2024; classification).
+        alpha: ``ogm_ge``: modulation strength; the dominant modality's encoder gradients
+            are scaled by ``1 - tanh(alpha * (rho - 1))`` (0.8, the official setting).
+        noise: ``ogm_ge``: add Gaussian noise with each gradient's own standard deviation
+            (the "GE"); ``false`` is plain OGM.
+        start_epoch, end_epoch: ``ogm_ge``: modulate in 0-based epochs ``start_epoch`` to
+            ``end_epoch`` inclusive (``None``: to the end); the official code's 0 and 50.
+        interval: ``gblend``: epochs between re-estimates of the loss weights (the online
+            "super-epoch"); the first estimate compares the ends of epochs ``interval`` and
+            ``2 * interval``, with equal weights until then.
+        owm_alpha: ``mla``: the regulariser of the orthogonal projection of the shared
+            head's gradients (smaller: closer to exactly orthogonal to earlier inputs).
+    """
+
+    method: Literal["none", "ogm_ge", "gblend", "mla"] = "none"
+    alpha: float = param(0.8, gt=0)
+    noise: bool = True
+    start_epoch: int = param(0, ge=0)
+    end_epoch: int | None = param(50, ge=0)
+    interval: int = param(1, ge=1)
+    owm_alpha: float = param(0.1, gt=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.end_epoch is not None and self.end_epoch < self.start_epoch:
+            raise ValueError(
+                f"optim.balance.end_epoch ({self.end_epoch}) is before start_epoch "
+                f"({self.start_epoch}); set end_epoch >= start_epoch, or null for no end."
+            )
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> Self:
+        """Also accepts a bare method name (``balance: gblend``)."""
+        if isinstance(data, str):
+            data = {"method": data}
+        return super().from_dict(data, where)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SupervisedOptim(OptimConfig):
     """:class:`OptimConfig` plus the supervised loss's settings.
@@ -132,10 +185,12 @@ class SupervisedOptim(OptimConfig):
         regression_loss: ``"mse"`` or ``"l1"`` for regression tasks.
         aux_loss_weight: weight of an auxiliary loss on each modality's own predictions
             (``modality_logits`` of the decision-level fusions late/hybrid); 0 disables it.
+        balance: the modality-imbalance method and its settings (:class:`BalanceConfig`).
     """
 
     regression_loss: Literal["mse", "l1"] = "mse"
     aux_loss_weight: float = param(0.0, ge=0)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
 
 
 #: Config keys that may change between a run and its resumption without changing the result.
@@ -263,7 +318,9 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
 
 
 __all__ = [
+    "BALANCE_METHODS",
     "RESUME_FREE_KEYS",
+    "BalanceConfig",
     "ContextTrainConfig",
     "DataConfig",
     "OptimConfig",

@@ -8,8 +8,9 @@ model, the batches of an epoch, a step's loss, an evaluation)::
     for epoch:
         for batch in strategy.batches(epoch, start):     # seeded by seed + epoch
             with autocast: loss, n = strategy.loss(batch)
-            backward, clip, step, schedule; every N steps: checkpoints/last
+            backward; strategy.before_step(); clip, step, schedule; every N steps: last
         val = strategy.evaluate("val")           # never the test split
+        strategy.end_epoch(epoch)                # e.g. re-estimate loss weights; logged
         history row -> metrics.jsonl / metrics.csv; better monitor? checkpoints/best
         checkpoints/last; stop early after `patience` epochs without improvement
     load checkpoints/best, evaluate "test" once, results.json
@@ -101,6 +102,15 @@ class Strategy(ABC):
     @abstractmethod
     def evaluate(self, split: str) -> dict[str, float] | None:
         """Metrics of the model on ``"val"`` or ``"test"``; ``None`` when the run has none."""
+
+    def before_step(self) -> None:  # noqa: B027 - optional hook
+        """Called after ``loss.backward()``, before gradient clipping and the optimiser
+        step: a strategy may rewrite the gradients here (modality-imbalance methods)."""
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Called after the validation of 1-based ``epoch``; the entries returned are
+        added to the epoch's history row (e.g. re-estimated loss weights)."""
+        return {}
 
     def higher_is_better(self, monitor: str) -> bool:
         """Whether a larger ``monitor`` is better."""
@@ -433,6 +443,7 @@ class Trainer:
                 )
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
+            strategy.before_step()
             if opt.grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, opt.grad_clip)
             self._optimizer.step()
@@ -463,6 +474,7 @@ class Trainer:
         cfg, strategy = self.cfg, self.strategy
         epoch = state.epoch + 1
         val = strategy.evaluate("val")
+        extra = strategy.end_epoch(epoch)
         if val is not None and cfg.monitor not in val:
             raise ValueError(
                 f"monitor={cfg.monitor!r} could not be computed on the validation set (got "
@@ -475,6 +487,7 @@ class Trainer:
             "lr": self._scheduler_obj.get_last_lr()[0],
             "train_loss": state.loss_sum / max(1, state.loss_count),
             **{f"val_{k}": v for k, v in (val or {}).items()},
+            **extra,
             "seconds": seconds,
         }
         state.history.append(row)

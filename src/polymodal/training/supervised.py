@@ -5,7 +5,9 @@ multilabel), one example per row.
 :class:`~polymodal.training.data.EpochSampler`, the task's loss
 (:func:`~polymodal.losses.task_loss`) plus, with ``optim.aux_loss_weight``, a loss on each
 modality's own predictions (decision-level fusions), and :func:`~polymodal.inference.evaluate`
-on the validation and test splits.  Build it yourself to train a model you assembled::
+on the validation and test splits.  ``optim.balance`` plugs a modality-imbalance method
+(:mod:`polymodal.training.balance`) into its loss, :meth:`~SupervisedStrategy.before_step`
+and :meth:`~SupervisedStrategy.end_epoch`.  Build it yourself to train a model you assembled::
 
     strategy = SupervisedStrategy(cfg, model, train_ds, val_ds, test_ds)
     result = Trainer(cfg, strategy).fit()
@@ -26,9 +28,10 @@ from polymodal.inference import SCHEMA_FILE, data_loader, evaluate, model_logits
 from polymodal.losses.supervised import task_loss
 from polymodal.metrics import task_metrics
 from polymodal.models.build import build_model
+from polymodal.training.balance import build_balancer
 from polymodal.training.config import TrainConfig
 from polymodal.training.data import EpochSampler, build_datasets
-from polymodal.training.loop import CONFIG_FILE, Strategy
+from polymodal.training.loop import CONFIG_FILE, Strategy, module_generators
 from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import register_task
 
@@ -75,6 +78,23 @@ class SupervisedStrategy(Strategy):
         for name, ds in self.splits.items():
             if ds is not None and len(ds) == 0:
                 raise ValueError(f"The {name} data set is empty; check data.* in the config.")
+        optim = cfg.optim
+        self.balancer = build_balancer(
+            optim.balance, model, self.task, optim.regression_loss, cfg.seed
+        )
+        extra = None if self.balancer is None else self.balancer.module()
+        # The optimiser trains the balancer's own heads too; checkpoints keep them apart.
+        self._trainable = (
+            model if extra is None else nn.ModuleDict({"model": model, "balance": extra})
+        )
+
+    def setup(self, device: torch.device) -> None:
+        super().setup(device)
+        if self.balancer is not None:
+            self.balancer.to(device)
+
+    def trainable(self) -> nn.Module:
+        return self._trainable
 
     def steps_per_epoch(self) -> int:
         train = self.splits["train"]
@@ -84,6 +104,8 @@ class SupervisedStrategy(Strategy):
     def batches(self, epoch: int, start: int) -> Iterator[Batch]:
         train, bs = self.splits["train"], self.cfg.data.batch_size
         assert train is not None
+        if self.balancer is not None:
+            self.balancer.epoch = epoch
         sampler = EpochSampler(len(train), self.cfg.seed, epoch, start * bs)
         loader = data_loader(
             train,
@@ -99,7 +121,13 @@ class SupervisedStrategy(Strategy):
         if batch.target is None:
             raise ValueError("A training batch has no targets; training needs labelled data.")
         batch = batch.to(self.device, non_blocking=True)
-        out = self.model(batch)
+        if self.balancer is not None:
+            return self.balancer.loss(batch, self.fused_loss), batch.batch_size
+        return self.fused_loss(self.model(batch), batch), batch.batch_size
+
+    def fused_loss(self, out: object, batch: Batch) -> Tensor:
+        """The task's loss of the model output ``out`` on ``batch``, plus the auxiliary
+        per-modality loss of ``optim.aux_loss_weight``."""
         target = batch.target
         assert target is not None
         optim = self.cfg.optim
@@ -114,14 +142,33 @@ class SupervisedStrategy(Strategy):
                 )
                 aux.append((per * present).sum() / present.sum().clamp_min(1.0))
             loss = loss + optim.aux_loss_weight * torch.stack(aux).mean()
-        return loss, batch.batch_size
+        return loss
+
+    def before_step(self) -> None:
+        if self.balancer is not None:
+            self.balancer.before_step()
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        if self.balancer is None:
+            return {}
+        val = self.splits["val"]
+        assert val is not None
+
+        def val_batches() -> Iterator[Batch]:
+            loader = data_loader(
+                val, self.cfg.data.batch_size, num_workers=self.cfg.data.num_workers
+            )
+            return (b.to(self.device) for b in loader)
+
+        return self.balancer.end_epoch(epoch, val_batches)
 
     def evaluate(self, split: str) -> dict[str, float] | None:
         ds = self.splits[split]
         if ds is None:
             return None
+        model = self.model if self.balancer is None else self.balancer.eval_model()
         return evaluate(
-            self.model,
+            model,
             ds,
             self.task,
             self.device,
@@ -130,6 +177,17 @@ class SupervisedStrategy(Strategy):
             self.cfg.optim.regression_loss,
             self.cfg.data.num_workers,
         )
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {} if self.balancer is None else self.balancer.state()
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        if self.balancer is not None:
+            self.balancer.load_state(state)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        extra = {} if self.balancer is None else self.balancer.generators()
+        return {**module_generators(self.model), **extra}
 
     def files(self) -> dict[str, str]:
         return {CONFIG_FILE: self.cfg.to_yaml(), SCHEMA_FILE: json.dumps(self.schema.to_dict())}

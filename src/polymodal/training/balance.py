@@ -1,0 +1,599 @@
+"""Modality imbalance: hooks of the supervised strategy that keep every modality learning.
+
+A fused model tends to lean on the modality that is easiest to fit and to leave the others'
+encoders under-trained.  ``optim.balance.method`` picks one of three published remedies;
+each is a :class:`Balancer` that :class:`~polymodal.training.supervised.SupervisedStrategy`
+calls at three points of the one loop (no loop of its own)::
+
+    loss = balancer.loss(batch, fused_loss)    # in strategy.loss: the step's loss
+    loss.backward()
+    balancer.before_step()                     # strategy.before_step: rewrite gradients
+    clip, optimiser step, schedule
+    ...
+    balancer.end_epoch(epoch, val_batches)     # strategy.end_epoch: after validation
+
+=========== ===============================================================================
+method      what it does
+=========== ===============================================================================
+``ogm_ge``  Peng et al., CVPR 2022.  Per step, each modality's score s_m (mean softmax
+            probability of the true class predicted from that modality alone),
+            rho_m = s_m / mean of the others' s; the dominant modality's *encoder*
+            gradients are scaled by k_m = 1 - tanh(alpha * relu(rho_m - 1)), and every
+            encoder's gradients get Gaussian noise of their own std (GE), in the window.
+``gblend``  Wang et al., CVPR 2020.  Loss = w_fused * fused loss + sum_m w_m * unimodal
+            loss (a linear head on each encoder's pooled output), w ∝ G / O^2 from the
+            change of the validation loss (G) and of the overfitting gap val - train (O)
+            over each ``interval`` of epochs (online G-Blend), normalised to sum to 1.
+``mla``     Zhang et al., CVPR 2024.  Step t trains modality names[t % M] alone: its
+            encoder and the shared fusion + head; each shared linear layer's weight
+            gradient is projected orthogonally to the inputs that layer saw before
+            (orthogonal weight modification), so one modality does not overwrite another.
+            Evaluation fuses the unimodal predictions, each weighted by exp(-entropy).
+=========== ===============================================================================
+
+"A modality alone" is the model itself with the other modalities marked absent
+(:func:`only_modality`), as if they were missing from the data: this works for every
+fusion, feature- or decision-level, where the OGM-GE paper splits a concatenation's linear
+layer (for concatenation + linear head the two agree up to the bias).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polymodal.data.sample import Batch
+from polymodal.inference import model_logits
+from polymodal.losses.supervised import task_loss
+from polymodal.outputs import EncoderOutput, ModelOutput
+from polymodal.training.config import BalanceConfig
+
+#: A function from a model output and its batch to the fused training loss.
+FusedLoss = Callable[[Any, Batch], Tensor]
+#: A function that yields the validation batches (on the training device).
+BatchSource = Callable[[], Iterable[Batch]]
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def only_modality(batch: Batch, name: str) -> tuple[Batch, Tensor]:
+    """``batch`` with every modality but ``name`` marked absent where ``name`` is present.
+
+    Rows where ``name`` itself is absent keep their modalities (so no row is left with
+    none); the returned mask says which rows really show ``name`` alone.
+
+    Shape:
+        - return[1]: (B,) bool, ``batch[name].present``
+    """
+    keep = batch[name].present.to(torch.bool)  # (B,)
+    mods = {n: (mb if n == name else mb.with_present(~keep)) for n, mb in batch.modalities.items()}
+    return Batch(mods, batch.target, batch.ids), keep
+
+
+def _masked_mean(per: Tensor, keep: Tensor) -> Tensor:
+    """Mean of (B,) ``per`` over the rows where ``keep``; 0 (with gradient) when none."""
+    w = keep.to(per.dtype)
+    return (per * w).sum() / w.sum().clamp_min(1.0)
+
+
+@contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode without gradients (its mode restored afterwards)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was)
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+class Balancer:
+    """Base of the imbalance methods (``none`` is no balancer at all).
+
+    Args:
+        cfg: the run's :class:`BalanceConfig`.
+        model: a :class:`~polymodal.models.MultimodalModel` (``encoders``, ``fusion``).
+        task: ``classification``, ``regression`` or ``multilabel``.
+        regression_loss: ``mse`` or ``l1``.
+        seed: seeds the method's own random numbers and parameters.
+    """
+
+    #: Whether the method needs a classification task (softmax of the true class).
+    classification_only = False
+
+    def __init__(
+        self, cfg: BalanceConfig, model: nn.Module, task: str, regression_loss: str, seed: int
+    ) -> None:
+        encoders = getattr(model, "encoders", None)
+        if not isinstance(encoders, nn.ModuleDict) or len(encoders) < 2:
+            raise ValueError(
+                f"optim.balance.method={cfg.method!r} balances the encoders of a model with "
+                "at least two modalities (a MultimodalModel); this model has "
+                f"{'no encoders' if encoders is None else list(encoders)}. Use "
+                "optim.balance.method=none."
+            )
+        if self.classification_only and task != "classification":
+            raise ValueError(
+                f"optim.balance.method={cfg.method!r} needs a classification task (it reads "
+                f"the softmax probabilities of the classes); this run's task is {task!r}. "
+                "Use optim.balance.method=gblend or none."
+            )
+        self.cfg, self.model, self.task, self.regression_loss = cfg, model, task, regression_loss
+        self.names: list[str] = sorted(encoders)
+        self.encoders: nn.ModuleDict = encoders
+        self.seed = seed
+        self.epoch = 0  # set by the strategy at the start of each epoch (0-based)
+
+    def module(self) -> nn.Module | None:
+        """Parameters the method adds (trained with the model, kept in ``state``)."""
+        return None
+
+    def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
+        """The training loss of one batch (already on the device)."""
+        return fused_loss(self.model(batch), batch)
+
+    def before_step(self) -> None:
+        """Rewrite the gradients after ``backward``, before clipping and the step."""
+
+    def end_epoch(self, epoch: int, val_batches: BatchSource) -> dict[str, float]:
+        """After 1-based ``epoch``'s validation; returns entries for the history row."""
+        return {}
+
+    def eval_model(self) -> nn.Module:
+        """The module evaluated on the validation and test splits."""
+        return self.model
+
+    def state(self) -> dict[str, Tensor]:
+        """Tensors a resumed run needs (saved with every checkpoint)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        """Restore :meth:`state`."""
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The method's own random generators (their states are checkpointed)."""
+        return {}
+
+    def to(self, device: torch.device) -> None:
+        """Move the method's parameters and state to ``device``."""
+
+
+# --------------------------------------------------------------------------- OGM-GE
+
+
+def ogm_coefficients(scores: Mapping[str, float], alpha: float) -> dict[str, float]:
+    """OGM-GE's coefficient per modality from its score (Peng et al., eq. 9-10).
+
+    ``rho_m = s_m / mean(s_j, j != m)`` and ``k_m = 1 - tanh(alpha * relu(rho_m - 1))``:
+    the dominant modality (``rho_m > 1``) is slowed down, the others keep ``k = 1``.
+    """
+    out: dict[str, float] = {}
+    for m, s in scores.items():
+        others = [v for n, v in scores.items() if n != m]
+        rho = s / max(sum(others) / len(others), 1e-12)
+        out[m] = 1.0 - math.tanh(alpha * max(rho - 1.0, 0.0))
+    return out
+
+
+def modulate_gradients(
+    params: Iterable[nn.Parameter], k: float, generator: torch.Generator | None
+) -> None:
+    """``grad <- k * grad (+ N(0, std(grad)^2))`` for each parameter with a gradient.
+
+    The noise (OGM-GE's generalisation enhancement) has the standard deviation of the
+    parameter's own (unscaled) gradient, drawn from ``generator``; ``None``: no noise.
+    """
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        new = g * k
+        if generator is not None and g.numel() > 1:
+            std = float(g.float().std()) + 1e-8
+            noise = torch.randn(g.shape, generator=generator, dtype=torch.float32)
+            new = new + (noise * std).to(device=g.device, dtype=g.dtype)
+        p.grad = new
+
+
+class OGMGE(Balancer):
+    """On-the-fly gradient modulation with generalisation enhancement (``ogm_ge``)."""
+
+    classification_only = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.coefficients: dict[str, float] | None = None
+        self.k_sum = torch.zeros(len(self.names), dtype=torch.float64)  # (M,) for the log
+        self.k_steps = torch.zeros((), dtype=torch.float64)
+
+    def in_window(self) -> bool:
+        cfg = self.cfg
+        return cfg.start_epoch <= self.epoch and (
+            cfg.end_epoch is None or self.epoch <= cfg.end_epoch
+        )
+
+    def scores(self, batch: Batch) -> dict[str, float]:
+        """Each modality's mean softmax probability of the true class, predicted from it alone."""
+        target = batch.target
+        assert target is not None
+        out: dict[str, float] = {}
+        with _evaluating(self.model):
+            for m in self.names:
+                alone, keep = only_modality(batch, m)
+                probs = model_logits(self.model(alone)).float().softmax(-1)  # (B, K)
+                true = probs.gather(1, target.long()[:, None]).squeeze(1)  # (B,)
+                out[m] = float(_masked_mean(true, keep))
+        return out
+
+    def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
+        loss = fused_loss(self.model(batch), batch)
+        self.coefficients = None
+        if self.in_window():
+            self.coefficients = ogm_coefficients(self.scores(batch), self.cfg.alpha)
+        return loss
+
+    def before_step(self) -> None:
+        if self.coefficients is None:
+            return
+        gen = self.generator if self.cfg.noise else None
+        for m in self.names:
+            modulate_gradients(self.encoders[m].parameters(), self.coefficients[m], gen)
+        self.k_sum += torch.tensor([self.coefficients[m] for m in self.names], dtype=torch.float64)
+        self.k_steps += 1
+
+    def end_epoch(self, epoch: int, val_batches: BatchSource) -> dict[str, float]:
+        if self.k_steps == 0:
+            return {}
+        means = (self.k_sum / self.k_steps).tolist()
+        self.k_sum.zero_()
+        self.k_steps.zero_()
+        return {f"ogm_k_{m}": k for m, k in zip(self.names, means, strict=True)}
+
+    def state(self) -> dict[str, Tensor]:
+        return {"k_sum": self.k_sum.clone(), "k_steps": self.k_steps.clone()}
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        if "k_sum" in state:
+            self.k_sum = state["k_sum"].double().cpu().clone()
+            self.k_steps = state["k_steps"].double().cpu().clone()
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"balance:generator": self.generator}
+
+
+# --------------------------------------------------------------------------- Gradient-Blending
+
+
+def gblend_weights(
+    before: Mapping[str, tuple[float, float]], after: Mapping[str, tuple[float, float]]
+) -> dict[str, float] | None:
+    """Gradient-Blending's weights from (train loss, val loss) of each head at two points.
+
+    ``O = val - train`` (the overfitting gap), ``G = val_before - val_after`` (the gain in
+    generalisation), ``w ∝ G / (O_after - O_before)^2``, normalised to sum to 1 (Wang et
+    al., eq. 5-6).  A head whose validation loss got worse (``G <= 0``) gets 0; ``None``
+    when every head did (keep the previous weights).
+    """
+    raw: dict[str, float] = {}
+    for name, (train0, val0) in before.items():
+        train1, val1 = after[name]
+        gain = val0 - val1
+        d_over = (val1 - train1) - (val0 - train0)
+        raw[name] = max(gain, 0.0) / max(d_over * d_over, 1e-12)
+    total = sum(raw.values())
+    if not math.isfinite(total) or total <= 0:
+        return None
+    return {k: v / total for k, v in raw.items()}
+
+
+class _PooledTap:
+    """Forward hooks on the encoders that keep each one's pooled output and presence."""
+
+    def __init__(self, encoders: nn.ModuleDict) -> None:
+        self.encoders = encoders
+        self.pooled: dict[str, Tensor] = {}
+        self.present: dict[str, Tensor] = {}
+
+    def __enter__(self) -> _PooledTap:
+        def hook(name: str) -> Any:
+            def keep(module: nn.Module, args: tuple[Any, ...], out: EncoderOutput) -> None:
+                self.pooled[name] = out.pooled  # (B, D_m)
+                self.present[name] = args[0].present.to(torch.bool)  # (B,)
+
+            return keep
+
+        self.handles = [enc.register_forward_hook(hook(n)) for n, enc in self.encoders.items()]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+class GradientBlending(Balancer):
+    """Fused loss plus unimodal-head losses, weighted by G / O^2 (``gblend``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        k = int(getattr(self.model, "num_outputs", 1))
+        in_dims: dict[str, int] = dict(getattr(self.model.fusion, "in_dims", {}))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 1)  # heads seeded apart from the model's RNG
+            self.heads = nn.ModuleDict({m: nn.Linear(in_dims[m], k) for m in self.names})
+        self.heads_names = ["fused", *self.names]
+        n = len(self.heads_names)
+        self.weights = torch.full((n,), 1.0 / n, dtype=torch.float64)  # (M + 1,)
+        self.train_sum = torch.zeros(n, dtype=torch.float64)
+        self.train_count = torch.zeros((), dtype=torch.float64)
+        self.previous = torch.full((n, 2), math.nan, dtype=torch.float64)  # (train, val)
+
+    def module(self) -> nn.Module:
+        return self.heads
+
+    def to(self, device: torch.device) -> None:
+        self.heads.to(device)
+
+    def _unimodal(self, tap: _PooledTap, target: Tensor) -> list[Tensor]:
+        losses = []
+        for m in self.names:
+            logits = self.heads[m](tap.pooled[m])  # (B, K)
+            if self.task == "regression":
+                logits = logits.squeeze(-1)  # (B,)
+            per = task_loss(self.task, logits, target, self.regression_loss, "none")
+            if per.dim() > 1:  # multilabel: (B, K) -> (B,)
+                per = per.mean(-1)
+            losses.append(_masked_mean(per, tap.present[m]))
+        return losses
+
+    def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
+        assert batch.target is not None
+        with _PooledTap(self.encoders) as tap:
+            out = self.model(batch)
+        losses = torch.stack([fused_loss(out, batch), *self._unimodal(tap, batch.target)])
+        n = batch.batch_size
+        self.train_sum += losses.detach().double().cpu() * n
+        self.train_count += n
+        return (self.weights.to(losses) * losses).sum()
+
+    def val_losses(self, val_batches: BatchSource) -> Tensor:
+        """(M + 1,) mean validation loss of the fused head and of each unimodal head."""
+        total = torch.zeros(len(self.heads_names), dtype=torch.float64)
+        count = 0
+        with _evaluating(self.model), _evaluating(self.heads):
+            for batch in val_batches():
+                assert batch.target is not None
+                with _PooledTap(self.encoders) as tap:
+                    out = self.model(batch)
+                fused = task_loss(self.task, model_logits(out), batch.target, self.regression_loss)
+                losses = torch.stack([fused, *self._unimodal(tap, batch.target)])
+                total += losses.double().cpu() * batch.batch_size
+                count += batch.batch_size
+        return total / max(count, 1)
+
+    def end_epoch(self, epoch: int, val_batches: BatchSource) -> dict[str, float]:
+        train = self.train_sum / self.train_count.clamp_min(1.0)
+        self.train_sum.zero_()
+        self.train_count.zero_()
+        names = self.heads_names
+        if epoch % self.cfg.interval == 0:
+            now = torch.stack([train, self.val_losses(val_batches)], dim=1)  # (M + 1, 2)
+            if not torch.isnan(self.previous).any():
+                before = dict(zip(names, map(tuple, self.previous.tolist()), strict=True))
+                w = gblend_weights(before, dict(zip(names, map(tuple, now.tolist()), strict=True)))
+                if w is not None:
+                    self.weights = torch.tensor([w[n] for n in names], dtype=torch.float64)
+            self.previous = now
+        return {f"gblend_w_{n}": w for n, w in zip(names, self.weights.tolist(), strict=True)}
+
+    def state(self) -> dict[str, Tensor]:
+        heads = {f"heads.{k}": v.detach().clone() for k, v in self.heads.state_dict().items()}
+        return {
+            **heads,
+            "weights": self.weights.clone(),
+            "train_sum": self.train_sum.clone(),
+            "train_count": self.train_count.clone(),
+            "previous": self.previous.clone(),
+        }
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        heads = {k[len("heads.") :]: v for k, v in state.items() if k.startswith("heads.")}
+        if heads:
+            self.heads.load_state_dict(heads)
+        for key in ("weights", "train_sum", "train_count", "previous"):
+            if key in state:
+                setattr(self, key, state[key].double().cpu().clone())
+
+
+# --------------------------------------------------------------------------- MLA
+
+
+def owm_update(projection: Tensor, r: Tensor, alpha: float) -> Tensor:
+    """Orthogonal weight modification: remove input direction ``r`` from ``projection``.
+
+    ``P <- P - (P r)(P r)^T / (alpha + r^T P r)``, the recursive least-squares form of
+    ``P = I - A (A^T A + alpha I)^-1 A^T`` over every input ``r`` seen so far (columns of
+    A).  A gradient ``G P`` then barely changes the layer's output on those inputs.
+
+    Shape:
+        - projection: (D, D), symmetric; r: (D,); return: (D, D)
+    """
+    k = projection @ r  # (D,)
+    return projection - torch.outer(k, k) / (alpha + r @ k)
+
+
+def owm_project(grad: Tensor, projection: Tensor) -> Tensor:
+    """A linear layer's weight gradient projected away from the stored inputs: ``G P``.
+
+    Shape:
+        - grad: (D_out, D); projection: (D, D); return: (D_out, D)
+    """
+    return grad @ projection
+
+
+class MLA(Balancer):
+    """Alternating unimodal adaptation with gradient modification (``mla``)."""
+
+    classification_only = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shared: dict[str, nn.Module] = {"fusion": self.model.fusion}  # type: ignore[dict-item]
+        head = getattr(self.model, "head", None)
+        if isinstance(head, nn.Module):
+            shared["head"] = head
+        self.linears: dict[str, nn.Linear] = {
+            f"{part}.{path}".rstrip("."): mod
+            for part, module in shared.items()
+            for path, mod in module.named_modules()
+            if isinstance(mod, nn.Linear)
+        }
+        self.projections: dict[str, Tensor] = {}
+        self.inputs: dict[str, Tensor] = {}
+        self.step = torch.zeros((), dtype=torch.long)
+        self.current: str | None = None
+
+    def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
+        assert batch.target is not None
+        m = self.names[int(self.step) % len(self.names)]
+
+        def hook(name: str) -> Any:
+            def keep(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+                x = args[0].detach()
+                self.inputs[name] = x.reshape(-1, x.shape[-1]).float().mean(0)  # (D,)
+
+            return keep
+
+        handles = [lin.register_forward_pre_hook(hook(n)) for n, lin in self.linears.items()]
+        try:
+            alone, keep = only_modality(batch, m)
+            logits = model_logits(self.model(alone))
+        finally:
+            for h in handles:
+                h.remove()
+        per = task_loss(self.task, logits, batch.target, self.regression_loss, "none")
+        self.current = m
+        self.step += 1
+        return _masked_mean(per, keep)
+
+    def before_step(self) -> None:
+        for other in self.names:  # only the current modality's encoder moves
+            if other != self.current:
+                for p in self.encoders[other].parameters():
+                    p.grad = None
+        for name, lin in self.linears.items():
+            r, grad = self.inputs.get(name), lin.weight.grad
+            if r is None or grad is None:
+                continue
+            proj = self.projections.get(name)
+            if proj is None:
+                proj = torch.eye(r.shape[0], device=r.device)
+            lin.weight.grad = owm_project(grad.float(), proj).to(grad.dtype)
+            self.projections[name] = owm_update(proj, r, self.cfg.owm_alpha)
+        self.inputs.clear()
+
+    def eval_model(self) -> nn.Module:
+        return EntropyFusion(self.model, self.names)
+
+    def state(self) -> dict[str, Tensor]:
+        proj = {f"projection.{k}": v.clone() for k, v in self.projections.items()}
+        return {"step": self.step.clone(), **proj}
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        if "step" in state:
+            self.step = state["step"].long().cpu().clone()
+        self.projections = {
+            k[len("projection.") :]: v.float().clone()
+            for k, v in state.items()
+            if k.startswith("projection.")
+        }
+
+    def to(self, device: torch.device) -> None:
+        self.projections = {k: v.to(device) for k, v in self.projections.items()}
+
+
+class EntropyFusion(nn.Module):
+    """MLA's test-time fusion: each modality predicts alone; the class probabilities are
+    averaged with weights ``softmax(-entropy)`` over the modalities an example has, i.e.
+    ``exp(max_j H_j - H_m) / sum_i exp(max_j H_j - H_i)`` (Zhang et al., eq. 8-9).
+
+    Args:
+        model: the trained model; names: its (sorted) modalities.
+
+    Shape:
+        - output.logits: (B, K), the log of the fused probabilities
+        - output.modality_logits[m]: (B, K)
+        - output.weights: (B, M), zero for an absent modality
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = list(names)
+        self.task = getattr(model, "task", "classification")
+        self.num_outputs = getattr(model, "num_outputs", None)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        logits: dict[str, Tensor] = {}
+        probs, entropies = [], []
+        for m in self.names:
+            alone, keep = only_modality(batch, m)
+            z = model_logits(self.model(alone)).float()  # (B, K)
+            p = z.softmax(-1)
+            h = -(p * F.log_softmax(z, -1)).sum(-1)  # (B,)
+            logits[m] = z
+            probs.append(p)
+            entropies.append(h.masked_fill(~keep, math.inf))
+        e = torch.stack(entropies, dim=1)  # (B, M)
+        none = torch.isinf(e).all(dim=1, keepdim=True)  # (B, 1): no modality present
+        w = torch.where(none, torch.zeros_like(e), -e).softmax(dim=1)  # (B, M)
+        fused = (w[:, :, None] * torch.stack(probs, dim=1)).sum(1)  # (B, K)
+        return ModelOutput(fused.clamp_min(1e-12).log(), None, logits, w)
+
+
+# --------------------------------------------------------------------------- builder
+
+#: Method name -> its balancer (``none`` has none).
+BALANCERS: dict[str, type[Balancer]] = {"ogm_ge": OGMGE, "gblend": GradientBlending, "mla": MLA}
+
+
+def build_balancer(
+    cfg: BalanceConfig, model: nn.Module, task: str, regression_loss: str = "mse", seed: int = 0
+) -> Balancer | None:
+    """The balancer of ``cfg.method`` for ``model``; ``None`` for ``none``.
+
+    Raises:
+        ValueError: the model has fewer than two encoded modalities, or the method needs a
+            classification task and ``task`` is not one.
+    """
+    if cfg.method == "none":
+        return None
+    return BALANCERS[cfg.method](cfg, model, task, regression_loss, seed)
+
+
+__all__ = [
+    "BALANCERS",
+    "MLA",
+    "OGMGE",
+    "Balancer",
+    "EntropyFusion",
+    "GradientBlending",
+    "build_balancer",
+    "gblend_weights",
+    "modulate_gradients",
+    "ogm_coefficients",
+    "only_modality",
+    "owm_project",
+    "owm_update",
+]
