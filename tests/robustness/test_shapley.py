@@ -349,7 +349,7 @@ def test_explain_true_target_and_bad_options(
 ) -> None:
     out = tmp_path / "true"
     args = ["explain", str(mosi_run), "--split", "val", "--target", "true", "-o", str(out)]
-    assert main([*args, "--modalities", "text,video", "--batch-size", "100"]) == 0
+    assert main([*args, "--modalities", "text", "video", "--batch-size", "100"]) == 0
     result = json.loads((out / "shapley.json").read_text())
     assert result["target"] == "true" and list(result["modalities"]) == ["text", "video"]
     capsys.readouterr()

@@ -46,8 +46,9 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--modalities",
+        nargs="+",
         default=None,
-        help="comma-separated modalities to explain (default: all the model encodes)",
+        help="modalities to explain (default: all the model encodes); as in robustness",
     )
     p.add_argument(
         "-o",
@@ -117,13 +118,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _modalities(option: str | None, encoded: list[str]) -> list[str] | None:
+def _modalities(option: list[str] | None, encoded: list[str]) -> list[str] | None:
     """The ``--modalities`` list, each checked against the modalities the model encodes."""
     if option is None:
         return None
     from polymodal.errors import did_you_mean
 
-    names = [n.strip() for n in option.split(",") if n.strip()]
+    # "a b" as robustness takes them, and "a,b" too
+    names = [n.strip() for item in option for n in item.split(",") if n.strip()]
     for n in names:
         if n not in encoded:
             raise CLIError(
