@@ -245,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     words = [w for u in features.utterances for w in u.words]
     if len(words) == len(aligned):
-        starts = [abs(w.start - a.start) for w, a in zip(words, aligned, strict=True)]
-        ends = [abs(w.end - a.end) for w, a in zip(words, aligned, strict=True)]
+        # an utterance's words are (start, end, word) triples
+        starts = [abs(w[0] - a.start) for w, a in zip(words, aligned, strict=True)]
+        ends = [abs(w[1] - a.end) for w, a in zip(words, aligned, strict=True)]
         for which, errors in (("start", starts), ("end", ends)):
             records.append(
                 record(
