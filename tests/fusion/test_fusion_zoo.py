@@ -651,3 +651,47 @@ def test_default_parameter_counts_for_reference_dims() -> None:
     dims = {"text": 64, "audio": 32, "video": 48}
     counts = {n: sum(p.numel() for p in build_fusion(n, dims).parameters()) for n in ZOO}
     assert counts == EXPECTED_COUNTS
+
+
+# --------------------------------------------------------------------------- missing tokens
+
+
+@pytest.mark.parametrize("name", SEQUENCE_FUSIONS)
+def test_missing_tokens_stand_in_only_where_a_modality_is_absent(name: str) -> None:
+    torch.manual_seed(0)
+    fusion = build(name, missing_token=True)
+    inputs = make_inputs()
+    with torch.no_grad():
+        ref = fusion(inputs, PRESENT)
+        # absent values still never leak (even NaN): the token replaces them
+        for m in NAMES:
+            out = fusion(replace_rows(inputs, m, ~PRESENT[m], float("nan")), PRESENT)
+            torch.testing.assert_close(out.features, ref.features)
+        # audio's token changes only the rows where audio is absent (rows 1-3)
+        fusion.embed.missing["audio"] += 1.0
+        moved = fusion(inputs, PRESENT)
+    torch.testing.assert_close(moved.features[0], ref.features[0])
+    assert all(not torch.allclose(moved.features[r], ref.features[r]) for r in (1, 2, 3))
+    # an absent modality is pooled from its token, not zero as without tokens
+    assert torch.isfinite(ref.features).all() and ref.features[3].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", SEQUENCE_FUSIONS)
+def test_missing_tokens_learn_and_leave_the_default_unchanged(name: str) -> None:
+    plain = build(name)
+    tokens = build(name, missing_token=True)
+    missing = tokens.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == [f"embed.missing.{n}" for n in NAMES]
+    inputs = make_inputs()
+    everyone = ones(4, NAMES)
+    with torch.no_grad():  # all present: the tokens are never valid, outputs identical
+        torch.testing.assert_close(
+            tokens(inputs, everyone).features, plain(inputs, everyone).features
+        )
+    assert not any("missing" in n for n, _ in plain.named_parameters())
+    tokens.train()
+    tokens(inputs, PRESENT).features.sum().backward()
+    grads = {n: tokens.embed.missing[n].grad for n in NAMES}
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values())
+    with pytest.raises(TypeError, match="'missing_token' must be true or false"):
+        build(name, missing_token="yes")

@@ -9,6 +9,13 @@ example; invalid steps are zeroed with ``torch.where`` before anything else and 
 serve as attention keys, so an encoder's values at absent rows cannot reach the output.
 Each modality's stream is pooled by a masked mean over its valid steps; an absent
 modality's pooled vector is zero.
+
+``missing_token=True`` (all three) learns one token per modality that stands in for it
+where it is absent: the stream of an absent modality is that single step, which the other
+streams attend to and which is pooled like any stream, so the model can learn what "this
+modality is missing" means instead of reading zeros (learnable stand-ins in the spirit of
+Lee et al. 2023, "Multimodal Prompting with Missing Modalities for Visual Recognition",
+CVPR).  Rows where the modality is present never see its token.
 """
 
 from __future__ import annotations
@@ -79,6 +86,12 @@ def _check_attention_sizes(owner: str, hidden_dim: int, num_heads: int, num_laye
         )
 
 
+def _check_flag(owner: str, missing_token: bool) -> bool:
+    if not isinstance(missing_token, bool):
+        raise TypeError(f"{owner}: 'missing_token' must be true or false, got {missing_token!r}.")
+    return missing_token
+
+
 def _check_two_modalities(fusion: Fusion) -> None:
     if len(fusion.names) < 2:
         raise ValueError(
@@ -88,16 +101,48 @@ def _check_two_modalities(fusion: Fusion) -> None:
 
 
 class _Embed(nn.Module):
-    """Per-modality linear projection to ``hidden_dim`` plus sinusoidal positions."""
+    """Per-modality linear projection to ``hidden_dim`` plus sinusoidal positions, and the
+    optional learned missing-modality tokens (see :meth:`streams`)."""
 
-    def __init__(self, in_dims: dict[str, int], hidden_dim: int) -> None:
+    def __init__(self, in_dims: dict[str, int], hidden_dim: int, missing_token: bool) -> None:
         super().__init__()
         self.proj = nn.ModuleDict({n: nn.Linear(d, hidden_dim) for n, d in in_dims.items()})
         self.pos = SinusoidalPositionalEncoding(hidden_dim)
+        self.missing = (
+            nn.ParameterDict({n: nn.Parameter(torch.randn(hidden_dim) * 0.02) for n in in_dims})
+            if missing_token
+            else None
+        )
 
     def forward(self, name: str, seq: Tensor) -> Tensor:
         """Shape: seq (B, L, D_m) -> (B, L, hidden_dim)."""
         return self.pos(self.proj[name](seq))  # type: ignore[no-any-return]
+
+    def streams(
+        self, seqs: dict[str, tuple[Tensor, Tensor]], present: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+        """Embedded streams, their valid masks, and the presence the fusion should use.
+
+        Without missing tokens: the projected sequences, their masks, ``present`` as given.
+        With them, each stream gets one more step, its modality's learned token, valid
+        exactly where the modality is absent; the fusion then attends to and pools that
+        token instead of nothing, and every stream counts as present.
+
+        Shape:
+            seqs[m]: ((B, L_m, D_m), (B, L_m)); present[m]: (B,)
+            output: x[m] (B, L_m (+ 1), d), valid[m] (B, L_m (+ 1)), present[m] (B,)
+        """
+        x = {n: self(n, seqs[n][0]) for n in seqs}  # (B, L_n, d) each
+        valid = {n: seqs[n][1] for n in seqs}  # (B, L_n) each
+        if self.missing is None:
+            return x, valid, present
+        for n in seqs:
+            b, _, d = x[n].shape
+            token = self.missing[n].to(x[n].dtype).expand(b, 1, d)  # (B, 1, d)
+            x[n] = torch.cat([x[n], token], dim=1)  # (B, L_n + 1, d)
+            valid[n] = torch.cat([valid[n], ~present[n][:, None]], dim=1)  # (B, L_n + 1)
+        everyone = {n: torch.ones_like(present[n]) for n in seqs}
+        return x, valid, everyone
 
 
 # --------------------------------------------------------------------------- MulT
@@ -135,6 +180,8 @@ class MulTFusion(Fusion):
         num_heads: attention heads (must divide ``hidden_dim``).
         num_layers: blocks in each cross-modal transformer and in each self-attention stack.
         dropout: dropout on attention weights and residual branches.
+        missing_token: learn one token per modality that stands in for it where it is
+            absent (see the module docstring; train with modality dropout so it is seen).
     """
 
     def __init__(
@@ -144,6 +191,7 @@ class MulTFusion(Fusion):
         num_heads: int = 4,
         num_layers: int = 2,
         dropout: float = 0.0,
+        missing_token: bool = False,
     ) -> None:
         super().__init__(in_dims)
         owner = type(self).__name__
@@ -151,7 +199,7 @@ class MulTFusion(Fusion):
         _check_attention_sizes(owner, hidden_dim, num_heads, num_layers)
         dropout = check_probability(owner, "dropout", dropout)
         m = len(self.names)
-        self.embed = _Embed(self.in_dims, hidden_dim)
+        self.embed = _Embed(self.in_dims, hidden_dim, _check_flag(owner, missing_token))
         self.cross = nn.ModuleDict(
             {
                 t: nn.ModuleDict(
@@ -189,8 +237,8 @@ class MulTFusion(Fusion):
             - output.features: (B, M (M - 1) hidden_dim)
         """
         seqs = valid_sequences(self, inputs, present)
-        x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
-        valid = {n: seqs[n][1] for n in self.names}  # (B, L_n) each
+        # (B, L_n, d) and (B, L_n) each; with missing tokens L_n + 1 and every stream present
+        x, valid, present = self.embed.streams(seqs, present)
         pooled: list[Tensor] = []
         for t in self.names:
             chunks: list[Tensor] = []
@@ -239,6 +287,8 @@ class CoAttentionFusion(Fusion):
         num_heads: attention heads (must divide ``hidden_dim``).
         num_layers: co-attention + self-attention layers.
         dropout: dropout on attention weights and residual branches.
+        missing_token: learn one token per modality that stands in for it where it is
+            absent (see the module docstring; train with modality dropout so it is seen).
     """
 
     def __init__(
@@ -248,13 +298,14 @@ class CoAttentionFusion(Fusion):
         num_heads: int = 4,
         num_layers: int = 2,
         dropout: float = 0.0,
+        missing_token: bool = False,
     ) -> None:
         super().__init__(in_dims)
         owner = type(self).__name__
         _check_two_modalities(self)
         _check_attention_sizes(owner, hidden_dim, num_heads, num_layers)
         dropout = check_probability(owner, "dropout", dropout)
-        self.embed = _Embed(self.in_dims, hidden_dim)
+        self.embed = _Embed(self.in_dims, hidden_dim, _check_flag(owner, missing_token))
         self.co_blocks = nn.ModuleList(
             nn.ModuleDict(
                 {n: CrossAttentionBlock(hidden_dim, num_heads, dropout=dropout) for n in self.names}
@@ -284,8 +335,8 @@ class CoAttentionFusion(Fusion):
             - output.features: (B, M hidden_dim)
         """
         seqs = valid_sequences(self, inputs, present)
-        x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
-        valid = {n: seqs[n][1] for n in self.names}  # (B, L_n) each
+        # (B, L_n, d) and (B, L_n) each; with missing tokens L_n + 1 and every stream present
+        x, valid, present = self.embed.streams(seqs, present)
         for co_layer, sa_layer in zip(self.co_blocks, self.self_blocks, strict=True):
             co, sa = cast(nn.ModuleDict, co_layer), cast(nn.ModuleDict, sa_layer)
             attended = {}
@@ -338,6 +389,8 @@ class BottleneckFusion(Fusion):
         num_bottlenecks: number of shared bottleneck tokens.
         fusion_layer: index of the first layer that uses the bottleneck (0 = all layers).
         dropout: dropout on attention weights and residual branches.
+        missing_token: learn one token per modality that stands in for it where it is
+            absent (see the module docstring; train with modality dropout so it is seen).
     """
 
     def __init__(
@@ -349,6 +402,7 @@ class BottleneckFusion(Fusion):
         num_bottlenecks: int = 4,
         fusion_layer: int = 0,
         dropout: float = 0.0,
+        missing_token: bool = False,
     ) -> None:
         super().__init__(in_dims)
         owner = type(self).__name__
@@ -361,7 +415,7 @@ class BottleneckFusion(Fusion):
                 f"least one layer exchanges information through the bottleneck, got {fusion_layer}."
             )
         dropout = check_probability(owner, "dropout", dropout)
-        self.embed = _Embed(self.in_dims, hidden_dim)
+        self.embed = _Embed(self.in_dims, hidden_dim, _check_flag(owner, missing_token))
         self.bottleneck = nn.Parameter(torch.randn(num_bottlenecks, hidden_dim) * 0.02)
         self.blocks = nn.ModuleList(
             nn.ModuleDict(
@@ -388,8 +442,8 @@ class BottleneckFusion(Fusion):
             - output.features: (B, (M + 1) hidden_dim)
         """
         seqs = valid_sequences(self, inputs, present)
-        x = {n: self.embed(n, seqs[n][0]) for n in self.names}  # (B, L_n, d) each
-        valid = {n: seqs[n][1] for n in self.names}  # (B, L_n) each
+        # (B, L_n, d) and (B, L_n) each; with missing tokens L_n + 1 and every stream present
+        x, valid, present = self.embed.streams(seqs, present)
         pres = presence_matrix(self, present)  # (B, M)
         b = pres.shape[0]
         z = self.bottleneck[None].expand(b, -1, -1).to(x[self.names[0]].dtype)  # (B, N_b, d)
