@@ -32,6 +32,7 @@ from polymodal.data.sample import Batch
 from polymodal.device import autocast
 from polymodal.losses.supervised import task_loss
 from polymodal.metrics import compute_metrics
+from polymodal.outputs import model_logits
 
 CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.yaml"
@@ -61,17 +62,6 @@ def data_loader(
         generator=torch.Generator().manual_seed(seed),
         pin_memory=pin_memory,
     )
-
-
-def model_logits(out: Any) -> Tensor:
-    """The logits of a model's output (a ``ModelOutput`` or a bare tensor)."""
-    logits = out.logits if hasattr(out, "logits") else out
-    if not isinstance(logits, Tensor):
-        raise TypeError(
-            f"The model must return a Tensor or an object with a .logits Tensor (ModelOutput); "
-            f"got {type(out).__name__}."
-        )
-    return logits
 
 
 @dataclass
@@ -317,8 +307,21 @@ def load_trained(path: str | Path, which: str = "best") -> TrainedModel:
     schema = Schema.from_dict(json.loads(ckpt.text(SCHEMA_FILE)))
     model = build_run_model(config, schema)
     load_weights(model, ckpt.weights, str(folder))
+    if _balance_method(config) == "mla":
+        # MLA predicts with each modality alone, fused by confidence: as it was selected
+        from polymodal.models.entropy import EntropyFusion
+
+        model = EntropyFusion(model, sorted(model.encoders))  # type: ignore[arg-type]
     model.eval()
     return TrainedModel(model, config, schema, folder, ckpt.state)
+
+
+def _balance_method(config: dict[str, Any]) -> str:
+    """The run's ``optim.balance`` method (``none`` when absent; a bare name or a mapping)."""
+    balance = (config.get("optim") or {}).get("balance", "none")
+    if isinstance(balance, dict):
+        return str(balance.get("method", "none"))
+    return str(balance)
 
 
 __all__ = [

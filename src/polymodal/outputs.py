@@ -7,6 +7,7 @@ another's files for a type, and a reader finds every output's shapes in one plac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -82,4 +83,15 @@ class ModelOutput:
     weights: Tensor | None = None
 
 
-__all__ = ["DecisionOutput", "EncoderOutput", "FusionOutput", "ModelOutput"]
+def model_logits(out: Any) -> Tensor:
+    """The logits of a model's output (a ``ModelOutput`` or a bare tensor)."""
+    logits = out.logits if hasattr(out, "logits") else out
+    if not isinstance(logits, Tensor):
+        raise TypeError(
+            f"The model must return a Tensor or an object with a .logits Tensor (ModelOutput); "
+            f"got {type(out).__name__}."
+        )
+    return logits
+
+
+__all__ = ["DecisionOutput", "EncoderOutput", "FusionOutput", "ModelOutput", "model_logits"]

@@ -298,7 +298,17 @@ def test_each_method_trains_end_to_end(
     if method == "gblend":  # re-estimated after epoch 2, still a distribution
         w = [v for k, v in result.history[-1].items() if k.startswith("gblend_w_")]
         assert len(w) == 3 and sum(w) == pytest.approx(1.0)
-    load_trained(result.run_dir)  # the checkpoint holds exactly the model's weights
+    trained = load_trained(result.run_dir)  # the checkpoint holds exactly the model's weights
+    if method == "mla":  # reloaded as selected: unimodal predictions fused by entropy
+        from polymodal.cli.train import run_split
+        from polymodal.inference import evaluate
+        from polymodal.models.entropy import EntropyFusion
+
+        assert isinstance(trained.model, EntropyFusion)
+        test = evaluate(trained.model, run_split(trained, "test"), "classification")
+        assert test["accuracy"] == pytest.approx(result.test["accuracy"])
+    else:
+        assert hasattr(trained.model, "fusion")  # the joint model, as trained
     if method == "gblend":  # the CLI's probe, next to the fused accuracy
         from polymodal.cli.main import main
 

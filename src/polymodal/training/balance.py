@@ -40,18 +40,18 @@ layer (for concatenation + linear head the two agree up to the bias).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polymodal.data.sample import Batch
 from polymodal.inference import model_logits
 from polymodal.losses.supervised import task_loss
-from polymodal.outputs import EncoderOutput, ModelOutput
+from polymodal.models.entropy import EntropyFusion, only_modality
+from polymodal.outputs import EncoderOutput
 from polymodal.training.config import BalanceConfig
 
 #: A function from a model output and its batch to the fused training loss.
@@ -61,20 +61,6 @@ BatchSource = Callable[[], Iterable[Batch]]
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def only_modality(batch: Batch, name: str) -> tuple[Batch, Tensor]:
-    """``batch`` with every modality but ``name`` marked absent where ``name`` is present.
-
-    Rows where ``name`` itself is absent keep their modalities (so no row is left with
-    none); the returned mask says which rows really show ``name`` alone.
-
-    Shape:
-        - return[1]: (B,) bool, ``batch[name].present``
-    """
-    keep = batch[name].present.to(torch.bool)  # (B,)
-    mods = {n: (mb if n == name else mb.with_present(~keep)) for n, mb in batch.modalities.items()}
-    return Batch(mods, batch.target, batch.ids), keep
 
 
 def _masked_mean(per: Tensor, keep: Tensor) -> Tensor:
@@ -521,45 +507,6 @@ class MLA(Balancer):
 
     def to(self, device: torch.device) -> None:
         self.projections = {k: v.to(device) for k, v in self.projections.items()}
-
-
-class EntropyFusion(nn.Module):
-    """MLA's test-time fusion: each modality predicts alone; the class probabilities are
-    averaged with weights ``softmax(-entropy)`` over the modalities an example has, i.e.
-    ``exp(max_j H_j - H_m) / sum_i exp(max_j H_j - H_i)`` (Zhang et al., eq. 8-9).
-
-    Args:
-        model: the trained model; names: its (sorted) modalities.
-
-    Shape:
-        - output.logits: (B, K), the log of the fused probabilities
-        - output.modality_logits[m]: (B, K)
-        - output.weights: (B, M), zero for an absent modality
-    """
-
-    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
-        super().__init__()
-        self.model = model
-        self.names = list(names)
-        self.task = getattr(model, "task", "classification")
-        self.num_outputs = getattr(model, "num_outputs", None)
-
-    def forward(self, batch: Batch) -> ModelOutput:
-        logits: dict[str, Tensor] = {}
-        probs, entropies = [], []
-        for m in self.names:
-            alone, keep = only_modality(batch, m)
-            z = model_logits(self.model(alone)).float()  # (B, K)
-            p = z.softmax(-1)
-            h = -(p * F.log_softmax(z, -1)).sum(-1)  # (B,)
-            logits[m] = z
-            probs.append(p)
-            entropies.append(h.masked_fill(~keep, math.inf))
-        e = torch.stack(entropies, dim=1)  # (B, M)
-        none = torch.isinf(e).all(dim=1, keepdim=True)  # (B, 1): no modality present
-        w = torch.where(none, torch.zeros_like(e), -e).softmax(dim=1)  # (B, M)
-        fused = (w[:, :, None] * torch.stack(probs, dim=1)).sum(1)  # (B, K)
-        return ModelOutput(fused.clamp_min(1e-12).log(), None, logits, w)
 
 
 # --------------------------------------------------------------------------- builder
