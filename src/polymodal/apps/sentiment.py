@@ -322,11 +322,9 @@ def format_table(rows: Sequence[UtteranceSentiment]) -> str:
 
 def plot_timeline(rows: Sequence[UtteranceSentiment], path: str | Path, title: str = "") -> Path:
     """Sentiment per utterance over time: the fused score and one line per modality (PNG)."""
-    import matplotlib
+    from polymodal.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("plot_timeline")
     fig, ax = plt.subplots(figsize=(10, 3.6))
     mids = [(r.start + r.end) / 2 for r in rows]
     for m, style in (("words", "C0o-"), ("voice", "C2s-"), ("face", "C1^-")):
@@ -346,11 +344,7 @@ def plot_timeline(rows: Sequence[UtteranceSentiment], path: str | Path, title: s
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 __all__ = [

@@ -13,14 +13,9 @@ def plot_curves(
 ) -> Path:
     """Write ``metric`` against severity to ``path`` (PNG; matplotlib's Agg backend), with a
     band of one standard deviation over the seeds; returns ``path``."""
-    try:
-        import matplotlib
-    except ImportError as e:
-        raise ImportError(
-            "plot_curves needs matplotlib; install it with pip install 'polymodal[plot]'."
-        ) from e
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from polymodal.plotting import pyplot, save_figure
+
+    plt = pyplot("plot_curves")
 
     points = [r for r in records if r.metric == metric]
     if not points:
@@ -55,11 +50,7 @@ def plot_curves(
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 __all__ = ["plot_curves"]

@@ -360,16 +360,22 @@ class ShapleyReport:
         """max over examples of |sum_m phi_m - (v(all) - v(none))|: 0 up to rounding."""
         return float((self.values.sum(dim=1) - (self.full - self.empty)).abs().max())
 
+    def rows(self) -> list[tuple[str, float, float, float, float]]:
+        """Per modality: (name, mean phi, mean |phi|, its standard error, share)."""
+        return list(
+            zip(
+                self.modalities,
+                self.mean_phi.tolist(),
+                self.mean_abs_phi.tolist(),
+                self.sem_abs_phi.tolist(),
+                self.share.tolist(),
+                strict=True,
+            )
+        )
+
     def summary(self) -> dict[str, Any]:
         """The per-data-set summary as plain data (JSON-ready)."""
-        per = zip(
-            self.modalities,
-            self.mean_phi.tolist(),
-            self.mean_abs_phi.tolist(),
-            self.sem_abs_phi.tolist(),
-            self.share.tolist(),
-            strict=True,
-        )
+        per = self.rows()
         return {
             "task": self.task,
             "target": self.target,
@@ -483,14 +489,7 @@ def format_table(report: ShapleyReport) -> str:
         "| modality | mean phi | mean abs phi | sem | share |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for m, a, b, c, d in zip(
-        report.modalities,
-        report.mean_phi.tolist(),
-        report.mean_abs_phi.tolist(),
-        report.sem_abs_phi.tolist(),
-        report.share.tolist(),
-        strict=True,
-    ):
+    for m, a, b, c, d in report.rows():
         lines.append(f"| {m} | {a:+.4f} | {b:.4f} | {c:.4f} | {d:.1%} |")
     lines += [
         "",
@@ -513,11 +512,9 @@ def _value_name(report: ShapleyReport) -> str:
 
 def plot_shapley(report: ShapleyReport, path: str | Path, title: str = "") -> Path:
     """A bar plot of mean |phi| per modality with standard-error bars (PNG, Agg)."""
-    import matplotlib
+    from polymodal.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("plot_shapley")
     m = len(report.modalities)
     fig, ax = plt.subplots(figsize=(1.2 * m + 2.5, 3.6))
     ax.bar(
@@ -533,11 +530,7 @@ def plot_shapley(report: ShapleyReport, path: str | Path, title: str = "") -> Pa
     ax.set_title(f"{prefix}v = {_value_name(report)}", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 __all__ = [
