@@ -245,6 +245,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 "params": {k: p.grad for k, p in loss_fn.named_parameters()},
             }
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        # both ranks done with every collective before either tears gloo down (a rank that
+        # destroys the group while the other still talks to it can abort with SIGABRT)
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
