@@ -249,12 +249,14 @@ def write_results(
     notes: str = "",
     command: str | None = None,
     results_dir: str | os.PathLike[str] | None = None,
+    table_records: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``<results_dir>/<name>.json`` (the records) and ``<name>.md`` (a table).
 
-    The markdown file holds ``title``, the table, optional ``notes``, the machine,
-    the commit and the command that produced it.  ``results_dir`` defaults to
-    ``benchmarks/results``.  Returns the two paths.
+    The markdown file holds ``title``, the table (of ``table_records`` when given, e.g.
+    without the points of curves that a figure shows; default: every record), optional
+    ``notes``, the machine, the commit and the command that produced it.  ``results_dir``
+    defaults to ``benchmarks/results``.  Returns the two paths.
     """
     if not re.match(r"^[A-Za-z0-9_.-]+$", name):
         raise ValueError(
@@ -278,7 +280,8 @@ def write_results(
     json_path.write_text(json.dumps(list(records), indent=2, allow_nan=True) + "\n")
     machines = sorted({str(r["machine"]) for r in records}) or [machine()]
     commits = sorted({str(r["commit"]) for r in records}) or [commit()]
-    md = [f"# {title or name}", "", format_table(records), ""]
+    shown = records if table_records is None else table_records
+    md = [f"# {title or name}", "", format_table(shown), ""]
     if notes:
         md += [notes.strip(), ""]
     md += [
