@@ -246,6 +246,8 @@ def summarise(
     for s in range(n_seeds):
         records = [RobustnessRecord(**c) for m in curved for c in runs[m][s]["curves"]]
         for metric in ("accuracy", "macro_f1"):
+            if not any(r.metric == metric for r in records):
+                continue
             reference = REFERENCE if REFERENCE in curved else None
             for row in robustness_summary(records, metric, reference):
                 for score in ("relative_robustness", "effective_robustness"):
@@ -405,7 +407,7 @@ def tables(records: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
             if without is None or alone is None:
                 continue
             gap = without["value"] - alone["value"]
-            ok = gap >= -0.01
+            ok = gap >= -0.01 - 1e-9  # "within 1 point", inclusive
             verdicts.append(
                 f"- {ds}, best fusion by validation = {best}: {metric} without {m} "
                 f"{without['value'] * 100:.1f} vs only_{other} {alone['value'] * 100:.1f} "

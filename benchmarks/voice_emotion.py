@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from _common import print_table, record, write_results
+from _common import merge_records, previous_records, print_table, record, write_results
 from polymodal.data.datasets import load_dataset
 from polymodal.data.datasets.ravdess_speech import EMOTIONS
 from polymodal.inference import load_trained, predict
@@ -265,15 +265,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--epochs", type=int, default=None, help="override optim.epochs (smoke runs)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override, e.g. model.encoders.audio.params.speaker_norm=false "
+        "(repeatable); rows of other variants already in the results are kept",
+    )
     ap.add_argument("--results-dir", default=None)
     args = ap.parse_args(argv)
     if not os.environ.get("POLYMODAL_DATA"):
         os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
     torch.set_num_threads(args.threads)
     overrides = [] if args.epochs is None else [f"optim.epochs={args.epochs}"]
+    overrides += args.set
     cfg = seed_config(args.config, 0, "unused", overrides)
     encoder = cfg.model.encoders["audio"]
-    method = f"{encoder.name} ({cfg.model.fusion.name} head)"
+    norm = ", speaker_norm" if encoder.params.get("speaker_norm") else ""
+    method = f"{encoder.name} ({cfg.model.fusion.name} head{norm})"
     test_actors = "-".join(str(a) for a in cfg.data.options.get("test_actors", (21, 22, 23, 24)))
     t0 = time.perf_counter()
     runs = []
@@ -287,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     records = build_records(method, runs, test_actors)
     print_table(records)
+    records = merge_records(previous_records(NAME, args.results_dir), records)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/voice_emotion.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

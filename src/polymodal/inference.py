@@ -13,10 +13,10 @@ checkpoint folder (its weights, the run's ``config.yaml`` and the data's ``schem
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from polymodal.checkpoint import load_checkpoint, load_weights
 from polymodal.data.context import VideoBatch, VideoDataset
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.modality import Schema
-from polymodal.data.sample import Batch
+from polymodal.data.sample import Batch, ModalityBatch
 from polymodal.device import autocast
 from polymodal.losses.supervised import task_loss
 from polymodal.metrics import compute_metrics
@@ -64,6 +64,106 @@ def data_loader(
     )
 
 
+class GroupEncoder(Protocol):
+    """An encoder that standardises each example by its group's statistics."""
+
+    def to(self, device: torch.device) -> Any: ...
+    def known_ids(self) -> set[str]: ...
+    def moments(self, batch: ModalityBatch) -> tuple[Tensor, Tensor, Tensor]: ...
+    def set_group_stats(
+        self, group_of: dict[str, str], stats: dict[str, tuple[Tensor, Tensor]]
+    ) -> None: ...
+
+
+def _group_encoders(model: nn.Module) -> list[tuple[str, GroupEncoder]]:
+    """(modality, encoder) of every encoder in ``model`` that needs group statistics."""
+    out: list[tuple[str, GroupEncoder]] = []
+    for module in model.modules():
+        encoders = getattr(module, "encoders", None)
+        if isinstance(encoders, nn.ModuleDict):
+            out += [
+                (n, cast(GroupEncoder, e))
+                for n, e in encoders.items()
+                if getattr(e, "uses_groups", False)
+            ]
+    return out
+
+
+@torch.no_grad()
+def calibrate_groups(
+    model: nn.Module,
+    data: MultimodalDataset | Iterable[tuple[Batch, Sequence[str]]],
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    eps: float = 1e-5,
+) -> int:
+    """Set each group's statistics in the encoders of ``model`` that standardise by group.
+
+    Such an encoder (``uses_groups``, e.g. ``audio_ge2e(speaker_norm=True)``) maps each
+    example to its group (speaker) and standardises its frozen features by the mean and
+    standard deviation of all the group's frames.  This reads every example of ``data``
+    once, without labels; a no-op (returning 0) for models without such encoders, and for
+    a data set whose ids are all calibrated already.
+
+    Args:
+        model: a model holding per-modality ``encoders`` (possibly wrapped).
+        data: a data set (groups from its ``groups()``), or (batch, groups) pairs.
+        batch_size, device: how the data set is read.
+        eps: floor of the standard deviations.
+
+    Returns:
+        The number of groups whose statistics were set.
+    """
+    encoders = _group_encoders(model)
+    if not encoders:
+        return 0
+    device = torch.device(device)
+    if isinstance(data, MultimodalDataset):
+        ids = data.ids()
+        known = set.intersection(*(e.known_ids() for _, e in encoders))
+        if all(i in known for i in ids):
+            return 0
+        groups = data.groups()
+        by_id = dict(zip(ids, groups, strict=True))
+        pairs: Iterable[tuple[Batch, Sequence[str]]] = (
+            (b, [by_id[i] for i in b.ids]) for b in data_loader(data, batch_size)
+        )
+    else:
+        pairs = data
+    sums: dict[str, dict[str, list[Tensor]]] = {n: {} for n, _ in encoders}
+    group_of: dict[str, str] = {}
+    for batch, batch_groups in pairs:
+        if len(batch_groups) != len(batch.ids):
+            raise ValueError(
+                f"calibrate_groups: a batch of {len(batch.ids)} examples came with "
+                f"{len(batch_groups)} groups; pass one group per example."
+            )
+        group_of.update(zip(batch.ids, (str(g) for g in batch_groups), strict=True))
+        batch = batch.to(device)
+        for name, encoder in encoders:
+            encoder.to(device)
+            n, s, ss = encoder.moments(batch[name])  # (B,), (B, D), (B, D)
+            for g, row in zip(batch_groups, range(len(batch_groups)), strict=True):
+                acc = sums[name].setdefault(str(g), [])
+                item = (n[row].cpu(), s[row].cpu(), ss[row].cpu())
+                if acc:
+                    acc[:] = [a + b for a, b in zip(acc, item, strict=True)]
+                else:
+                    acc.extend(item)
+    count = 0
+    for name, encoder in encoders:
+        stats = {}
+        for g, (n, s, ss) in sums[name].items():
+            if float(n) == 0:
+                continue  # no example of the group has the modality
+            mean = s / n
+            var = (ss / n - mean.square()).clamp_min(0.0)
+            stats[g] = (mean, var.sqrt().clamp_min(eps))
+        encoder.set_group_stats(group_of, stats)
+        count = max(count, len(stats))
+    return count
+
+
 @dataclass
 class Predictions:
     """Raw outputs of a model over a data set (CPU).
@@ -95,6 +195,7 @@ def predict(
     mode is restored afterwards.  ``transform`` maps each collated CPU batch before the
     model sees it (a perturbation, a dropped modality).
     """
+    calibrate_groups(model, dataset, batch_size, device)
     loader = data_loader(dataset, batch_size, num_workers=num_workers)
     pred = predict_batches(model, loader, device, precision, transform)
     if pred is None:
@@ -328,6 +429,7 @@ __all__ = [
     "Predictions",
     "TrainedModel",
     "build_run_model",
+    "calibrate_groups",
     "data_loader",
     "evaluate",
     "evaluate_videos",

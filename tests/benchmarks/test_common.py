@@ -87,3 +87,11 @@ def test_commit_stamp_says_dirty_for_uncommitted_code(
     (tmp_path / "src" / "a.py").write_text("x = 2\n")  # a changed library file
     assert stamp() == f"{sha}-dirty"
     _common.commit.cache_clear()
+
+
+def test_write_results_can_show_a_subset_in_the_markdown(tmp_path: Path) -> None:
+    rows = [record("b", "d", "m", "accuracy", 0.5), record("b", "d", "m", "macro_f1", 0.25)]
+    json_path, md_path = write_results("b", rows, results_dir=tmp_path, table_records=rows[:1])
+    assert len(json.loads(json_path.read_text())) == 2  # every record in the JSON
+    md = md_path.read_text()
+    assert "| accuracy |" in md and "macro_f1" not in md

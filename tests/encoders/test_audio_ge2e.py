@@ -96,3 +96,115 @@ def test_bad_parameters_name_the_parameter(params: dict[str, object], match: str
 def test_a_spec_without_a_sample_rate_is_refused() -> None:
     with pytest.raises(ValueError, match="audio_ge2e needs the audio's sample rate"):
         build_encoder("audio_ge2e", spec=ModalitySpec("audio", "audio", shape=()))
+
+
+# --------------------------------------------------------------------------- speaker_norm
+
+
+def _speakers() -> tuple[list[torch.Tensor], list[str]]:
+    """Four clips of two 'speakers' (different pitch ranges and loudness)."""
+    waves = [_voice(6000 + 800 * i, 10 + i) * (1.0 if i < 2 else 0.3) for i in range(4)]
+    return waves, ["a", "a", "b", "b"]
+
+
+def test_speaker_norm_standardises_each_speakers_frames() -> None:
+    from polymodal.inference import calibrate_groups
+
+    enc = build_encoder("audio_ge2e", spec=SPEC, dim=None, speaker_norm=True).eval()
+    raw = build_encoder("audio_ge2e", spec=SPEC, dim=None).eval()
+    waves, groups = _speakers()
+    full = collate([Sample(f"ex{i}", {"audio": w}) for i, w in enumerate(waves)], Schema((SPEC,)))
+    holder = torch.nn.Module()
+    holder.encoders = torch.nn.ModuleDict({"audio": enc})
+    with torch.no_grad():
+        states = raw(full["audio"])  # (4, F, 256), padding frames zero
+        assert calibrate_groups(torch.nn.Linear(2, 2), [(full, groups)]) == 0  # nothing to do
+        assert calibrate_groups(holder, [(full, groups)]) == 2
+        out = enc(full["audio"], ids=full.ids)
+    for rows in ([0, 1], [2, 3]):
+        frames = torch.cat([states.sequence[r][states.mask[r]] for r in rows]).double()
+        mean, std = frames.mean(0), frames.std(0, unbiased=False)
+        normed = torch.cat([out.sequence[r][out.mask[r]] for r in rows]).double()
+        expected = (frames - mean) / std.clamp_min(1e-5)
+        torch.testing.assert_close(normed, expected, atol=2e-3, rtol=1e-3)
+        zeros = torch.zeros(256, dtype=torch.float64)
+        torch.testing.assert_close(normed.mean(0), zeros, atol=1e-4, rtol=0)
+    # the two speakers' statistics differ
+    assert not torch.allclose(enc._group_stats["a"][0], enc._group_stats["b"][0], atol=1e-3)
+
+
+def test_speaker_norm_without_statistics_says_how_to_get_them() -> None:
+    enc = build_encoder("audio_ge2e", spec=SPEC, dim=8, speaker_norm=True).eval()
+    batch = _batch([_voice(4000, 1)])
+    with pytest.raises(
+        ValueError, match=r"no speaker statistics for example 'ex0'.*calibrate_groups"
+    ):
+        enc(batch, ids=["ex0"])
+    with pytest.raises(ValueError, match="needs the examples' ids"):
+        enc(batch)
+
+
+def test_speaker_norm_runs_through_the_model_and_predict() -> None:
+    """MultimodalModel passes batch ids; predict() calibrates from the data set's groups."""
+    from polymodal.data.dataset import MultimodalDataset
+    from polymodal.data.modality import TargetSpec
+    from polymodal.fusion import build_fusion
+    from polymodal.inference import predict
+    from polymodal.models import MultimodalModel
+
+    waves, groups = _speakers()
+
+    class Clips(MultimodalDataset):
+        name, split = "clips", "test"
+        schema = Schema((SPEC,), TargetSpec(task="classification", num_classes=2))
+
+        def __len__(self) -> int:
+            return len(waves)
+
+        def __getitem__(self, i: int) -> Sample:
+            return Sample(f"clip{i}", {"audio": waves[i]}, i % 2)
+
+        def groups(self) -> list[str]:
+            return groups
+
+    torch.manual_seed(0)
+    enc = build_encoder("audio_ge2e", spec=SPEC, dim=8, speaker_norm=True)
+    fusion = build_fusion("early", in_dims={"audio": 8}, hidden_dim=8)
+    model = MultimodalModel({"audio": enc}, fusion, torch.nn.Linear(8, 2), "classification", 2)
+    model.eval()
+    pred = predict(model, Clips(), batch_size=2)
+    assert pred.outputs.shape == (4, 2) and torch.isfinite(pred.outputs).all()
+    assert enc.known_ids() == {f"clip{i}" for i in range(4)}
+    # the same clips standardised by the other speaker's statistics predict differently
+    enc.set_group_stats({"clip0": "b"}, {})
+    moved = predict(model, Clips(), batch_size=2)  # every id known: no re-calibration
+    assert not torch.allclose(moved.outputs[0], pred.outputs[0], atol=1e-6)
+    torch.testing.assert_close(moved.outputs[1:], pred.outputs[1:])
+
+
+def test_cached_states_equal_fresh_ones_and_new_samples_miss() -> None:
+    from polymodal.encoders import voice
+
+    voice.clear_state_cache()
+    cached = build_encoder("audio_ge2e", spec=SPEC, dim=None).eval()
+    fresh = build_encoder("audio_ge2e", spec=SPEC, dim=None, cache_mb=0).eval()
+    a, b = _voice(5000, 21), _voice(7000, 22)
+    with torch.no_grad():
+        first = cached(_batch([a, b]))
+        assert len(voice._STATE_CACHE) == 2
+        again = cached(_batch([b, a]))  # both from the cache, in another order and padding
+        assert len(voice._STATE_CACHE) == 2
+        ref = fresh(_batch([b, a]))
+        noisy = cached(_batch([a + 0.01]))  # other samples: computed, not looked up
+    torch.testing.assert_close(again.sequence, ref.sequence)
+    torch.testing.assert_close(first.pooled[0], again.pooled[1])
+    assert len(voice._STATE_CACHE) == 3
+    assert not torch.allclose(noisy.pooled[0], first.pooled[0])
+    # a cache smaller than one clip keeps nothing; a bad size names the parameter
+    voice.clear_state_cache()
+    tiny = build_encoder("audio_ge2e", spec=SPEC, dim=None, cache_mb=1e-3).eval()
+    with torch.no_grad():
+        tiny(_batch([a]))
+    assert len(voice._STATE_CACHE) == 0
+    with pytest.raises(ValueError, match="'cache_mb' parameter of audio_ge2e"):
+        build_encoder("audio_ge2e", spec=SPEC, cache_mb=-1)

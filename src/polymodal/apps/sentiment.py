@@ -140,9 +140,13 @@ def load_models(
 @torch.no_grad()
 def _class_probabilities(trained: Any, modality: str, values: Sequence[Any]) -> Tensor:
     """(N, K) softmax probabilities of ``trained`` on N single-modality examples."""
+    from polymodal.inference import calibrate_groups
+
     schema = trained.schema.select([modality])
     samples = [Sample(str(i), {modality: v}, None) for i, v in enumerate(values)]
     batch = collate(samples, schema)
+    # a video is one speaker: encoders that standardise by speaker use all its utterances
+    calibrate_groups(trained.model, [(batch, ["video"] * len(samples))])
     return torch.softmax(trained.model(batch).logits.float(), dim=-1)
 
 

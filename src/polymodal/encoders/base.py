@@ -10,8 +10,10 @@ modality's :class:`~polymodal.data.modality.ModalitySpec`.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from polymodal.data.modality import ModalityKind, ModalitySpec
@@ -31,9 +33,24 @@ class Encoder(nn.Module):
 
     kind: ModalityKind
     out_dim: int
+    #: True for encoders that standardise each example by statistics of its group (e.g.
+    #: ``audio_ge2e(speaker_norm=True)``): their ``forward(batch, ids)`` needs the example
+    #: ids, and :func:`polymodal.inference.calibrate_groups` sets the statistics.
+    uses_groups: bool = False
 
     def forward(self, batch: ModalityBatch) -> EncoderOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A cheap digest of a module's weights (sums and sizes of every tensor): the key under
+    which frozen encoders share cached outputs, so weights that differ never share."""
+    with torch.no_grad():
+        parts = [
+            f"{name}:{tuple(t.shape)}:{float(t.double().sum()):.10e}:{float(t.double().abs().sum()):.10e}"
+            for name, t in model.state_dict().items()
+        ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -15,7 +15,6 @@ tokenise inside ``forward`` and put the token ids on the device of ``batch.prese
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections import OrderedDict
 from pathlib import Path
@@ -28,7 +27,13 @@ from torch import Tensor, nn
 
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
-from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
+from polymodal.encoders.base import (
+    ENCODERS,
+    Encoder,
+    EncoderOutput,
+    masked_mean,
+    weights_fingerprint,
+)
 from polymodal.encoders.timeseries import check_dim, check_spec
 from polymodal.layers.transformer import LearnedPositionalEmbedding, TransformerEncoder
 
@@ -197,16 +202,6 @@ def _restore_transformers(state: tuple[int, bool]) -> None:
 _SHARED_CACHES: dict[tuple[str, int, str], OrderedDict[str, tuple[Tensor, Tensor]]] = {}
 
 
-def _weights_fingerprint(model: nn.Module) -> str:
-    """A cheap digest of a module's weights (sums and sizes of every tensor)."""
-    with torch.no_grad():
-        parts = [
-            f"{name}:{tuple(t.shape)}:{float(t.double().sum()):.10e}:{float(t.double().abs().sum()):.10e}"
-            for name, t in model.state_dict().items()
-        ]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
 def _clear_cache_on_load(module: nn.Module, incompatible_keys: object) -> None:
     """``load_state_dict`` post-hook: cached outputs belong to the old weights."""
     if isinstance(module, MiniLM):
@@ -325,7 +320,7 @@ class MiniLM(Encoder):
         return self
 
     def _attach_shared_cache(self) -> None:
-        key = (str(minilm_dir()), self.max_length, _weights_fingerprint(self.model))
+        key = (str(minilm_dir()), self.max_length, weights_fingerprint(self.model))
         self._cache = _SHARED_CACHES.setdefault(key, OrderedDict())
 
     def clear_cache(self) -> None:

@@ -12,6 +12,16 @@ logistic regression on the mean and std of each clip's states): layer 0 0.54, la
 0.69, layer 2 (the last) 0.61, the final embedding 0.55, log-mel statistics 0.41.  So
 ``lstm_layers=(1,)`` is the default.
 
+With ``speaker_norm=True`` the frozen states are standardised per speaker: each
+dimension minus the mean and over the standard deviation of that speaker's frames (all of
+their clips), which removes what the voice is from how it is used.  Measured the same
+way, it lifts layer 1 from 0.69 to 0.79.  The statistics come from the data, not from
+training: :func:`polymodal.inference.calibrate_groups` reads every clip of each group
+(the data set's ``groups()``: RAVDESS's actor, a manifest's ``group`` column) once, without
+labels, and the trainer, ``evaluate`` and ``predict`` call it.  So at prediction time the
+model needs several clips of each speaker (with one clip, its own frames are the
+statistics); the test speakers' unlabelled clips are read, their labels never.
+
 Each clip is processed on its own valid samples: raised to -30 dBFS when quieter (as
 Resemblyzer does), turned into GE2E's mel power frames, run through the frozen LSTM. A
 trainable adapter (``dim``: per frame a LayerNorm, a linear map, GELU and dropout) follows, and the
@@ -22,6 +32,8 @@ sees non-linear statistics of the states, not only their mean.  Needs
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -29,7 +41,13 @@ from torch import Tensor, nn
 
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
-from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
+from polymodal.encoders.base import (
+    ENCODERS,
+    Encoder,
+    EncoderOutput,
+    masked_mean,
+    weights_fingerprint,
+)
 from polymodal.encoders.timeseries import check_dim, check_spec, sequence_mask, tensor_values
 from polymodal.layers.ge2e import (
     SAMPLE_RATE,
@@ -40,6 +58,24 @@ from polymodal.layers.ge2e import (
 
 GE2E_LAYERS = 3
 GE2E_HIDDEN = 256
+
+# Frozen frame states of each clip, shared by every audio_ge2e in the process, keyed by the
+# weights' fingerprint, the layers read, the sample rate and a digest of the clip's samples;
+# least recently used clips are dropped past each encoder's ``cache_mb``.
+_STATE_CACHE: OrderedDict[tuple[str, tuple[int, ...], int, str], Tensor] = OrderedDict()
+_STATE_CACHE_BYTES = [0]
+
+
+def clear_state_cache() -> None:
+    """Forget every cached clip's states."""
+    _STATE_CACHE.clear()
+    _STATE_CACHE_BYTES[0] = 0
+
+
+def _digest(clip: Tensor) -> str:
+    return hashlib.blake2b(
+        clip.detach().float().cpu().numpy().tobytes(), digest_size=16
+    ).hexdigest()
 
 
 @ENCODERS.register(
@@ -58,6 +94,13 @@ class GE2EFrames(Encoder):
         lstm_layers: which LSTM layers' states to read (0, 1, 2; concatenated in order).
         dropout: after the adapter's GELU.
         sample_rate: Hz, instead of ``spec.sample_rate``.
+        speaker_norm: standardise the frozen states by each group's (speaker's) own mean
+            and standard deviation; ``forward`` then needs the examples' ids, and the
+            groups' statistics from :func:`polymodal.inference.calibrate_groups`.
+        cache_mb: keep each clip's frozen states in an in-memory LRU cache of this many MiB
+            (keyed by the clip's samples, so a perturbed clip is a new entry), shared by
+            every ``audio_ge2e`` of the process: after the first epoch only the adapter
+            runs. 0 turns it off.
     """
 
     kind = ModalityKind.AUDIO
@@ -69,6 +112,8 @@ class GE2EFrames(Encoder):
         lstm_layers: Sequence[int] = (1,),
         dropout: float = 0.1,
         sample_rate: float | None = None,
+        speaker_norm: bool = False,
+        cache_mb: float = 1024.0,
     ) -> None:
         super().__init__()
         check_spec(spec, "audio_ge2e")
@@ -97,7 +142,17 @@ class GE2EFrames(Encoder):
                 f"audio_ge2e needs the audio's sample rate in whole Hz (spec.sample_rate or "
                 f"sample_rate=); got {rate!r}."
             )
+        if isinstance(cache_mb, bool) or not isinstance(cache_mb, int | float) or cache_mb < 0:
+            raise ValueError(
+                f"The 'cache_mb' parameter of audio_ge2e must be a number >= 0 (MiB; 0: no "
+                f"cache); got {cache_mb!r}."
+            )
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._fingerprint: str | None = None
         self.sample_rate = int(rate)
+        self.uses_groups = bool(speaker_norm)
+        self._group_of: dict[str, str] = {}  # example id -> group (not saved: data, not weights)
+        self._group_stats: dict[str, tuple[Tensor, Tensor]] = {}  # group -> (mean, std) (D,)
         self.layers = tuple(chosen)
         self.ge2e = SpeakerEncoder.pretrained()
         self.ge2e.requires_grad_(False)
@@ -121,37 +176,135 @@ class GE2EFrames(Encoder):
 
     @torch.no_grad()
     def states(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Frozen frame states of each clip's valid samples.
+        """Frozen frame states of each clip's valid samples (from the cache where held).
 
         Shape:
             wave: (B, T) at ``sample_rate``; lengths: (B,) valid samples
             output: states (B, F, native_dim), mask (B, F) with F = max(n // 160 + 1) over
             the clips' 16 kHz lengths n
         """
-        mels: list[Tensor] = []
-        for row, n in zip(wave, lengths.tolist(), strict=True):
-            clip = row[: int(n)].float()
-            if self.sample_rate != SAMPLE_RATE:
-                from polymodal.data.decode import resample_audio
+        clips = [row[: int(n)].float() for row, n in zip(wave, lengths.tolist(), strict=True)]
+        keys = [self._key(c) for c in clips] if self.cache_bytes > 0 else [None] * len(clips)
+        found: dict[int, Tensor] = {}
+        for i, key in enumerate(keys):
+            if key is not None and key in _STATE_CACHE:
+                _STATE_CACHE.move_to_end(key)
+                found[i] = _STATE_CACHE[key]
+        todo = [i for i in range(len(clips)) if i not in found]
+        if todo:
+            mels = [self._mel(clips[i]) for i in todo]  # (F_i, 40) each
+            padded = nn.utils.rnn.pad_sequence(mels, batch_first=True)  # (b, F, 40)
+            fresh = self.ge2e.frame_states(padded, self.layers)  # (b, F, native_dim)
+            for j, i in enumerate(todo):
+                found[i] = fresh[j, : mels[j].shape[0]]  # a clip's states ignore the padding
+                key = keys[i]
+                if key is not None:
+                    self._remember(key, found[i])
+        per = [found[i] for i in range(len(clips))]
+        frames = torch.tensor([p.shape[0] for p in per], device=wave.device)
+        states = nn.utils.rnn.pad_sequence([p.to(wave.device) for p in per], batch_first=True)
+        mask = torch.arange(states.shape[1], device=wave.device)[None, :] < frames[:, None]
+        return states, mask
 
-                clip = resample_audio(clip, self.sample_rate, SAMPLE_RATE)
-            mels.append(speaker_mel(normalize_volume(clip)))  # (F_i, 40)
-        frames = torch.tensor([m.shape[0] for m in mels], device=wave.device)
-        padded = nn.utils.rnn.pad_sequence(mels, batch_first=True)  # (B, F, 40)
-        mask = torch.arange(padded.shape[1], device=wave.device)[None, :] < frames[:, None]
-        return self.ge2e.frame_states(padded, self.layers), mask
+    def _mel(self, clip: Tensor) -> Tensor:
+        if self.sample_rate != SAMPLE_RATE:
+            from polymodal.data.decode import resample_audio
 
-    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+            clip = resample_audio(clip, self.sample_rate, SAMPLE_RATE)
+        return speaker_mel(normalize_volume(clip))
+
+    def _key(self, clip: Tensor) -> tuple[str, tuple[int, ...], int, str]:
+        if self._fingerprint is None:  # reset when weights are loaded
+            self._fingerprint = weights_fingerprint(self.ge2e)
+        return (self._fingerprint, self.layers, self.sample_rate, _digest(clip))
+
+    def _remember(self, key: tuple[str, tuple[int, ...], int, str], states: Tensor) -> None:
+        item = states.detach().cpu().clone()
+        size = item.numel() * item.element_size()
+        if size > self.cache_bytes:
+            return
+        if key in _STATE_CACHE:
+            return
+        _STATE_CACHE[key] = item
+        _STATE_CACHE_BYTES[0] += size
+        while _STATE_CACHE_BYTES[0] > self.cache_bytes and _STATE_CACHE:
+            _, old = _STATE_CACHE.popitem(last=False)
+            _STATE_CACHE_BYTES[0] -= old.numel() * old.element_size()
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        self._fingerprint = None  # cached states belong to the old weights
+        super()._load_from_state_dict(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _batch_states(self, batch: ModalityBatch) -> tuple[Tensor, Tensor]:
+        wave = tensor_values(batch, "audio_ge2e", "(B, T) mono waveforms", 2)
+        sample_mask = sequence_mask(batch, wave, "audio_ge2e")  # (B, T)
+        return self.states(wave, sample_mask.sum(1))
+
+    @torch.no_grad()
+    def moments(self, batch: ModalityBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Per example, the frozen states' valid frame count, sum and sum of squares
+        (float64; zeros where the example lacks the modality): what
+        :func:`polymodal.inference.calibrate_groups` adds up per group.
+
+        Shape:
+            output: n (B,), sum (B, native_dim), sum of squares (B, native_dim)
+        """
+        states, mask = self._batch_states(batch)
+        m = (mask & batch.present.to(mask.device, torch.bool)[:, None]).to(torch.float64)
+        x = states.to(torch.float64) * m.unsqueeze(-1)  # (B, F, D)
+        return m.sum(1), x.sum(1), (x * states.to(torch.float64)).sum(1)
+
+    def set_group_stats(
+        self, group_of: dict[str, str], stats: dict[str, tuple[Tensor, Tensor]]
+    ) -> None:
+        """Add example ids' groups and groups' (mean, std) of the frozen states, each
+        (native_dim,); later calls overwrite the ids and groups they name."""
+        self._group_of.update(group_of)
+        self._group_stats.update(
+            {g: (m.float().cpu(), s.float().cpu()) for g, (m, s) in stats.items()}
+        )
+
+    def known_ids(self) -> set[str]:
+        """The example ids whose group statistics are set."""
+        return set(self._group_of)
+
+    def _normalize(self, states: Tensor, ids: Sequence[str] | None) -> Tensor:
+        """``(states - mean_g) / std_g`` with each example's group g. Shape: (B, F, D)."""
+        if ids is None:
+            raise ValueError(
+                "audio_ge2e(speaker_norm=true) standardises each example by its speaker's "
+                "statistics, so it needs the examples' ids: call it through MultimodalModel "
+                "(which passes batch.ids), or pass ids=."
+            )
+        unknown = [i for i in ids if i not in self._group_of]
+        if unknown:
+            raise ValueError(
+                f"audio_ge2e(speaker_norm=true) has no speaker statistics for example "
+                f"{unknown[0]!r} ({len(unknown)} of {len(ids)} in this batch). Compute them "
+                "from the data first with polymodal.inference.calibrate_groups(model, "
+                "dataset) (train, evaluate and predict do it)."
+            )
+        identity = (torch.zeros(self.native_dim), torch.ones(self.native_dim))
+        pairs = [self._group_stats.get(self._group_of[i], identity) for i in ids]
+        mean = torch.stack([p[0] for p in pairs]).to(states)  # (B, D)
+        std = torch.stack([p[1] for p in pairs]).to(states)  # (B, D)
+        return (states - mean[:, None]) / std[:, None]
+
+    def forward(self, batch: ModalityBatch, ids: Sequence[str] | None = None) -> EncoderOutput:
         """Encode padded waveforms into per-frame (10 ms) features.
+
+        Args:
+            batch: the audio modality of a batch.
+            ids: the B example ids (needed with ``speaker_norm``; ignored otherwise).
 
         Shape:
             batch.values: (B, T) waveforms; batch.lengths: (B,) (or batch.mask: (B, T))
             output.sequence: (B, F, D), F = frames of the longest clip at 16 kHz
             (``n // 160 + 1``); output.mask: (B, F); output.pooled: (B, D)
         """
-        wave = tensor_values(batch, "audio_ge2e", "(B, T) mono waveforms", 2)
-        sample_mask = sequence_mask(batch, wave, "audio_ge2e")  # (B, T)
-        seq, mask = self.states(wave, sample_mask.sum(1))
+        seq, mask = self._batch_states(batch)
+        if self.uses_groups:
+            seq = self._normalize(seq, ids)
         if self.adapter is not None:
             seq = self.adapter(seq)  # (B, F, D)
         seq = seq * mask.unsqueeze(-1).to(seq.dtype)

@@ -213,7 +213,9 @@ class MultimodalModel(nn.Module):
         present: dict[str, Tensor] = {}
         for name in self.names:  # sorted
             mb = batch.modalities[name]
-            encoded[name] = self.encoders[name](mb)
+            encoder = self.encoders[name]
+            groups = getattr(encoder, "uses_groups", False)  # per-speaker statistics, by id
+            encoded[name] = encoder(mb, ids=batch.ids) if groups else encoder(mb)
             present[name] = mb.present.to(torch.bool)
         out = self.fusion(encoded, present)
         b = batch.batch_size

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.sample import Batch
 from polymodal.errors import unknown_name_error
-from polymodal.inference import TrainedModel, data_loader, predict_batches
+from polymodal.inference import TrainedModel, calibrate_groups, data_loader, predict_batches
 from polymodal.metrics import compute_metrics
 from polymodal.robustness.perturb import PERTURBATIONS, perturb_batch, perturbations_for
 
@@ -263,6 +263,7 @@ def robustness_curves(
     try:
         for run, trained in runs.items():
             size = batch_size or trained.batch_size
+            calibrate_groups(trained.model, datasets[run], size, device)
             batches = list(data_loader(datasets[run], size))
             task = trained.schema.target.task
             clean: dict[str, float] | None = None

@@ -38,7 +38,7 @@ from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.sample import Batch
 from polymodal.device import autocast
 from polymodal.errors import unknown_name_error
-from polymodal.inference import data_loader, model_logits
+from polymodal.inference import calibrate_groups, data_loader, model_logits
 
 TARGETS = ("predicted", "true", "logit")
 MAX_MODALITIES = 6
@@ -445,6 +445,7 @@ def explain_dataset(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     device = torch.device(device)
     model.to(device)
+    calibrate_groups(model, dataset, batch_size, device)
     task = task if task is not None else getattr(model, "task", None) or dataset.schema.target.task
     results: list[ShapleyResult] = []
     ids: list[str] = []

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polymodal.data.dataset import MultimodalDataset
-from polymodal.inference import data_loader
+from polymodal.inference import calibrate_groups, data_loader
 
 #: The L2 weights tried on the validation split (on standardised features).
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -39,6 +39,7 @@ def pooled_features(
     encoders = model.encoders
     assert isinstance(encoders, nn.ModuleDict)
     encoder = encoders[name]
+    calibrate_groups(model, dataset, batch_size, device)
     was = encoder.training
     encoder.eval()
     feats: list[Tensor] = []
@@ -49,7 +50,9 @@ def pooled_features(
             mb = batch[name]
             keep = mb.present.to(torch.bool)  # (B,)
             assert batch.target is not None
-            feats.append(encoder(mb).pooled[keep].float().cpu())  # (b, D)
+            groups = getattr(encoder, "uses_groups", False)
+            out = encoder(mb, ids=batch.ids) if groups else encoder(mb)
+            feats.append(out.pooled[keep].float().cpu())  # (b, D)
             targets.append(batch.target[keep].long().cpu())
     finally:
         encoder.train(was)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.sample import Batch
-from polymodal.inference import SCHEMA_FILE, data_loader, evaluate, model_logits
+from polymodal.inference import SCHEMA_FILE, calibrate_groups, data_loader, evaluate, model_logits
 from polymodal.losses.supervised import task_loss
 from polymodal.metrics import task_metrics
 from polymodal.models.build import build_model
@@ -92,6 +92,12 @@ class SupervisedStrategy(Strategy):
         super().setup(device)
         if self.balancer is not None:
             self.balancer.to(device)
+        # encoders that standardise by speaker read each training and validation group's
+        # unlabelled examples once (the test split's, when it is evaluated)
+        for split in ("train", "val"):
+            ds = self.splits[split]
+            if ds is not None:
+                calibrate_groups(self.model, ds, self.cfg.data.batch_size, device)
 
     def trainable(self) -> nn.Module:
         return self._trainable
