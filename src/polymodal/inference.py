@@ -13,6 +13,7 @@ checkpoint folder (its weights, the run's ``config.yaml`` and the data's ``schem
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,10 @@ from polymodal.data.modality import Schema
 from polymodal.data.sample import Batch, ModalityBatch
 from polymodal.device import autocast
 from polymodal.losses.supervised import task_loss
-from polymodal.metrics import compute_metrics
+from polymodal.metrics import compute_metrics, one_class_warning
 from polymodal.outputs import model_logits
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.yaml"
@@ -278,6 +281,10 @@ def evaluate(
     if task == "regression":
         out = out[:, 0]
     metrics = compute_metrics(task, out, pred.targets)
+    if task == "classification":
+        warning = one_class_warning(out, pred.targets, dataset.schema.target.class_names)
+        if warning:
+            logger.warning("%s (%s, split %r)", warning, dataset.name, dataset.split)
     metrics["loss"] = float(task_loss(task, pred.outputs, pred.targets, regression_loss))
     return metrics
 

@@ -7,7 +7,8 @@ model's raw outputs (logits) to predictions:
 ============== ========================== ===========================================
 task           outputs                    metrics
 ============== ========================== ===========================================
-classification (N, C) logits or (N,) ids  ``accuracy``, ``macro_f1``; ``auroc`` when C = 2
+classification (N, C) logits or (N,) ids  ``accuracy``, ``macro_f1``, ``weighted_f1``;
+                                          ``auroc`` when C = 2
 regression     (N,) or (N, 1) values      ``mae``, ``pearson_r``
 multilabel     (N, K) logits              ``micro_f1``, ``macro_f1`` (threshold 0.5)
 ============== ========================== ===========================================
@@ -16,6 +17,7 @@ multilabel     (N, K) logits              ``micro_f1``, ``macro_f1`` (threshold 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -27,6 +29,7 @@ from polymodal.errors import unknown_name_error
 HIGHER_IS_BETTER: dict[str, bool] = {
     "accuracy": True,
     "macro_f1": True,
+    "weighted_f1": True,
     "micro_f1": True,
     "auroc": True,
     "pearson_r": True,
@@ -38,7 +41,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 def task_metrics(task: str, num_outputs: int) -> list[str]:
     """The metric names :func:`compute_metrics` returns for ``task`` (plus ``"loss"``)."""
     if task == "classification":
-        names = ["accuracy", "macro_f1"] + (["auroc"] if num_outputs == 2 else [])
+        names = ["accuracy", "macro_f1", "weighted_f1"] + (["auroc"] if num_outputs == 2 else [])
     elif task == "regression":
         names = ["mae", "pearson_r"]
     elif task == "multilabel":
@@ -71,6 +74,30 @@ def _f1(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
     """Per-entry F1 = 2TP / (2TP + FP + FN); 0 where the denominator is 0."""
     denom = 2 * tp + fp + fn
     return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(denom))
+
+
+def _per_class_f1(preds: Tensor, targets: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-class F1 and support (true examples) over ``classes``: two (C,) float64."""
+    p = preds[:, None] == classes[None, :]  # (N, C)
+    t = targets[:, None] == classes[None, :]
+    tp = (p & t).sum(0).double()
+    fp = (p & ~t).sum(0).double()
+    fn = (~p & t).sum(0).double()
+    return _f1(tp, fp, fn), t.sum(0).double()
+
+
+def weighted_f1(preds: Tensor, targets: Tensor) -> float:
+    """Mean of per-class F1 weighted by each class's support (its true examples), as
+    scikit-learn's ``average="weighted"``: classes absent from ``targets`` weigh 0.
+
+    Args:
+        preds: (N,) predicted class ids.
+        targets: (N,) true class ids.
+    """
+    preds, targets = _check_pair(preds, targets, "weighted_f1")
+    preds, targets = preds.long(), targets.long()
+    f1, support = _per_class_f1(preds, targets, torch.unique(targets))
+    return float((f1 * support).sum() / support.sum())
 
 
 def macro_f1(preds: Tensor, targets: Tensor, num_classes: int | None = None) -> float:
@@ -183,6 +210,31 @@ def multilabel_f1(preds: Tensor, targets: Tensor) -> dict[str, float]:
     return {"micro_f1": float(micro), "macro_f1": float(_f1(tp, fp, fn).mean())}
 
 
+def one_class_warning(
+    outputs: Tensor, targets: Tensor, class_names: Sequence[str] | None = None
+) -> str:
+    """A warning when a classifier predicts one class for every example although the
+    targets hold several (a model that has not started learning); ``""`` otherwise.
+
+    Args:
+        outputs: (N, C) logits or (N,) predicted ids; targets: (N,) class ids.
+    """
+    outputs = torch.as_tensor(outputs).detach().cpu()
+    preds = outputs.argmax(-1) if outputs.dim() == 2 else outputs.long()
+    targets = torch.as_tensor(targets).detach().cpu().long().reshape(-1)
+    if preds.numel() < 2 or torch.unique(targets).numel() < 2 or torch.unique(preds).numel() > 1:
+        return ""
+    k = int(preds[0])
+    name = class_names[k] if class_names and k < len(class_names) else str(k)
+    share = float((targets == k).double().mean())
+    return (
+        f"The model predicts class {name!r} for all {preds.numel()} examples (it is "
+        f"{share:.0%} of them): it has not learned to tell the classes apart yet. Train "
+        "longer or with another learning rate, check that the inputs vary between "
+        "examples (normalised, decoded), or balance the classes."
+    )
+
+
 def compute_metrics(task: str, outputs: Tensor, targets: Tensor) -> dict[str, float]:
     """The metrics of ``task`` from raw model ``outputs`` and ``targets``.
 
@@ -208,7 +260,11 @@ def compute_metrics(task: str, outputs: Tensor, targets: Tensor) -> dict[str, fl
                 f"compute_metrics: classification outputs must be (N, C) logits or (N,) ids; "
                 f"got shape {tuple(outputs.shape)}."
             )
-        out = {"accuracy": accuracy(preds, targets), "macro_f1": macro_f1(preds, targets)}
+        out = {
+            "accuracy": accuracy(preds, targets),
+            "macro_f1": macro_f1(preds, targets),
+            "weighted_f1": weighted_f1(preds, targets),
+        }
         if outputs.dim() == 2 and outputs.shape[1] == 2:
             t = targets.long()
             if bool((t == 0).any()) and bool((t == 1).any()):
@@ -237,6 +293,8 @@ __all__ = [
     "macro_f1",
     "mae",
     "multilabel_f1",
+    "one_class_warning",
     "pearson_r",
     "task_metrics",
+    "weighted_f1",
 ]

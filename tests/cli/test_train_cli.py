@@ -74,7 +74,7 @@ def test_train_prints_val_and_test_table(
 ) -> None:
     results = json.loads((trained_run / "results.json").read_text())
     assert results["epochs_run"] == 2
-    assert set(results["test"]) == {"accuracy", "macro_f1", "auroc", "loss"}
+    assert set(results["test"]) == {"accuracy", "macro_f1", "weighted_f1", "auroc", "loss"}
     assert results["test"]["accuracy"] > 0.6  # text features alone reach ~0.75
     assert (trained_run / "metrics.csv").read_text().startswith("epoch,step,lr,train_loss,")
 

@@ -267,7 +267,7 @@ def test_trainer_learns_and_logs(tmp_path: Path) -> None:
     assert h[-1]["train_loss"] < h[0]["train_loss"]
     assert result.best_val["accuracy"] > 0.75  # chance is about 0.5
     assert result.test is not None and result.test["accuracy"] > 0.75
-    assert set(result.test) == {"accuracy", "macro_f1", "auroc", "loss"}
+    assert set(result.test) == {"accuracy", "macro_f1", "weighted_f1", "auroc", "loss"}
     assert result.best_val["accuracy"] == max(r["val_accuracy"] for r in h)
     run = tmp_path / "run"
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -417,3 +417,37 @@ def test_shipped_configs_load_and_name_registered_components(path: Path) -> None
         assert model.fusion.name in FUSIONS
     for enc in encoders:
         assert enc.name in ENCODERS
+
+
+class _Scripted(SupervisedStrategy):
+    """The supervised strategy with scripted validation metrics, one dict per epoch."""
+
+    def __init__(self, cfg: TrainConfig, script: list[dict[str, float]]) -> None:
+        train, val, _ = _data()
+        super().__init__(cfg, TinyModel(), train, val, None)
+        self.script = list(script)
+
+    def evaluate(self, split: str) -> dict[str, float] | None:
+        return self.script.pop(0) if split == "val" else None
+
+
+def test_a_tie_of_the_monitor_goes_to_the_lower_validation_loss(tmp_path: Path) -> None:
+    script = [
+        {"accuracy": 1.0, "loss": 0.5},  # a tiny validation set saturates at epoch 1
+        {"accuracy": 1.0, "loss": 0.3},  # tie, lower loss: better
+        {"accuracy": 1.0, "loss": 0.29999999},  # tie, loss lower only by noise: not better
+        {"accuracy": 0.9, "loss": 0.1},  # lower accuracy: not better, whatever the loss
+    ]
+    cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 10}, patience=2)
+    result = Trainer(cfg, _Scripted(cfg, script)).fit()
+    assert result.best_epoch == 2 and result.epochs_run == 4
+    assert result.best_val == {"accuracy": 1.0, "loss": 0.3}
+
+
+def test_min_epochs_holds_off_early_stopping(tmp_path: Path) -> None:
+    script = [{"accuracy": 0.8, "loss": 0.5}] + [{"accuracy": 0.5, "loss": 0.9}] * 9
+    cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 10}, patience=1, min_epochs=4)
+    result = Trainer(cfg, _Scripted(cfg, script)).fit()
+    assert result.best_epoch == 1 and result.epochs_run == 4
+    cfg = _cfg(tmp_path / "b", optim={"lr": 1e-2, "epochs": 10}, patience=1)
+    assert Trainer(cfg, _Scripted(cfg, script)).fit().epochs_run == 2

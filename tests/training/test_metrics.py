@@ -66,7 +66,7 @@ def test_multilabel_f1_hand_computed() -> None:
 def test_compute_metrics_per_task() -> None:
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
     cls = compute_metrics("classification", logits, t(0, 1, 0, 0).long())
-    assert set(cls) == {"accuracy", "macro_f1", "auroc"}
+    assert set(cls) == {"accuracy", "macro_f1", "weighted_f1", "auroc"}
     assert cls["accuracy"] == 0.75
     # positive-class probabilities rank: ex2 > ex1 > ex3 > ex0; the one positive (ex1)
     # beats ex0 and ex3 but not ex2 -> 2/3
@@ -97,3 +97,27 @@ def test_metric_input_errors() -> None:
         compute_metrics("ranking", t(0), t(0))
     with pytest.raises(ValueError, match=r"regression outputs must be \(N,\) or \(N, 1\)"):
         compute_metrics("regression", torch.zeros(3, 2), t(0, 1, 2))
+
+
+def test_weighted_f1_hand_computed() -> None:
+    from polymodal.metrics import weighted_f1
+
+    preds = torch.tensor([0, 0, 1, 1, 2])
+    targets = torch.tensor([0, 1, 1, 1, 2])
+    # per-class F1: 2/3 (support 1), 0.8 (support 3), 1 (support 1)
+    assert weighted_f1(preds, targets) == pytest.approx((2 / 3 + 0.8 * 3 + 1) / 5)
+    # a predicted class absent from the targets weighs nothing (it only costs precision)
+    assert weighted_f1(torch.tensor([3, 1]), torch.tensor([0, 1])) == pytest.approx(0.5)
+    assert compute_metrics("classification", torch.eye(3)[[0, 0, 1, 1, 2]], targets)[
+        "weighted_f1"
+    ] == pytest.approx(weighted_f1(preds, targets))
+
+
+def test_one_class_predictions_are_flagged() -> None:
+    from polymodal.metrics import one_class_warning
+
+    targets = torch.tensor([0, 1, 1, 0])
+    msg = one_class_warning(torch.tensor([[0.1, 0.9]] * 4), targets, ["neg", "pos"])
+    assert "predicts class 'pos' for all 4 examples (it is 50% of them)" in msg
+    assert one_class_warning(torch.tensor([1, 0, 1, 1]), targets) == ""
+    assert one_class_warning(torch.tensor([1, 1]), torch.tensor([1, 1])) == ""  # one class anyway

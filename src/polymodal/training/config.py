@@ -212,6 +212,9 @@ class RunConfig(Config):
         precision: ``"fp32"`` or ``"bf16"`` (autocast; also on CPU).
         monitor: validation metric that selects the best epoch and drives early stopping.
         patience: stop after this many epochs without a better ``monitor`` (``None``: never).
+            An epoch that ties the best ``monitor`` with a lower validation loss counts as
+            better.
+        min_epochs: never stop early before this many epochs.
         output_dir: the run folder (``None``: ``runs/<name>``).
         checkpoint_every_steps: also save ``last/`` every this many steps (``None``: at the
             end of each epoch only).
@@ -226,6 +229,7 @@ class RunConfig(Config):
     precision: Literal["fp32", "bf16"] = "fp32"
     monitor: str = "accuracy"
     patience: int | None = param(5, ge=1)
+    min_epochs: int = param(0, ge=0)
     output_dir: str | None = None
     checkpoint_every_steps: int | None = param(None, ge=1)
     log_every: int = param(10, ge=1)

@@ -187,6 +187,7 @@ class LoopState:
         step_in_epoch: steps done in the current epoch.
         global_step: optimisation steps done.
         best: the best validation ``monitor`` so far (``None``: none yet or no validation).
+        best_loss: the validation loss of that epoch (breaks ties of ``monitor``).
         best_epoch: the 1-based epoch whose weights are in ``checkpoints/best``.
         bad_epochs: epochs since the last improvement.
         history: one row per epoch (``epoch``, ``step``, ``lr``, ``train_loss``,
@@ -201,6 +202,7 @@ class LoopState:
     step_in_epoch: int = 0
     global_step: int = 0
     best: float | None = None
+    best_loss: float | None = None
     best_epoch: int = 0
     bad_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -493,8 +495,16 @@ class Trainer:
         state.history.append(row)
         state.epoch, state.step_in_epoch, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
         value = None if val is None else float(val[cfg.monitor])
-        if val is None or _better(value, state.best, self.higher):
-            state.best, state.best_epoch, state.bad_epochs = value, epoch, 0
+        loss = None if val is None or "loss" not in val else float(val["loss"])
+        # a tie of the monitor (a small validation set saturates accuracy) goes to the
+        # epoch with the lower validation loss, so the earliest saturated one is not kept
+        tie = (
+            value is not None
+            and value == state.best
+            and _better(loss, _less_by(state.best_loss, TIE_LOSS_MARGIN), False)
+        )
+        if val is None or _better(value, state.best, self.higher) or tie:
+            state.best, state.best_loss, state.best_epoch, state.bad_epochs = value, loss, epoch, 0
             self._save("best", state, {"val": val}, full=False)
         else:
             state.bad_epochs += 1
@@ -510,7 +520,11 @@ class Trainer:
         )
         for cb in self.callbacks:
             cb.on_epoch_end(self, state, row)
-        stop_early = cfg.patience is not None and state.bad_epochs >= cfg.patience
+        stop_early = (
+            cfg.patience is not None
+            and state.bad_epochs >= cfg.patience
+            and epoch >= cfg.min_epochs
+        )
         if stop_early:
             logger.info("early stop: no better val_%s for %d epochs", cfg.monitor, state.bad_epochs)
         if stop_early or out_of_steps or state.epoch >= self.optim.epochs:
@@ -553,6 +567,15 @@ class Trainer:
             self.run_dir / RESULTS_FILE, json.dumps(summary, indent=1, default=float) + "\n"
         )
         return result
+
+
+#: A tie of the monitor goes to the later epoch only when its validation loss is lower by at
+#: least this fraction (numerical noise in the loss is not an improvement).
+TIE_LOSS_MARGIN = 1e-4
+
+
+def _less_by(value: float | None, margin: float) -> float | None:
+    return None if value is None else value - margin * abs(value)
 
 
 def _better(value: float | None, best: float | None, higher: bool) -> bool:
