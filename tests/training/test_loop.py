@@ -451,3 +451,8 @@ def test_min_epochs_holds_off_early_stopping(tmp_path: Path) -> None:
     assert result.best_epoch == 1 and result.epochs_run == 4
     cfg = _cfg(tmp_path / "b", optim={"lr": 1e-2, "epochs": 10}, patience=1)
     assert Trainer(cfg, _Scripted(cfg, script)).fit().epochs_run == 2
+
+
+def test_an_unknown_monitor_fails_when_the_config_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"Unknown monitor 'acuracy'.*Did you mean 'accuracy'"):
+        _cfg(tmp_path, monitor="acuracy")

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 from polymodal.config import Config, param, read_config_file
+from polymodal.errors import unknown_name_error
+from polymodal.metrics import HIGHER_IS_BETTER
 from polymodal.models.config import ModelConfig
 from polymodal.models.context import ContextConfig
 
@@ -270,6 +272,16 @@ class TrainConfig(RunConfig):
     data: DataConfig
     model: ModelConfig
     optim: SupervisedOptim = field(default_factory=SupervisedOptim)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_monitor(self.monitor, list(HIGHER_IS_BETTER))
+
+
+def _check_monitor(monitor: str, valid: Sequence[str]) -> None:
+    """An unknown ``monitor`` fails when the config is read, not after the first epoch."""
+    if monitor not in valid:
+        raise unknown_name_error("monitor", monitor, valid)
 
 
 @dataclass(frozen=True, kw_only=True)
