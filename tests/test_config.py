@@ -12,6 +12,7 @@ import pytest
 
 from polymodal.config import (
     Config,
+    NotFiniteError,
     apply_overrides,
     param,
     parse_override,
@@ -171,3 +172,59 @@ def test_one_suggestion_wording() -> None:
     assert did_you_mean("zzz", ["fusion"]) == ""
     err = unknown_name_error("fusion", "lat", ["late", "early"])
     assert str(err) == "Unknown fusion 'lat'. Valid fusions: early, late. Did you mean 'late'?"
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "shown"),
+    [
+        ("optim.weight_decay=nan", "optim.weight_decay", "nan"),
+        ("optim.weight_decay=.NaN", "optim.weight_decay", "nan"),
+        ("optim.grad_clip=nan", "optim.grad_clip", "nan"),  # float | None: not "float or null"
+        ("optim.grad_clip=-.inf", "optim.grad_clip", "-inf"),
+        ("optim.lr=inf", "optim.lr", "inf"),
+        ("optim.lr=.inf", "optim.lr", "inf"),
+    ],
+)
+def test_nan_and_inf_overrides_of_a_run_config_fail_naming_the_key(
+    override: str, key: str, shown: str
+) -> None:
+    from polymodal.training.config import load_config
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "har_phone_watch.yaml"
+    with pytest.raises(
+        NotFiniteError, match=rf"Config key '{key}' must be a finite number, got {shown}\."
+    ):
+        load_config(config, [override])
+
+
+def test_every_float_field_of_every_config_refuses_nan_and_inf() -> None:
+    """One check in the mechanism: no config class can hold a NaN/inf float, by construction."""
+    import dataclasses
+    import typing
+
+    import polymodal.data.decode
+    import polymodal.featurize.pipeline
+    import polymodal.joint.train
+    import polymodal.models.context
+    import polymodal.training.config  # noqa: F401 - defines the config classes
+
+    def subclasses(cls: type) -> list[type]:
+        return [s for sub in cls.__subclasses__() for s in (sub, *subclasses(sub))]
+
+    checked = []
+    for cls in subclasses(Config):
+        fields = dataclasses.fields(cls)
+        if cls.__module__.startswith("tests") or any(
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            for f in fields
+        ):
+            continue  # test classes; classes with required fields are built from data above
+        hints = typing.get_type_hints(cls)
+        for f in fields:
+            if hints[f.name] in (float, float | None):
+                for bad in (math.nan, math.inf):
+                    with pytest.raises(NotFiniteError, match=rf"'{cls.__name__}\.{f.name}'"):
+                        cls(**{f.name: bad})
+                checked.append(f"{cls.__name__}.{f.name}")
+    assert {"OptimConfig.lr", "OptimConfig.weight_decay", "OptimConfig.grad_clip"} <= set(checked)
+    assert "DecodeLimits.max_audio_seconds" in checked

@@ -22,7 +22,9 @@ What is checked, here and nowhere else:
   ``float`` (ints and numeric strings accepted), ``str``, ``Literal[...]`` choices,
   ``StrEnum`` members, ``X | None``, ``tuple[...]``, ``list[X]``, ``dict[str, X]``, nested
   configs, and ``Any`` (plain YAML data only: str, int, float, bool, null, lists, maps);
-- **numbers**: NaN and infinity are refused everywhere; :func:`param` ranges
+- **numbers**: NaN and infinity are refused everywhere (:class:`NotFiniteError`, a
+  ``ValueError`` naming the key and the value, also for ``optim.lr=inf`` or
+  ``optim.grad_clip=nan`` given as overrides); :func:`param` ranges
   (``ge``/``gt``/``le``/``lt``) apply to a number, or to every number of a list or map.
 
 Checks run both when a config is built from data (:meth:`Config.from_dict`, with dotted key
@@ -158,9 +160,17 @@ def unknown_key_error(key: str, valid: Sequence[str], where: str) -> ValueError:
 # --------------------------------------------------------------------------- coercion
 
 
+class NotFiniteError(ValueError):
+    """A NaN or infinite number in a config (a ``ValueError`` naming the key and the value).
+
+    Its own class so that in a union (``float | None``) it is reported as such, not as
+    "must be float or null".
+    """
+
+
 def _finite(x: float, key: str) -> float:
     if not math.isfinite(x):
-        raise ValueError(
+        raise NotFiniteError(
             f"Config key {key!r} must be a finite number, got {x!r}. NaN and infinity are "
             "refused everywhere in a config."
         )
@@ -207,11 +217,16 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         fitting = [a for a in arms if _fits(value, a)]
         if len(fitting) == 1:
             return coerce(value, fitting[0], key)  # its own error is the informative one
+        not_finite: NotFiniteError | None = None
         for a in arms:
             try:
                 return coerce(value, a, key)
+            except NotFiniteError as e:  # e.g. 'nan' from a key=value override, on float | None
+                not_finite = not_finite or e
             except ValueError:
                 continue
+        if not_finite is not None:
+            raise not_finite
         raise _type_error(key, tp, value)
     if origin is Literal:
         allowed = get_args(tp)
@@ -549,6 +564,7 @@ def read_config_file(
 
 __all__ = [
     "Config",
+    "NotFiniteError",
     "Range",
     "apply_overrides",
     "check_mapping",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
 import threading
+import warnings
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import polymodal.data.download as download_mod
 from polymodal.data.datasets import load_dataset
 from polymodal.data.datasets._common import INFOS
 from polymodal.data.datasets.av_digits import MNIST_INFO
@@ -30,6 +33,7 @@ from polymodal.data.download import (
     load_manifest,
     verify,
 )
+from polymodal.data.upstream import _flickr8k_from_upstream
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -222,10 +226,14 @@ def test_upstream_policy_filters_text_and_checks_gzip_content(
     content = load_manifest("mnist")["content_sha256"]
     server, url = _serve(up)
     try:
-        flickr = Source("flickr8k", "test", "x", (("", url + "/"),), ("",), _keep_flickr8k_lines)
-        _fetch_one(flickr, "Flickr8k.token.txt", "0" * 64, tmp_path / "f", None, {}, 1, 10)
+        flickr = Source(
+            "flickr8k", "test", "x", (("", url + "/"),), ("",), transform=_keep_flickr8k_lines
+        )
+        kept = b"99679241_adc853a5c0.jpg#0\tA bird .\n"
+        digest = hashlib.sha256(kept).hexdigest()  # checked after the filter
+        _fetch_one(flickr, "Flickr8k.token.txt", digest, tmp_path / "f", None, {}, 1, 10)
         got = (tmp_path / "f" / "Flickr8k.token.txt").read_bytes()
-        assert got == b"99679241_adc853a5c0.jpg#0\tA bird .\n"
+        assert got == kept
         mnist = Source("mnist", "test", "x", (("", url + "/"),), ("",))
         rel = "t10k-labels-idx1-ubyte.gz"
         _fetch_one(mnist, rel, "0" * 64, tmp_path / "m", None, content, 1, 10)
@@ -238,3 +246,128 @@ def test_upstream_policy_filters_text_and_checks_gzip_content(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """An empty folder served over HTTP on 127.0.0.1, standing in for an upstream."""
+    folder = tmp_path / "upstream"
+    folder.mkdir()
+    server, url = _serve(folder)
+    yield folder, url
+    server.shutdown()
+    server.server_close()
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith((".part", ".upstream"))]
+
+
+def test_every_mnist_file_from_upstream_is_checked(
+    data_root: Path, tmp_path: Path, upstream: tuple[Path, str]
+) -> None:
+    manifest = load_manifest("mnist")
+    content = manifest["content_sha256"]
+    assert set(content) == set(manifest["files"])  # train-images too
+    up, url = upstream
+    mnist = dataclasses.replace(SOURCES["mnist"], layout=(("", url + "/"),))
+    rel = "train-images-idx3-ubyte.gz"
+    # The reference copy's train-images is a rebuild, not upstream's original content.
+    rebuilt = (data_root / "mnist" / rel).read_bytes()
+    (up / rel).write_bytes(rebuilt)
+    got = hashlib.sha256(gzip.decompress(rebuilt)).hexdigest()
+    with pytest.raises(
+        ChecksumError,
+        match=rf"decompressed content of .*{rel} \(from {url}/{rel}\): expected sha256 "
+        rf"ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db, got {got}\. "
+        r"Nothing was kept",
+    ):
+        _fetch_one(mnist, rel, manifest["files"][rel], tmp_path / "m", None, content, 1, 10)
+    (up / rel).write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(ChecksumError, match=rf"{rel}.*got \(not a gzip file\)"):
+        _fetch_one(mnist, rel, manifest["files"][rel], tmp_path / "m", None, content, 1, 10)
+    assert not (tmp_path / "m" / rel).exists() and not _leftovers(tmp_path)
+    # A file already there is kept only if it checks out; otherwise it is fetched again.
+    labels = "t10k-labels-idx1-ubyte.gz"
+    (up / labels).write_bytes((data_root / "mnist" / labels).read_bytes())
+    (tmp_path / "m" / labels).write_bytes(gzip.compress(b"left over from a bad run"))
+    assert _fetch_one(mnist, labels, "0" * 64, tmp_path / "m", None, content, 1, 10) is False
+    assert (tmp_path / "m" / labels).read_bytes() == (up / labels).read_bytes()
+
+
+def test_flickr8k_text_from_upstream_is_checked_after_the_filter(
+    data_root: Path, tmp_path: Path, upstream: tuple[Path, str]
+) -> None:
+    up, url = upstream
+    flickr = dataclasses.replace(
+        SOURCES["flickr8k"], layout=(("images/", url + "/images/"), ("", url + "/"))
+    )
+    rel = "Flickr_8k.devImages.txt"
+    expected = load_manifest("flickr8k")["files"][rel]
+    ours = (data_root / "flickr8k" / rel).read_bytes()
+    # Upstream's list carries bird pictures that are not Flickr8k's: filtered, then checked.
+    (up / rel).write_bytes(ours + b"e667626_18933d713e.jpg\r\ne10815824_2997e03d76.png\r\n")
+    assert _fetch_one(flickr, rel, expected, tmp_path / "f", None, {}, 1, 10) is False
+    assert (tmp_path / "f" / rel).read_bytes() == ours
+    (tmp_path / "f" / rel).unlink()
+    (up / rel).write_bytes(ours.replace(b"2090545563_a4e66ec76b.jpg\n", b""))  # one line lost
+    got = hashlib.sha256(ours.replace(b"2090545563_a4e66ec76b.jpg\n", b"")).hexdigest()
+    with pytest.raises(
+        ChecksumError,
+        match=rf"Checksum mismatch for .*{rel} \(from {url}/{rel}, after the download's "
+        rf"filter\): expected sha256 {expected}, got {got}\.",
+    ):
+        _fetch_one(flickr, rel, expected, tmp_path / "f", None, {}, 1, 10)
+    assert not (tmp_path / "f" / rel).exists() and not _leftovers(tmp_path)
+
+
+def test_unverifiable_upstream_files_are_decoded_and_reported(
+    data_root: Path, tmp_path: Path, upstream: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up, url = upstream
+    marker = "Flickr_8k.devImages.txt"  # a small marker for this small copy
+    flickr = dataclasses.replace(
+        SOURCES["flickr8k"],
+        marker=marker,
+        layout=(("images/", url + "/images/"), ("", url + "/")),
+    )
+    images = sorted((data_root / "flickr8k" / "images").iterdir())[:2]
+    (up / "images").mkdir()
+    for img in images:
+        (up / "images" / img.name).write_bytes(img.read_bytes())
+    (up / marker).write_bytes((data_root / "flickr8k" / marker).read_bytes())
+    files = {f"images/{img.name}": "0" * 64 for img in images}  # upstream's: unknown
+    files[marker] = load_manifest("flickr8k")["files"][marker]
+    monkeypatch.setattr(download_mod, "_sources_of", lambda name: [flickr])
+    monkeypatch.setattr(download_mod, "load_manifest", lambda name: {"files": files})
+    with pytest.warns(
+        UserWarning,
+        match=r"2 file\(s\) of 'flickr8k' were fetched from upstream without a sha256 check "
+        r"\(e\.g\. images/.*\.jpg\).*mirror of the reference copy",
+    ):
+        folder = download_dataset("flickr8k", root=tmp_path / "out", workers=2)
+    assert sorted(p.name for p in (folder / "images").iterdir()) == [i.name for i in images]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # resumed: nothing fetched, nothing to report
+        download_dataset("flickr8k", root=tmp_path / "out", workers=1)
+    # An error page instead of an image is refused, naming the file.
+    (up / "images" / images[0].name).write_bytes(b"<html>404</html>")
+    with pytest.raises(
+        DownloadError,
+        match=rf"Flickr8k download images/{images[0].name}: .*"
+        r"not a readable image",
+    ):
+        _fetch_one(flickr, f"images/{images[0].name}", "0" * 64, tmp_path / "x", None, {}, 1, 10)
+    assert not list((tmp_path / "x").rglob("*.jpg")) and not _leftovers(tmp_path / "x")
+    assert _flickr8k_from_upstream("Flickr8k.token.txt", b"e1_2.png#0\tA bird .\n") == b"\n"
+
+
+def test_ravdess_error_page_is_refused(tmp_path: Path, upstream: tuple[Path, str]) -> None:
+    up, url = upstream
+    ravdess = dataclasses.replace(SOURCES["ravdess_speech"], layout=(("", url + "/"),))
+    rel = "Actor_01/03-01-01-01-01-01-01.ogg"
+    (up / "Actor_01").mkdir()
+    (up / "Actor_01" / "03-01-01-01-01-01-01.wav").write_bytes(b"<html>404</html>")
+    with pytest.raises(DownloadError, match=rf"RAVDESS download {rel}: .*not a WAV file"):
+        _fetch_one(ravdess, rel, "0" * 64, tmp_path / "r", None, {}, 1, 10)
+    assert not (tmp_path / "r" / rel).exists() and not _leftovers(tmp_path / "r")

@@ -227,10 +227,12 @@ def test_download_fetches_upstreams_wav_and_reencodes_it(data_root: Path, tmp_pa
         MARKER,
         (("", upstream.as_uri() + "/"),),
         differs=("",),
+        unchecked=("",),  # no sha256 of upstream's WAVs is known: reported as unchecked
         transform=source.transform,
         upstream_name=source.upstream_name,
     )
-    _fetch_one(local, MARKER, "0" * 64, tmp_path / "got", None, {}, 1, 10)
+    assert source.unchecked == ("",)
+    assert _fetch_one(local, MARKER, "0" * 64, tmp_path / "got", None, {}, 1, 10) is True
     got = tmp_path / "got" / MARKER
     assert got.read_bytes()[:4] == b"OggS"
     info = sf.info(str(got))

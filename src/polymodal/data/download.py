@@ -12,30 +12,38 @@ Where files come from:
   folder laid out like the shared data root, so file ``rel`` of source ``src`` is fetched from
   ``<base_url>/<src>/<rel>``.  Every file is checked against the manifest.
 * otherwise the **upstream** named in :data:`~polymodal.data.upstream.SOURCES` (GitHub
-  repositories at pinned commits,
-  and the MNIST IDX files).  Files that are byte-for-byte upstream's are checked against the
-  manifest.  Some of the reference copy is *not* upstream's bytes (the shared data README says
-  which); those files cannot be checked against our sha256 when fetched from upstream:
+  repositories at pinned commits, and the MNIST IDX files).  Files that are byte-for-byte
+  upstream's are checked against the manifest.  Some of the reference copy is *not*
+  upstream's bytes (the shared data README says which); each of those is checked another way:
 
-  - ``flickr8k``: the images were re-encoded (JPEG quality 85) from upstream's 224x224 copy,
-    and the caption file and split lists were filtered to Flickr8k's own images (upstream
-    also lists about 100 unrelated ``e*.jpg``/``*.png`` bird pictures).  From upstream, the
-    text files are filtered the same way (:func:`_keep_flickr8k_lines`) and the images are
-    stored as upstream serves them; none of them is checked by sha256.
+  - ``mnist``: the gzip containers differ from the mirror's, so upstream files are checked by
+    the sha256 of their *decompressed* bytes (``content_sha256`` in the manifest).  For
+    ``t10k-images``, ``t10k-labels`` and ``train-labels`` it was computed from the reference
+    copy, which holds the original content.  ``train-images`` in the reference copy was
+    rebuilt (see the data README), so the original's content sha256 (``ba891046...``) was
+    taken from published checksums: several public projects list it beside the other three,
+    which they list exactly as computed here.
+  - ``flickr8k``: the caption file and split lists were filtered to Flickr8k's own images
+    (upstream also lists about 100 unrelated ``e*.jpg``/``*.png`` bird pictures).  From
+    upstream, they are filtered the same way (:func:`_keep_flickr8k_lines`) and the result
+    is checked against the manifest's sha256.  The images were re-encoded (JPEG quality 85)
+    from upstream's 224x224 copy and no sha256 of upstream's images is known: each is only
+    verified by Pillow, and a warning says how many files went unchecked.
   - ``ravdess_speech``: the reference copy holds upstream's 48 kHz WAVs re-encoded as 16 kHz
     Opus (``.ogg``).  From upstream, each ``.ogg`` is fetched as its ``.wav``
-    (``Source.upstream_name``) and re-encoded the same way (the transform); Opus bytes are
-    not reproducible across encoder builds, so none is checked by sha256.
-  - ``mnist``: the gzip containers differ from the mirror's, so upstream files are checked by
-    the sha256 of their *decompressed* bytes (``content_sha256`` in the manifest).
-    ``train-images`` in the reference copy was rebuilt (see the data README), so the original
-    upstream file has no checksum here; the loader checks its IDX header and shape.
+    (``Source.upstream_name``) and re-encoded the same way (the transform, which decodes
+    it); no sha256 of upstream's WAVs is known and Opus bytes are not reproducible across
+    encoder builds, so none is checked by sha256, and a warning says so.
+
+  To have every byte checked, download from a mirror of the reference copy (``base_url=`` or
+  ``POLYMODAL_MIRROR``).
 
 Downloads stream to ``<file>.part`` and are moved into place with :func:`os.replace` only
 after the checksum passed, so an interrupted or corrupt download never leaves a file that
-looks complete, and each folder's marker file (what ``locate`` looks for) is fetched last,
-so a half-downloaded folder is not mistaken for a complete one.  Files already present with
-the right checksum are skipped, so a download is resumed by running it again.
+looks complete (a file from upstream is also transformed and checked before it is moved into
+place), and each folder's marker file (what ``locate`` looks for) is fetched last, so a
+half-downloaded folder is not mistaken for a complete one.  Files already present with the
+right checksum are skipped, so a download is resumed by running it again.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from importlib import resources
@@ -208,40 +217,80 @@ def _fetch_one(
     content: dict[str, str],
     retries: int,
     timeout: float,
-) -> None:
+) -> bool:
+    """Fetch file ``rel`` of ``source`` into ``dest_dir`` unless it is there and checks out.
+
+    Returns:
+        Whether the file was fetched from upstream without a sha256 check
+        (``Source.unchecked``), for :func:`download_dataset`'s warning.
+
+    Raises:
+        DownloadError: the file could not be fetched, or upstream's bytes are not what the
+            transform expects.
+        ChecksumError: the sha256 is not the manifest's; names the file, both digests.
+    """
     dest = dest_dir / rel
-    content_sha256 = content.get(rel)
     if mirror is not None:
         if dest.is_file() and sha256_file(dest) == expected:
-            return
+            return False
         url = f"{mirror.rstrip('/')}/{source.name}/{urllib.parse.quote(rel)}"
         fetch(url, dest, expected, retries, timeout)
-        return
+        return False
     url = source.upstream_url(rel)
     if source.matches_upstream(rel):
         if dest.is_file() and sha256_file(dest) == expected:
-            return
+            return False
         fetch(url, dest, expected, retries, timeout)
-        return
-    if dest.is_file() and dest.stat().st_size > 0:
-        return
-    fetch(url, dest, None, retries, timeout)
-    if content_sha256 is not None:
-        got = _gunzip_sha256(dest)
-        if got != content_sha256:
-            dest.unlink()
-            raise ChecksumError(
-                f"Checksum mismatch for the decompressed content of {dest} (from {url}): "
-                f"expected sha256 {content_sha256}, got {got}. The file was deleted; upstream "
-                f"changed or is corrupt. Point base_url/{MIRROR_ENV_VAR} at a good mirror."
-            )
-    if source.transform is not None:
-        data = dest.read_bytes()
-        new = source.transform(rel, data)
-        if new != data:
-            tmp = dest.with_name(dest.name + ".part")
-            tmp.write_bytes(new)
-            os.replace(tmp, dest)
+        return False
+    content_sha256 = content.get(rel)
+    unchecked = content_sha256 is None and source.is_unchecked(rel)
+    if dest.is_file() and (
+        sha256_file(dest) == expected  # the reference copy's bytes
+        or (content_sha256 is not None and _gunzip_sha256_or_none(dest) == content_sha256)
+        or (unchecked and dest.stat().st_size > 0)  # moved into place only once complete
+    ):
+        return False
+    # Fetched beside dest, checked (and transformed) there, then moved into place.
+    raw = dest.with_name(dest.name + ".upstream")
+    fetch(url, raw, None, retries, timeout)
+    try:
+        if content_sha256 is not None:
+            got = _gunzip_sha256_or_none(raw) or "(not a gzip file)"
+            if got != content_sha256:
+                raise ChecksumError(
+                    f"Checksum mismatch for the decompressed content of {dest} (from {url}): "
+                    f"expected sha256 {content_sha256}, got {got}. Nothing was kept; upstream "
+                    f"changed or is corrupt. Point base_url/{MIRROR_ENV_VAR} at a good mirror."
+                )
+        data = raw.read_bytes()
+        new = data
+        if source.transform is not None:
+            try:
+                new = source.transform(rel, data)
+            except ValueError as e:
+                raise DownloadError(f"{e} (from {url})") from e
+        if content_sha256 is None and not unchecked:
+            got = hashlib.sha256(new).hexdigest()
+            if got != expected:
+                raise ChecksumError(
+                    f"Checksum mismatch for {dest} (from {url}"
+                    + (", after the download's filter" if new is not data else "")
+                    + f"): expected sha256 {expected}, got {got}. Nothing was kept; upstream "
+                    f"changed or is corrupt. Point base_url/{MIRROR_ENV_VAR} at a good mirror."
+                )
+        if new is not data:
+            raw.write_bytes(new)
+        os.replace(raw, dest)
+    finally:
+        raw.unlink(missing_ok=True)
+    return unchecked
+
+
+def _gunzip_sha256_or_none(path: Path) -> str | None:
+    try:
+        return _gunzip_sha256(path)
+    except (OSError, EOFError):  # not gzip, or cut short
+        return None
 
 
 def download_dataset(
@@ -272,7 +321,12 @@ def download_dataset(
         The folder of ``name``'s first source (what ``locate`` looks for).
 
     Raises:
-        DownloadError, ChecksumError: see :func:`fetch`.
+        DownloadError, ChecksumError: see :func:`fetch`; a file from upstream that fails
+            its check (see the module) is not kept.
+
+    Warns:
+        UserWarning: files were fetched from upstream that no sha256 can check (Flickr8k's
+            images, RAVDESS's recordings); the warning counts them.
     """
     sources = _sources_of(name)
     if workers < 1:
@@ -299,9 +353,9 @@ def download_dataset(
             retries=retries,
             timeout=timeout,
         )
+        unchecked: list[str] = []
         if workers == 1 or len(jobs) <= 1:
-            for rel, sha in jobs:
-                one(rel, sha)
+            unchecked += [rel for rel, sha in jobs if one(rel, sha)]
         else:
             with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
                 futs = [pool.submit(one, rel, sha) for rel, sha in jobs]
@@ -311,8 +365,20 @@ def download_dataset(
                 for f in futs:
                     if f.done() and not f.cancelled() and f.exception() is not None:
                         raise f.exception()  # type: ignore[misc]
+                unchecked += [rel for (rel, _), f in zip(jobs, futs, strict=True) if f.result()]
         # The marker last: its presence means every other file is in place.
-        one(source.marker, files[source.marker])
+        if one(source.marker, files[source.marker]):
+            unchecked.append(source.marker)
+        if unchecked:
+            warnings.warn(
+                f"{len(unchecked)} file(s) of {source.name!r} were fetched from upstream "
+                f"without a sha256 check (e.g. {unchecked[0]}): no checksum of upstream's "
+                "bytes is known for them, because the reference copy holds re-encoded "
+                "versions. Each was decoded once. To verify every byte, download from a "
+                f"mirror of the reference copy (base_url= or {MIRROR_ENV_VAR}).",
+                UserWarning,
+                stacklevel=2,
+            )
         folders.append(dest_dir)
     return folders[0]
 
@@ -377,7 +443,8 @@ def build_manifest(
 
     For maintainers: ``json.dump(build_manifest("mosi", "<data root>/mosi"), ...)`` into
     ``checksums/mosi.json``.  With ``gzip_content`` the sha256 of each ``.gz`` file's
-    decompressed bytes is stored too (``content_sha256``).
+    decompressed bytes is stored too (``content_sha256``).  ``mnist``'s ``train-images``
+    entry there is upstream's, not the reference copy's (see the module): keep it by hand.
     """
     if source not in SOURCES:
         raise unknown_name_error("source folder", source, list(SOURCES))

@@ -34,9 +34,15 @@ class Source:
         layout: ``(local_prefix, url_prefix)`` pairs, first match wins: local file ``rel``
             starting with ``local_prefix`` is fetched from ``url_prefix + rel[len(prefix):]``.
         differs: local path prefixes whose bytes are not upstream's (see the module doc);
-            fetched from upstream they are not checked by sha256.
+            fetched from upstream, such a file is checked by the sha256 of its decompressed
+            content (the manifest's ``content_sha256``) where one is known, else by the
+            sha256 of its bytes after ``transform`` (the manifest's), unless ``unchecked``.
+        unchecked: local path prefixes (within ``differs``) for which no sha256 of upstream's
+            bytes is known: fetched from upstream they are checked only by ``transform``
+            (which decodes them) and named in a warning.
         transform: rewrites the bytes of a file fetched from upstream (local path, bytes) into
-            the form the loaders read, or ``None``.
+            the form the loaders read, or ``None``; it raises ``ValueError`` on bytes that
+            are not what they should be.
         upstream_name: maps a local path (after its layout prefix) to upstream's name for
             it, when the two differ (RAVDESS: the local ``.ogg`` is upstream's ``.wav``), or
             ``None``.
@@ -47,6 +53,7 @@ class Source:
     marker: str
     layout: tuple[tuple[str, str], ...]
     differs: tuple[str, ...] = ()
+    unchecked: tuple[str, ...] = ()
     transform: Callable[[str, bytes], bytes] | None = field(default=None, compare=False)
     upstream_name: Callable[[str], str] | None = field(default=None, compare=False)
 
@@ -63,6 +70,10 @@ class Source:
 
     def matches_upstream(self, rel: str) -> bool:
         return not any(rel.startswith(p) for p in self.differs)
+
+    def is_unchecked(self, rel: str) -> bool:
+        """Whether no sha256 of upstream's bytes is known for ``rel`` (see ``unchecked``)."""
+        return any(rel.startswith(p) for p in self.unchecked)
 
 
 _FLICKR8K_NAME = re.compile(r"^\d+_[0-9a-f]+\.jpg$")
@@ -83,6 +94,30 @@ def _keep_flickr8k_lines(rel: str, data: bytes) -> bytes:
         if _FLICKR8K_NAME.match(name):
             out.append(line.rstrip() if "#" in line else name)
     return ("\n".join(out) + "\n").encode("utf-8")
+
+
+def _flickr8k_from_upstream(rel: str, data: bytes) -> bytes:
+    """Flickr8k's download transform: text files filtered, images checked to be images.
+
+    No sha256 of upstream's images is known (the reference copy holds re-encoded ones), so
+    each is at least opened and verified by Pillow (an HTML error page or a cut file fails); the caption and split files are
+    filtered (:func:`_keep_flickr8k_lines`) and then checked against the manifest.
+    """
+    if rel.endswith(".jpg"):
+        import io
+
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.verify()
+        except Exception as e:  # Pillow raises many types for bytes that are not an image
+            raise ValueError(
+                f"Flickr8k download {rel}: upstream's file is not a readable image ({e}); "
+                "download again, or use a mirror (base_url=/POLYMODAL_MIRROR)."
+            ) from e
+        return data
+    return _keep_flickr8k_lines(rel, data)
 
 
 _MOSI = _raw("declare-lab/contextual-utterance-level-multimodal-sentiment-analysis", "3874cf2")
@@ -111,9 +146,18 @@ def _ravdess_wav_name(rel: str) -> str:
 
 
 def _reencode_ravdess(rel: str, data: bytes) -> bytes:
-    """Upstream's 48 kHz WAV as the shared copy stores it (16 kHz Opus; see the loader)."""
+    """Upstream's 48 kHz WAV as the shared copy stores it (16 kHz Opus; see the loader).
+
+    Raises:
+        ValueError: a clip's bytes are not a WAV file (an error page, a cut file).
+    """
     from polymodal.data.datasets.ravdess_speech import reencode_upstream_wav
 
+    if rel.endswith(".ogg") and data[:4] != b"RIFF":
+        raise ValueError(
+            f"RAVDESS download {rel}: upstream's file is not a WAV file (it starts with "
+            f"{data[:16]!r}); download again, or use a mirror (base_url=/POLYMODAL_MIRROR)."
+        )
     return reencode_upstream_wav(rel, data)
 
 
@@ -149,7 +193,8 @@ SOURCES: dict[str, Source] = {
             "Flickr8k.token.txt",
             (("images/", _FLICKR_IMAGES), ("", _FLICKR_TEXT)),
             differs=("",),
-            transform=_keep_flickr8k_lines,
+            unchecked=("images/",),
+            transform=_flickr8k_from_upstream,
         ),
         Source(
             "har_phone_watch",
@@ -168,6 +213,7 @@ SOURCES: dict[str, Source] = {
             "Actor_24/03-01-08-02-02-02-24.ogg",
             (("", _RAVDESS),),
             differs=("",),
+            unchecked=("",),
             transform=_reencode_ravdess,
             upstream_name=_ravdess_wav_name,
         ),

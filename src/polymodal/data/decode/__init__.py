@@ -23,16 +23,27 @@ its error messages, so that a bad cell in a 10,000-row manifest can be found.  A
 cannot be decoded raises :class:`DecodeError` (a ``ValueError``); a file that does not exist
 raises :class:`MissingFileError` (both a ``DecodeError`` and a ``FileNotFoundError``).
 
+Every read is bounded by :class:`DecodeLimits` (pixels per image, seconds per recording,
+bytes and rows per table, characters per text, ...), checked from the header or the file's
+size before decoding; a file over a limit raises :class:`LimitError` naming the file, the
+limit, its value, what was found and how to raise it (:func:`set_limits`,
+:func:`override_limits`, or ``POLYMODAL_LIMITS=name=value,...`` in the environment).
+Devices, FIFOs and directories are refused before they are opened.
+
 Layout (one concern per module; imports flow downwards only, ``errors`` first and
 ``dispatch`` last, and this package re-exports the public names):
 
 ============== ==========================================================================
 module         holds
 ============== ==========================================================================
-``errors``     :class:`DecodeError`, :class:`MissingFileError`, ``PathLike``, the
-               location/message helpers (``_loc``, ``_at``, ``_error``, ``_check_file``)
+``errors``     :class:`DecodeError`, :class:`MissingFileError`, :class:`LimitError`,
+               ``PathLike``, the location/message helpers (``_loc``, ``_at``, ``_error``,
+               ``_check_file``)
+``limits``     :class:`DecodeLimits`, :func:`get_limits`, :func:`set_limits`,
+               :func:`override_limits` and the limit message (``limit_error``)
 ``image``      :func:`decode_image`, :func:`image_from_array`, ``IMAGENET_MEAN/STD``,
-               ``Size`` and the resize/normalise helpers (reused by ``video``)
+               ``Size``, the resize/normalise helpers (reused by ``video``) and
+               :func:`inferred_image_shape`
 ``resample``   :func:`resample_audio` (Kaiser-windowed sinc) and ``_check_rate``
 ``audio``      :func:`decode_audio` and the truncated-WAV check
 ``video``      :class:`VideoClip`, :func:`decode_video`
@@ -50,11 +61,18 @@ from __future__ import annotations
 
 from polymodal.data.decode.audio import decode_audio
 from polymodal.data.decode.dispatch import EXTENSIONS, Decoded, decode_file, kind_from_extension
-from polymodal.data.decode.errors import DecodeError, MissingFileError
+from polymodal.data.decode.errors import DecodeError, LimitError, MissingFileError
 from polymodal.data.decode.errors import PathLike as PathLike
 from polymodal.data.decode.features import decode_features
-from polymodal.data.decode.image import IMAGENET_MEAN, IMAGENET_STD, decode_image, image_from_array
+from polymodal.data.decode.image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    decode_image,
+    image_from_array,
+    inferred_image_shape,
+)
 from polymodal.data.decode.image import Size as Size
+from polymodal.data.decode.limits import DecodeLimits, get_limits, override_limits, set_limits
 from polymodal.data.decode.resample import resample_audio
 from polymodal.data.decode.stream import decode_audio_track, has_video_stream, iter_video_frames
 from polymodal.data.decode.text import decode_text
@@ -66,7 +84,9 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "DecodeError",
+    "DecodeLimits",
     "Decoded",
+    "LimitError",
     "MissingFileError",
     "TimeSeries",
     "VideoClip",
@@ -78,9 +98,13 @@ __all__ = [
     "decode_text",
     "decode_timeseries",
     "decode_video",
+    "get_limits",
     "has_video_stream",
     "image_from_array",
+    "inferred_image_shape",
     "iter_video_frames",
     "kind_from_extension",
+    "override_limits",
     "resample_audio",
+    "set_limits",
 ]

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from polymodal.data.decode.errors import PathLike, _check_file, _error
+from polymodal.data.decode.limits import get_limits, limit_error
 from polymodal.data.decode.resample import _check_rate, resample_audio
 
 
@@ -31,12 +32,17 @@ def decode_audio(
         max_seconds: read at most this many seconds from the start.
         where: context for error messages.
 
+    Bounded: the duration to read (the header's, or ``max_seconds`` when shorter) is
+    checked against ``max_audio_seconds`` (:mod:`~polymodal.data.decode.limits`) before
+    any sample is read, and no more than that is ever read.
+
     Returns:
         (T,) float32 with ``mono`` (else (C, T)).  Integer PCM is scaled to [-1, 1); float
         files are returned as stored, and resampling may overshoot +-1 slightly at
         full-scale transients (nothing is clipped).
 
     Raises:
+        LimitError: longer than ``max_audio_seconds``.
         DecodeError: unreadable, empty, or containing NaN/inf samples.
     """
     import soundfile as sf
@@ -49,11 +55,17 @@ def decode_audio(
             f"The 'max_seconds' parameter must be a positive number or None; got {max_seconds!r}."
         )
     target_rate = None if sample_rate is None else _check_rate(sample_rate, "sample_rate")
+    limit = get_limits().max_audio_seconds
     try:
         with sf.SoundFile(p) as f:
             rate = int(f.samplerate)
-            frames = -1 if max_seconds is None else max(1, round(max_seconds * rate))
-            data = f.read(frames=frames, dtype="float32", always_2d=True)  # (T, C)
+            wanted = int(f.frames)  # from the header
+            if max_seconds is not None:
+                wanted = min(wanted, max(1, round(max_seconds * rate)))
+            allowed = math.floor(limit * rate)
+            if wanted > allowed:
+                raise _too_long(path, where, wanted / rate)
+            data = f.read(frames=wanted, dtype="float32", always_2d=True)  # (T, C)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise _error(
             "audio",
@@ -92,6 +104,19 @@ def decode_audio(
     if target_rate is not None and target_rate != rate:
         wave = resample_audio(wave, rate, target_rate)
     return wave.contiguous()
+
+
+def _too_long(path: PathLike, where: str, seconds: float) -> Exception:
+    return limit_error(
+        "audio",
+        path,
+        where,
+        f"it lasts {seconds:,.1f} s (read from its header; nothing was decoded)",
+        "max_audio_seconds",
+        float(math.ceil(seconds)),
+        "cut it into shorter files (e.g. `ffmpeg -i IN -f segment -segment_time 600 "
+        "OUT%03d.wav`), or read only its start (decode_audio(..., max_seconds=600))",
+    )
 
 
 def _wav_missing_bytes(path: Path) -> int:

@@ -16,9 +16,10 @@ from polymodal.data.decode.audio import decode_audio
 from polymodal.data.decode.errors import PathLike, _check_file, _error
 from polymodal.data.decode.features import decode_features
 from polymodal.data.decode.image import decode_image
+from polymodal.data.decode.limits import get_limits, limit_error
 from polymodal.data.decode.resample import _check_rate
 from polymodal.data.decode.text import decode_text
-from polymodal.data.decode.timeseries import TimeSeries, decode_timeseries
+from polymodal.data.decode.timeseries import TimeSeries, _check_timeseries_file, decode_timeseries
 from polymodal.data.decode.video import VideoClip, decode_video
 from polymodal.data.modality import ModalityKind, ModalitySpec
 
@@ -87,10 +88,23 @@ def decode_file(
         )
     if kind is ModalityKind.TEXT:
         p = _check_file(path, where)
+        max_chars = get_limits().max_text_chars
         try:
-            text = p.read_text(encoding="utf-8")
+            with open(p, encoding="utf-8") as fh:
+                text = fh.read(max_chars + 1)  # never more than the limit (and one)
         except UnicodeDecodeError as e:
             raise _error("text", path, where, f"it is not UTF-8 ({e})", "save it as UTF-8") from e
+        if len(text) > max_chars:
+            size = p.stat().st_size
+            raise limit_error(
+                "text",
+                path,
+                where,
+                f"it has more than {max_chars:,} characters ({size:,} bytes)",
+                "max_text_chars",
+                size,
+                "shorten it, or split it into several examples",
+            )
         return decode_text(
             text, where=f"file '{os.fspath(path)}'" + (f", {where}" if where else "")
         )
@@ -135,7 +149,7 @@ def decode_file(
 def _decode_timeseries_for_spec(
     path: PathLike, spec: ModalitySpec | None, where: str
 ) -> TimeSeries:
-    p = _check_file(path, where)
+    p = _check_timeseries_file(path, where)  # bounded before its header is read
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             header = [h.strip() for h in next(csv.reader(fh), [])]

@@ -1,13 +1,16 @@
-"""Decode errors and the helpers that say where: :class:`DecodeError`, :class:`MissingFileError`.
+"""Decode errors and the helpers that say where: :class:`DecodeError`, :class:`MissingFileError`,
+:class:`LimitError`.
 
 Also holds the ``PathLike`` alias, the location helpers ``_loc`` / ``_at`` used in every
 message, ``_error`` (the standard "Cannot decode ... Fix: ..." message) and ``_check_file``
-(missing file or directory -> an error that names it).
+(a missing file, a directory or a special file such as ``/dev/zero`` or a FIFO -> an error
+that names it, before anything opens it).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 PathLike = str | os.PathLike[str]
@@ -28,6 +31,27 @@ class DecodeError(ValueError):
 
 class MissingFileError(DecodeError, FileNotFoundError):
     """A file named by a manifest or a caller does not exist."""
+
+
+class LimitError(DecodeError):
+    """A file is over one of the decode limits (:class:`~polymodal.data.decode.DecodeLimits`).
+
+    The message names the file, the limit, its value, what was found and how to raise it;
+    ``limit`` is the limit's name and ``value`` a value of it that would let the file through.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: PathLike | None = None,
+        where: str = "",
+        limit: str = "",
+        value: float = 0,
+    ) -> None:
+        super().__init__(message, path=path, where=where)
+        self.limit = limit
+        self.value = value
 
 
 def _loc(path: PathLike | None, where: str) -> str:
@@ -59,7 +83,8 @@ def _check_file(path: PathLike, where: str) -> Path:
             path=path,
             where=where,
         )
-    if p.is_dir():
+    mode = p.stat().st_mode
+    if stat.S_ISDIR(mode):
         raise DecodeError(
             f"Expected a file but '{os.fspath(path)}'"
             + (f" ({where})" if where else "")
@@ -67,4 +92,25 @@ def _check_file(path: PathLike, where: str) -> Path:
             path=path,
             where=where,
         )
+    if not stat.S_ISREG(mode):
+        raise DecodeError(
+            f"Expected a regular file but '{os.fspath(path)}'"
+            + (f" ({where})" if where else "")
+            + f" is a {_special_kind(mode)}, which is never read (it could block or never "
+            "end). Fix: point at a regular file; copy the data into one first if need be.",
+            path=path,
+            where=where,
+        )
     return p
+
+
+def _special_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"

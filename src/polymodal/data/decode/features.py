@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from polymodal.data.decode.errors import DecodeError, PathLike, _at, _check_file, _error
+from polymodal.data.decode.limits import check_file_bytes, get_limits, limit_error
 
 _FEATURE_EXTS = (".npy", ".npz", ".pt", ".pth", ".csv", ".txt")
 
@@ -32,6 +33,8 @@ def decode_features(
         (D,) or (T, D) float32.
 
     Raises:
+        LimitError: a file over ``max_feature_bytes`` (an ``.npz``: its array unpacked),
+            checked before it is read (:mod:`~polymodal.data.decode.limits`).
         DecodeError: unreadable file, non-numeric values, NaN/inf, empty, or not 1-D/2-D.
     """
     path: PathLike | None = None
@@ -84,6 +87,8 @@ def _load_feature_file(p: Path, path: PathLike, where: str) -> np.ndarray:
             f"unsupported extension {ext!r}",
             f"save the features as one of {', '.join(_FEATURE_EXTS)}",
         )
+    fix = "store fewer or smaller features per file (e.g. pool them, or float16)"
+    check_file_bytes(p, path, where, "features", "max_feature_bytes", fix)
     try:
         if ext == ".npy":
             return np.load(p, allow_pickle=False)
@@ -97,6 +102,21 @@ def _load_feature_file(p: Path, path: PathLike, where: str) -> np.ndarray:
                         where,
                         f"the .npz holds {len(keys)} arrays {keys}, expected exactly one",
                         "save one array per file (np.save or np.savez)",
+                    )
+                unpacked = sum(
+                    i.file_size
+                    for i in z.zip.infolist()
+                    if i.filename in (keys[0], f"{keys[0]}.npy")
+                )
+                if unpacked > get_limits().max_feature_bytes:
+                    raise limit_error(
+                        "features",
+                        path,
+                        where,
+                        f"its array unpacks to {unpacked:,} bytes",
+                        "max_feature_bytes",
+                        unpacked,
+                        fix,
                     )
                 return z[keys[0]]
         if ext in (".pt", ".pth"):

@@ -1,11 +1,14 @@
 """Images: :func:`decode_image` (Pillow) and :func:`image_from_array` (in-memory uint8).
 
-Also holds the ImageNet statistics, the ``Size`` alias and the shared image helpers
-(``_parse_size``, ``_resize``, ``_normalize``, ...), which :mod:`.video` reuses for frames.
+Also holds the ImageNet statistics, the ``Size`` alias, the shared image helpers
+(``_parse_size``, ``_resize``, ``_normalize``, ...), which :mod:`.video` reuses for frames,
+the pixel check (``_check_pixels``) and :func:`inferred_image_shape` (the size a manifest
+without a schema resizes its images to).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polymodal.data.decode.errors import PathLike, _at, _check_file, _error
+from polymodal.data.decode.errors import DecodeError, PathLike, _at, _check_file, _error
+from polymodal.data.decode.limits import get_limits, limit_error
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -112,6 +116,49 @@ def _to_channels(x: Tensor, grayscale: bool) -> Tensor:
     return x
 
 
+def _check_pixels(
+    width: int, height: int, path: PathLike | None, where: str, what: str = "image"
+) -> None:
+    """A :class:`LimitError` when ``width x height`` is over ``max_image_pixels``."""
+    pixels = int(width) * int(height)
+    if pixels > get_limits().max_image_pixels:
+        raise limit_error(
+            what,
+            path,
+            where,
+            f"it is {width:,} x {height:,} = {pixels:,} pixels (read from its header; "
+            "nothing was decoded)",
+            "max_image_pixels",
+            pixels,
+            "shrink it first (e.g. `convert IN -resize 4096x4096 OUT`)",
+        )
+
+
+def _reduce_factor(width: int, height: int, hw: tuple[int, int] | None) -> int:
+    """The integer factor an image can be shrunk by while staying >= 2x the target ``hw``."""
+    if hw is None:
+        return 1
+    return max(1, min(width, height) // (2 * max(hw)))
+
+
+def inferred_image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """The (C, H, W) every image is resized to when only the first image's (C, H, W) is known.
+
+    A manifest without a schema takes its image size from its first image; this scales
+    that size *down* (aspect ratio kept) so its longer side is at most
+    ``DecodeLimits.inferred_image_side`` (224 by default), and never up: a 28 x 28 first
+    image stays 28 x 28, a 10,000 x 10,000 one becomes 224 x 224 rather than making every
+    other image that large.
+    """
+    c, h, w = (int(v) for v in shape)
+    side = get_limits().inferred_image_side
+    longest = max(h, w)
+    if longest <= side:
+        return (c, h, w)
+    scale = side / longest
+    return (c, max(1, round(h * scale)), max(1, round(w * scale)))
+
+
 # --------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------
@@ -133,6 +180,13 @@ def decode_image(
     ``YCbCr``, 16-bit (``I;16``, ``I``; scaled by 1/65535) and float (``F``; taken as [0, 1]).
     The EXIF orientation tag is applied; an animated file gives its first frame.
 
+    Bounded: the pixel count is read from the header and an image over
+    ``max_image_pixels`` (:mod:`~polymodal.data.decode.limits`) is refused before it is
+    decoded.  With ``size``, an image at least 4x larger than the target is shrunk while it
+    is decoded (JPEG DCT scaling, then Pillow's ``reduce``) to no less than twice the
+    target, before the antialiased resize, so a large photo never becomes a full-size
+    float tensor.
+
     Args:
         path: the image file.
         size: resize to ``(H, W)`` (an int means square) with bilinear antialiasing;
@@ -145,16 +199,34 @@ def decode_image(
 
     Returns:
         (3, H, W) float32 (or (1, H, W) with ``grayscale``); in [0, 1] unless ``normalize``.
+
+    Raises:
+        LimitError: the header declares more than ``max_image_pixels`` pixels.
+        DecodeError: not an image, or damaged.
     """
+    import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     hw = _parse_size(size)
     p = _check_file(path, where)
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            # Pillow warns above its own bound; ours (checked next) is the one that counts.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(p)
+        with opened as im:
+            _check_pixels(im.width, im.height, path, where)  # header only: nothing decoded
+            if hw is not None and im.format == "JPEG":
+                m = 2 * max(hw)
+                im.draft(None, (m, m))  # decode at 1/2, 1/4 or 1/8 scale, >= 2x the target
             im.load()
             upright = ImageOps.exif_transpose(im)
-            arr = _pil_to_unit_array(upright, grayscale)
+            arr = _pil_to_unit_array(upright, grayscale, hw)
+    except DecodeError:  # a LimitError is a ValueError: not "damaged"
+        raise
+    except Image.DecompressionBombError as e:
+        raise _pillow_bomb_error(e, path, where) from None
     except UnidentifiedImageError:
         raise _error(
             "image",
@@ -163,7 +235,7 @@ def decode_image(
             "Pillow does not recognise it as an image",
             "check that the file is an image (JPEG, PNG, ...) and not empty or misnamed",
         ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError) as e:
         raise _error(
             "image",
             path,
@@ -176,10 +248,45 @@ def decode_image(
     return _finish_image(x, hw, normalize, mean, std)
 
 
-def _pil_to_unit_array(im: Any, grayscale: bool) -> np.ndarray:
-    """A Pillow image of any mode -> (H, W, C) float32 in [0, 1], C = 1 or 3."""
+def _pillow_bomb_error(e: Exception, path: PathLike, where: str) -> Exception:
+    """Pillow's own refusal (above ``PIL.Image.MAX_IMAGE_PIXELS`` x 2) in our words."""
+    from PIL import Image
+
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    if m is None:  # pragma: no cover - Pillow's wording changed
+        return _error("image", path, where, f"Pillow refuses it ({e})", "shrink the image")
+    pixels = int(m.group(1))
+    if pixels <= get_limits().max_image_pixels:
+        return _error(
+            "image",
+            path,
+            where,
+            f"it has {pixels:,} pixels, over Pillow's own bound (2 x PIL.Image.MAX_IMAGE_PIXELS "
+            f"= {2 * (Image.MAX_IMAGE_PIXELS or 0):,}), which applies besides max_image_pixels",
+            f"shrink the image, or also raise PIL.Image.MAX_IMAGE_PIXELS to {pixels:,}",
+        )
+    return limit_error(
+        "image",
+        path,
+        where,
+        f"it has {pixels:,} pixels (read from its header; nothing was decoded)",
+        "max_image_pixels",
+        pixels,
+        "shrink it first (e.g. `convert IN -resize 4096x4096 OUT`)",
+    )
+
+
+def _pil_to_unit_array(im: Any, grayscale: bool, hw: tuple[int, int] | None = None) -> np.ndarray:
+    """A Pillow image of any mode -> (H, W, C) float32 in [0, 1], C = 1 or 3.
+
+    With a target ``hw``, the image is first shrunk by an integer factor (box filter, in
+    its own 8/32-bit mode) to no less than twice ``hw``, so the float array stays small.
+    """
     mode = im.mode
+    factor = _reduce_factor(im.width, im.height, hw)
     if mode.startswith("I") or mode == "F":
+        if factor > 1:
+            im = (im if mode in ("I", "F") else im.convert("I")).reduce(factor)
         a = np.asarray(im, dtype=np.float32)
         a = a / 65535.0 if mode.startswith("I") else a
         a = np.clip(a, 0.0, 1.0)[..., None]
@@ -187,6 +294,8 @@ def _pil_to_unit_array(im: Any, grayscale: bool) -> np.ndarray:
             a = np.repeat(a, 3, axis=2)
         return np.ascontiguousarray(a)
     im = im.convert("L" if grayscale else "RGB")
+    if factor > 1:
+        im = im.reduce(factor)
     a = np.asarray(im, dtype=np.float32) / 255.0
     if a.ndim == 2:
         a = a[..., None]

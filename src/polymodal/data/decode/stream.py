@@ -6,6 +6,10 @@ float32).  :func:`iter_video_frames` yields the same frames, sampled by the same
 times ``k / fps``, each taking the latest frame at or before it), ``chunk`` at a time; and
 :func:`decode_audio_track` demuxes only the audio stream of any container FFmpeg reads (an
 audio-only file included), mono, resampled.
+
+Both are bounded (:mod:`~polymodal.data.decode.limits`): the frame size and the duration are
+checked from the container header before decoding (``max_image_pixels``,
+``max_video_seconds``, ``max_audio_seconds``), and again while decoding.
 """
 
 from __future__ import annotations
@@ -21,8 +25,15 @@ from torch import Tensor
 
 from polymodal.data.decode.errors import PathLike, _check_file, _error
 from polymodal.data.decode.image import Size, _parse_size
+from polymodal.data.decode.limits import get_limits
 from polymodal.data.decode.resample import _check_rate, resample_audio
-from polymodal.data.decode.video import _frame_time, _rgb_frame
+from polymodal.data.decode.video import (
+    _check_video_header,
+    _frame_time,
+    _media_seconds,
+    _rgb_frame,
+    _too_long,
+)
 
 
 def _open(path: PathLike, where: str) -> Any:
@@ -57,6 +68,7 @@ def iter_video_frames(
         the first frame; n <= ``chunk``, the last chunk may be shorter.
 
     Raises:
+        LimitError: frames over ``max_image_pixels`` or a file over ``max_video_seconds``.
         DecodeError: no video stream, FFmpeg fails or reports damaged data (a cut file
             decodes some frames first, then this is raised), or no frame decodes.
     """
@@ -106,6 +118,8 @@ def _frames(
         stream = container.streams.video[0]
         native = stream.average_rate or stream.guessed_rate
         native_fps = float(native) if native else None
+        _check_video_header(container, stream, path, where, fps)
+        max_seconds = get_limits().max_video_seconds
         t0: float | None = None
         prev: Any = None
         prev_t = 0.0
@@ -117,6 +131,8 @@ def _frames(
                 n += 1
                 t0 = t if t0 is None else t0
                 t -= t0
+                if t > max_seconds:
+                    raise _too_long(path, where, max_seconds, from_header=False)
                 while prev is not None and k / fps < t - 1e-9:
                     frames.append(_rgb_frame(prev, hw))
                     times.append(k / fps)
@@ -154,6 +170,7 @@ def decode_audio_track(path: PathLike, sample_rate: int, *, where: str = "") -> 
         (S,) float32, or ``None`` when the file has no audio stream.
 
     Raises:
+        LimitError: the track is longer than ``max_audio_seconds``.
         DecodeError: FFmpeg cannot open or decode the file.
     """
     import av
@@ -161,15 +178,24 @@ def decode_audio_track(path: PathLike, sample_rate: int, *, where: str = "") -> 
     rate = _check_rate(sample_rate, "sample_rate")
     parts: list[np.ndarray] = []
     in_rate = 0
+    n_samples = 0
+    max_seconds = get_limits().max_audio_seconds
     with _open(path, where) as container:
         if not container.streams.audio:
             return None
+        astream = container.streams.audio[0]
+        seconds = _media_seconds(container, astream)
+        if seconds is not None and seconds > max_seconds:
+            raise _too_long(path, where, seconds, "audio")
         resampler = av.AudioResampler(format="fltp")
         try:
-            for aframe in container.decode(container.streams.audio[0]):
+            for aframe in container.decode(astream):
                 for out in resampler.resample(aframe):
                     parts.append(out.to_ndarray().mean(0))
                     in_rate = int(out.sample_rate)
+                    n_samples += parts[-1].shape[0]
+                    if n_samples > max_seconds * in_rate:
+                        raise _too_long(path, where, max_seconds, "audio", from_header=False)
             for out in resampler.resample(None):
                 parts.append(out.to_ndarray().mean(0))
         except av.error.FFmpegError as e:

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from polymodal.data.decode.errors import DecodeError, _at
+from polymodal.data.decode.limits import get_limits, limit_error
 
 
 def decode_text(value: object, *, where: str = "") -> str:
     """A text cell -> the stripped string.
 
     Raises:
+        LimitError: more than ``max_text_chars`` characters
+            (:mod:`~polymodal.data.decode.limits`).
         DecodeError: ``value`` is ``None``, not a ``str`` (e.g. a NaN from a spreadsheet), or
             empty/whitespace only.
     """
+    if isinstance(value, str) and len(value) > get_limits().max_text_chars:
+        raise limit_error(
+            "text",
+            None,
+            where,
+            f"it has {len(value):,} characters",
+            "max_text_chars",
+            len(value),
+            "shorten it, or split it into several examples",
+        )
     if isinstance(value, str) and value.strip():
         return value.strip()
     if value is None or isinstance(value, str) or (isinstance(value, float) and value != value):

@@ -6,12 +6,14 @@ import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from polymodal.data.decode.errors import DecodeError, PathLike, _check_file, _error, _loc
+from polymodal.data.decode.limits import check_file_bytes, get_limits, limit_error
 from polymodal.errors import did_you_mean, unknown_name_error
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
@@ -52,6 +54,20 @@ def _unknown_column(
     )
 
 
+def _check_timeseries_file(path: PathLike, where: str) -> Path:
+    """A regular file no larger than ``max_timeseries_bytes`` (checked before opening)."""
+    p = _check_file(path, where)
+    check_file_bytes(
+        p,
+        path,
+        where,
+        "time series",
+        "max_timeseries_bytes",
+        "split it into shorter recordings, or downsample it",
+    )
+    return p
+
+
 def decode_timeseries(
     path: PathLike,
     columns: Sequence[str] | None = None,
@@ -69,6 +85,9 @@ def decode_timeseries(
     must be non-decreasing: equal consecutive timestamps (sensor jitter, common in
     phone/watch logs) are kept, a step backwards is an error (sort the file first).
 
+    Bounded (:mod:`~polymodal.data.decode.limits`): a file over ``max_timeseries_bytes`` is
+    refused before it is opened, and reading stops past ``max_timeseries_rows`` rows.
+
     Args:
         path: the CSV file.
         columns: channel names in the wanted order; ``None`` for every numeric column.
@@ -80,6 +99,10 @@ def decode_timeseries(
 
     Returns:
         A :class:`TimeSeries` with (T, C) float32 values and (T,) float64 seconds.
+
+    Raises:
+        LimitError: the file is over ``max_timeseries_bytes`` or ``max_timeseries_rows``.
+        DecodeError: not a CSV table of finite numbers with non-decreasing timestamps.
     """
     if time_unit not in _TIME_UNITS:
         raise unknown_name_error("time_unit", time_unit, list(_TIME_UNITS))
@@ -99,7 +122,8 @@ def decode_timeseries(
             raise ValueError(
                 f"The 'sample_rate' parameter must be a positive number; got {sample_rate!r}."
             )
-    p = _check_file(path, where)
+    p = _check_timeseries_file(path, where)
+    max_rows = get_limits().max_timeseries_rows
 
     def fail(problem: str, fix: str) -> DecodeError:
         return _error("time series", path, where, problem, fix)
@@ -113,6 +137,17 @@ def decode_timeseries(
             for row in reader:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
+                if len(rows) == max_rows:
+                    raise limit_error(
+                        "time series",
+                        path,
+                        where,
+                        f"it has more than {max_rows:,} rows (reading stopped at line "
+                        f"{reader.line_num:,})",
+                        "max_timeseries_rows",
+                        2 * max_rows,
+                        "split it into shorter recordings, or downsample it",
+                    )
                 rows.append(row)
                 lines.append(reader.line_num)
     except (UnicodeDecodeError, csv.Error) as e:

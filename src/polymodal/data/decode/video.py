@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from polymodal.data.decode.errors import PathLike, _check_file, _error
-from polymodal.data.decode.image import Size, _parse_size, _resize
+from polymodal.data.decode.image import Size, _check_pixels, _parse_size, _resize
+from polymodal.data.decode.limits import get_limits, limit_error
 from polymodal.data.decode.resample import _check_rate, resample_audio
 
 
@@ -66,10 +67,17 @@ def decode_video(
             or trimmed).  ``clip.audio`` is ``None`` when the file has no audio track.
         where: context for error messages.
 
+    Bounded (:mod:`~polymodal.data.decode.limits`): before decoding, the frame size from the
+    stream header is checked against ``max_image_pixels``, the duration to read (the
+    container's, or ``max_frames`` frames when fewer) against ``max_video_seconds``, and the
+    frames it would return against ``max_video_bytes``; while decoding, the same limits
+    (and ``max_audio_seconds`` for the audio track) stop a file whose header understates it.
+
     Returns:
         A :class:`VideoClip`.
 
     Raises:
+        LimitError: over one of the limits above.
         DecodeError: FFmpeg cannot open or decode the file, reports damaged data (a file cut
             short usually decodes a few frames, then fails: that is an error, not a short
             clip), or no frame could be decoded.
@@ -119,6 +127,83 @@ def decode_video(
     return result
 
 
+def _media_seconds(container: Any, stream: Any) -> float | None:
+    """The duration a container's header declares for ``stream`` (or the file), or ``None``."""
+    if stream is not None and stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000  # in AV_TIME_BASE units
+    return None
+
+
+def _too_long(
+    path: PathLike, where: str, seconds: float, kind: str = "video", from_header: bool = True
+) -> Exception:
+    """A :class:`LimitError` for ``max_video_seconds`` (or ``max_audio_seconds``)."""
+    limit = "max_audio_seconds" if kind == "audio" else "max_video_seconds"
+    found = (
+        f"it lasts {seconds:,.1f} s (read from its header; nothing was decoded)"
+        if from_header
+        else f"its {kind} runs past {seconds:,.1f} s (its header did not say so; decoding "
+        "stopped there)"
+    )
+    return limit_error(
+        kind,
+        path,
+        where,
+        found,
+        limit,
+        float(math.ceil(seconds if from_header else 2 * seconds)),
+        "cut it into shorter files (e.g. `ffmpeg -i IN -f segment -segment_time 600 -c copy "
+        "OUT%03d.mp4`)" + (", or pass max_frames=" if kind == "video" else ""),
+    )
+
+
+def _too_big(path: PathLike, where: str, frames: int, shape: tuple[int, ...]) -> Exception:
+    """A :class:`LimitError` for ``max_video_bytes``: ``frames`` float32 frames of ``shape``."""
+    nbytes = frames * math.prod(shape) * 4
+    return limit_error(
+        "video",
+        path,
+        where,
+        f"its {frames:,} frames of {' x '.join(map(str, shape))} float32 would take "
+        f"{nbytes:,} bytes ({nbytes / 2**30:.1f} GiB)",
+        "max_video_bytes",
+        nbytes,
+        "sample fewer frames (fps=, max_frames=) or smaller ones (size=), or read it in "
+        "chunks with polymodal.data.decode.iter_video_frames",
+    )
+
+
+def _check_video_header(
+    container: Any,
+    vstream: Any,
+    path: PathLike,
+    where: str,
+    rate: float | None,
+    max_frames: int | None = None,
+    hw: tuple[int, int] | None = None,
+    bytes_bounded: bool = False,
+) -> None:
+    """Frame size, duration and (with ``bytes_bounded``) decoded bytes, from the header."""
+    lim = get_limits()
+    width = int(vstream.codec_context.width or 0)
+    height = int(vstream.codec_context.height or 0)
+    _check_pixels(width, height, path, where, "video")
+    seconds = _media_seconds(container, vstream)
+    if seconds is None:
+        return
+    if max_frames is not None and rate:
+        seconds = min(seconds, max_frames / rate)
+    if seconds > lim.max_video_seconds:
+        raise _too_long(path, where, seconds)
+    if bytes_bounded and rate and width and height:
+        frames = math.ceil(seconds * rate - 1e-6)
+        shape = (3, *(hw or (height, width)))
+        if frames * math.prod(shape) * 4 > lim.max_video_bytes:
+            raise _too_big(path, where, frames, shape)
+
+
 def _frame_time(frame: Any, index: int, rate: float | None) -> float:
     if frame.time is not None:
         return float(frame.time)
@@ -158,9 +243,20 @@ def _decode_video_stream(
         )
         native = vstream.average_rate or vstream.guessed_rate
         native_fps = float(native) if native else None
+        lim = get_limits()
+        _check_video_header(
+            container, vstream, path, where, fps or native_fps, max_frames, hw, bytes_bounded=True
+        )
 
         frames: list[Tensor] = []
         times: list[float] = []
+
+        def keep(x: Tensor, at: float) -> None:  # x: (3, H, W)
+            if (len(frames) + 1) * x.numel() * 4 > lim.max_video_bytes:
+                raise _too_big(path, where, len(frames) + 1, tuple(x.shape))
+            frames.append(x)
+            times.append(at)
+
         t0: float | None = None
         n_decoded = 0
         prev: Any = None  # the latest decoded frame (PyAV) not yet past a target
@@ -189,14 +285,14 @@ def _decode_video_stream(
                     if t0 is None:
                         t0 = t_abs
                     t = t_abs - t0
+                    if t > lim.max_video_seconds:
+                        raise _too_long(path, where, lim.max_video_seconds, from_header=False)
                     if fps is None:
-                        frames.append(_rgb_frame(frame, hw))
-                        times.append(t)
+                        keep(_rgb_frame(frame, hw), t)
                     else:
                         # Targets strictly before this frame belong to the previous one.
                         while prev is not None and k / fps < t - 1e-9:
-                            frames.append(_rgb_frame(prev, hw))
-                            times.append(k / fps)
+                            keep(_rgb_frame(prev, hw), k / fps)
                             k += 1
                             if max_frames is not None and len(frames) >= max_frames:
                                 break
@@ -221,6 +317,10 @@ def _decode_video_stream(
                         audio_in_rate = int(out.sample_rate)
                         audio_parts.append(chunk.mean(0))
                         audio_samples += chunk.shape[1]
+                        if audio_samples > lim.max_audio_seconds * audio_in_rate:
+                            raise _too_long(
+                                path, where, lim.max_audio_seconds, "audio", from_header=False
+                            )
                 if (
                     clip_end is not None
                     and audio_t0 is not None
@@ -242,8 +342,7 @@ def _decode_video_stream(
             step = 1 / native_fps if native_fps else 1 / fps
             end = prev_t + step
             while k / fps < end - 1e-9 and (max_frames is None or len(frames) < max_frames):
-                frames.append(_rgb_frame(prev, hw))
-                times.append(k / fps)
+                keep(_rgb_frame(prev, hw), k / fps)
                 k += 1
             if max_frames is not None and len(frames) >= max_frames:
                 clip_end = times[-1] + 1 / fps

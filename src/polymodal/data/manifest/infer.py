@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
+from polymodal.data.decode import inferred_image_shape
 from polymodal.data.manifest.cells import (
     _as_list,
     _as_number,
@@ -268,8 +269,10 @@ def _with_shape(spec: ModalitySpec, cols: tuple[str, ...], table: ManifestTable)
         if spec.kind is ModalityKind.AUDIO:
             rate = _audio_rate(Path(str(cell)), table.path.parent)
             return replace(spec, shape=(), sample_rate=spec.sample_rate or rate)
-        if spec.kind is ModalityKind.IMAGE:
-            return replace(spec, shape=tuple(value.shape))
+        if spec.kind in (ModalityKind.IMAGE, ModalityKind.VIDEO):
+            # Bounded, never the largest: the first image's size scaled down to at most
+            # DecodeLimits.inferred_image_side, so no image is upsampled to a huge one.
+            return replace(spec, shape=inferred_image_shape(value.shape[-3:]))
         if spec.kind is ModalityKind.FEATURES:
             seq = value.dim() == 2
             return replace(spec, shape=tuple(value.shape[1:] if seq else value.shape), sequence=seq)
