@@ -107,7 +107,13 @@ def test_check_damaged_manifest_lists_every_problem_and_exits_1(
         ",,x,NaN,0\n"  # row 6
     )
     assert main(["datasets", "check", str(d / "bad.csv")]) == 1
-    out = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("bad.csv: 5 rows, read as:")
+    assert (
+        "  modality 'audio': audio 8000 Hz <- column 'audio' (inferred: cells are audio"
+        in (lines[1])
+    )
+    out = [line for line in lines[1:] if not line.startswith("  ")]
     assert out[0].startswith("row 3, column 'audio', file 'gone.wav': File not found")
     assert out[1].startswith("row 4, column 'audio', file 'short.wav': Cannot decode audio")
     assert out[2].startswith("row 5, column 'image', file 'bad.jpg': Cannot decode image")
@@ -150,3 +156,47 @@ def test_python_dash_m_entry_point(data_root: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "1447" in proc.stdout and "752" in proc.stdout
+
+
+def test_check_reports_typos_ambiguous_tasks_and_empty_manifests_like_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "typo.csv").write_text("caption,age,label\nhi,1,0\nyo,abc,1\nho,3,0\n")
+    assert main(["datasets", "check", str(tmp_path / "typo.csv")]) == 1
+    out = capsys.readouterr().out
+    assert "  column 'age': not read (its kind cannot be inferred; see the problems below)" in out
+    assert "row 3, column 'age': value 'abc' is not a number" in out
+    assert "kinds: {age: text}" in out
+    (tmp_path / "task.csv").write_text("caption,label\na,0\nb,1\nc,0.5\n")
+    assert main(["datasets", "check", str(tmp_path / "task.csv")]) == 1
+    out = capsys.readouterr().out
+    assert "manifest, column 'label': the task of label column 'label' cannot be inferred" in out
+    (tmp_path / "task.yaml").write_text("target: {task: regression}\n")
+    argv = [
+        "datasets",
+        "check",
+        str(tmp_path / "task.csv"),
+        "--schema",
+        str(tmp_path / "task.yaml"),
+    ]
+    assert main(argv) == 0
+    assert "  target: regression <- column 'label' (stated: the schema's target)" in (
+        capsys.readouterr().out
+    )
+    (tmp_path / "empty.csv").write_text("caption,label\n")
+    assert main(["datasets", "check", str(tmp_path / "empty.csv")]) == 1
+    assert "manifest: no rows of data" in capsys.readouterr().out
+
+
+def test_check_unreadable_manifests_exit_2_naming_file_and_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "latin.csv").write_bytes("caption,label\ncaf\xe9,0\n".encode("latin-1"))
+    assert main(["datasets", "check", str(tmp_path / "latin.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "latin.csv' is not UTF-8: byte 0xe9 at byte offset 17 (line 2" in err
+    assert "Save it as UTF-8" in err and "Traceback" not in err
+    (tmp_path / "long.csv").write_text("caption,label\n" + "x" * 140_000 + ",0\n")
+    assert main(["datasets", "check", str(tmp_path / "long.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "long.csv': row 2 cannot be read as CSV (field larger than field limit" in err

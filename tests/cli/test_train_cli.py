@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -150,6 +151,119 @@ def test_predict_manifest_columns_must_match(
     assert "expects one column per modality: ['text', 'audio']" in err
     assert "the manifest has: ['id', 'text', 'video']" in err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_predict_ignores_labels_and_check_for_model_reads_as_predict_does(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "new.jsonl"
+    _mosi_manifest(manifest, ("audio", "text"), n=4)
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    for r, label in zip(rows, ["positive", "neutral", None, "negative"], strict=True):
+        r["label"] = label  # 'neutral': a class the model never saw; predict does not read it
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["datasets", "check", str(manifest), "--for-model", str(trained_run)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  modality 'text': features (100,) <- column 'text' (stated: the model's schema)" in out
+    assert "  target: not read (predict ignores labels; the model predicts classification" in out
+    assert out.strip().endswith("OK, 4 rows, no problems.")
+    # as train reads it, the labels matter: row 3 lacks one
+    assert main(["datasets", "check", str(manifest)]) == 1
+    assert "row 3, column 'label': label is empty while other rows are labelled" in (
+        capsys.readouterr().out
+    )
+    out_csv = tmp_path / "p.csv"
+    assert main(["predict", str(trained_run), str(manifest), "-o", str(out_csv)]) == 0
+    assert len(list(csv.DictReader(out_csv.open()))) == 4
+    # a manifest without the model's audio column: the check says so, as predict would
+    _mosi_manifest(manifest, ("text",), n=2)
+    assert main(["datasets", "check", str(manifest), "--for-model", str(trained_run)]) == 1
+    assert "column 'audio': The schema's modality 'audio' names column 'audio'" in (
+        capsys.readouterr().out
+    )
+
+
+def test_predict_output_must_be_a_writable_file(
+    trained_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import polymodal.checkpoint
+    import polymodal.cli.train as train_cli
+
+    manifest = tmp_path / "new.jsonl"
+    _mosi_manifest(manifest, ("audio", "text"), n=2)
+    predict = ["predict", str(trained_run), str(manifest), "-o"]
+    assert main([*predict, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"-o {str(tmp_path)!r} is a folder; give a file name, e.g. -o " in err
+    (tmp_path / "afile").write_text("")
+    assert main([*predict, str(tmp_path / "afile" / "p.csv")]) == 2
+    assert "afile' is a file, not a folder. Choose another path." in capsys.readouterr().err
+    monkeypatch.setattr(train_cli.os, "access", lambda *a: False)
+    assert main([*predict, str(tmp_path / "p.csv")]) == 2
+    assert "is not writable (permission denied)" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    def refuse(path: object, text: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(polymodal.checkpoint, "atomic_write_text", refuse)
+    assert main([*predict, str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot write the predictions to -o" in err and "Permission denied" in err
+
+
+def test_predictions_csv_escapes_formula_cells() -> None:
+    from polymodal.cli.train import predictions_csv, spreadsheet_safe
+
+    ids = ["=HYPERLINK(x)", "+1", "-2.5", "@SUM(A1)", "\tx", "\rx", "-x", "plain", "1e5"]
+    got = [spreadsheet_safe(i) for i in ids]
+    assert got == [
+        "'=HYPERLINK(x)",
+        "+1",
+        "-2.5",
+        "'@SUM(A1)",
+        "'\tx",
+        "'\rx",
+        "'-x",
+        "plain",
+        "1e5",
+    ]
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    rows = list(
+        csv.reader(
+            io.StringIO(predictions_csv(["=a", "b"], logits, "classification", ["=cmd", "ok"]))
+        )
+    )
+    assert rows[0] == ["id", "prediction", "prob_=cmd", "prob_ok"]
+    assert rows[1][:2] == ["'=a", "'=cmd"] and rows[2][:2] == ["b", "ok"]
+    reg = list(
+        csv.reader(
+            io.StringIO(predictions_csv(["-id"], torch.tensor([[-1.5]]), "regression", None))
+        )
+    )
+    assert reg[1] == ["'-id", "-1.5"]
+
+
+def test_train_refuses_a_manifest_with_a_typo_or_an_ambiguous_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("caption,age,label,split\nhi,1,0,train\nyo,abc,1,train\nho,3,0,test\n")
+    cfg = {**TINY, "data": {"manifest": str(manifest), "batch_size": 2}}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path), f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "mine.csv': column 'age' mixes numbers (2 rows) with other values (1 row)" in err
+    assert "row 3: 'abc'" in err and "data.schema in a run config" in err
+    manifest.write_text("caption,label,split\nhi,0,train\nyo,0.5,train\nho,1,test\n")
+    assert main(["train", str(path), f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "the task of label column 'label' cannot be inferred" in err and "row 3: '0.5'" in err
 
 
 def test_train_rejects_bad_override_before_running(

@@ -254,7 +254,9 @@ def test_unknown_label_raises_on_build_naming_row(csv_manifest: Path) -> None:
 def test_unlabelled_rows_among_labelled_raise(media: Path) -> None:
     path = media / "m.csv"
     path.write_text("caption,label\nhello,a\nworld,\n")
-    with pytest.raises(ValueError, match=r"rows \[3\] have an empty 'label'"):
+    with pytest.raises(
+        ValueError, match=r"(?s)m\.csv' has 1 problem.*row 3, column 'label': label is empty"
+    ):
         ManifestDataset(path)
 
 
@@ -343,7 +345,7 @@ def test_check_manifest_jsonl_reports_bad_lines_and_shapes(media: Path) -> None:
     found = [(p.row, p.column) for p in problems]
     assert found == [(2, None), (3, "emb"), (5, "id")]
     assert "not valid JSON" in problems[0].message
-    assert "shape (2,) differs from the schema's (3,)" in problems[1].message
+    assert "shape (2,) differs from (3,), the most common shape" in problems[1].message
 
 
 def test_check_manifest_clean_is_empty(csv_manifest: Path) -> None:
@@ -374,3 +376,258 @@ def test_column_mixing_file_kinds_is_an_error(media: Path) -> None:
         ValueError, match=r"column 'media' holds files of several kinds \(audio,image\)"
     ):
         infer_schema(path)
+
+
+# --------------------------------------------------------------------------- nothing silent
+
+
+def _csv(tmp_path: Path, text: str, name: str = "m.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_typo_in_a_numeric_column_is_refused_naming_file_row_column_value(
+    tmp_path: Path,
+) -> None:
+    path = _csv(tmp_path, "caption,age,label\nhi,1,0\nyo,abc,1\nho,3,0\n")
+    with pytest.raises(
+        ValueError,
+        match=r"m\.csv': column 'age' mixes numbers \(2 rows\) with other values \(1 row\)"
+        r".*row 3: 'abc'.*state its kind in a schema file \(kinds: \{age: text\}",
+    ):
+        ManifestDataset(path)
+    problems = check_manifest(path)
+    assert [(p.row, p.column) for p in problems] == [(3, "age")]
+    assert "value 'abc' is not a number, but the column's 2 other values are" in str(problems[0])
+    # stated kinds: the rest is still inferred
+    (tmp_path / "text.yaml").write_text("kinds: {age: text}\n")
+    ds = ManifestDataset(path, schema=tmp_path / "text.yaml")
+    assert {m.name: m.kind for m in ds.schema.modalities} == {
+        "caption": ModalityKind.TEXT,
+        "age": ModalityKind.TEXT,
+    }
+    (tmp_path / "tab.yaml").write_text("kinds: {age: tabular}\n")
+    with pytest.raises(ValueError, match=r"row 3, column 'age': expected a number, got 'abc'"):
+        ManifestDataset(path, schema=tmp_path / "tab.yaml")
+    (tmp_path / "ign.yaml").write_text("kinds: {age: ignore}\n")
+    ds = ManifestDataset(path, schema=tmp_path / "ign.yaml")
+    assert ds.schema.names == ["caption"]
+
+
+def test_stray_numbers_in_a_text_column_are_named_too(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "note,label\nhello,a\nworld,b\n42,a\nfoo,b\n")
+    with pytest.raises(ValueError, match=r"column 'note' mixes numbers \(1 row\).*row 4: '42'"):
+        infer_schema(path)
+    (p,) = check_manifest(path)
+    assert (p.row, p.column) == (4, "note") and "is a number, but the column's 3" in p.message
+
+
+def test_a_schema_with_tabular_modality_names_a_numeric_column_with_a_typo(
+    csv_manifest: Path,
+) -> None:
+    path = csv_manifest.parent / "typo.csv"
+    path.write_text(CSV.replace(",27,", ",twenty,"))  # row 3's age
+    schema_path = csv_manifest.parent / "s.yaml"
+    schema_path.write_text(
+        "modalities: [{name: caption, kind: text}, {name: body, kind: tabular}]\n"
+    )
+    with pytest.raises(ValueError, match=r"column 'age' mixes numbers.*row 3: 'twenty'"):
+        ManifestDataset(path, schema=schema_path)
+
+
+def test_an_ambiguous_task_is_an_error_naming_column_rows_and_the_fix(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "caption,label\na,0\nb,1\nc,0.5\nd,1\n")
+    with pytest.raises(
+        ValueError,
+        match=r"m\.csv': the task of label column 'label' cannot be inferred: 3 labels have "
+        r"no fractional part \(classes 0, 1: classification\?\) and 1 label has one "
+        r"\(regression\?\); the fewer: row 4: '0\.5'.*target: \{task: classification\}",
+    ):
+        ManifestDataset(path)
+    (p,) = check_manifest(path)
+    assert (p.row, p.column) == (None, "label") and "row 4: '0.5'" in p.message
+    (tmp_path / "reg.yaml").write_text("target: {task: regression}\n")
+    ds = ManifestDataset(path, schema=tmp_path / "reg.yaml")
+    assert ds.schema.target.task == "regression" and ds.targets() == [0.0, 1.0, 0.5, 1.0]
+    assert ds.schema.names == ["caption"]  # modalities still inferred
+    (tmp_path / "cls.yaml").write_text("target: {task: classification}\n")
+    ds = ManifestDataset(path, schema=tmp_path / "cls.yaml")
+    assert ds.schema.target.class_names == ("0", "0.5", "1")
+    # lists among single labels
+    mixed = tmp_path / "m.jsonl"
+    mixed.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"t": "a", "label": ["x", "y"]},
+                {"t": "b", "label": "x"},
+                {"t": "c", "label": ["y"]},
+            ]
+        )
+        + "\n"
+    )
+    with pytest.raises(ValueError, match=r"2 labels have lists \(multilabel\?\).*row 2: 'x'"):
+        ManifestDataset(mixed)
+
+
+def test_unambiguous_tasks_are_inferred_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="polymodal")
+    ds = ManifestDataset(_csv(tmp_path, "caption,label\nhello,0.5\nworld,-1.25\nyo,2\n"))
+    assert ds.schema.target.task == "regression"
+    assert "target: regression <- column 'label' (inferred: every label is a number" in caplog.text
+    assert "modality 'caption': text <- column 'caption' (inferred:" in caplog.text
+    ds = ManifestDataset(_csv(tmp_path, "caption,label\nhello,1\nworld,2\n", "c.csv"))
+    assert ds.schema.target.task == "classification"
+    assert "classification, 2 classes (1, 2) <- column 'label' (inferred: no label" in caplog.text
+
+
+def test_schema_file_kinds_and_task_are_validated(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("kinds: {age: numbr}\n")
+    with pytest.raises(ValueError, match=r"'kinds.age': Unknown kind 'numbr'.*Valid kinds"):
+        load_schema_file(tmp_path / "s.yaml")
+    (tmp_path / "s.yaml").write_text("target: {task: regresion}\n")
+    with pytest.raises(ValueError, match=r"Unknown task 'regresion'.*Did you mean 'regression'"):
+        load_schema_file(tmp_path / "s.yaml")
+    (tmp_path / "s.yaml").write_text("modalities: [{name: a, kind: text}]\nkinds: {a: text}\n")
+    with pytest.raises(ValueError, match=r"not both"):
+        load_schema_file(tmp_path / "s.yaml")
+    path = _csv(tmp_path, "caption,label\nhello,a\n")
+    (tmp_path / "s.yaml").write_text("kinds: {captoin: text}\n")
+    with pytest.raises(ValueError, match=r"'kinds' names column 'captoin'.*Did you mean 'caption'"):
+        ManifestDataset(path, schema=tmp_path / "s.yaml")
+
+
+def test_a_cell_over_the_csv_limit_names_file_and_row(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "caption,label\nshort,0\n" + "x" * 140_000 + ",1\n")
+    with pytest.raises(
+        ValueError, match=r"m\.csv': row 3 cannot be read as CSV \(field larger.*never closed"
+    ):
+        check_manifest(path)
+    path.write_text('caption,label\nshort,0\n"unclosed,1\n' + "more,0\n" * 30_000)
+    with pytest.raises(ValueError, match=r"row 3 cannot be read as CSV"):
+        ManifestDataset(path)
+
+
+def test_a_latin1_manifest_names_file_offset_line_and_says_save_as_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes("caption,label\nok,0\ncaf\xe9,1\n".encode("latin-1"))
+    with pytest.raises(
+        ValueError,
+        match=r"m\.csv' is not UTF-8: byte 0xe9 at byte offset 22 \(line 3: 'caf.,1'\).*"
+        r"Save it as UTF-8",
+    ):
+        ManifestDataset(path)
+    path.write_bytes("caption,label\nok,0\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=r"m\.csv' is UTF-16 text.*Save it as UTF-8"):
+        check_manifest(path)
+    jl = tmp_path / "m.jsonl"
+    jl.write_bytes('{"t": "ok"}\n{"t": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"m\.jsonl' is not UTF-8: .*\(line 2"):
+        read_manifest(jl)
+
+
+def test_a_header_only_manifest_fails_check_and_build(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "caption,label\n")
+    (p,) = check_manifest(path)
+    assert p.row is None and "no rows of data" in p.message
+    with pytest.raises(ValueError, match=r"m\.csv' has no rows of data"):
+        ManifestDataset(path)
+
+
+def test_text_cells_naming_files_or_devices_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("the real text")
+    path = _csv(tmp_path, "caption,label\nnotes/a.txt,0\n/dev/zero,1\nand/or a dog,0\nnotes,1\n")
+    problems = check_manifest(path)
+    assert [(p.row, p.column) for p in problems] == [(2, "caption"), (3, "caption")]
+    assert "'notes/a.txt' is the path of an existing file" in problems[0].message
+    assert "does not read text from files" in problems[0].message
+    assert "'/dev/zero' names a device" in problems[1].message
+    with pytest.raises(ValueError, match=r"row 2, column 'caption': text cell 'notes/a\.txt'"):
+        ManifestDataset(path)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_fifos_are_refused_never_opened(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.wav")
+    path = _csv(tmp_path, "audio,label\npipe.wav,0\n")
+    (p,) = check_manifest(path)
+    assert (p.row, p.column, p.file) == (2, "audio", "pipe.wav")
+    assert "is a FIFO (named pipe), not a regular file" in p.message
+    ds = ManifestDataset(path)
+    with pytest.raises(ValueError, match=r"m\.csv: row 2, column 'audio': 'pipe\.wav' is a FIFO"):
+        ds[0]
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(ValueError, match=r"fifo\.csv' is a FIFO \(named pipe\), not a regular"):
+        read_manifest(tmp_path / "fifo.csv")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(ValueError, match=r"dir\.csv' is a folder; give the manifest file"):
+        read_manifest(tmp_path / "dir.csv")
+
+
+def test_a_bad_first_row_is_blamed_not_the_good_ones(media: Path) -> None:
+    path = media / "m.jsonl"
+    rows = [{"emb": [1, 2], "label": "a"}] + [{"emb": [1, 2, 3], "label": "b"}] * 3
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (p,) = check_manifest(path)
+    assert (p.row, p.column) == (1, "emb")
+    assert "shape (2,) differs from (3,), the most common shape in the column" in p.message
+    # a corrupt first image: the shape comes from the files that decode
+    (media / "img" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg " * 20)
+    img = media / "i.csv"
+    img.write_text("image,label\nimg/bad.jpg,a\n" + "".join(f"img/{j},b\n" for j in JPGS))
+    assert infer_schema(img)["image"].shape == (3, 224, 224)
+    assert [(p.row, p.file) for p in check_manifest(img)] == [(2, "img/bad.jpg")]
+
+
+def test_labels_false_ignores_the_label_column(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "caption,label\nhello,cat\nworld,never-seen\n")
+    schema = Schema.from_dict(
+        {
+            "modalities": [{"name": "caption", "kind": "text"}],
+            "target": {"task": "classification", "num_classes": 2, "class_names": ["cat", "dog"]},
+        }
+    )
+    with pytest.raises(ValueError, match=r"label 'never-seen' is not one of"):
+        ManifestDataset(path, schema=schema)
+    ds = ManifestDataset(path, schema=schema, labels=False)
+    assert ds.targets() == [None, None]
+    assert ds.schema.target.class_names == ("cat", "dog")  # the model's, for predictions
+    assert check_manifest(path, schema=schema, labels=False) == []
+
+
+def test_duplicate_ids_fail_the_build_as_they_fail_the_check(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "id,caption\na,x\nb,y\na,z\n")
+    assert [(p.row, p.column) for p in check_manifest(path)] == [(4, "id")]
+    with pytest.raises(ValueError, match=r"row 4, column 'id': id 'a' repeats row 2"):
+        ManifestDataset(path)
+
+
+def test_a_split_without_labels_is_unlabelled_data_not_a_problem(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "caption,label,split\na,x,train\nb,,train\nc,,new\n")
+    assert [(p.row, p.column) for p in check_manifest(path)] == [(3, "label")]
+    assert ManifestDataset(path, split="new").targets() == [None]
+
+
+def test_check_progress_bar_and_log_lines(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from polymodal.data.manifest import check as check_mod
+
+    path = _csv(tmp_path, "caption\n" + "".join(f"t{i}\n" for i in range(10)))
+    assert check_manifest(path, progress=True) == []
+    err = capsys.readouterr().err
+    assert "checking m.csv" in err and "10/10" in err
+    monkeypatch.setattr(check_mod, "LOG_EVERY_ROWS", 4)
+    caplog.set_level("INFO", logger="polymodal")
+    assert check_manifest(path, progress=None) == []  # stderr is no terminal under pytest
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["m.csv: checked 4 of 10 rows (40%)", "m.csv: checked 8 of 10 rows (80%)"]

@@ -3,8 +3,11 @@
 * ``list``: one line per built-in data set (name, modalities, splits, licence).
 * ``info NAME [--root PATH]``: modalities (kind, shape, rate), licence, upstream, and the
   examples per split and per class (windows, for ``har_phone_watch``).
-* ``check MANIFEST [--schema FILE]``: decode every row of a CSV/JSONL manifest and print
-  each problem (row, column, file, what is wrong) and a summary; exit 1 if any.
+* ``check MANIFEST [--schema FILE | --for-model RUN]``: say how a CSV/JSONL manifest is
+  read (each modality's kind and the task, inferred or stated), decode every row and print
+  each problem (row, column, file, what is wrong) and a summary; exit 1 if any.  The reader,
+  the schema and the errors are those of ``train`` (and, with ``--for-model``, of
+  ``predict``: the model's modalities, labels not read).
 """
 
 from __future__ import annotations
@@ -49,12 +52,31 @@ def add_parser(subparsers: Any) -> None:
 
     p_check = verbs.add_parser("check", help="decode every row of a manifest and list all problems")
     p_check.add_argument("manifest", metavar="MANIFEST", help="a .csv/.tsv/.jsonl manifest")
-    p_check.add_argument(
-        "--schema", metavar="FILE", default=None, help="a YAML/JSON schema (default: inferred)"
+    which = p_check.add_mutually_exclusive_group()
+    which.add_argument(
+        "--schema",
+        metavar="FILE",
+        default=None,
+        help="a YAML/JSON schema, as data.schema in a run config (default: inferred)",
+    )
+    which.add_argument(
+        "--for-model",
+        metavar="RUN",
+        default=None,
+        help="check the manifest as `polymodal predict RUN` reads it: the trained model's "
+        "modalities and shapes; labels are not needed (nor read)",
     )
     p_check.add_argument("--label-column", default="label", metavar="COL")
     p_check.add_argument("--split-column", default="split", metavar="COL")
     p_check.add_argument("--id-column", default="id", metavar="COL")
+    p_check.add_argument("--group-column", default="group", metavar="COL")
+    p_check.add_argument(
+        "--tabular",
+        default="group",
+        choices=("group", "separate"),
+        help="numeric columns as one 'tabular' vector, or one modality each (as "
+        "data.options.tabular)",
+    )
     p_check.add_argument(
         "--base-dir",
         default=None,
@@ -231,30 +253,55 @@ def _class_order(order: list[str]) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Print every problem of a manifest and a summary; exit 1 if there are any."""
-    from polymodal.data.manifest import check_manifest, read_manifest
+    """Say how the manifest is read, print every problem and a summary; exit 1 if any."""
+    from polymodal.cli import setup_logging
+    from polymodal.data.manifest import check_manifest_report
 
-    table = read_manifest(args.manifest)
-    problems = check_manifest(
+    setup_logging()  # progress lines when stderr is not a terminal
+    schema: Any = args.schema
+    labels = True
+    if args.for_model is not None:
+        from polymodal.cli.train import predict_schema
+        from polymodal.inference import load_trained
+
+        schema = predict_schema(load_trained(args.for_model))
+        labels = False
+    report = check_manifest_report(
         args.manifest,
-        schema=args.schema,
+        schema=schema,
         label_column=args.label_column,
         split_column=args.split_column,
         id_column=args.id_column,
+        group_column=args.group_column,
         base_dir=args.base_dir,
+        tabular=args.tabular,
+        labels=labels,
+        progress=None,
     )
-    n_rows = len(table) + len({p.row for p in table.problems})
     name = os.fspath(args.manifest)
-    for p in problems:
+    print(f"{name}: {report.rows} rows, read as:")
+    for line in report.description:
+        if not labels and line.startswith("target:"):
+            line = f"target: not read (predict ignores labels; the model predicts {_task(schema)})"
+        print(f"  {line}")
+    for p in report.problems:
         print(str(p))
-    if problems:
-        bad_rows = {p.row for p in problems if p.row is not None}
-        whole = sum(p.row is None for p in problems)
+    if report.problems:
+        bad_rows = {p.row for p in report.problems if p.row is not None}
+        whole = sum(p.row is None for p in report.problems)
         extra = f", {whole} about the whole manifest" if whole else ""
         print(
-            f"{name}: {len(problems)} problem(s) in {len(bad_rows)} of {n_rows} rows{extra}. "
-            "Fix the files or cells above; an empty cell marks a modality missing."
+            f"{name}: {len(report.problems)} problem(s) in {len(bad_rows)} of {report.rows} "
+            f"rows{extra}. Fix the files or cells above; an empty cell marks a modality missing."
         )
         return EXIT_PROBLEMS
-    print(f"{name}: OK, {n_rows} rows, no problems.")
+    print(f"{name}: OK, {report.rows} rows, no problems.")
     return EXIT_OK
+
+
+def _task(schema: Schema) -> str:
+    t = schema.target
+    if t.task == "regression":
+        return "a value (regression)"
+    names = ", ".join(t.class_names) if t.class_names else f"0..{t.num_classes - 1}"
+    return f"{t.task}: {names}"

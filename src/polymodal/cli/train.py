@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,7 @@ from polymodal.cli.main import CLIError
 
 if TYPE_CHECKING:
     from polymodal.data.dataset import MultimodalDataset
+    from polymodal.data.modality import Schema
     from polymodal.data.sample import Batch
     from polymodal.inference import TrainedModel
 
@@ -258,21 +261,51 @@ def check_manifest_columns(columns: Sequence[str], expected: Sequence[str], mani
         )
 
 
+def predict_schema(trained: TrainedModel) -> Schema:
+    """The schema ``predict`` reads a manifest with: the modalities the model has an encoder
+    for, and its target (for the class names; labels are not read)."""
+    if trained.task != "supervised":
+        raise CLIError(f"predict takes a supervised run; {trained.path} is a {trained.task!r} run.")
+    encoders = trained.config["model"]["encoders"]
+    return trained.schema.select([m for m in trained.schema.names if m in encoders])
+
+
+def output_path(path: str, flag: str = "-o") -> Path:
+    """``path`` as a file that can be written, checked before any work; else a CLIError."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise CLIError(
+            f"{flag} {str(out)!r} is a folder; give a file name, e.g. "
+            f"{flag} {str(out / 'predictions.csv')!r}."
+        )
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:  # the folders made on writing
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CLIError(
+            f"{flag} {str(out)!r}: {str(folder)!r} is a file, not a folder. Choose another path."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(
+            f"{flag} {str(out)!r}: folder {str(folder)!r} is not writable (permission "
+            "denied). Choose a path in a folder you can write to."
+        )
+    return out
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from polymodal.checkpoint import atomic_write_text
     from polymodal.data.manifest import ManifestDataset, read_manifest
     from polymodal.device import resolve_device
     from polymodal.inference import load_trained, predict
 
+    out = output_path(args.output)
     trained = load_trained(args.checkpoint)
-    if trained.task != "supervised":
-        raise CLIError(f"predict takes a supervised run; {trained.path} is a {trained.task!r} run.")
-    schema = trained.schema
-    encoders = trained.config["model"]["encoders"]
-    used = [m for m in schema.names if m in encoders]
+    schema = predict_schema(trained)
     table = read_manifest(args.manifest)
-    check_manifest_columns(table.columns, used, str(args.manifest))
-    dataset = ManifestDataset(args.manifest, schema=schema.select(used))
+    check_manifest_columns(table.columns, schema.names, str(args.manifest))
+    # labels=False: predict does not need labels, so one the model never saw is no error
+    dataset = ManifestDataset(args.manifest, schema=schema, labels=False)
     device = resolve_device(args.device)
     pred = predict(
         trained.model.to(device),
@@ -282,10 +315,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
         trained.precision,
     )
     text = predictions_csv(pred.ids, pred.outputs, schema.target.task, schema.target.class_names)
-    out = Path(args.output)
-    atomic_write_text(out, text)
+    try:
+        atomic_write_text(out, text)
+    except OSError as e:
+        raise CLIError(
+            f"Cannot write the predictions to -o {str(out)!r}: {e.strerror or e}. Choose "
+            "another path with -o."
+        ) from None
     print(f"wrote {len(pred.ids)} predictions to {out}")
     return 0
+
+
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """``cell``, prefixed with ``'`` if a spreadsheet would run it as a formula.
+
+    As OWASP recommends for CSV injection: a cell starting with ``=``, ``+``, ``-``, ``@``,
+    a tab or a carriage return gets a leading single quote, which spreadsheets show as
+    text.  Plain numbers (``-1.5``) are left alone: they are no formula.
+    """
+    if cell.startswith(FORMULA_PREFIXES) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def predictions_csv(
@@ -295,25 +350,27 @@ def predictions_csv(
 
     ``outputs`` are (N, K) logits.  Classification predicts the class name with the highest
     softmax probability; multilabel the ``;``-joined labels with sigmoid >= 0.5;
-    regression the value.
+    regression the value.  Ids and class names that a spreadsheet would run as formulas
+    are escaped (:func:`spreadsheet_safe`).
     """
+    safe = spreadsheet_safe
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if task == "regression":
         w.writerow(["id", "prediction"])
         for i, v in zip(ids, outputs[:, 0].tolist(), strict=True):
-            w.writerow([i, f"{v:.6g}"])
+            w.writerow([safe(str(i)), f"{v:.6g}"])
         return buf.getvalue()
     k = outputs.shape[1]
     names = list(class_names) if class_names else [str(c) for c in range(k)]
     probs = torch.softmax(outputs, -1) if task == "classification" else torch.sigmoid(outputs)
-    w.writerow(["id", "prediction", *(f"prob_{n}" for n in names)])
+    w.writerow(["id", "prediction", *(safe(f"prob_{n}") for n in names)])
     for i, p in zip(ids, probs.tolist(), strict=True):
         if task == "classification":
             label = names[max(range(k), key=lambda c: p[c])]
         else:
             label = ";".join(n for n, q in zip(names, p, strict=True) if q >= 0.5)
-        w.writerow([i, label, *(f"{q:.6f}" for q in p)])
+        w.writerow([safe(str(i)), safe(label), *(f"{q:.6f}" for q in p)])
     return buf.getvalue()
 
 
@@ -321,6 +378,9 @@ __all__ = [
     "add_parser",
     "check_manifest_columns",
     "format_table",
+    "output_path",
+    "predict_schema",
     "predictions_csv",
     "run_split",
+    "spreadsheet_safe",
 ]

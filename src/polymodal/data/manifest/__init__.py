@@ -14,24 +14,33 @@ One row per example, one column per modality::
 An empty cell means "this example lacks this modality": the :class:`Sample` value is
 ``None`` and the batch's presence mask is False there.  It is never an error.
 
-Column kinds are inferred (:func:`infer_schema`) unless a schema says otherwise:
+Column kinds are inferred (:func:`infer_schema`) unless a schema says otherwise, and only
+when the values leave no doubt:
 
 * every non-empty value that has a known file extension maps to one kind, and at least
   half of the values do -> a modality of that kind (``.wav`` audio, ``.jpg`` image,
   ``.mp4`` video, ``.csv`` time series, ``.npy`` features, see
   :data:`polymodal.data.decode.EXTENSIONS`);
-* all numbers -> one ``tabular`` modality named ``"tabular"`` holding ALL numeric columns
-  as a (n,) vector, in column order (``tabular="separate"``: one (1,) modality per column).
-  If any of its cells is empty in a row, the whole vector is missing for that row;
-* lists of numbers -> ``features``;
-* anything else -> ``text``.
+* EVERY value a number -> one ``tabular`` modality named ``"tabular"`` holding ALL numeric
+  columns as a (n,) vector, in column order (``tabular="separate"``: one (1,) modality per
+  column).  If any of its cells is empty in a row, the whole vector is missing for that row;
+* EVERY value a list of numbers -> ``features``;
+* numbers (or lists) mixed with other values -> an error naming the odd rows: one typo must
+  not turn a numeric column into text that no encoder reads.  Fix the cells, or state the
+  column's kind in a schema file (``kinds``);
+* anything else -> ``text``.  A text cell holds the text itself: a cell that names an
+  existing file (``notes/1.txt``, ``/etc/passwd``) or a device is an error, never read.
 
-The label is a classification target with classes sorted from its values (numerically when
-all are integers) unless the schema says regression or multilabel; labels that are numbers
-with a fractional part are inferred as regression.  Multilabel cells are JSON lists or
-``;``-separated strings.
+The task is inferred from the labels only when unambiguous: all JSON lists -> multilabel;
+no number with a fractional part -> classification (classes sorted from the values,
+numerically when all are integers); all numbers, at least half of them fractional ->
+regression.  Anything else (one ``0.5`` among 0/1 labels) is an error naming the label
+column and the odd rows; state the task in a schema file.  Multilabel cells are JSON lists
+or ``;``-separated strings.  :class:`ManifestDataset` logs (INFO) how each column is read
+and whether that was inferred or stated; ``polymodal datasets check`` prints it.
 
-A schema file (YAML or JSON) fixes what inference would guess::
+A schema file (YAML or JSON) fixes what inference would guess, in one of two ways.  Every
+modality spelled out (other columns are not read)::
 
     modalities:                       # ModalitySpec.to_dict() fields
       - {name: voice, kind: audio, sample_rate: 8000}
@@ -41,14 +50,24 @@ A schema file (YAML or JSON) fixes what inference would guess::
     columns: {voice: audio, caption: caption, tabular: [age, height]}   # optional
     required: [voice]                 # optional: modalities check_manifest wants present
 
+or only what inference cannot tell, the rest inferred::
+
+    kinds: {age: tabular, comment: text, scratch: ignore}   # column -> kind, or ignore
+    target: {task: regression}
+
 A modality reads the column of its own name unless ``columns`` maps it elsewhere; a
 ``tabular`` modality whose name is not a column takes every numeric column no other
 modality claims.  The schema target's ``name`` (if given) is the label column.
 
 :func:`check_manifest` decodes every row and file and returns ALL problems found
-(missing or corrupt files, NaN, unknown labels, wrong shapes, unknown columns) as
-:class:`Problem` records instead of stopping at the first; ``polymodal datasets check``
-prints them.
+(missing or corrupt files, NaN, unknown labels, wrong shapes, unknown columns, columns
+and tasks that cannot be inferred, a manifest without rows) as :class:`Problem` records
+instead of stopping at the first; ``polymodal datasets check`` prints them.  It reads the
+manifest with the same reader, schema resolution and cell checks as
+:class:`ManifestDataset` (which runs every check that needs no file when it is built), so
+what the check passes, ``train`` and ``predict`` read.  A manifest that cannot be read at
+all (not UTF-8, a cell over the CSV field limit, a folder or FIFO) raises, naming the file
+and row.
 
 Layout of this package (each file imports only from files listed above it):
 
@@ -59,13 +78,15 @@ Layout of this package (each file imports only from files listed above it):
 * ``schema_file.py``: YAML/JSON schema files (:class:`SchemaFile`, :func:`load_schema_file`);
 * ``decoding.py``: decoding cells to values and labels to targets, and the ``_Plan``
   that holds everything decoding a row needs;
-* ``infer.py``: kind inference, column mapping, target resolution, building the ``_Plan``;
-* ``dataset.py``: :class:`ManifestDataset` and :func:`infer_schema`;
-* ``check.py``: :func:`check_manifest`.
+* ``target.py``: the task the labels imply and the classes;
+* ``infer.py``: kind inference, column mapping, building the ``_Plan``, describing it;
+* ``check.py``: :func:`check_manifest` and the row checks the data set shares;
+* ``dataset.py``: :class:`ManifestDataset` and :func:`infer_schema`.
 """
 
-from polymodal.data.manifest.check import check_manifest
+from polymodal.data.manifest.check import CheckReport, check_manifest, check_manifest_report
 from polymodal.data.manifest.dataset import ManifestDataset, infer_schema
+from polymodal.data.manifest.infer import describe_plan
 from polymodal.data.manifest.problems import ManifestError as ManifestError
 from polymodal.data.manifest.problems import Problem
 from polymodal.data.manifest.schema_file import SchemaFile, load_schema_file
@@ -73,11 +94,14 @@ from polymodal.data.manifest.table import MANIFEST_SUFFIXES, ManifestTable, read
 
 __all__ = [
     "MANIFEST_SUFFIXES",
+    "CheckReport",
     "ManifestDataset",
     "ManifestTable",
     "Problem",
     "SchemaFile",
     "check_manifest",
+    "check_manifest_report",
+    "describe_plan",
     "infer_schema",
     "load_schema_file",
     "read_manifest",

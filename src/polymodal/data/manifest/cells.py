@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,20 +47,38 @@ def _file_kind(cell: Cell) -> ModalityKind | None:
     return kind_from_extension(cell)
 
 
+def _cell_kind(cell: Cell) -> str:
+    """One cell's kind: ``"number"``, ``"list"``, a file kind's value, or ``"text"``."""
+    if _as_number(cell) is not None:
+        return "number"
+    if _as_list(cell) is not None:
+        return "list"
+    kind = _file_kind(cell)
+    return kind.value if kind is not None else "text"
+
+
 def _column_kind(values: Sequence[Cell]) -> str:
-    """``"empty"``, ``"number"``, ``"list"``, ``"text"`` or a file kind's value."""
+    """``"empty"``, ``"number"``, ``"list"``, ``"text"``, a file kind's value,
+    ``"mixed:<kinds>"`` (files of several kinds) or ``"ambiguous:<number|list>"``.
+
+    A column is numeric (or a list column) only if EVERY non-empty cell is a number (a
+    list): a column that mixes numbers or lists with other values is ``ambiguous`` and
+    its kind must be stated, never guessed (one typo would otherwise turn a numeric column
+    into text that no encoder reads).
+    """
     if not values:
         return "empty"
-    if all(_as_number(v) is not None for v in values):
-        return "number"
-    if all(_as_list(v) is not None for v in values):
-        return "list"
-    kinds = [_file_kind(v) for v in values]
-    found = {k for k in kinds if k is not None}
-    if len(found) == 1 and 2 * sum(k is not None for k in kinds) >= len(kinds):
-        return next(iter(found)).value
-    if len(found) > 1:
-        return "mixed:" + ",".join(sorted(k.value for k in found))
+    kinds = [_cell_kind(v) for v in values]
+    counts = Counter(kinds)
+    if len(counts) == 1 and kinds[0] in ("number", "list"):
+        return kinds[0]
+    files = {k: n for k, n in counts.items() if k not in ("number", "list", "text")}
+    if len(files) > 1:
+        return "mixed:" + ",".join(sorted(files))
+    if len(files) == 1 and 2 * sum(files.values()) >= len(kinds):
+        return next(iter(files))
+    if counts["number"] or counts["list"]:
+        return "ambiguous:" + ("number" if counts["number"] >= counts["list"] else "list")
     return "text"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,14 +10,21 @@ from typing import Any
 from torch import Tensor
 
 from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.manifest.check import _check_rows
 from polymodal.data.manifest.decoding import _decode_column, _encode_target, _tabular, _where
-from polymodal.data.manifest.infer import _plan
+from polymodal.data.manifest.infer import _plan, describe_plan
 from polymodal.data.manifest.problems import ManifestError
 from polymodal.data.manifest.schema_file import SchemaFile
 from polymodal.data.manifest.table import Cell, PathLike, read_manifest
 from polymodal.data.modality import ModalityKind, Schema
 from polymodal.data.sample import Sample
 from polymodal.errors import unknown_name_error
+
+log = logging.getLogger(__name__)
+
+# (manifest, description) pairs already logged: a run builds its splits from one manifest
+# several times, and once is enough to say how it is read.
+_DESCRIBED: set[tuple[str, tuple[str, ...]]] = set()
 
 
 class ManifestDataset(MultimodalDataset):
@@ -32,10 +40,14 @@ class ManifestDataset(MultimodalDataset):
         base_dir: the folder relative file paths start from (default: the manifest's).
         tabular: ``"group"`` (all numeric columns in one ``tabular`` vector) or
             ``"separate"`` (one (1,) modality per numeric column); inference only.
+        labels: ``False`` leaves the label column unread (targets ``None``), as
+            ``polymodal predict`` does: a label the model never saw is not an error there.
 
-    Labels are checked when the data set is built (an unknown label or a mix of labelled
-    and unlabelled rows raises, naming the rows); files are decoded in ``__getitem__``,
-    whose errors name the manifest, the row, the column and the file.
+    Every cell that needs no file is checked when the data set is built, with the checks
+    of :func:`check_manifest` (labels, numbers, text, inline features, required cells,
+    duplicate ids): the first problems raise, naming the rows.  Files are decoded in
+    ``__getitem__``, whose errors name the manifest, the row, the column and the file.
+    How the columns are read (inferred or stated) is logged at INFO.
     """
 
     def __init__(
@@ -50,6 +62,7 @@ class ManifestDataset(MultimodalDataset):
         *,
         group_column: str = "group",
         tabular: str = "group",
+        labels: bool = True,
     ) -> None:
         table = read_manifest(path)
         if table.problems:
@@ -66,7 +79,12 @@ class ManifestDataset(MultimodalDataset):
             id_column=id_column,
             group_column=group_column,
             tabular=tabular,
+            read_labels=labels,
         )
+        described = (str(table.path), tuple(describe_plan(plan)))
+        if described not in _DESCRIBED:
+            _DESCRIBED.add(described)
+            log.info("%s is read as:\n  %s", table.path, "\n  ".join(described[1]))
         rows, lines = list(table.rows), list(table.lines)
         split_values = sorted({str(r[split_column]) for r in rows if r.get(split_column)})
         if split is not None:
@@ -94,38 +112,35 @@ class ManifestDataset(MultimodalDataset):
         self._id_column = id_column
         self._group_column = group_column
         self._split_column = split_column
+        problems = _check_rows(
+            plan,
+            self._rows,
+            self._lines,
+            self.base_dir,
+            id_column=id_column,
+            split_column=split_column,
+            decode_files=False,
+            by_split=False,
+        )
+        if problems:
+            shown = "\n".join(f"  {p}" for p in problems[:5])
+            more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise ManifestError(
+                f"Manifest {str(table.path)!r} has {len(problems)} problem(s):\n{shown}{more}\n"
+                f"`polymodal datasets check {table.path}` lists them all, and checks every file."
+            )
         self._targets = self._encode_targets()
 
     def _encode_targets(self) -> list[int | float | Tensor | None]:
         plan = self._plan
         if plan.label_column is None:
             return [None] * len(self._rows)
-        out: list[int | float | Tensor | None] = []
-        errors: list[str] = []
-        for row, line in zip(self._rows, self._lines, strict=True):
-            try:
-                out.append(
-                    _encode_target(
-                        plan, row.get(plan.label_column), _where(self.path, line, plan.label_column)
-                    )
-                )
-            except ManifestError as e:
-                errors.append(str(e))
-                out.append(None)
-        missing = [ln for ln, t in zip(self._lines, out, strict=True) if t is None]
-        if errors:
-            shown = "\n".join(f"  {e}" for e in errors[:5])
-            raise ManifestError(
-                f"Manifest {str(self.path)!r} has {len(errors)} invalid label(s):\n{shown}\n"
-                f"`polymodal datasets check {self.path}` lists every problem."
+        return [
+            _encode_target(
+                plan, row.get(plan.label_column), _where(self.path, ln, plan.label_column)
             )
-        if missing and len(missing) < len(out):
-            raise ManifestError(
-                f"Manifest {str(self.path)!r}: rows {missing[:10]} have an empty "
-                f"{plan.label_column!r} while other rows are labelled. Label them, or move "
-                "them to a split of their own."
-            )
-        return out
+            for row, ln in zip(self._rows, self._lines, strict=True)
+        ]
 
     def __len__(self) -> int:
         return len(self._rows)

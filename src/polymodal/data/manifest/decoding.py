@@ -7,8 +7,10 @@ because it is everything decoding a row needs.
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,7 +19,7 @@ from torch import Tensor
 from polymodal.data.decode import decode_features, decode_file, decode_text
 from polymodal.data.manifest.cells import _as_number, _is_int_key, _label_key, _multilabel_keys
 from polymodal.data.manifest.problems import ManifestError
-from polymodal.data.manifest.table import Cell
+from polymodal.data.manifest.table import Cell, special_file_kind
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
 from polymodal.errors import did_you_mean
 
@@ -40,11 +42,80 @@ class _Plan:
     label_column: str | None  # None: unlabelled
     class_index: dict[str, int] | None  # classification/multilabel: class name -> index
     required: tuple[str, ...] = ()
+    # What was inferred and what was stated, for the user to see (describe_plan):
+    sources: dict[str, str] = field(default_factory=dict)  # modality -> how its kind was set
+    target_source: str = ""  # how the task was set ("" when unlabelled)
+    unread: dict[str, str] = field(default_factory=dict)  # column no modality reads -> why
+    inferred_shapes: frozenset[str] = frozenset()  # modalities whose shape came from the data
 
 
 def _resolve_file(cell: Cell, base: Path) -> Path:
     p = Path(str(cell)).expanduser()
     return p if p.is_absolute() else base / p
+
+
+def _refuse_special(path: Path, cell: str, where: str) -> None:
+    """Raise if ``path`` is a device, FIFO or socket: reading one may never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing (the decoder says so) or an unusable name
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise ManifestError(
+            f"{where}: {cell!r} is {special_file_kind(mode)}, not a regular file; polymodal "
+            "does not read those (reading one may never end). Point the cell at a file."
+        )
+
+
+def _names_file(cell: str, base: Path) -> tuple[Path, int] | None:
+    """``(path, st_mode)`` when a text cell reads as the path of an existing file.
+
+    Only cells that look like paths are tried: one line, and absolute, or with a ``/``, or
+    with an extension; folders do not count.
+    """
+    if "\n" in cell or len(cell) > 1024:
+        return None
+    p = Path(cell).expanduser()
+    if not (p.is_absolute() or "/" in cell or os.sep in cell or p.suffix):
+        return None
+    full = p if p.is_absolute() else base / p
+    try:
+        mode = os.stat(full).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISDIR(mode) else (full, mode)
+
+
+def _decode_text_cell(cell: Cell, base: Path, where: str) -> str:
+    """A text cell as text.  A cell naming an existing file or a device is refused.
+
+    Text columns hold the text itself: polymodal never opens the file a text cell names, so
+    such a cell would be read as the words of its path.  That is almost always a path that
+    was meant to be read (a column of ``.txt`` transcripts, a path without an extension), so
+    it is an error rather than a silent string.
+    """
+    if isinstance(cell, list | dict):
+        raise ManifestError(
+            f"{where}: expected text, got a JSON {type(cell).__name__}. Give a string."
+        )
+    text = decode_text(str(cell), where=where)
+    named = _names_file(text, base)
+    if named is not None:
+        path, mode = named
+        if not stat.S_ISREG(mode):
+            raise ManifestError(
+                f"{where}: text cell {text!r} names {special_file_kind(mode)}; a text column "
+                "holds the text itself and polymodal never reads a file (or device) for it. "
+                "Put the text in the cell."
+            )
+        raise ManifestError(
+            f"{where}: text cell {text!r} is the path of an existing file ({str(path)!r}); "
+            "a text column holds the text itself and polymodal does not read text from "
+            "files, so the model would read the path as words. Put the text in the cell; "
+            "for files polymodal decodes, use a known extension (.wav, .jpg, .mp4, .csv, "
+            ".npy, ...) so the column is read as audio, image, video, time series or features."
+        )
+    return text
 
 
 def _decode_column(
@@ -53,11 +124,7 @@ def _decode_column(
     """Decode one non-tabular cell: ``(value, timestamps, file)``; raises on bad input."""
     kind = spec.kind
     if kind is ModalityKind.TEXT:
-        if isinstance(cell, list | dict):
-            raise ManifestError(
-                f"{where}: expected text, got a JSON {type(cell).__name__}. Give a string."
-            )
-        return decode_text(str(cell), where=where), None, None
+        return _decode_text_cell(cell, base, where), None, None
     if kind is ModalityKind.FEATURES and (
         isinstance(cell, list) or (isinstance(cell, str) and cell.startswith("["))
     ):
@@ -68,7 +135,9 @@ def _decode_column(
                 f"{where}: expected a path to a {kind.value} file, got {cell!r}. Give a path "
                 "relative to the manifest's folder."
             )
-        decoded = decode_file(_resolve_file(cell, base), kind, spec, where=where)
+        path = _resolve_file(cell, base)
+        _refuse_special(path, cell, where)
+        decoded = decode_file(path, kind, spec, where=where)
         frames = getattr(decoded, "frames", None)
         if isinstance(frames, Tensor):  # a VideoClip: frames are the value
             stamps = getattr(decoded, "timestamps", None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -15,14 +15,12 @@ from polymodal.data.manifest.cells import (
     _as_list,
     _as_number,
     _column_kind,
-    _is_int_key,
-    _label_key,
-    _multilabel_keys,
 )
 from polymodal.data.manifest.decoding import _decode_column, _Plan
-from polymodal.data.manifest.problems import ManifestError, Problem
+from polymodal.data.manifest.problems import ManifestError, Problem, _show
 from polymodal.data.manifest.schema_file import SchemaFile, load_schema_file
 from polymodal.data.manifest.table import ManifestTable, PathLike
+from polymodal.data.manifest.target import _resolve_target
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
 from polymodal.errors import did_you_mean, unknown_name_error
 
@@ -37,26 +35,121 @@ def _unknown_column(name: str, available: Sequence[str], what: str) -> str:
     return msg + did_you_mean(name, available)
 
 
+_KIND_REASONS = {
+    "number": "inferred: every cell is a number",
+    "list": "inferred: every cell is a list of numbers",
+    "text": "inferred: cells are not numbers, lists or files of a known extension",
+    "empty": "inferred: every cell is empty",
+}
+
+
+def _kind_reason(kind: str) -> str:
+    return _KIND_REASONS.get(kind, f"inferred: cells are {kind} files, by their extensions")
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def _ambiguous_column(
+    table: ManifestTable, col: str, kind: str, problems: list[Problem] | None
+) -> None:
+    """Report a column that mixes numbers (or lists) with other values; raise unless collecting.
+
+    The cells named are the minority: typos in a numeric column, or stray numbers in a
+    text column.
+    """
+    want = kind.split(":", 1)[1]  # "number" or "list"
+    cells = [(ln, r.get(col)) for r, ln in zip(table.rows, table.lines, strict=True)]
+    cells = [(ln, c) for ln, c in cells if c is not None]
+    test = _as_number if want == "number" else _as_list
+    is_want = [test(c) is not None for _, c in cells]
+    n_want = sum(is_want)
+    n_other = len(cells) - n_want
+    a, plural = ("a number", "numbers") if want == "number" else ("a JSON list", "JSON lists")
+    blame_others = n_want >= n_other
+    blamed = [lc for lc, w in zip(cells, is_want, strict=True) if w != blame_others]
+    fix = (
+        f"A column is read as {plural} only if every non-empty cell is {a}. If {col!r} "
+        f"holds {plural}, fix or empty the cells that are not; if not, state its kind in a "
+        f"schema file (kinds: {{{col}: text}}; or tabular, features, ignore) and pass it "
+        "(--schema FILE, or data.schema in a run config)."
+    )
+    if problems is None:
+        raise ManifestError(
+            f"Manifest {str(table.path)!r}: column {col!r} mixes {plural} "
+            f"({_rows(n_want)}) with other values ({_rows(n_other)}), so its kind cannot be "
+            f"inferred; the {'other values' if blame_others else plural}: {_show(blamed)}. " + fix
+        )
+    for ln, cell in blamed:
+        if blame_others:
+            what = f"value {cell!r} is not {a}, but the column's {n_want} other values are"
+        else:
+            what = f"value {cell!r} is {a}, but the column's {n_other} other values are not"
+        problems.append(
+            Problem(ln, col, None, f"{what}, so the column's kind cannot be inferred. {fix}")
+        )
+
+
 def _infer_modalities(
-    table: ManifestTable, reserved: set[str], tabular: str
-) -> tuple[list[ModalitySpec], dict[str, tuple[str, ...]]]:
+    table: ManifestTable,
+    reserved: set[str],
+    tabular: str,
+    kinds: Mapping[str, str],
+    problems: list[Problem] | None,
+) -> tuple[list[ModalitySpec], dict[str, tuple[str, ...]], dict[str, str], dict[str, str]]:
+    """Specs, columns, each modality's kind source, and the columns left unread."""
     specs: list[ModalitySpec] = []
     columns: dict[str, tuple[str, ...]] = {}
+    sources: dict[str, str] = {}
     numeric: list[str] = []
+    numeric_sources: list[str] = []
+    unread: dict[str, str] = {}
+    for col in kinds:
+        msg = None
+        if col not in table.columns:
+            msg = _unknown_column(col, list(table.columns), "The schema's 'kinds'")
+        elif col in reserved:
+            msg = (
+                f"The schema's 'kinds' names column {col!r}, which is the id, label, split "
+                "or group column; only modality columns have kinds."
+            )
+        if msg is not None:
+            if problems is None:
+                raise ManifestError(f"Manifest {str(table.path)!r}: {msg}")
+            problems.append(Problem(None, col, None, msg))
     for col in table.columns:
         if col in reserved:
             continue
-        kind = _column_kind(table.values(col))
+        if col in kinds:
+            kind, source = kinds[col], "stated: the schema's kinds"
+        else:
+            kind = _column_kind(table.values(col))
+            source = _kind_reason(kind)
         if kind.startswith("mixed:"):
-            raise ManifestError(
-                f"Manifest {str(table.path)!r}: column {col!r} holds files of several kinds "
-                f"({kind[6:]}). Put each kind in its own column, or give a schema."
+            msg = (
+                f"column {col!r} holds files of several kinds ({kind[6:]}). Put each kind in "
+                f"its own column, or state its kind in a schema file (kinds: {{{col}: ...}})."
             )
-        if kind == "number":
+            if problems is None:
+                raise ManifestError(f"Manifest {str(table.path)!r}: {msg}")
+            problems.append(Problem(None, col, None, msg))
+            unread[col] = "its kind cannot be inferred; see the problems below"
+            continue
+        if kind.startswith("ambiguous:"):
+            _ambiguous_column(table, col, kind, problems)
+            unread[col] = "its kind cannot be inferred; see the problems below"
+            continue
+        if kind == "ignore":
+            unread[col] = "the schema's kinds: ignore"
+            continue
+        if kind in ("number", ModalityKind.TABULAR.value):
             numeric.append(col)
+            numeric_sources.append(source)
             if tabular == "separate":
                 specs.append(ModalitySpec(col, ModalityKind.TABULAR, shape=(1,)))
                 columns[col] = (col,)
+                sources[col] = source
             continue
         if kind == "list":
             specs.append(ModalitySpec(col, ModalityKind.FEATURES))
@@ -65,13 +158,20 @@ def _infer_modalities(
         else:
             specs.append(ModalitySpec(col, ModalityKind(kind)))
         columns[col] = (col,)
+        sources[col] = source
     if numeric and tabular == "group":
         name = "tabular"
         while name in columns:
             name = "_" + name
         specs.append(ModalitySpec(name, ModalityKind.TABULAR, shape=(len(numeric),)))
         columns[name] = tuple(numeric)
-    return specs, columns
+        stated = set(numeric_sources) - {_KIND_REASONS["number"]}
+        sources[name] = (
+            _KIND_REASONS["number"] + "; the numeric columns form one vector"
+            if not stated
+            else "stated by the schema's kinds, or numbers; the numeric columns form one vector"
+        )
+    return specs, columns, sources, unread
 
 
 def _map_columns(
@@ -116,11 +216,16 @@ def _map_columns(
         columns[spec.name] = cols
         claimed.update(cols)
     for spec in pending_tabular:
-        numeric = tuple(
-            c
-            for c in table.columns
-            if c not in reserved and c not in claimed and _column_kind(table.values(c)) == "number"
-        )
+        numeric: list[str] = []
+        for c in table.columns:
+            if c in reserved or c in claimed:
+                continue
+            kind = _column_kind(table.values(c))
+            if kind == "number":
+                numeric.append(c)
+            elif kind == "ambiguous:number":
+                # would it be one of this modality's columns?  Say so rather than drop it
+                _ambiguous_column(table, c, kind, problems)
         if not numeric:
             msg = (
                 f"The schema's tabular modality {spec.name!r} is not a column and no numeric "
@@ -132,64 +237,9 @@ def _map_columns(
             problems.append(Problem(None, spec.name, None, msg))
             kept.remove(spec)
             continue
-        columns[spec.name] = numeric
+        columns[spec.name] = tuple(numeric)
         claimed.update(numeric)
     return kept, columns
-
-
-def _resolve_target(
-    table: ManifestTable,
-    label_column: str | None,
-    target: TargetSpec | dict[str, Any] | None,
-) -> tuple[TargetSpec, dict[str, int] | None]:
-    if label_column is None:
-        return TargetSpec("classification", 0, (), name=""), None
-    values = table.values(label_column)
-    num: int | None
-    task: str
-    if isinstance(target, TargetSpec):
-        task = target.task
-        names = target.class_names
-        num = target.num_classes
-    elif target is not None:
-        task = str(target.get("task", "classification"))
-        raw = target.get("class_names")
-        names = tuple(str(n) for n in raw) if raw else None
-        num = int(target["num_classes"]) if target.get("num_classes") is not None else None
-    else:
-        numbers = [_as_number(v) for v in values]
-        lists = [_as_list(v) for v in values]
-        if values and all(x is not None for x in lists):
-            task = "multilabel"
-        elif (
-            values
-            and all(x is not None and math.isfinite(x) for x in numbers)
-            and any(not float(x).is_integer() for x in numbers if x is not None)
-        ):
-            task = "regression"
-        else:
-            task = "classification"
-        names, num = None, None
-    if task == "regression":
-        return TargetSpec("regression", 1, None, name=label_column), None
-    if names is None and task == "classification" and num is not None:
-        # classes given by count only: labels must be the ints 0..num-1
-        return TargetSpec("classification", num, None, name=label_column), None
-    if names is None:
-        keys: set[str] = set()
-        for v in values:
-            keys.update(_multilabel_keys(v) if task == "multilabel" else [_label_key(v)])
-        if keys and all(_is_int_key(k) for k in keys):
-            names = tuple(sorted(keys, key=int))
-        else:
-            names = tuple(sorted(keys))
-    if num is not None and num != len(names):
-        raise ManifestError(
-            f"The schema's target has num_classes={num} but {len(names)} class_names; "
-            "drop num_classes or make them agree."
-        )
-    spec = TargetSpec(task, len(names), names, name=label_column)
-    return spec, {n: i for i, n in enumerate(names)}
 
 
 def _plan(
@@ -202,20 +252,37 @@ def _plan(
     group_column: str,
     tabular: str,
     problems: list[Problem] | None = None,
+    read_labels: bool = True,
 ) -> _Plan:
+    """Resolve ``table`` against ``schema`` (``None``: infer everything).
+
+    With ``problems``, what is wrong is appended there and planning goes on as far as it
+    can (``check_manifest``); without, the first problem raises ``ManifestError``.
+    ``read_labels=False`` leaves the label column unread (predict), though still reserved.
+    """
     if tabular not in TABULAR_MODES:
         raise unknown_name_error("tabular mode", tabular, list(TABULAR_MODES))
     if schema is not None and not isinstance(schema, Schema | SchemaFile):
         schema = load_schema_file(schema)
+    if not table.rows:
+        bad = f" ({len(table.problems)} unreadable, listed above)" if table.problems else ""
+        msg = f"no rows of data{bad}: a manifest needs a header row and then one row per example."
+        if problems is None:
+            raise ManifestError(f"Manifest {str(table.path)!r} has {msg}")
+        problems.append(Problem(None, None, None, msg))
     target: TargetSpec | dict[str, Any] | None = None
     given: dict[str, tuple[str, ...]] = {}
     required: tuple[str, ...] = ()
+    kinds: dict[str, str] = {}
+    infer = schema is None
     if isinstance(schema, Schema):
         target = schema.target
     elif isinstance(schema, SchemaFile):
         target = schema.target
         given = dict(schema.columns)
         required = schema.required
+        kinds = dict(schema.kinds)
+        infer = not schema.modalities
         if schema.target is not None and schema.target.get("name"):
             label_column = str(schema.target["name"])
     label: str | None = label_column if label_column in table.columns else None
@@ -227,28 +294,75 @@ def _plan(
         if problems is None:
             raise ManifestError(f"Manifest {str(table.path)!r}: {msg}")
         problems.append(Problem(None, label_column, None, msg))
+    if not read_labels:
+        label = None
     reserved = {c for c in (label_column, split_column, id_column, group_column) if c}
-    if schema is None:
-        specs, columns = _infer_modalities(table, reserved, tabular)
+    if infer:
+        specs, columns, sources, unread = _infer_modalities(
+            table, reserved, tabular, kinds, problems
+        )
     else:
-        specs, columns = _map_columns(table, schema.modalities, given, reserved, problems)
+        given_specs = schema.modalities  # type: ignore[union-attr]
+        specs, columns = _map_columns(table, given_specs, given, reserved, problems)
+        how = "stated: the model's schema" if isinstance(schema, Schema) else "stated: the schema"
+        sources = {s.name: how for s in specs}
+        used = {c for cols in columns.values() for c in cols}
+        unread = {
+            c: "the schema does not list it"
+            for c in table.columns
+            if c not in reserved and c not in used
+        }
     if not specs and problems is None:
         raise ManifestError(
             f"Manifest {str(table.path)!r} has no modality columns (columns: "
             f"{', '.join(table.columns)}; reserved for label/split/id/group: "
             f"{', '.join(sorted(reserved))})."
         )
-    target_spec, class_index = _resolve_target(table, label, target)
-    specs = [_with_shape(s, columns[s.name], table) for s in specs]
-    return _Plan(Schema(tuple(specs), target_spec), columns, label, class_index, required)
+    names = [s.name for s in specs]
+    for mod in required:
+        if mod not in names:
+            msg = f"'required': {unknown_name_error('modality', mod, names)}"
+            if problems is None:
+                raise ManifestError(f"Schema file: {msg}")
+            problems.append(Problem(None, None, None, msg))
+    required = tuple(m for m in required if m in names)
+    target_spec, class_index, target_source = _resolve_target(table, label, target, problems)
+    if not read_labels and isinstance(schema, Schema):
+        target_spec = schema.target  # the model's classes, though no label is read
+    shaped = [_with_shape(s, columns[s.name], table) for s in specs]
+    inferred = frozenset(s.name for s, t in zip(specs, shaped, strict=True) if s.shape != t.shape)
+    return _Plan(
+        Schema(tuple(shaped), target_spec),
+        columns,
+        label,
+        class_index,
+        required,
+        sources=sources,
+        target_source=target_source,
+        unread=unread,
+        inferred_shapes=inferred,
+    )
+
+
+#: Files decoded at most to infer a modality's shape; the most common shape wins, so one
+#: odd (or broken) first file does not set the shape every other row is held to.
+SHAPE_SAMPLE = 3
+
+
+def _list_shape(lst: list[Any]) -> tuple[tuple[int, ...], bool]:
+    """The (shape, is_sequence) of an inline feature list, without building a tensor."""
+    if lst and isinstance(lst[0], list):
+        return (len(lst[0]),), True
+    return (len(lst),), False
 
 
 def _with_shape(spec: ModalitySpec, cols: tuple[str, ...], table: ManifestTable) -> ModalitySpec:
-    """Fill in a missing ``shape`` (and audio ``sample_rate``) by decoding the first value.
+    """Fill in a missing ``shape`` (and audio ``sample_rate``) from the data.
 
     Collate needs the shape to zero-fill a batch in which the modality is missing
-    everywhere.  A first value that fails to decode leaves the spec as it is (check_manifest
-    reports the file).
+    everywhere.  The shape is the most common one among every inline feature list and the
+    first :data:`SHAPE_SAMPLE` files that decode (files that fail are skipped: the check
+    reports them), so a bad first row does not make every good row look wrong.
     """
     if spec.kind is ModalityKind.TEXT:
         return spec
@@ -256,28 +370,54 @@ def _with_shape(spec: ModalitySpec, cols: tuple[str, ...], table: ManifestTable)
         return spec if spec.shape is not None else replace(spec, shape=(len(cols),))
     if spec.shape is not None and (spec.kind is not ModalityKind.AUDIO or spec.sample_rate):
         return spec
+    seen: Counter[tuple[tuple[int, ...], bool]] = Counter()
+    rate: float | None = None
+    decoded, failed = 0, 0
+    # audio has no shape to vote on, and a video can take seconds to decode: one of each
+    sample = 1 if spec.kind in (ModalityKind.AUDIO, ModalityKind.VIDEO) else SHAPE_SAMPLE
     for row in table.rows:
         cell = row.get(cols[0])
         if cell is None:
             continue
+        inline = _as_list(cell) if spec.kind is ModalityKind.FEATURES else None
+        if inline is not None:
+            seen[_list_shape(inline)] += 1
+            continue
+        if decoded >= sample or failed >= 4 * SHAPE_SAMPLE:
+            if spec.kind is ModalityKind.FEATURES:
+                continue  # inline lists further down still count
+            break
         try:
             value, _, _ = _decode_column(spec, cell, table.path.parent, where="")
         except (ValueError, OSError, RuntimeError):
-            return spec
+            failed += 1
+            continue
         if not isinstance(value, Tensor):
-            return spec
+            failed += 1
+            continue
+        decoded += 1
         if spec.kind is ModalityKind.AUDIO:
-            rate = _audio_rate(Path(str(cell)), table.path.parent)
-            return replace(spec, shape=(), sample_rate=spec.sample_rate or rate)
-        if spec.kind in (ModalityKind.IMAGE, ModalityKind.VIDEO):
-            # Bounded, never the largest: the first image's size scaled down to at most
-            # DecodeLimits.inferred_image_side, so no image is upsampled to a huge one.
-            return replace(spec, shape=inferred_image_shape(value.shape[-3:]))
-        if spec.kind is ModalityKind.FEATURES:
+            rate = rate or _audio_rate(Path(str(cell)), table.path.parent)
+            seen[((), False)] += 1
+        elif spec.kind is ModalityKind.IMAGE:
+            seen[(tuple(value.shape), False)] += 1
+        elif spec.kind is ModalityKind.FEATURES:
             seq = value.dim() == 2
-            return replace(spec, shape=tuple(value.shape[1:] if seq else value.shape), sequence=seq)
-        return replace(spec, shape=tuple(value.shape[1:]))
-    return spec
+            seen[(tuple(value.shape[1:] if seq else value.shape), seq)] += 1
+        else:
+            seen[(tuple(value.shape[1:]), False)] += 1
+    if not seen:
+        return spec
+    (shape, seq), _ = seen.most_common(1)[0]  # ties: the first seen
+    if spec.kind is ModalityKind.AUDIO:
+        return replace(spec, shape=(), sample_rate=spec.sample_rate or rate)
+    if spec.kind is ModalityKind.FEATURES:
+        return replace(spec, shape=shape, sequence=seq)
+    if spec.kind in (ModalityKind.IMAGE, ModalityKind.VIDEO):
+        # Bounded, never the largest: the common size scaled down to at most
+        # DecodeLimits.inferred_image_side, so no image is upsampled to a huge one.
+        return replace(spec, shape=inferred_image_shape(shape))
+    return replace(spec, shape=shape)
 
 
 def _audio_rate(path: Path, base: Path) -> float | None:
@@ -288,3 +428,37 @@ def _audio_rate(path: Path, base: Path) -> float | None:
         return float(soundfile.info(str(p)).samplerate)
     except Exception:  # not a soundfile-readable container (e.g. mp3 via av); rate unknown
         return None
+
+
+def describe_plan(plan: _Plan) -> list[str]:
+    """How a manifest is read, one line per modality, the target and unread columns, each
+    saying whether it was inferred (and from what) or stated by a schema."""
+    out: list[str] = []
+    for spec in plan.schema.modalities:
+        cols = plan.columns[spec.name]
+        src = ", ".join(repr(c) for c in cols)
+        what = spec.kind.value
+        if spec.kind in (ModalityKind.TABULAR, ModalityKind.FEATURES) and spec.shape is not None:
+            what += f" {spec.shape}" + (" per step" if spec.is_sequence else "")
+        if spec.kind is ModalityKind.AUDIO and spec.sample_rate:
+            what += f" {spec.sample_rate:g} Hz"
+        column = "columns" if len(cols) > 1 else "column"
+        how = plan.sources.get(spec.name, "")
+        out.append(f"modality {spec.name!r}: {what} <- {column} {src} ({how})")
+    t = plan.schema.target
+    if plan.label_column is None:
+        out.append("target: none (no label column: unlabelled data)")
+    else:
+        unit = "label" if t.task == "multilabel" else "class"
+        if t.task == "regression":
+            what = "regression"
+        elif not t.num_classes:
+            what = f"{t.task}, no {unit} found"
+        else:
+            names = ", ".join(t.class_names) if t.class_names else f"0..{t.num_classes - 1}"
+            plural = unit if t.num_classes == 1 else ("labels" if unit == "label" else "classes")
+            what = f"{t.task}, {t.num_classes} {plural} ({names})"
+        out.append(f"target: {what} <- column {plan.label_column!r} ({plan.target_source})")
+    for col, why in plan.unread.items():
+        out.append(f"column {col!r}: not read ({why})")
+    return out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,8 @@ class Problem:
 
 class ManifestError(ValueError):
     """A manifest or its schema cannot be used; the message names the file, row and column."""
+
+
+def _show(cells: Sequence[tuple[int, Any]], limit: int = 5) -> str:
+    shown = ", ".join(f"row {ln}: {c!r}" for ln, c in cells[:limit])
+    return shown + (f" (and {len(cells) - limit} more)" if len(cells) > limit else "")

@@ -10,11 +10,15 @@ from typing import Any
 from polymodal.config import Config, param
 from polymodal.data.manifest.problems import ManifestError
 from polymodal.data.manifest.table import PathLike
-from polymodal.data.modality import ModalitySpec
+from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.errors import unknown_name_error
 
 SCHEMA_SUFFIXES = (".yaml", ".yml", ".json")
-SCHEMA_KEYS = ("modalities", "target", "columns", "required")
+SCHEMA_KEYS = ("modalities", "kinds", "target", "columns", "required")
+#: What ``kinds`` may give a column: a modality kind, or ``ignore`` (the column is not read).
+COLUMN_KINDS = (*(k.value for k in ModalityKind), "ignore")
+#: The tasks a schema file's target may state.
+SCHEMA_TASKS = ("classification", "regression", "multilabel")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,7 +26,7 @@ class TargetFields(Config):
     """The ``target`` section of a schema file: any fields of a
     :class:`~polymodal.data.modality.TargetSpec` (the rest are inferred from the labels)."""
 
-    task: str | None = None
+    task: str | None = None  # one of SCHEMA_TASKS; None: inferred from the labels
     num_classes: int | None = param(None, ge=1)
     class_names: tuple[str, ...] | None = None
     name: str | None = None
@@ -30,27 +34,52 @@ class TargetFields(Config):
 
 @dataclass(frozen=True, kw_only=True)
 class SchemaFile(Config):
-    """A parsed schema file: modalities, target fields, column mapping, required modalities.
+    """A parsed schema file: modalities or column kinds, target fields, column mapping,
+    required modalities.
 
+    ``modalities`` lists every modality the data set has (the other columns are not read);
     ``columns`` maps a modality to its column, or to several columns that form it (a
-    modality given by one column may be written as a string).
+    modality given by one column may be written as a string).  Without ``modalities``,
+    kinds are inferred as with no schema, except for the columns ``kinds`` names
+    (``{age: tabular, notes: text, junk: ignore}``); ``target`` alone states the task.
     """
 
-    modalities: tuple[ModalitySpec, ...]
+    modalities: tuple[ModalitySpec, ...] = ()
+    kinds: dict[str, str] = field(default_factory=dict)
     target: dict[str, Any] | None = None
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     required: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.modalities:
+        if not self.modalities and not self.kinds and self.target is None:
             raise ValueError(
-                "'modalities' must be a non-empty list of {name, kind, shape?, sample_rate?, "
-                "...} mappings."
+                "a schema file needs 'modalities' (a list of {name, kind, shape?, "
+                "sample_rate?, ...}), 'kinds' (column -> kind, the rest inferred) or "
+                "'target' (e.g. {task: regression})."
             )
+        if self.modalities and self.kinds:
+            raise ValueError(
+                "give 'modalities' (every modality, spelled out) or 'kinds' (the kinds of "
+                "some columns, the rest inferred), not both."
+            )
+        for col, kind in self.kinds.items():
+            if kind not in COLUMN_KINDS:
+                raise ValueError(f"'kinds.{col}': {unknown_name_error('kind', kind, COLUMN_KINDS)}")
+        if self.columns and not self.modalities:
+            raise ValueError(
+                "'columns' maps the modalities listed under 'modalities'; without them, "
+                "each column is its own modality (state kinds with 'kinds')."
+            )
+        task = (self.target or {}).get("task")
+        if task is not None and task not in SCHEMA_TASKS:
+            raise ValueError(f"'target.task': {unknown_name_error('task', task, SCHEMA_TASKS)}")
         names = [m.name for m in self.modalities]
-        for where, listed in (("columns", list(self.columns)), ("required", self.required)):
-            for mod in listed:
+        listed = [("columns", list(self.columns))]
+        if self.modalities:  # inferred modalities: 'required' is checked against them later
+            listed.append(("required", list(self.required)))
+        for where, mods in listed:
+            for mod in mods:
                 if mod not in names:
                     raise ValueError(f"'{where}': {unknown_name_error('modality', mod, names)}")
         for mod, cols in self.columns.items():

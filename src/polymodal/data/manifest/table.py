@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,55 +63,128 @@ def _manifest_path(path: PathLike) -> Path:
             f"{', '.join(MANIFEST_SUFFIXES)}. Save it as CSV (one row per example, a header "
             "row) or JSONL (one JSON object per line)."
         )
-    if not p.is_file():
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
         raise FileNotFoundError(
             f"Manifest {str(p)!r} does not exist. Check the path (relative paths are "
             f"relative to the current folder, {os.getcwd()!r})."
+        ) from None
+    except OSError as e:
+        raise ManifestError(f"Manifest {str(p)!r} cannot be read: {e.strerror}.") from None
+    if stat.S_ISDIR(mode):
+        raise ManifestError(f"Manifest {str(p)!r} is a folder; give the manifest file in it.")
+    if not stat.S_ISREG(mode):
+        raise ManifestError(
+            f"Manifest {str(p)!r} is {special_file_kind(mode)}, not a regular file; save the "
+            "manifest to a file and give its path."
         )
     return p
+
+
+def special_file_kind(mode: int) -> str:
+    """``"a FIFO (named pipe)"``, ``"a device"``... for a ``st_mode`` that is not a file."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def _read_text(path: Path) -> str:
+    """The file's text as UTF-8 (a BOM is dropped); a non-UTF-8 file names the first bad byte."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ManifestError(
+            f"Manifest {str(path)!r} is UTF-16 text (it starts with a UTF-16 byte order mark). "
+            "Save it as UTF-8 (in Excel: 'CSV UTF-8'; or `iconv -f UTF-16 -t UTF-8`)."
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        start = data.rfind(b"\n", 0, e.start) + 1
+        end = data.find(b"\n", e.start)
+        text = data[start : end if end >= 0 else len(data)].decode("utf-8", errors="replace")
+        bad = data[e.start : e.end].hex(" ")
+        raise ManifestError(
+            f"Manifest {str(path)!r} is not UTF-8: byte 0x{bad} at byte offset {e.start} "
+            f"(line {line}: {text.rstrip()[:80]!r}) is not valid UTF-8; the file is probably "
+            "Latin-1/Windows-1252. Save it as UTF-8 (in Excel: 'CSV UTF-8'; or "
+            f"`iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name}`)."
+        ) from None
+
+
+def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(row, record)`` for each of ``reader``'s records, ``row`` being the line the record
+    starts on; a ``csv.Error`` becomes a ``ManifestError`` naming the row."""
+    prev_line = 0
+    while True:
+        start = prev_line + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            hint = ""
+            if "field larger than field limit" in str(e):
+                hint = (
+                    f" A cell over {csv.field_size_limit():,} characters almost always means a "
+                    'quote (") that is never closed, so the rest of the file was read as one '
+                    "cell: close the quote in this row (a quote inside a quoted cell is written "
+                    'twice, ""). A text really that long does not belong in a manifest cell; '
+                    "shorten it."
+                )
+            elif "NUL" in str(e):
+                hint = " The file holds a NUL byte: it is not a text CSV file, or is damaged."
+            raise ManifestError(
+                f"Manifest {str(path)!r}: row {start} cannot be read as CSV ({e}).{hint}"
+            ) from None
+        prev_line = reader.line_num
+        yield start, record
 
 
 def _read_csv(path: Path, delimiter: str) -> ManifestTable:
     rows: list[dict[str, Cell]] = []
     lines: list[int] = []
     problems: list[Problem] = []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header: list[str] | None = None
-        prev_line = 0
-        for record in reader:
-            start = prev_line + 1  # the physical line this record starts on
-            prev_line = reader.line_num
-            if not record or all(not c.strip() for c in record):
-                continue
-            if header is None:
-                header = [c.strip() for c in record]
-                empty = [i + 1 for i, c in enumerate(header) if not c]
-                if empty:
-                    raise ManifestError(
-                        f"Manifest {str(path)!r}: header row has empty column name(s) at "
-                        f"position(s) {empty}. Name every column."
-                    )
-                dupes = sorted({c for c in header if header.count(c) > 1})
-                if dupes:
-                    raise ManifestError(
-                        f"Manifest {str(path)!r}: header row repeats column(s) {dupes}. "
-                        "Give every column a unique name."
-                    )
-                continue
-            if len(record) != len(header):
-                problems.append(
-                    Problem(
-                        start,
-                        None,
-                        None,
-                        f"has {len(record)} fields but the header has {len(header)}; "
-                        "quote cells that contain the delimiter",
-                    )
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    for start, record in _records(reader, path):  # start: the line the record starts on
+        if not record or all(not c.strip() for c in record):
+            continue
+        if header is None:
+            header = [c.strip() for c in record]
+            empty = [i + 1 for i, c in enumerate(header) if not c]
+            if empty:
+                raise ManifestError(
+                    f"Manifest {str(path)!r}: header row has empty column name(s) at "
+                    f"position(s) {empty}. Name every column."
                 )
-                continue
-            rows.append({c: _clean(v) for c, v in zip(header, record, strict=True)})
-            lines.append(start)
+            dupes = sorted({c for c in header if header.count(c) > 1})
+            if dupes:
+                raise ManifestError(
+                    f"Manifest {str(path)!r}: header row repeats column(s) {dupes}. "
+                    "Give every column a unique name."
+                )
+            continue
+        if len(record) != len(header):
+            problems.append(
+                Problem(
+                    start,
+                    None,
+                    None,
+                    f"has {len(record)} fields but the header has {len(header)}; "
+                    "quote cells that contain the delimiter",
+                )
+            )
+            continue
+        rows.append({c: _clean(v) for c, v in zip(header, record, strict=True)})
+        lines.append(start)
     if header is None:
         raise ManifestError(f"Manifest {str(path)!r} is empty; it needs a header row.")
     return ManifestTable(path, tuple(header), tuple(rows), tuple(lines), tuple(problems))
@@ -119,7 +195,7 @@ def _read_jsonl(path: Path) -> ManifestTable:
     lines: list[int] = []
     problems: list[Problem] = []
     columns: dict[str, None] = {}
-    with path.open(encoding="utf-8-sig") as f:
+    with io.StringIO(_read_text(path)) as f:
         for lineno, text in enumerate(f, start=1):
             if not text.strip():
                 continue
