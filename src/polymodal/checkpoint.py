@@ -14,10 +14,18 @@ A checkpoint folder holds
 - any small text files passed in ``files`` (the run's ``config.yaml``, ``schema.json``), so
   the folder alone is enough to rebuild the model.
 
-Writing goes to a temporary folder next to the target, each file flushed to disk, and the
-folder then takes the target's name with :func:`os.replace`; the previous checkpoint is
-removed only after that.  A crash at any point leaves either the old or the new checkpoint
-complete (:func:`load_checkpoint` also recovers the one moment between the two renames).
+Writing goes to a temporary folder next to the target (``.NAME.tmp-PID``), each file
+flushed to disk and ``state.json`` last, so its presence marks a complete folder.  Then the
+previous checkpoint steps aside (``NAME`` -> ``.NAME.old``), the new one takes its name
+(``.NAME.tmp-PID`` -> ``NAME``) and the previous one is removed, ``state.json`` first (a
+half-removed folder never looks complete).  A kill at any point leaves a complete
+checkpoint under one of those three names (none only while the very first one is being
+written): :func:`find_checkpoint` finds it, and readers read it where it is, never
+renaming the writer's folders.  The writer itself finishes or undoes what a killed save
+left (:func:`remove_stale_temporaries`, and at the start of :func:`save_checkpoint`).
+
+Every file read is checked (presence, size, header, dtypes, finite values) and named in
+its error, a :class:`CheckpointError` (see :mod:`polymodal.checkpoint_files`).
 """
 
 from __future__ import annotations
@@ -32,8 +40,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
+
+from polymodal.checkpoint_files import (
+    CheckpointError,
+    damaged_advice,
+    read_json_object,
+    read_text,
+    read_trainer_state,
+    read_weights,
+)
 
 WEIGHTS = "model.safetensors"
 STATE = "state.json"
@@ -59,14 +76,21 @@ class Checkpoint:
     trainer_state: dict[str, Any] = field(default_factory=dict)
 
     def text(self, name: str) -> str:
-        """The text file ``name`` saved with the checkpoint (e.g. ``config.yaml``)."""
+        """The text file ``name`` saved with the checkpoint (e.g. ``config.yaml``); an
+        empty or undecodable one raises a :class:`CheckpointError` naming it."""
         p = self.path / name
         if not p.is_file():
             raise FileNotFoundError(
                 f"Checkpoint {self.path} has no {name!r}; it was not written by "
                 "polymodal's trainer or is incomplete."
             )
-        return p.read_text()
+        return read_text(p)
+
+    def json(self, name: str) -> dict[str, Any]:
+        """The JSON object file ``name`` saved with the checkpoint (e.g. ``schema.json``);
+        one that is empty, not JSON or not an object raises a :class:`CheckpointError`."""
+        self.text(name)  # present, not empty
+        return read_json_object(self.path / name)
 
 
 def _fsync_file(path: Path) -> None:
@@ -103,6 +127,53 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             tmp.unlink()
 
 
+def _complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a complete checkpoint (``state.json`` is written last and
+    removed first, so with it every file is there)."""
+    return (folder / STATE).is_file() and (folder / WEIGHTS).is_file()
+
+
+def remove_checkpoint_tree(folder: str | os.PathLike[str]) -> None:
+    """Delete a checkpoint folder (or a folder of them), ``state.json`` files first, so
+    that a kill part-way never leaves a folder that looks complete."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        folder.unlink(missing_ok=True)
+        return
+    for marker in sorted(folder.rglob(STATE)):
+        marker.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _old(final: Path) -> Path:
+    return final.parent / f".{final.name}{_OLD_SUFFIX}"
+
+
+def _temporaries(final: Path) -> list[Path]:
+    """The temporary folders of saves of ``final``, newest first."""
+    if not final.parent.is_dir():
+        return []
+    prefix = f".{final.name}{_TMP_MARK}"
+    found = [p for p in final.parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
+    found.sort(key=lambda p: (p / STATE).stat().st_mtime if _complete(p) else 0.0)
+    return found[::-1]
+
+
+def find_checkpoint(path: str | os.PathLike[str]) -> Path | None:
+    """The folder that holds the checkpoint saved at ``path``, whatever state a kill of
+    :func:`save_checkpoint` left it in; ``None`` when there is none.
+
+    In order: ``path`` itself when complete; else the previous checkpoint set aside before
+    the second rename (``.NAME.old``); else a new one written in full but not yet renamed
+    (``.NAME.tmp-PID``, the newest).
+    """
+    final = Path(path)
+    for folder in (final, _old(final), *_temporaries(final)):
+        if _complete(folder):
+            return folder
+    return None
+
+
 def _weights_for_saving(weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
     # safetensors refuses shared storage (tied weights) and non-contiguous tensors; a clone
     # stores each name separately and load_state_dict copies into every tied parameter.
@@ -132,9 +203,13 @@ def save_checkpoint(
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{final.name}{_TMP_MARK}{os.getpid()}"
-    old = parent / f".{final.name}{_OLD_SUFFIX}"
+    old = _old(final)
+    if not (final / STATE).is_file() and _complete(old):
+        # A save killed between its two renames: the previous checkpoint takes its name back.
+        remove_checkpoint_tree(final)
+        os.replace(old, final)
     if tmp.exists():
-        shutil.rmtree(tmp)
+        remove_checkpoint_tree(tmp)
     tmp.mkdir()
     try:
         save_file(_weights_for_saving(weights), str(tmp / WEIGHTS))
@@ -150,65 +225,110 @@ def save_checkpoint(
         _fsync_file(tmp / STATE)
         _fsync_dir(tmp)
         if old.exists():
-            shutil.rmtree(old)
+            remove_checkpoint_tree(old)
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
         _fsync_dir(parent)
     except BaseException:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_checkpoint_tree(tmp)
         if not final.exists() and old.exists():
             os.replace(old, final)
         raise
     if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        remove_checkpoint_tree(old)
     return final
 
 
 def checkpoint_exists(path: str | os.PathLike[str]) -> bool:
-    """Whether a complete checkpoint is at ``path`` (or recoverable next to it)."""
-    final = Path(path)
-    old = final.parent / f".{final.name}{_OLD_SUFFIX}"
-    return (final / STATE).is_file() or (old / STATE).is_file()
+    """Whether a complete checkpoint is at ``path`` (or next to it, see
+    :func:`find_checkpoint`)."""
+    return find_checkpoint(path) is not None
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
-    """Delete temporary folders/files a killed writer left in ``folder``."""
+    """Finish or undo what a killed writer left in ``folder``; call it only as the writer.
+
+    A checkpoint whose save was killed between its renames gets its name back from
+    ``.NAME.old`` (or, on its first save, from its complete temporary folder); then every
+    temporary folder/file and every leftover ``.NAME.old`` is deleted.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return
-    for p in folder.iterdir():
-        if p.name.startswith(".") and _TMP_MARK in p.name:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+    for p in sorted(folder.iterdir()):
+        if not p.name.startswith("."):
+            continue
+        if p.name.endswith(_OLD_SUFFIX):
+            name = p.name[1 : -len(_OLD_SUFFIX)]
+        elif _TMP_MARK in p.name:
+            name = p.name[1 : p.name.index(_TMP_MARK)]
+        else:
+            continue
+        final = folder / name
+        found = find_checkpoint(final)
+        if p.is_dir() and found == p:
+            remove_checkpoint_tree(final)
+            os.replace(p, final)
+        elif p.exists():
+            remove_checkpoint_tree(p)
+
+
+def _not_found(final: Path) -> FileNotFoundError:
+    """Why there is no checkpoint at ``final``, and what to do."""
+    if final.is_dir() and ((final / STATE).is_file() or (final / WEIGHTS).is_file()):
+        missing = [n for n in (STATE, WEIGHTS) if not (final / n).is_file()]
+        return FileNotFoundError(
+            f"The checkpoint folder {final} is incomplete: {missing[0]} is missing (the run "
+            f"was stopped while it was being written or deleted). {damaged_advice(final)}"
+        )
+    if _temporaries(final):
+        return FileNotFoundError(
+            f"No checkpoint at {final}: its first save was stopped before it completed "
+            f"({_temporaries(final)[0].name} is incomplete). Resume or restart the training."
+        )
+    return FileNotFoundError(
+        f"No checkpoint at {final}: expected {STATE} and {WEIGHTS} there. Pass a checkpoint "
+        "folder (e.g. runs/NAME/checkpoints/best) or a run folder."
+    )
+
+
+def require_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """:func:`find_checkpoint`, or a ``FileNotFoundError`` saying why there is none (an
+    incomplete folder names its missing file) and what to do."""
+    folder = find_checkpoint(path)
+    if folder is None:
+        raise _not_found(Path(path))
+    return folder
 
 
 def load_checkpoint(path: str | os.PathLike[str], with_trainer_state: bool = True) -> Checkpoint:
-    """Read a checkpoint folder written by :func:`save_checkpoint` (tensors on CPU)."""
-    final = Path(path)
-    old = final.parent / f".{final.name}{_OLD_SUFFIX}"
-    if not (final / STATE).is_file() and (old / STATE).is_file():
-        # Killed between the two renames of save_checkpoint: the previous one is complete.
-        os.replace(old, final)
-    if not (final / STATE).is_file():
-        raise FileNotFoundError(
-            f"No checkpoint at {final}: expected {STATE} and {WEIGHTS} there. Pass a checkpoint "
-            "folder (e.g. runs/NAME/checkpoints/best) or a run folder."
-        )
-    state = json.loads((final / STATE).read_text())
-    weights = load_file(str(final / WEIGHTS), device="cpu")
+    """Read the checkpoint saved at ``path`` by :func:`save_checkpoint` (tensors on CPU).
+
+    The folder read is :func:`find_checkpoint`'s (``Checkpoint.path``), read where it is.
+    Every file is checked first: a missing, truncated, corrupt or tampered file, a tensor
+    with NaN/inf or a ``state.json`` that is not an object raises a
+    :class:`CheckpointError` (``FileNotFoundError`` when there is no checkpoint) naming
+    the file (and tensor) and what to do.
+    """
+    folder = require_checkpoint(path)
+    state = read_json_object(folder / STATE)
+    weights = read_weights(folder / WEIGHTS)
     trainer_state: dict[str, Any] = {}
-    if with_trainer_state and (final / TRAINER_STATE).is_file():
-        trainer_state = torch.load(final / TRAINER_STATE, map_location="cpu", weights_only=True)
-    return Checkpoint(final, weights, state, trainer_state)
+    if with_trainer_state and (folder / TRAINER_STATE).is_file():
+        trainer_state = read_trainer_state(folder / TRAINER_STATE)
+    return Checkpoint(folder, weights, state, trainer_state)
 
 
 def check_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str = "") -> None:
     """Raise a ``ValueError`` naming every key/shape that differs between ``weights`` and
-    ``model``'s ``state_dict`` (instead of torch's raw ``load_state_dict`` error)."""
+    ``model``'s ``state_dict`` (instead of torch's raw ``load_state_dict`` error), and a
+    :class:`CheckpointError` naming the tensor when ``weights`` stores integers or booleans
+    where the model holds floating-point values (``load_state_dict`` would cast them).
+
+    ``source`` names the weights in messages (e.g. ``.../checkpoints/best/model.safetensors``).
+    """
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -218,6 +338,7 @@ def check_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str =
         if tuple(own[k].shape) != tuple(weights[k].shape)
     )
     if not (missing or unexpected or shapes):
+        _check_dtypes(own, weights, source)
         return
 
     def head(items: list[str]) -> str:
@@ -237,6 +358,22 @@ def check_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str =
         + "; ".join(parts)
         + ". Use the config saved with the checkpoint, or a checkpoint of this model."
     )
+
+
+def _check_dtypes(own: Mapping[str, Tensor], weights: Mapping[str, Tensor], source: str) -> None:
+    bad = sorted(
+        k for k in own if own[k].is_floating_point() and not weights[k].is_floating_point()
+    )
+    if bad:
+        k = bad[0]
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise CheckpointError(
+            f"{source or 'The weights'}: tensor {k!r} is stored as {weights[k].dtype}{more}, "
+            f"but the model's {k!r} is floating point ({own[k].dtype}); these are not "
+            "trained weights (a model loaded from them gives e.g. the same probabilities for "
+            "every input). polymodal saves weights as floating point, so the file was modified "
+            "or written by another tool. Use another checkpoint of the run or train again."
+        )
 
 
 def weights_checksum(module: nn.Module) -> str:
@@ -265,12 +402,16 @@ __all__ = [
     "TRAINER_STATE",
     "WEIGHTS",
     "Checkpoint",
+    "CheckpointError",
     "atomic_write_text",
     "check_weights",
     "checkpoint_exists",
+    "find_checkpoint",
     "load_checkpoint",
     "load_weights",
+    "remove_checkpoint_tree",
     "remove_stale_temporaries",
+    "require_checkpoint",
     "save_checkpoint",
     "weights_checksum",
 ]

@@ -12,7 +12,6 @@ checkpoint folder (its weights, the run's ``config.yaml`` and the data's ``schem
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,11 +20,21 @@ from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
-from polymodal.checkpoint import load_checkpoint, load_weights
+from polymodal.checkpoint import (
+    STATE,
+    WEIGHTS,
+    Checkpoint,
+    CheckpointError,
+    find_checkpoint,
+    load_checkpoint,
+    load_weights,
+    require_checkpoint,
+)
+from polymodal.checkpoint_files import damaged_advice
+from polymodal.config import parse_yaml_mapping
 from polymodal.data.context import VideoBatch, VideoDataset
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.modality import Schema
@@ -372,13 +381,26 @@ class TrainedModel:
 
 
 def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
-    """A checkpoint folder from ``path``: the folder itself, or a run folder's
-    ``checkpoints/<which>``."""
+    """The folder holding the checkpoint at ``path``: ``path`` itself (a checkpoint folder)
+    or a run folder's ``checkpoints/<which>``.
+
+    A save killed part-way (see :mod:`polymodal.checkpoint`) may have left the checkpoint
+    next to its name, as ``.best.old`` or as a complete ``.best.tmp-PID``; that folder is
+    returned then (:func:`~polymodal.checkpoint.find_checkpoint`).  An incomplete folder
+    raises a ``FileNotFoundError`` naming its missing file.
+    """
     p = Path(path)
-    if (p / "state.json").is_file() or (p.parent / f".{p.name}.old" / "state.json").is_file():
-        return p
-    if (p / CHECKPOINTS / which / "state.json").is_file():
-        return p / CHECKPOINTS / which
+    run_checkpoint = p / CHECKPOINTS / which
+    for candidate in (p, run_checkpoint):
+        found = find_checkpoint(candidate)
+        if found is not None:
+            return found
+    own = (p / STATE).is_file() or (p / WEIGHTS).is_file()
+    beside = p.parent.is_dir() and any(q.name.startswith(f".{p.name}.") for q in p.parent.iterdir())
+    if own or beside:
+        return require_checkpoint(p)  # raises: what is missing, what to do
+    if (p / CHECKPOINTS).is_dir():
+        return require_checkpoint(run_checkpoint)  # raises
     raise FileNotFoundError(
         f"{str(p)!r} is neither a checkpoint folder (with state.json and model.safetensors) nor "
         f"a run folder with {CHECKPOINTS}/{which}/. Pass e.g. runs/NAME or "
@@ -409,19 +431,53 @@ def build_run_model(config: dict[str, Any], schema: Schema) -> nn.Module:
 def load_trained(path: str | Path, which: str = "best") -> TrainedModel:
     """Rebuild the model saved in a checkpoint (or run) folder from its own config and
     schema, and load its weights; weights of another model fail naming the keys/shapes."""
-    folder = resolve_checkpoint(path, which)
-    ckpt = load_checkpoint(folder, with_trainer_state=False)
-    config = yaml.safe_load(ckpt.text(CONFIG_FILE))
-    schema = Schema.from_dict(json.loads(ckpt.text(SCHEMA_FILE)))
-    model = build_run_model(config, schema)
-    load_weights(model, ckpt.weights, str(folder))
+    ckpt = load_checkpoint(resolve_checkpoint(path, which), with_trainer_state=False)
+    config = _run_config(ckpt)
+    schema = _run_schema(ckpt)
+    try:
+        model = build_run_model(config, schema)
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"{ckpt.path / CONFIG_FILE}: {msg}") from None
+    load_weights(model, ckpt.weights, str(ckpt.path / WEIGHTS))
     if _balance_method(config) == "mla":
         # MLA predicts with each modality alone, fused by confidence: as it was selected
         from polymodal.models.entropy import EntropyFusion
 
         model = EntropyFusion(model, sorted(model.encoders))  # type: ignore[arg-type]
     model.eval()
-    return TrainedModel(model, config, schema, folder, ckpt.state)
+    return TrainedModel(model, config, schema, ckpt.path, ckpt.state)
+
+
+def _run_config(ckpt: Checkpoint) -> dict[str, Any]:
+    """The run's ``config.yaml``: a mapping with a ``model`` mapping, named when not."""
+    file = ckpt.path / CONFIG_FILE
+    try:
+        config = parse_yaml_mapping(ckpt.text(CONFIG_FILE), str(file))
+    except CheckpointError:
+        raise
+    except ValueError as exc:
+        raise CheckpointError(f"{exc} {damaged_advice(ckpt.path)}") from None
+    for key in ("model", "data", "optim"):
+        if (key == "model" or key in config) and not isinstance(config.get(key), dict):
+            raise CheckpointError(
+                f"{file}: {key!r} must be a mapping, got {config.get(key)!r}; the file was "
+                f"modified or is not a polymodal run config. {damaged_advice(ckpt.path)}"
+            )
+    return config
+
+
+def _run_schema(ckpt: Checkpoint) -> Schema:
+    """The data's ``schema.json``, named when it is not a valid schema."""
+    data = ckpt.json(SCHEMA_FILE)
+    try:
+        return Schema.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise CheckpointError(
+            f"{ckpt.path / SCHEMA_FILE} is not a valid data schema: {msg} "
+            + damaged_advice(ckpt.path)
+        ) from None
 
 
 def _balance_method(config: dict[str, Any]) -> str:

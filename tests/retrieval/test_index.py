@@ -263,3 +263,192 @@ def test_load_faiss_without_its_file(faiss: Any, tmp_path: Path) -> None:
     (tmp_path / "faiss.index").unlink()
     with pytest.raises(FileNotFoundError, match=r"\['faiss\.index'\] is missing"):
         load_index(tmp_path)
+
+
+# --------------------------------------------------------------------------- finite, checked files
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_rows_refused_at_build_naming_the_row(bad: float) -> None:
+    vectors = data(5, d=256)
+    vectors[3, 7] = bad
+    index = make_index()
+    with pytest.raises(ValueError, match=r"vectors\[3\] contains NaN or infinite values"):
+        index.add(vectors, names(5), modality="image")
+    queries = data(2, d=256)
+    queries[1, 0] = bad
+    with pytest.raises(ValueError, match=r"queries\[1\] contains NaN or infinite values"):
+        index.search(queries, k=3)
+    big = np.full((1, 256), 1e300)  # finite in float64, infinite in float32
+    with pytest.raises(ValueError, match=r"vectors\[0\] contains NaN or infinite values"):
+        index.add(big, ["big"], modality="image")
+    with pytest.raises(ValueError, match=r"vectors\[0\] is too large for float32"):
+        index.add(torch.full((1, 256), 3e37), ["huge"], modality="image")
+    assert len(index) == 10
+
+
+def _saved_index(tmp_path: Path) -> Path:
+    return make_index().save(tmp_path / "idx")
+
+
+def _vectors(folder: Path) -> np.ndarray:
+    return np.load(folder / "vectors.npy")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("-inf")])
+def test_non_finite_row_refused_at_load_naming_file_row_and_id(tmp_path: Path, bad: float) -> None:
+    folder = _saved_index(tmp_path)
+    vectors = _vectors(folder)
+    vectors[4, 0] = bad
+    np.save(folder / "vectors.npy", vectors)
+    with pytest.raises(
+        ValueError,
+        match=r"idx/vectors\.npy row 4 \(id 'item4'\) holds NaN or infinite values; its scores "
+        r"would be NaN and rank first",
+    ):
+        load_index(folder)
+
+
+def _cut(file: Path, drop: int) -> None:
+    file.write_bytes(file.read_bytes()[:-drop])
+
+
+VECTOR_DAMAGE = {
+    "truncated": (
+        lambda f: _cut(f, 100),
+        r"vectors\.npy is truncated: it has \d+ bytes, but its header describes \d+",
+    ),
+    "header only": (
+        lambda f: f.write_bytes(f.read_bytes()[:128]),  # the header alone
+        r"vectors\.npy is truncated",
+    ),
+    "garbage": (lambda f: f.write_bytes(b"garbage"), r"vectors\.npy is not a \.npy array file"),
+    "empty": (lambda f: f.write_bytes(b""), r"vectors\.npy is not a \.npy array file"),
+    "appended": (
+        lambda f: f.write_bytes(f.read_bytes() + b"\0" * 8),
+        r"vectors\.npy has 8 bytes after its array",
+    ),
+    "int64": (
+        lambda f: np.save(f, np.zeros((10, 256), dtype=np.int64)),
+        r"vectors\.npy holds int64 values, but an index stores float32 vectors",
+    ),
+    "object": (
+        lambda f: np.save(f, np.array([[{"a": 1}]] * 10, dtype=object)),
+        r"vectors\.npy holds object values",
+    ),
+    "float64": (
+        lambda f: np.save(f, np.load(f).astype(np.float64)),
+        r"vectors\.npy holds float64 values",
+    ),
+    "not unit": (
+        lambda f: np.save(f, np.load(f) * 3),
+        r"vectors\.npy row 0 \(id 'item0'\) has norm 3, but a cosine index stores unit vectors",
+    ),
+    "shape": (
+        lambda f: np.save(f, np.load(f)[:, :128]),
+        r"vectors\.npy has shape \(10, 128\), but index\.json says 10 256-d items",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(VECTOR_DAMAGE))
+def test_damaged_vectors_file_named(tmp_path: Path, case: str) -> None:
+    damage, match = VECTOR_DAMAGE[case]
+    folder = _saved_index(tmp_path)
+    damage(folder / "vectors.npy")
+    with pytest.raises(ValueError, match=match) as e:
+        load_index(folder)
+    assert str(folder / "vectors.npy") in str(e.value) and "again" in str(e.value)
+
+
+JSON_DAMAGE = {
+    "ids empty": ("ids.json", "", r"ids\.json is empty"),
+    "ids cut": ("ids.json", '["item0", "it', r"ids\.json is not valid JSON \(.* at line 1"),
+    "ids binary": ("ids.json", b"\xff\x00", r"ids\.json is not UTF-8 text"),
+    "ids not strings": (
+        "ids.json",
+        json.dumps([*names(9), 9]),
+        r"ids\.json entry 9 is 9, not a string id",
+    ),
+    "ids repeated": (
+        "ids.json",
+        json.dumps([*names(9), "item2"]),
+        r"ids\.json repeats the ids \['item2'\]",
+    ),
+    "ids object": ("ids.json", "{}", r"ids\.json has a dict, but index\.json says 10"),
+    "metadata entry": (
+        "metadata.json",
+        json.dumps([{}] * 9 + ["caption"]),
+        r"metadata\.json entry 9 \(id 'item9'\) is str, not an object",
+    ),
+    "metadata short": (
+        "metadata.json",
+        "[]",
+        r"metadata\.json has 0 entries, but index\.json says 10",
+    ),
+    "manifest cut": ("index.json", '{"kind": "ex', r"index\.json is not valid JSON"),
+    "manifest list": ("index.json", "[]", r"index\.json must hold a JSON object, got list"),
+}
+
+
+@pytest.mark.parametrize("case", list(JSON_DAMAGE))
+def test_damaged_json_file_named(tmp_path: Path, case: str) -> None:
+    name, text, match = JSON_DAMAGE[case]
+    folder = _saved_index(tmp_path)
+    if isinstance(text, bytes):
+        (folder / name).write_bytes(text)
+    else:
+        (folder / name).write_text(text)
+    with pytest.raises(ValueError, match=match) as e:
+        load_index(folder)
+    assert str(folder / name) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("dim", "256", r"has dim='256'; expected an integer >= 1"),
+        ("count", -1, r"has count=-1; expected an integer >= 1"),
+        ("metric", "l2", r"has metric='l2'; expected one of \['cosine', 'ip'\]"),
+        ("modality", None, r"has modality=None; expected a modality name"),
+        ("modalities", "image", r"has modalities='image'; expected null or a list"),
+        ("model", 3, r"has model=3; expected null or a string"),
+        ("params", ["x"], r"has params=\['x'\]; expected an object"),
+        ("params", {"chunk_size": 0}, r"holds parameters no index can be built from \(.*chunk"),
+        ("kind", "annoy", r"has kind 'annoy'; expected one of \['exact', 'faiss'\]"),
+    ],
+)
+def test_manifest_values_checked(tmp_path: Path, key: str, value: Any, expected: str) -> None:
+    folder = _saved_index(tmp_path)
+    manifest = json.loads((folder / "index.json").read_text())
+    manifest[key] = value
+    (folder / "index.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"idx/index\.json " + expected) as e:
+        load_index(folder)
+    assert "again" in str(e.value)
+
+
+def test_ip_index_keeps_its_norms_through_save_and_load(tmp_path: Path) -> None:
+    index = ExactIndex(16, metric="ip")
+    index.add(data(6) * 3, names(6), modality="image")
+    loaded = load_index(index.save(tmp_path / "ip"))
+    assert torch.equal(loaded.vectors, index.vectors)
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda f: _cut(f, 50), r"faiss\.index is not a FAISS index file, or is truncated"),
+        (lambda f: f.write_bytes(b"garbage!" * 8), r"faiss\.index is not a FAISS index file"),
+        (lambda f: f.write_bytes(b""), r"faiss\.index is empty"),
+    ],
+    ids=["truncated", "garbage", "empty"],
+)
+def test_damaged_faiss_file_named(faiss: Any, tmp_path: Path, damage: Any, match: str) -> None:
+    index = FaissIndex(16)
+    index.add(data(5), names(5), modality="image")
+    folder = index.save(tmp_path / "f")
+    damage(folder / "faiss.index")
+    with pytest.raises(ValueError, match=match) as e:
+        load_index(folder)
+    assert str(folder / "faiss.index") in str(e.value) and "Error in" not in str(e.value)

@@ -126,12 +126,26 @@ class FaissIndex(Index):
         self._faiss.write_index(self._build(), str(folder / FAISS_FILE))
 
     def _load_extra(self, folder: Path) -> None:
-        index = self._faiss.read_index(str(folder / FAISS_FILE))
-        if index.ntotal != len(self) or index.d != self.dim:
+        file = folder / FAISS_FILE
+        if file.stat().st_size == 0:
             raise ValueError(
-                f"load_index: {folder / FAISS_FILE} holds {index.ntotal} {index.d}-d vectors, "
-                f"but {MANIFEST_FILE} says {len(self)} {self.dim}-d ones; the folder is "
-                "inconsistent. Save the index again."
+                f"load_index: {file} is empty: it was cut short while being written or "
+                "copied. Save the index again."
+            )
+        try:
+            index = self._faiss.read_index(str(file))
+        except (RuntimeError, MemoryError, ValueError):  # faiss's C++ errors, not for users
+            raise ValueError(
+                f"load_index: {file} is not a FAISS index file, or is truncated: FAISS cannot "
+                "read it. Save the index again."
+            ) from None
+        ip = self._faiss.METRIC_INNER_PRODUCT
+        if index.ntotal != len(self) or index.d != self.dim or index.metric_type != ip:
+            raise ValueError(
+                f"load_index: {file} holds {index.ntotal} {index.d}-d vectors (metric type "
+                f"{index.metric_type}), but {MANIFEST_FILE} says {len(self)} {self.dim}-d "
+                f"ones compared by inner product ({ip}); the folder is inconsistent. Save the "
+                "index again."
             )
         self._index = index
 

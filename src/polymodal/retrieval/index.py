@@ -118,9 +118,20 @@ def _as_matrix(owner: str, param: str, value: object) -> Tensor:
             "For a single vector pass x.unsqueeze(0) (or x[None])."
         )
     out = value.detach().to(device="cpu", dtype=torch.float32)
-    if not torch.isfinite(out).all():
-        raise ValueError(f"{owner}: {param!r} contains NaN or infinite values.")
+    row = first_nonfinite_row(out)
+    if row is not None:
+        raise ValueError(
+            f"{owner}: {param}[{row}] contains NaN or infinite values (after conversion to "
+            "float32); its scores would be NaN, which sorts before every real score. Drop "
+            "that row, or fix the embedding that produced it."
+        )
     return out
+
+
+def first_nonfinite_row(x: Tensor) -> int | None:
+    """The first row of the (N, D) ``x`` holding a NaN or an infinity, else ``None``."""
+    finite = torch.isfinite(x).all(dim=1)  # (N,)
+    return None if bool(finite.all()) else int((~finite).nonzero()[0])
 
 
 class Index(ABC):
@@ -276,6 +287,12 @@ class Index(ABC):
                 raise ValueError(
                     f"{owner}: vectors[{row}] is all zeros, which has no cosine similarity; "
                     "drop it or use metric='ip'."
+                )
+            if n and not bool(torch.isfinite(norms).all()):
+                row = int((~torch.isfinite(norms)).nonzero()[0])
+                raise ValueError(
+                    f"{owner}: vectors[{row}] is too large for float32 (its norm overflows); "
+                    "scale the embeddings down."
                 )
             x = x / norms[:, None]
         if n == 0:

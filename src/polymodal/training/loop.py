@@ -28,7 +28,6 @@ import io
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -43,18 +42,22 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
 from polymodal.checkpoint import (
+    WEIGHTS,
     atomic_write_text,
     checkpoint_exists,
     load_checkpoint,
     load_weights,
+    remove_checkpoint_tree,
     remove_stale_temporaries,
     save_checkpoint,
 )
+from polymodal.checkpoint_files import restoring
 from polymodal.device import autocast, check_precision, resolve_device
 from polymodal.metrics import HIGHER_IS_BETTER
 from polymodal.training.config import RESUME_FREE_KEYS, RunConfig
+from polymodal.training.resume import RESUME_ADVICE, check_resumable_state, restore_trainer_state
 from polymodal.training.schedule import WarmupCosine, warmup_steps_for
-from polymodal.training.seed import rng_state, seed_everything, set_rng_state
+from polymodal.training.seed import rng_state, seed_everything
 
 logger = logging.getLogger("polymodal.training")
 
@@ -304,8 +307,9 @@ class Trainer:
         fn = WarmupCosine(total, min(warmup, max(0, total - 1)), self.optim.min_lr_ratio)
         return LambdaLR(optimizer, fn)
 
-    def _check_resumable(self, saved_yaml: str) -> None:
-        saved = type(self.cfg).from_yaml(saved_yaml).to_dict()
+    def _check_resumable(self, saved_yaml: str, file: Path) -> None:
+        with restoring(file, "the run's config", RESUME_ADVICE):
+            saved = type(self.cfg).from_yaml(saved_yaml).to_dict()
         now = self.cfg.to_dict()
         diff = sorted(
             k
@@ -328,7 +332,7 @@ class Trainer:
                 "continue it instead)",
                 self.run_dir,
             )
-            shutil.rmtree(self.ckpt_dir)
+            remove_checkpoint_tree(self.ckpt_dir)
         for name in (RESULTS_FILE, LOG_JSONL, LOG_CSV):
             (self.run_dir / name).unlink(missing_ok=True)
 
@@ -364,16 +368,16 @@ class Trainer:
                 "start training, or point output_dir at the interrupted run."
             )
         ckpt = load_checkpoint(last)
-        self._check_resumable(ckpt.text(CONFIG_FILE))
-        self.strategy.load_weights(ckpt.weights, str(last))
-        self.strategy.load_extra_state(ckpt.trainer_state.get("strategy", {}))
-        self._optimizer.load_state_dict(ckpt.trainer_state["optimizer"])
-        self._scheduler_obj.load_state_dict(ckpt.trainer_state["scheduler"])
-        set_rng_state(ckpt.state["rng"], ckpt.trainer_state["rng"])
-        saved_gens = ckpt.trainer_state.get("generators", {})
-        for key, gen in self.strategy.generators().items():
-            if key in saved_gens:
-                gen.set_state(saved_gens[key])
+        self._check_resumable(ckpt.text(CONFIG_FILE), ckpt.path / CONFIG_FILE)
+        check_resumable_state(ckpt, LoopState)
+        self.strategy.load_weights(ckpt.weights, str(ckpt.path / WEIGHTS))
+        restore_trainer_state(
+            ckpt,
+            self._optimizer,
+            self._scheduler_obj,
+            self.strategy.generators(),
+            self.strategy.load_extra_state,
+        )
         state = LoopState.from_dict(ckpt.state)
         logger.info("resumed %s at epoch %d, step %d", last, state.epoch, state.global_step)
         return state
@@ -538,7 +542,7 @@ class Trainer:
                 f"checkpoint in {self.ckpt_dir}. Check the validation set and the monitor."
             )
         best = load_checkpoint(self.ckpt_dir / "best")
-        self.strategy.load_weights(best.weights, str(best.path))
+        self.strategy.load_weights(best.weights, str(best.path / WEIGHTS))
         self.strategy.load_extra_state(best.trainer_state.get("strategy", {}))
         val = best.state.get("val")
         best_val = None if val is None else {k: float(v) for k, v in val.items()}
