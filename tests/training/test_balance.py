@@ -236,9 +236,9 @@ def test_balance_none_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     assert total == pytest.approx(GOLDEN_NONE_TIES, rel=1e-9)
     # golden value from the loop before balance existed (commit 73567ae), bit for bit, once
     # ties no longer win
-    import polymodal.training.loop as loop
+    import polymodal.training.selection as selection
 
-    monkeypatch.setattr(loop, "TIE_LOSS_MARGIN", 1e9)
+    monkeypatch.setattr(selection, "TIE_LOSS_MARGIN", 1e9)
     first = _weights_after_fit(tmp_path / "c", None)
     total = sum(float(v.double().sum()) for v in first.values())
     assert total == pytest.approx(GOLDEN_NONE, rel=1e-9)

@@ -456,3 +456,16 @@ def test_min_epochs_holds_off_early_stopping(tmp_path: Path) -> None:
 def test_an_unknown_monitor_fails_when_the_config_is_read(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"Unknown monitor 'acuracy'.*Did you mean 'accuracy'"):
         _cfg(tmp_path, monitor="acuracy")
+
+
+def test_selection_rules() -> None:
+    from polymodal.training.selection import improves
+
+    assert improves(0.9, 0.5, 0.8, 0.1, higher=True)  # a better monitor wins, whatever the loss
+    assert not improves(0.7, 0.01, 0.8, 0.5, higher=True)
+    assert improves(0.8, 0.4, 0.8, 0.5, higher=True)  # a tie: the lower loss wins
+    assert not improves(0.8, 0.49999, 0.8, 0.5, higher=True)  # ... by more than noise
+    assert not improves(float("nan"), 0.1, None, None, higher=True)
+    assert improves(0.3, None, None, None, higher=False) and not improves(
+        0.3, None, 0.3, 0.2, False
+    )

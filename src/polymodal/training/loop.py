@@ -27,7 +27,6 @@ import csv
 import io
 import json
 import logging
-import math
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -58,6 +57,7 @@ from polymodal.training.config import RESUME_FREE_KEYS, RunConfig
 from polymodal.training.resume import RESUME_ADVICE, check_resumable_state, restore_trainer_state
 from polymodal.training.schedule import WarmupCosine, warmup_steps_for
 from polymodal.training.seed import rng_state, seed_everything
+from polymodal.training.selection import improves
 
 logger = logging.getLogger("polymodal.training")
 
@@ -500,14 +500,7 @@ class Trainer:
         state.epoch, state.step_in_epoch, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
         value = None if val is None else float(val[cfg.monitor])
         loss = None if val is None or "loss" not in val else float(val["loss"])
-        # a tie of the monitor (a small validation set saturates accuracy) goes to the
-        # epoch with the lower validation loss, so the earliest saturated one is not kept
-        tie = (
-            value is not None
-            and value == state.best
-            and _better(loss, _less_by(state.best_loss, TIE_LOSS_MARGIN), False)
-        )
-        if val is None or _better(value, state.best, self.higher) or tie:
+        if val is None or improves(value, loss, state.best, state.best_loss, self.higher):
             state.best, state.best_loss, state.best_epoch, state.bad_epochs = value, loss, epoch, 0
             self._save("best", state, {"val": val}, full=False)
         else:
@@ -571,23 +564,6 @@ class Trainer:
             self.run_dir / RESULTS_FILE, json.dumps(summary, indent=1, default=float) + "\n"
         )
         return result
-
-
-#: A tie of the monitor goes to the later epoch only when its validation loss is lower by at
-#: least this fraction (numerical noise in the loss is not an improvement).
-TIE_LOSS_MARGIN = 1e-4
-
-
-def _less_by(value: float | None, margin: float) -> float | None:
-    return None if value is None else value - margin * abs(value)
-
-
-def _better(value: float | None, best: float | None, higher: bool) -> bool:
-    if value is None or math.isnan(value):
-        return False
-    if best is None:
-        return True
-    return value > best if higher else value < best
 
 
 def _write_logs(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
