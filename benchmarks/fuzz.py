@@ -243,7 +243,7 @@ def gen_decoder(family: str) -> Callable[[random.Random, Path, Assets], Case]:
                 rng.choice([a.wav, a.wav_float]),
                 "x.wav",
                 lambda p: d.decode_audio(p),
-                lambda v: _finite(v, -1.0001, 1.0001),
+                lambda v: _finite(v, -2.0, 2.0),
             ),
             "video": (
                 a.video,
@@ -433,7 +433,6 @@ def gen_manifest(rng: random.Random, tmp: Path, a: Assets) -> Case:
         must = False
     if damage not in (
         "header-only",
-        "fraction-label",
         "duplicate-column",
         "dev-zero-cell",
         "missing-file",
@@ -665,7 +664,9 @@ def classify(case: Case, timeout: float) -> tuple[str, str]:
         return "memory", "MemoryError"
     except _Problems as e:
         named = all(
-            getattr(p, "row", None) is not None or any(pl in str(p) for pl in case.places)
+            getattr(p, "row", None) is not None
+            or getattr(p, "column", None) is not None
+            or any(pl in str(p) for pl in case.places)
             for p in e.problems
         )
         return ("clear_error" if named else "traceback"), str(e)[:300]

@@ -228,3 +228,16 @@ def test_every_float_field_of_every_config_refuses_nan_and_inf() -> None:
                 checked.append(f"{cls.__name__}.{f.name}")
     assert {"OptimConfig.lr", "OptimConfig.weight_decay", "OptimConfig.grad_clip"} <= set(checked)
     assert "DecodeLimits.max_audio_seconds" in checked
+
+
+def test_config_files_that_are_not_text_or_do_not_validate_are_named(tmp_path: Path) -> None:
+    from polymodal.training import load_config
+
+    binary = tmp_path / "cfg.yaml"
+    binary.write_bytes(b"\xff\xd8\xff\xe0 not yaml")
+    with pytest.raises(ValueError, match=r"Config file '.*cfg\.yaml' is not UTF-8 text \(byte 0"):
+        load_config(binary)
+    partial = tmp_path / "part.yaml"
+    partial.write_text("seed: 1\n")
+    with pytest.raises(ValueError, match=r"Config file '.*part\.yaml': .*missing the required"):
+        load_config(partial)

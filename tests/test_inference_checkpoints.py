@@ -213,3 +213,10 @@ def test_cli_predict_damaged_weights_one_line(
     assert err.startswith("polymodal predict: error: ") and len(err.splitlines()) == 1
     assert f"{best}/model.safetensors holds 1 NaN" in err and "train again" in err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_wrong_type_in_state_json_is_refused_by_every_reader(tmp_path: Path) -> None:
+    best = _put(tmp_path / "best", 1)
+    (best / "state.json").write_text(json.dumps({"epoch": "three", "best_epoch": 2}))
+    with pytest.raises(CheckpointError, match=r"state\.json: 'epoch' must be an integer"):
+        load_trained(best)

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from polymodal.checkpoint_files import (
     CheckpointError,
+    check_state_types,
     damaged_advice,
     read_json_object,
     read_text,
@@ -314,6 +315,7 @@ def load_checkpoint(path: str | os.PathLike[str], with_trainer_state: bool = Tru
     """
     folder = require_checkpoint(path)
     state = read_json_object(folder / STATE)
+    check_state_types(state, folder / STATE)
     weights = read_weights(folder / WEIGHTS)
     trainer_state: dict[str, Any] = {}
     if with_trainer_state and (folder / TRAINER_STATE).is_file():

@@ -95,6 +95,30 @@ def read_json_object(file: Path) -> dict[str, Any]:
     return data
 
 
+class _StateFields:
+    """The types of the loop's ``state.json`` fields (``LoopState``'s; any may be absent)."""
+
+    epoch: int
+    step_in_epoch: int
+    global_step: int
+    best: float | None
+    best_loss: float | None
+    best_epoch: int
+    bad_epochs: int
+    history: list[dict[str, Any]]
+    loss_sum: float
+    loss_count: int
+    seconds: float
+    finished: bool
+    monitor: str
+
+
+def check_state_types(state: dict[str, Any], file: Path) -> None:
+    """Refuse a ``state.json`` whose known fields have the wrong JSON type (every reader,
+    not only a resumed run: a damaged state means a damaged checkpoint)."""
+    check_fields(state, _StateFields, file)
+
+
 def read_weights(file: Path) -> dict[str, Tensor]:
     """``model.safetensors``: its header checked against its size, every floating-point
     tensor finite."""

@@ -556,7 +556,14 @@ def read_config_file(
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"Config file {str(p)!r} does not exist.")
-    d = parse_yaml_mapping(p.read_text(encoding="utf-8"), f"Config file {str(p)!r}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"Config file {str(p)!r} is not UTF-8 text (byte {e.start}: {e.reason}); it is not a "
+            "YAML config, or it was damaged. Check the path, or save the file as UTF-8."
+        ) from None
+    d = parse_yaml_mapping(text, f"Config file {str(p)!r}")
     if default_name:
         d.setdefault("name", p.stem)
     return apply_overrides(d, overrides)

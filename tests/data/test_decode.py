@@ -554,3 +554,23 @@ def test_wav_cut_inside_its_data_chunk_is_reported(tmp_path: Path) -> None:
     cut.write_bytes(raw[: len(raw) // 2 + 44])
     with pytest.raises(DecodeError, match=r"cut\.wav.*truncated"):
         decode_audio(cut)
+
+
+def test_a_stray_word_in_a_numeric_column_is_an_error_not_a_skipped_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ts.csv"
+    path.write_text("timestamp,ax,ay,label\n0,abc,1.0,walk\n20,0.5,1.5,walk\n40,0.7,1.1,walk\n")
+    with pytest.raises(DecodeError, match=r"ts\.csv.*'ax'.*'abc'|ts\.csv.*'abc'.*'ax'"):
+        decode_timeseries(path)
+    path.write_text("timestamp,ax,label\n0,0.1,walk\n20,0.5,walk\n")  # a column of words
+    assert decode_timeseries(path).columns == ["ax"]
+
+
+def test_float_audio_far_beyond_full_scale_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loud.wav"
+    sf.write(path, np.full(800, 5.0, dtype="float32"), 8000, subtype="FLOAT")
+    with pytest.raises(DecodeError, match=r"loud\.wav.*samples reach 5.*normalised"):
+        decode_audio(path)
+    sf.write(path, np.full(800, 1.2, dtype="float32"), 8000, subtype="FLOAT")  # an overshoot
+    assert float(decode_audio(path).max()) == pytest.approx(1.2)

@@ -330,7 +330,18 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     from polymodal.training.tasks import task_config
 
     d = read_config_file(path, overrides)
-    return task_config(str(d.get("task", "supervised"))).from_dict(d)
+    try:
+        return task_config(str(d.get("task", "supervised"))).from_dict(d)
+    except (ValueError, TypeError) as e:
+        # the same error, saying which file it is about
+        raise _in_file(e, f"Config file {str(path)!r}: {e}") from None
+
+
+def _in_file(e: Exception, message: str) -> Exception:
+    try:
+        return type(e)(message)
+    except TypeError:  # an error type with another signature
+        return ValueError(message)
 
 
 __all__ = [

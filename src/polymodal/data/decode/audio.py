@@ -13,6 +13,10 @@ from polymodal.data.decode.errors import PathLike, _check_file, _error
 from polymodal.data.decode.limits import get_limits, limit_error
 from polymodal.data.decode.resample import _check_rate, resample_audio
 
+#: Float audio may overshoot the [-1, 1] full scale (lossy codecs, resampling); beyond this
+#: it is damaged or stored in other units.
+MAX_FLOAT_PEAK = 2.0
+
 
 def decode_audio(
     path: PathLike,
@@ -38,8 +42,9 @@ def decode_audio(
 
     Returns:
         (T,) float32 with ``mono`` (else (C, T)).  Integer PCM is scaled to [-1, 1); float
-        files are returned as stored, and resampling may overshoot +-1 slightly at
-        full-scale transients (nothing is clipped).
+        files are returned as stored, and lossy codecs and resampling may overshoot +-1
+        slightly at full-scale transients (nothing is clipped); a float file with samples
+        beyond +-2 (:data:`MAX_FLOAT_PEAK`) is refused as damaged or not normalised.
 
     Raises:
         LimitError: longer than ``max_audio_seconds``.
@@ -97,6 +102,16 @@ def decode_audio(
         what = "every sample is NaN/inf" if bad.all() else f"{int(bad.sum())} samples are NaN/inf"
         raise _error(
             "audio", path, where, what, "re-export the file; a float WAV must hold finite samples"
+        )
+    peak = float(np.abs(data).max())
+    if peak > MAX_FLOAT_PEAK:
+        raise _error(
+            "audio",
+            path,
+            where,
+            f"its samples reach {peak:.4g}, beyond the +-{MAX_FLOAT_PEAK:g} a float file may "
+            "overshoot the [-1, 1] full scale (it is damaged, or stored unnormalised)",
+            "re-export it normalised to [-1, 1] (e.g. sox IN OUT gain -n), or as 16-bit PCM",
         )
     wave = torch.from_numpy(np.ascontiguousarray(data.T))  # (C, T)
     if mono:

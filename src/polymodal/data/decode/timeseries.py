@@ -79,9 +79,10 @@ def decode_timeseries(
 ) -> TimeSeries:
     """Read a CSV table (one header row, one row per step) into a :class:`TimeSeries`.
 
-    Rules: a column is numeric when its first non-empty cell parses as a number; with
+    Rules: a column is numeric when any of its non-empty cells parses as a number; with
     ``columns=None`` every numeric column except the timestamp is a channel (so a ``label``
-    column is skipped).  Every cell of a selected column must be a finite number.  Timestamps
+    column of words is skipped, and one stray word in a column of numbers is an error, not
+    a reason to skip the column).  Every cell of a selected column must be a finite number.  Timestamps
     must be non-decreasing: equal consecutive timestamps (sensor jitter, common in
     phone/watch logs) are kept, a step backwards is an error (sort the file first).
 
@@ -171,16 +172,11 @@ def decode_timeseries(
     if timestamp_column is not None and timestamp_column not in col_index:
         raise _unknown_column(path, where, timestamp_column, header, "timestamp_column")
 
-    def first_value(j: int) -> str:
-        for row in rows:
-            if row[j].strip():
-                return row[j]
-        return ""
+    def any_number(j: int) -> bool:
+        return any(_is_number(row[j]) for row in rows if row[j].strip())
 
     if columns is None:
-        names = [
-            h for j, h in enumerate(header) if h != timestamp_column and _is_number(first_value(j))
-        ]
+        names = [h for j, h in enumerate(header) if h != timestamp_column and any_number(j)]
         if not names:
             raise fail(
                 f"no numeric column besides the timestamp (columns: {', '.join(header)})",

@@ -187,8 +187,17 @@ def _check_video_header(
 ) -> None:
     """Frame size, duration and (with ``bytes_bounded``) decoded bytes, from the header."""
     lim = get_limits()
-    width = int(vstream.codec_context.width or 0)
-    height = int(vstream.codec_context.height or 0)
+    codec = getattr(vstream, "codec_context", None)
+    if codec is None:
+        raise _error(
+            "video",
+            path,
+            where,
+            "its video stream has no decoder (the header is damaged or the codec unknown)",
+            "re-encode or re-download the file (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)",
+        )
+    width = int(codec.width or 0)
+    height = int(codec.height or 0)
     _check_pixels(width, height, path, where, "video")
     seconds = _media_seconds(container, vstream)
     if seconds is None:

@@ -269,7 +269,7 @@ def _plan(
         msg = f"no rows of data{bad}: a manifest needs a header row and then one row per example."
         if problems is None:
             raise ManifestError(f"Manifest {str(table.path)!r} has {msg}")
-        problems.append(Problem(None, None, None, msg))
+        problems.append(Problem(None, None, None, f"{table.path.name!r} has {msg}"))
     target: TargetSpec | dict[str, Any] | None = None
     given: dict[str, tuple[str, ...]] = {}
     required: tuple[str, ...] = ()
