@@ -23,7 +23,9 @@ reader and ``datasets check``'s :func:`check_manifest`, :func:`load_config`,
 Cases run in worker processes (a crash of a native library loses only its chunk, which is
 then re-run case by case).  Metrics (shared format, dataset = the input family):
 ``cases``, ``clear_error_rate`` (clear errors over all errors), ``tracebacks``, ``hangs``,
-``silent`` and ``memory``; ``benchmarks/results/fuzz.md`` lists every failing case.
+``silent``, ``memory`` (cases stopped by the address-space limit) and ``peak_memory_mb``
+(the largest growth of a worker's peak resident memory during one case: an upper bound of
+what a case added); ``benchmarks/results/fuzz.md`` lists every failing case.
 
     POLYMODAL_DATA=../shared/data python benchmarks/fuzz.py              # 1,200 cases
     POLYMODAL_DATA=../shared/data python benchmarks/fuzz.py --cases 200 --families image
@@ -731,7 +733,9 @@ def run_chunk(jobs: list[tuple[int, str, int]], root: str, timeout: float) -> li
                     }
                 )
                 continue
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             outcome, detail = classify(case, timeout)
+            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             out.append(
                 {
                     "index": index,
@@ -741,6 +745,9 @@ def run_chunk(jobs: list[tuple[int, str, int]], root: str, timeout: float) -> li
                     "outcome": outcome,
                     "detail": detail,
                     "seconds": time.perf_counter() - t0,
+                    # growth of the worker's peak resident memory (KiB on Linux) during the
+                    # case: an upper bound of what the case added, 0 below an earlier peak
+                    "memory_mb": max(0, after - before) / 1024,
                 }
             )
     return out
@@ -811,6 +818,7 @@ def summarise(results: list[dict[str, Any]], seconds: float) -> list[dict[str, A
             "hangs": c["hang"],
             "silent": c["silent"],
             "memory": c["memory"],
+            "peak_memory_mb": max((r.get("memory_mb", 0.0) for r in rows), default=0.0),
         }
         for metric, value in metrics.items():
             out.append(
