@@ -281,6 +281,13 @@ def evaluate(
     maps each collated batch first (see :func:`predict`)."""
     task = task or getattr(model, "task", None) or dataset.schema.target.task
     pred = predict(model, dataset, device, batch_size, precision, num_workers, transform)
+    return prediction_metrics(pred, dataset, task, regression_loss)
+
+
+def prediction_metrics(
+    pred: Predictions, dataset: MultimodalDataset, task: str, regression_loss: str = "mse"
+) -> dict[str, float]:
+    """:func:`evaluate`'s metrics of predictions ``pred`` already made on ``dataset``."""
     if pred.targets is None:
         raise ValueError(
             f"Data set {dataset.name!r} (split {dataset.split!r}) has no labels; evaluate needs "
@@ -501,5 +508,6 @@ __all__ = [
     "predict",
     "predict_batches",
     "predict_videos",
+    "prediction_metrics",
     "resolve_checkpoint",
 ]

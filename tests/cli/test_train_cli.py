@@ -355,3 +355,25 @@ def test_train_from_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str
     schema = json.loads((run / "schema.json").read_text())
     assert schema["target"]["class_names"] == ["negative", "positive"]
     assert [m["name"] for m in schema["modalities"]] == ["text", "audio"]
+
+
+def test_evaluate_reports_per_class_and_writes_a_page(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "report"
+    assert main(["evaluate", str(trained_run), "-o", str(out), "--html"]) == 0
+    text = capsys.readouterr().out
+    assert "precision  recall      f1  support" in text and "calibration: ECE" in text
+    assert {p.name for p in out.iterdir()} == {
+        "report.json",
+        "confusion.png",
+        "reliability.png",
+        "report.html",
+    }
+    report = json.loads((out / "report.json").read_text())
+    results = json.loads((trained_run / "results.json").read_text())
+    assert report["accuracy"] == pytest.approx(results["test"]["accuracy"])
+    assert sum(map(sum, report["confusion"])) == 752
+    assert main(["evaluate", str(trained_run), "--html"]) == 2  # --html needs -o
+    assert "give the folder with -o DIR" in capsys.readouterr().err

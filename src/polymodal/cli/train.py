@@ -84,6 +84,15 @@ def add_parser(subparsers: Any) -> None:
         help="also fit a linear probe on each frozen encoder (run's train split, L2 chosen on "
         "its val split) and print its accuracy on --split next to the fused accuracy",
     )
+    e.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="DIR",
+        help="write a report there: report.json and, for a classifier, confusion.png and "
+        "reliability.png (calibration), for a regressor regression.png (scatter, residuals)",
+    )
+    e.add_argument("--html", action="store_true", help="also write DIR/report.html (needs -o)")
     _add_runtime_args(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -160,7 +169,7 @@ def run_split(trained: TrainedModel, split: str) -> MultimodalDataset:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from polymodal.device import resolve_device
-    from polymodal.inference import evaluate, evaluate_videos, load_trained
+    from polymodal.inference import evaluate_videos, load_trained, predict, prediction_metrics
 
     trained = load_trained(args.checkpoint)
     config = trained.config
@@ -178,25 +187,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             model, VideoDataset(dataset), batch_size, device, trained.precision
         )
     else:
-        metrics = evaluate(
-            model,
-            dataset,
-            trained.schema.target.task,
-            device,
-            batch_size,
-            trained.precision,
-            str(config.get("optim", {}).get("regression_loss", "mse")),
-            transform=transform,
-        )
+        task = trained.schema.target.task
+        pred = predict(model, dataset, device, batch_size, trained.precision, transform=transform)
+        loss = str(config.get("optim", {}).get("regression_loss", "mse"))
+        metrics = prediction_metrics(pred, dataset, task, loss)
     dropped = f", without {', '.join(args.drop)}" if args.drop else ""
     print(
         f"checkpoint {trained.path} (epoch {trained.state.get('best_epoch', '?')}), "
         f"split {args.split!r}: {len(dataset)} examples{dropped}"
     )
     print(format_table({args.split: metrics}))
+    if trained.task != "context":
+        _report(args, trained, pred, metrics)
     if args.probe:
         _print_probe(trained, dataset, metrics, batch_size, device)
     return 0
+
+
+def _report(args: argparse.Namespace, trained: TrainedModel, pred: Any, metrics: Any) -> None:
+    """The per-class table, and with ``-o`` the report's files (``--html``: one page)."""
+    from polymodal.report import (
+        classification_report,
+        format_classes,
+        regression_report,
+        write_report,
+    )
+
+    task = trained.schema.target.task
+    if pred.targets is None or task not in ("classification", "regression"):
+        if args.output is not None:
+            raise CLIError(f"-o writes reports of classifiers and regressors; this run is {task}.")
+        return
+    if task == "classification":
+        report: Any = classification_report(
+            pred.outputs, pred.targets.long(), trained.schema.target.class_names
+        )
+        print(format_classes(report))
+    else:
+        report = regression_report(pred.outputs[:, 0], pred.targets)
+    if args.output is None:
+        if args.html:
+            raise CLIError("--html writes DIR/report.html: give the folder with -o DIR.")
+        return
+    title = f"{Path(str(trained.path)).parent.parent.name} ({args.split})"
+    try:
+        written = write_report(report, args.output, title, dict(metrics), html_page=args.html)
+    except ImportError as e:
+        raise CLIError(str(e)) from e
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    print(f"wrote {', '.join(str(p) for p in written)}")
 
 
 def _drop_transform(trained: TrainedModel, drop: Sequence[str]) -> Callable[[Batch], Batch] | None:
