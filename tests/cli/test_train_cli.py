@@ -377,3 +377,13 @@ def test_evaluate_reports_per_class_and_writes_a_page(
     assert sum(map(sum, report["confusion"])) == 752
     assert main(["evaluate", str(trained_run), "--html"]) == 2  # --html needs -o
     assert "give the folder with -o DIR" in capsys.readouterr().err
+
+
+def test_train_says_what_it_needs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train"]) == 2
+    assert "train needs a CONFIG file: polymodal train configs/" in capsys.readouterr().err
+    data = tmp_path / "my.csv"
+    data.write_text("id,text,label\nr1,good,pos\nr2,bad,neg\n")
+    assert main(["train", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "is a data manifest, not a run config" in err and "r1,good" not in err

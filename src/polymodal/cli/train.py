@@ -48,7 +48,7 @@ def add_parser(subparsers: Any) -> None:
         description="Train a model from a YAML config; key=value arguments override its "
         "entries (e.g. optim.lr=3e-4 model.fusion.name=late data.options.modalities=[text,audio]).",
     )
-    p.add_argument("config", metavar="CONFIG", help="a YAML config (see configs/)")
+    p.add_argument("config", metavar="CONFIG", nargs="?", help="a YAML config (see configs/)")
     p.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, values read as YAML"
     )
@@ -136,6 +136,18 @@ def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from polymodal.training import load_config, train
 
+    if args.config is None:
+        raise CLIError(
+            "train needs a CONFIG file: polymodal train configs/har_phone_watch.yaml (the "
+            "shipped configs are in configs/; KEY=VALUE arguments after it override entries)."
+        )
+    if Path(args.config).suffix.lower() in (".csv", ".tsv", ".jsonl"):
+        raise CLIError(
+            f"{args.config!r} is a data manifest, not a run config. Check it with polymodal "
+            f"datasets check {args.config}, then train with a config whose data.manifest names "
+            "it and whose model.encoders name its modalities (check prints them; the README's "
+            "'Your own data' has an example)."
+        )
     cfg = load_config(args.config, args.overrides)
     setup_logging()
     try:

@@ -77,10 +77,12 @@ def check_builder_params(
 def num_outputs_for(schema: Schema) -> int:
     """Logits per example for ``schema.target``: classes, labels, or 1 for regression."""
     target = schema.target
-    if target.task == "none":
+    unlabelled = target.task == "classification" and not target.name and not target.num_classes
+    if target.task == "none" or unlabelled:
         raise ValueError(
-            "The data set has no labels (target task 'none'), so there is nothing to predict. "
-            "Add a label column, or train a joint embedding (task: contrastive) instead."
+            "The data set has no labels (for a manifest: no 'label' column, or every label "
+            "empty), so there is nothing to learn to predict. Add a 'label' column, or train a "
+            "joint embedding (task: contrastive) instead."
         )
     num = 1 if target.task == "regression" else int(target.num_classes)
     if num < 1:
