@@ -148,7 +148,7 @@ def test_predict_manifest_columns_must_match(
     assert main(["predict", str(trained_run), str(manifest), "-o", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err
     assert "lacks column(s) ['audio']" in err
-    assert "expects one column per modality: ['text', 'audio']" in err
+    assert "The model was trained on columns ['text', 'audio']" in err
     assert "the manifest has: ['id', 'text', 'video']" in err
     assert not (tmp_path / "p.csv").exists()
 

@@ -13,11 +13,13 @@ import torch
 from polymodal.data import Batch, DatasetNotFoundError, group_split
 from polymodal.data.datasets._common import DATASETS, INFOS, load_dataset
 from polymodal.data.datasets.har_phone_watch import (
+    CHANNELS,
     CLASSES,
     TEST_SUBJECTS,
     HARPhoneWatch,
     har_phone_watch,
 )
+from polymodal.data.decode import DecodeError, decode_file
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,28 @@ def test_sample_layout(har_all: HARPhoneWatch) -> None:
     assert labels.min() >= 0 and labels.max() < len(CLASSES)
     with pytest.raises(IndexError, match="out of range"):
         har_all[len(har_all)]
+
+
+def test_schema_records_what_predict_must_match(
+    har_all: HARPhoneWatch, data_root: Path, tmp_path: Path
+) -> None:
+    spec = har_all.schema["phone"]
+    assert (spec.channels, spec.time_unit, spec.length) == (CHANNELS, "ms", 100)
+    raw = data_root / "har_phone_watch" / "DATA" / "s01" / "s01_01_sp.csv"
+    # an upstream recording at its own ~100 Hz is named, never read as the 50 Hz grid
+    with pytest.raises(DecodeError, match=r"imply 102\.5 Hz \(1351 rows over .* trained at 50 Hz"):
+        decode_file(raw, "timeseries", spec)
+    # every other row of it: 50 Hz, its columns reordered, read by name
+    lines = raw.read_text().splitlines()
+    header = lines[0].split(",")
+    order = [header.index(c) for c in ("timestamp", *reversed(CHANNELS))]
+    rows = [[r.split(",")[j] for j in order] for r in lines[1:201:2]]
+    path = tmp_path / "window.csv"
+    path.write_text("\n".join(",".join(r) for r in [[header[j] for j in order], *rows]) + "\n")
+    ts = decode_file(path, "timeseries", spec)
+    first = [float(rows[0][1 + CHANNELS[::-1].index(c)]) for c in CHANNELS]
+    assert ts.columns == list(CHANNELS)  # type: ignore[union-attr]
+    assert ts.values[0].tolist() == pytest.approx(first)  # type: ignore[union-attr]
 
 
 def test_loader_collates(har_all: HARPhoneWatch) -> None:

@@ -301,15 +301,37 @@ def _batch_size(args: argparse.Namespace, default: int) -> int:
 # --------------------------------------------------------------------------- predict
 
 
+def model_columns(schema: Schema) -> list[str]:
+    """The manifest columns a model reads: each modality's recorded ``columns`` (training
+    records them), else the column of its name; an old ``tabular`` modality without them
+    takes every numeric column, so it names none."""
+    from polymodal.data.modality import ModalityKind
+
+    out: list[str] = []
+    for spec in schema.modalities:
+        if spec.columns is not None:
+            out += [c for c in spec.columns if c not in out]
+        elif spec.kind is not ModalityKind.TABULAR:
+            out.append(spec.name)
+    return out
+
+
 def check_manifest_columns(columns: Sequence[str], expected: Sequence[str], manifest: str) -> None:
-    """Raise :class:`CLIError` unless every modality in ``expected`` has a column."""
+    """Raise :class:`CLIError` unless every column in ``expected`` is in ``columns``."""
     missing = [m for m in expected if m not in columns]
     if missing:
+        from polymodal.errors import did_you_mean
+
+        spare = [c for c in columns if c not in expected]
+        hints = " ".join(
+            f"For {m!r}: {h.strip()}" for m in missing if (h := did_you_mean(m, spare))
+        )
         raise CLIError(
             f"Manifest {manifest!r} does not match the model: it lacks column(s) {missing}. "
-            f"The model expects one column per modality: {list(expected)} (plus optional "
-            f"id/label/split/group); the manifest has: {list(columns)}. Rename the columns "
-            "or use a checkpoint trained on these modalities."
+            f"The model was trained on columns {list(expected)} (plus optional "
+            f"id/label/split/group); the manifest has: {list(columns)}."
+            + (f" {hints}" if hints else "")
+            + " Rename the columns or use a checkpoint trained on these modalities."
         )
 
 
@@ -355,7 +377,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint)
     schema = predict_schema(trained)
     table = read_manifest(args.manifest)
-    check_manifest_columns(table.columns, schema.names, str(args.manifest))
+    check_manifest_columns(table.columns, model_columns(schema), str(args.manifest))
     # labels=False: predict does not need labels, so one the model never saw is no error
     dataset = ManifestDataset(args.manifest, schema=schema, labels=False)
     device = resolve_device(args.device)
@@ -430,6 +452,7 @@ __all__ = [
     "add_parser",
     "check_manifest_columns",
     "format_table",
+    "model_columns",
     "output_path",
     "predict_schema",
     "predictions_csv",

@@ -58,6 +58,9 @@ class ModalityKind(StrEnum):
 
 TASKS = ("classification", "regression", "multilabel", "none")
 
+#: Units a time series' ``timestamp`` column may be written in (``ModalitySpec.time_unit``).
+TIME_UNITS = ("s", "ms", "us", "ns")
+
 
 @dataclass(frozen=True)
 class ModalitySpec(Config):
@@ -73,6 +76,24 @@ class ModalitySpec(Config):
         sample_rate: steps per second for audio (Hz), video (fps) and time series.
         sequence: for ``features``: whether examples are (T, D) sequences.
         description: one line for ``polymodal datasets info``.
+        channels: for ``timeseries``: the channel (column) names, in the order of the
+            values' C axis.  A file is read by these names, so its columns may come in any
+            order; one that lacks a channel is an error.  ``None``: every numeric column
+            but the timestamp, in file order (schemas saved before channels were recorded).
+        time_unit: for ``timeseries``: the unit of a file's ``timestamp`` column, one of
+            :data:`TIME_UNITS` (``None``: ``"ms"``).  With ``sample_rate`` set, a file
+            whose timestamps imply another rate is an error.
+        length: for ``timeseries``: the number of steps of every training example, when
+            they were fixed-length windows (``None``: they vary).  A series shorter than
+            half of it is an error.
+        columns: the manifest column(s) this modality is read from, as training read
+            them (``None``: the column named ``name``, or for ``tabular`` every numeric
+            column no other modality reads).
+
+    Training records these in the run's ``schema.json`` (a manifest's ``channels``,
+    ``time_unit``, ``sample_rate`` and ``length`` are inferred from its first files), so
+    ``predict`` reads new data as the model was trained: an image is resized to ``shape``,
+    a time series' channels are read by name and its rate and length checked.
     """
 
     name: str
@@ -81,11 +102,43 @@ class ModalitySpec(Config):
     sample_rate: float | None = param(None, gt=0)
     sequence: bool = False
     description: str = ""
+    channels: tuple[str, ...] | None = None
+    time_unit: str | None = None
+    length: int | None = param(None, ge=1)
+    columns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.name:
             raise ValueError(f"ModalitySpec.name must be a non-empty string, got {self.name!r}")
+        series = {"channels": self.channels, "time_unit": self.time_unit, "length": self.length}
+        if self.kind is not ModalityKind.TIMESERIES:
+            given = [k for k, v in series.items() if v is not None]
+            if given:
+                raise ValueError(
+                    f"ModalitySpec {self.name!r} (kind {self.kind.value!r}) sets "
+                    f"{', '.join(given)}, which only a 'timeseries' modality has. Remove it."
+                )
+        if self.time_unit is not None and self.time_unit not in TIME_UNITS:
+            raise ValueError(
+                f"ModalitySpec {self.name!r}: "
+                f"{unknown_name_error('time_unit', self.time_unit, TIME_UNITS)}"
+            )
+        for key, names in (("channels", self.channels), ("columns", self.columns)):
+            if names is None:
+                continue
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if not names or dupes or not all(names):
+                raise ValueError(
+                    f"ModalitySpec {self.name!r}: '{key}' must list unique non-empty names; "
+                    f"got {list(names)}."
+                )
+        if self.channels is not None and self.shape not in (None, (len(self.channels),)):
+            raise ValueError(
+                f"ModalitySpec {self.name!r} has {len(self.channels)} channels "
+                f"{list(self.channels)} but shape {self.shape}; a time series' shape is "
+                f"(channels,): ({len(self.channels)},)."
+            )
 
     @property
     def is_sequence(self) -> bool:

@@ -307,6 +307,11 @@ class HARPhoneWatch(MultimodalDataset):
                     sample_rate=rate,
                     description=f"{desc[d]} accelerometer (m/s^2) + gyroscope (rad/s), "
                     f"channels {', '.join(CHANNELS)}",
+                    # what a CSV given to `predict` must match: the upstream files' channel
+                    # names and millisecond timestamps, this grid's rate and window length
+                    channels=CHANNELS,
+                    time_unit="ms",
+                    length=length,
                 )
                 for d in modalities
             ),

@@ -6,7 +6,6 @@ and rates from a :class:`~polymodal.data.modality.ModalitySpec`.
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from polymodal.data.decode.image import decode_image
 from polymodal.data.decode.limits import get_limits, limit_error
 from polymodal.data.decode.resample import _check_rate
 from polymodal.data.decode.text import decode_text
-from polymodal.data.decode.timeseries import TimeSeries, _check_timeseries_file, decode_timeseries
+from polymodal.data.decode.timeseries import TimeSeries
+from polymodal.data.decode.timeseries_spec import decode_timeseries_for_spec
 from polymodal.data.decode.video import VideoClip, decode_video
 from polymodal.data.modality import ModalityKind, ModalitySpec
 
@@ -74,8 +74,10 @@ def decode_file(
     image       ``shape`` (3|1, H, W) -> resize to (H, W)            (3, H, W) Tensor
     audio       ``sample_rate`` -> resample                          (T,) Tensor
     video       ``sample_rate`` -> fps, ``shape`` -> frame size      :class:`VideoClip`
-    timeseries  ``sample_rate`` when the file has no ``timestamp``   :class:`TimeSeries`
-                column; ``shape`` (C,) is checked
+    timeseries  ``channels`` read by name; ``time_unit``,             :class:`TimeSeries`
+                ``sample_rate`` and ``length`` checked (rate: used
+                when the file has no ``timestamp`` column);
+                ``shape`` (C,) is checked
     features    ``shape`` is checked against the last dim            (D,)/(T, D) Tensor
     tabular     as features, must be 1-D                             (D,) Tensor
     ==========  ===================================================  ===============
@@ -123,7 +125,7 @@ def decode_file(
         fps = spec.sample_rate if spec is not None else None
         return decode_video(path, fps=fps, size=hw, where=where)
     if kind is ModalityKind.TIMESERIES:
-        return _decode_timeseries_for_spec(path, spec, where)
+        return decode_timeseries_for_spec(path, spec, where)
     # features / tabular
     feats = decode_features(path, where=where)
     if kind is ModalityKind.TABULAR and feats.dim() != 1:
@@ -144,40 +146,3 @@ def decode_file(
             "re-extract the features or fix the spec's shape",
         )
     return feats
-
-
-def _decode_timeseries_for_spec(
-    path: PathLike, spec: ModalitySpec | None, where: str
-) -> TimeSeries:
-    p = _check_timeseries_file(path, where)  # bounded before its header is read
-    try:
-        with open(p, newline="", encoding="utf-8-sig") as fh:
-            header = [h.strip() for h in next(csv.reader(fh), [])]
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise _error(
-            "time series", path, where, f"cannot read its header ({e})", "save it as UTF-8 CSV"
-        ) from e
-    rate = spec.sample_rate if spec is not None else None
-    if "timestamp" in header:
-        ts = decode_timeseries(path, where=where)
-    elif rate is not None:
-        ts = decode_timeseries(path, timestamp_column=None, sample_rate=rate, where=where)
-    else:
-        raise _error(
-            "time series",
-            path,
-            where,
-            f"it has no 'timestamp' column (columns: {', '.join(header)}) and no sample rate "
-            "is known",
-            "add a 'timestamp' column (milliseconds) or set the spec's sample_rate",
-        )
-    if spec is not None and spec.shape is not None and (ts.values.shape[1],) != spec.shape:
-        raise _error(
-            "time series",
-            path,
-            where,
-            f"it has {ts.values.shape[1]} numeric channels "
-            f"{ts.columns} but spec {spec.name!r} expects shape {spec.shape}",
-            "fix the spec's shape or the file's columns",
-        )
-    return ts

@@ -59,6 +59,17 @@ A modality reads the column of its own name unless ``columns`` maps it elsewhere
 ``tabular`` modality whose name is not a column takes every numeric column no other
 modality claims.  The schema target's ``name`` (if given) is the label column.
 
+What training read is recorded in the resolved :class:`Schema` (the run's ``schema.json``),
+so ``predict`` reads new data the same way, or says what differs: each modality's
+``columns`` (read by name: tabular columns in another order give the same vector); an
+image's ``shape`` (every image is resized to it); and for a time series (``.csv`` with a
+``timestamp`` column in milliseconds, unless ``time_unit`` says otherwise) its
+``channels`` (read by name, in any order), ``time_unit``, ``sample_rate`` (the rate the
+first files' timestamps imply; a file more than 20% off is an error that names a likely unit
+mix-up) and ``length`` (when the first files are windows of one length, a series shorter
+than half of it is an error).  A schema file may state any of these; a trained schema is
+never refilled from new data.
+
 :func:`check_manifest` decodes every row and file and returns ALL problems found
 (missing or corrupt files, NaN, unknown labels, wrong shapes, unknown columns, columns
 and tasks that cannot be inferred, a manifest without rows) as :class:`Problem` records

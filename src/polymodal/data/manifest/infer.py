@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -10,13 +11,13 @@ from typing import Any
 
 from torch import Tensor
 
-from polymodal.data.decode import inferred_image_shape
+from polymodal.data.decode import TimeSeries, decode_file, inferred_image_shape, series_rate
 from polymodal.data.manifest.cells import (
     _as_list,
     _as_number,
     _column_kind,
 )
-from polymodal.data.manifest.decoding import _decode_column, _Plan
+from polymodal.data.manifest.decoding import _decode_column, _Plan, _resolve_file
 from polymodal.data.manifest.problems import ManifestError, Problem, _show
 from polymodal.data.manifest.schema_file import SchemaFile, load_schema_file
 from polymodal.data.manifest.table import ManifestTable, PathLike
@@ -190,6 +191,8 @@ def _map_columns(
     for spec in specs:
         if spec.name in given:
             cols = given[spec.name]
+        elif spec.columns is not None:  # as the model was trained: by name
+            cols = spec.columns
         elif spec.name in table.columns:
             cols = (spec.name,)
         elif spec.kind is ModalityKind.TABULAR:
@@ -329,10 +332,13 @@ def _plan(
     target_spec, class_index, target_source = _resolve_target(table, label, target, problems)
     if not read_labels and isinstance(schema, Schema):
         target_spec = schema.target  # the model's classes, though no label is read
-    shaped = [_with_shape(s, columns[s.name], table) for s in specs]
+    # a trained model's schema is what the data must match: nothing in it is inferred
+    fill = not isinstance(schema, Schema)
+    shaped = [_with_shape(s, columns[s.name], table, fill) for s in specs]
     inferred = frozenset(s.name for s, t in zip(specs, shaped, strict=True) if s.shape != t.shape)
+    recorded = [s if s.columns else replace(s, columns=columns[s.name]) for s in shaped]
     return _Plan(
-        Schema(tuple(shaped), target_spec),
+        Schema(tuple(recorded), target_spec),
         columns,
         label,
         class_index,
@@ -356,16 +362,22 @@ def _list_shape(lst: list[Any]) -> tuple[tuple[int, ...], bool]:
     return (len(lst),), False
 
 
-def _with_shape(spec: ModalitySpec, cols: tuple[str, ...], table: ManifestTable) -> ModalitySpec:
+def _with_shape(
+    spec: ModalitySpec, cols: tuple[str, ...], table: ManifestTable, fill: bool = True
+) -> ModalitySpec:
     """Fill in a missing ``shape`` (and audio ``sample_rate``) from the data.
 
     Collate needs the shape to zero-fill a batch in which the modality is missing
     everywhere.  The shape is the most common one among every inline feature list and the
     first :data:`SHAPE_SAMPLE` files that decode (files that fail are skipped: the check
-    reports them), so a bad first row does not make every good row look wrong.
+    reports them), so a bad first row does not make every good row look wrong.  With
+    ``fill``, a time series' unset ``channels``, ``time_unit``, ``sample_rate`` and
+    ``length`` are inferred too (:func:`_with_series_fields`).
     """
     if spec.kind is ModalityKind.TEXT:
         return spec
+    if spec.kind is ModalityKind.TIMESERIES and fill:
+        return _with_series_fields(spec, cols[0], table)
     if spec.kind is ModalityKind.TABULAR:
         return spec if spec.shape is not None else replace(spec, shape=(len(cols),))
     if spec.shape is not None and (spec.kind is not ModalityKind.AUDIO or spec.sample_rate):
@@ -420,6 +432,56 @@ def _with_shape(spec: ModalitySpec, cols: tuple[str, ...], table: ManifestTable)
     return replace(spec, shape=shape)
 
 
+def _with_series_fields(spec: ModalitySpec, col: str, table: ManifestTable) -> ModalitySpec:
+    """A time series' spec with what predict must match filled in from the first files.
+
+    Of the first :data:`SHAPE_SAMPLE` files that decode: ``channels`` are the most common
+    list of numeric columns (every one but ``timestamp``, in file order), ``sample_rate`` the
+    median of the rates their timestamps imply, ``time_unit`` ``"ms"``, and ``length``
+    their number of rows when they all have the same (fixed-length windows).  Fields the
+    spec states are kept, and the files are read with them.
+    """
+    probe = replace(spec, length=None)
+    seen: Counter[tuple[str, ...]] = Counter()
+    lengths: list[int] = []
+    rates: list[float] = []
+    failed = 0
+    for row in table.rows:
+        cell = row.get(col)
+        if cell is None or not isinstance(cell, str):
+            continue
+        if len(lengths) >= SHAPE_SAMPLE or failed >= 4 * SHAPE_SAMPLE:
+            break
+        try:
+            ts = decode_file(_resolve_file(cell, table.path.parent), spec.kind, probe)
+        except (ValueError, OSError, RuntimeError):
+            failed += 1
+            continue
+        if not isinstance(ts, TimeSeries):  # pragma: no cover - the decoder's contract
+            failed += 1
+            continue
+        seen[tuple(ts.columns)] += 1
+        lengths.append(int(ts.values.shape[0]))
+        rate = series_rate(ts)
+        if rate is not None:
+            rates.append(rate)
+    if not seen:
+        return spec
+    channels = spec.channels or seen.most_common(1)[0][0]  # ties: the first seen
+    rate = spec.sample_rate
+    if rate is None and rates:
+        rate = float(round(statistics.median(rates), 6))
+    same = len(set(lengths)) == 1
+    return replace(
+        spec,
+        channels=channels,
+        shape=spec.shape or (len(channels),),
+        time_unit=spec.time_unit or "ms",
+        sample_rate=rate,
+        length=spec.length or (lengths[0] if same else None),
+    )
+
+
 def _audio_rate(path: Path, base: Path) -> float | None:
     p = path if path.is_absolute() else base / path
     try:
@@ -442,6 +504,10 @@ def describe_plan(plan: _Plan) -> list[str]:
             what += f" {spec.shape}" + (" per step" if spec.is_sequence else "")
         if spec.kind is ModalityKind.AUDIO and spec.sample_rate:
             what += f" {spec.sample_rate:g} Hz"
+        if spec.kind is ModalityKind.IMAGE and spec.shape is not None and len(spec.shape) == 3:
+            what += f" resized to {spec.shape[1]}x{spec.shape[2]}"
+        if spec.kind is ModalityKind.TIMESERIES:
+            what += _series_description(spec)
         column = "columns" if len(cols) > 1 else "column"
         how = plan.sources.get(spec.name, "")
         out.append(f"modality {spec.name!r}: {what} <- {column} {src} ({how})")
@@ -462,3 +528,18 @@ def describe_plan(plan: _Plan) -> list[str]:
     for col, why in plan.unread.items():
         out.append(f"column {col!r}: not read ({why})")
     return out
+
+
+def _series_description(spec: ModalitySpec) -> str:
+    """`` (3,) channels ax, ay, az, 100 Hz (timestamps in ms), windows of 50 rows``."""
+    parts = []
+    if spec.channels is not None:
+        parts.append("channels " + ", ".join(spec.channels))
+    elif spec.shape is not None:
+        parts.append(f"{spec.shape[0]} channels by position" if spec.shape else "")
+    if spec.sample_rate is not None:
+        parts.append(f"{spec.sample_rate:g} Hz")
+    parts.append(f"timestamps in {spec.time_unit or 'ms'}")
+    if spec.length is not None:
+        parts.append(f"windows of {spec.length} rows")
+    return " " + ", ".join(p for p in parts if p)

@@ -85,6 +85,12 @@ class SchemaFile(Config):
         for mod, cols in self.columns.items():
             if not cols:
                 raise ValueError(f"columns[{mod!r}] must name at least one column.")
+        for m in self.modalities:
+            if m.columns is not None and m.name in self.columns:
+                raise ValueError(
+                    f"modality {m.name!r} states its columns {list(m.columns)} and 'columns' "
+                    f"maps it to {list(self.columns[m.name])}; give them in one place."
+                )
 
     @classmethod
     def _prepare(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
