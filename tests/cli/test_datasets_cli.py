@@ -185,7 +185,7 @@ def test_check_reports_typos_ambiguous_tasks_and_empty_manifests_like_train(
     )
     (tmp_path / "empty.csv").write_text("caption,label\n")
     assert main(["datasets", "check", str(tmp_path / "empty.csv")]) == 1
-    assert "manifest: no rows of data" in capsys.readouterr().out
+    assert "manifest: 'empty.csv' has no rows of data" in capsys.readouterr().out
 
 
 def test_check_unreadable_manifests_exit_2_naming_file_and_fix(
