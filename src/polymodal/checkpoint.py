@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from polymodal.checkpoint_files import (
 WEIGHTS = "model.safetensors"
 STATE = "state.json"
 TRAINER_STATE = "trainer_state.pt"
+CHECKPOINTS = "checkpoints"  # a run folder's checkpoints: CHECKPOINTS/best, CHECKPOINTS/last
 _OLD_SUFFIX = ".old"
 _TMP_MARK = ".tmp-"
 
@@ -304,6 +305,34 @@ def require_checkpoint(path: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Path:
+    """The folder holding the checkpoint at ``path``: ``path`` itself (a checkpoint folder)
+    or a run folder's ``checkpoints/<which>``.
+
+    A save killed part-way may have left the checkpoint next to its name, as ``.best.old``
+    or as a complete ``.best.tmp-PID``; that folder is returned then
+    (:func:`find_checkpoint`).  An incomplete folder raises a ``FileNotFoundError`` naming
+    its missing file; so does a path that is neither a checkpoint nor a run folder.
+    """
+    p = Path(path)
+    run_checkpoint = p / CHECKPOINTS / which
+    for candidate in (p, run_checkpoint):
+        found = find_checkpoint(candidate)
+        if found is not None:
+            return found
+    own = (p / STATE).is_file() or (p / WEIGHTS).is_file()
+    beside = p.parent.is_dir() and any(q.name.startswith(f".{p.name}.") for q in p.parent.iterdir())
+    if own or beside:
+        return require_checkpoint(p)  # raises: what is missing, what to do
+    if (p / CHECKPOINTS).is_dir():
+        return require_checkpoint(run_checkpoint)  # raises
+    raise FileNotFoundError(
+        f"{str(p)!r} is neither a checkpoint folder (with {STATE} and {WEIGHTS}) nor a run "
+        f"folder with {CHECKPOINTS}/{which}/. Pass e.g. runs/NAME or "
+        f"runs/NAME/{CHECKPOINTS}/best."
+    )
+
+
 def load_checkpoint(path: str | os.PathLike[str], with_trainer_state: bool = True) -> Checkpoint:
     """Read the checkpoint saved at ``path`` by :func:`save_checkpoint` (tensors on CPU).
 
@@ -323,16 +352,31 @@ def load_checkpoint(path: str | os.PathLike[str], with_trainer_state: bool = Tru
     return Checkpoint(folder, weights, state, trainer_state)
 
 
-def check_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str = "") -> None:
-    """Raise a ``ValueError`` naming every key/shape that differs between ``weights`` and
-    ``model``'s ``state_dict`` (instead of torch's raw ``load_state_dict`` error), and a
-    :class:`CheckpointError` naming the tensor when ``weights`` stores integers or booleans
-    where the model holds floating-point values (``load_state_dict`` would cast them).
+def check_weights(
+    model: nn.Module,
+    weights: Mapping[str, Tensor],
+    source: str = "",
+    *,
+    skip: Sequence[str] = (),
+    advice: str = "Use the config saved with the checkpoint, or a checkpoint of this model.",
+) -> None:
+    """Check ``weights`` against ``model``'s ``state_dict`` before loading them.
 
-    ``source`` names the weights in messages (e.g. ``.../checkpoints/best/model.safetensors``).
+    Raises a ``ValueError`` naming every key/shape that differs (instead of torch's raw
+    ``load_state_dict`` error), ending with ``advice``; and a :class:`CheckpointError`
+    naming the tensor when ``weights`` stores integers or booleans where the model holds
+    floating-point values (``load_state_dict`` would cast them) or holds NaN/inf.
+
+    Args:
+        model: the model the weights are for.
+        weights: parameter/buffer name -> tensor.
+        source: names the weights in messages (e.g. ``.../best/model.safetensors``).
+        skip: key prefixes the weights need not hold (e.g. ``encoders.text.``: a joint
+            model's frozen encoders, rebuilt from their config); held ones are checked.
+        advice: what to do about missing, unexpected or misshapen keys.
     """
     own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
+    missing = sorted(k for k in set(own) - set(weights) if not k.startswith(tuple(skip)))
     unexpected = sorted(set(weights) - set(own))
     shapes = sorted(
         f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
@@ -340,7 +384,7 @@ def check_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str =
         if tuple(own[k].shape) != tuple(weights[k].shape)
     )
     if not (missing or unexpected or shapes):
-        _check_dtypes(own, weights, source)
+        _check_values(own, weights, source)
         return
 
     def head(items: list[str]) -> str:
@@ -356,26 +400,38 @@ def check_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str =
         parts.append(f"shape mismatch: {head(shapes)}")
     where = f" {source}" if source else ""
     raise ValueError(
-        f"The checkpoint{where} does not belong to this model; "
-        + "; ".join(parts)
-        + ". Use the config saved with the checkpoint, or a checkpoint of this model."
+        f"The checkpoint{where} does not belong to this model; " + "; ".join(parts) + f". {advice}"
     )
 
 
-def _check_dtypes(own: Mapping[str, Tensor], weights: Mapping[str, Tensor], source: str) -> None:
+def _check_values(own: Mapping[str, Tensor], weights: Mapping[str, Tensor], source: str) -> None:
+    """Integers/booleans where the model holds floats, or NaN/inf: a :class:`CheckpointError`."""
+    what = source or "The weights"
     bad = sorted(
-        k for k in own if own[k].is_floating_point() and not weights[k].is_floating_point()
+        k
+        for k in own
+        if k in weights and own[k].is_floating_point() and not weights[k].is_floating_point()
     )
     if bad:
         k = bad[0]
         more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
         raise CheckpointError(
-            f"{source or 'The weights'}: tensor {k!r} is stored as {weights[k].dtype}{more}, "
+            f"{what}: tensor {k!r} is stored as {weights[k].dtype}{more}, "
             f"but the model's {k!r} is floating point ({own[k].dtype}); these are not "
             "trained weights (a model loaded from them gives e.g. the same probabilities for "
             "every input). polymodal saves weights as floating point, so the file was modified "
             "or written by another tool. Use another checkpoint of the run or train again."
         )
+    for k, t in weights.items():
+        if t.is_floating_point():
+            finite = torch.isfinite(t if t.element_size() > 1 else t.float())
+            if not bool(finite.all()):
+                raise CheckpointError(
+                    f"{what}: tensor {k!r} holds {int((~finite).sum())} NaN or infinite "
+                    f"value(s) (of {t.numel()}); a model with such weights outputs NaN. The "
+                    "weights were damaged or modified, or the run diverged. Use another "
+                    "checkpoint of the run or train again."
+                )
 
 
 def weights_checksum(module: nn.Module) -> str:
@@ -400,6 +456,7 @@ def load_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str = 
 
 
 __all__ = [
+    "CHECKPOINTS",
     "STATE",
     "TRAINER_STATE",
     "WEIGHTS",
@@ -414,6 +471,7 @@ __all__ = [
     "remove_checkpoint_tree",
     "remove_stale_temporaries",
     "require_checkpoint",
+    "resolve_checkpoint",
     "save_checkpoint",
     "weights_checksum",
 ]

@@ -50,7 +50,10 @@ _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 class CheckpointError(ValueError):
     """A checkpoint file that is truncated, corrupt, tampered with or holds values no
-    model should load (NaN, integers for floating-point weights); the message names it."""
+    model should load (NaN, integers for floating-point weights); the message names it.
+
+    Also raised for the other files polymodal writes next to a model and reads back (an
+    embeddings folder's, an index's ``source.json``)."""
 
 
 def damaged_advice(folder: Path) -> str:
@@ -61,36 +64,46 @@ def damaged_advice(folder: Path) -> str:
     )
 
 
-def read_text(file: Path) -> str:
-    """A text file of a checkpoint, refused when empty or not UTF-8."""
+def read_text(file: Path, advice: str | None = None) -> str:
+    """A text file of a checkpoint, refused when empty or not UTF-8.
+
+    ``advice`` ends the message (default: :func:`damaged_advice` of its folder); pass
+    another for files polymodal writes outside checkpoints (an index's ``source.json``).
+    """
+    advice = damaged_advice(file.parent) if advice is None else advice
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise CheckpointError(
-            f"{file} is not UTF-8 text; it was damaged or replaced. {damaged_advice(file.parent)}"
+            f"{file} is not UTF-8 text; it was damaged or replaced. {advice}"
         ) from None
     if not text.strip():
         raise CheckpointError(
-            f"{file} is empty: it was cut short while being written or copied. "
-            + damaged_advice(file.parent)
+            f"{file} is empty: it was cut short while being written or copied. {advice}"
         )
     return text
 
 
-def read_json_object(file: Path) -> dict[str, Any]:
-    """A JSON file of a checkpoint that must hold an object (``state.json``, ...)."""
-    text = read_text(file)
+def read_json(file: Path, advice: str | None = None) -> Any:
+    """A JSON file polymodal wrote, refused (named) when empty, not UTF-8 or not JSON."""
+    advice = damaged_advice(file.parent) if advice is None else advice
+    text = read_text(file, advice)
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CheckpointError(
             f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            f"it was cut short or modified. {damaged_advice(file.parent)}"
+            f"it was cut short or modified. {advice}"
         ) from None
+
+
+def read_json_object(file: Path, advice: str | None = None) -> dict[str, Any]:
+    """A JSON file of a checkpoint that must hold an object (``state.json``, ...)."""
+    data = read_json(file, advice)
     if not isinstance(data, dict):
+        advice = damaged_advice(file.parent) if advice is None else advice
         raise CheckpointError(
-            f"{file} must hold a JSON object, got {type(data).__name__} {_short(data)}. "
-            + damaged_advice(file.parent)
+            f"{file} must hold a JSON object, got {type(data).__name__} {_short(data)}. " + advice
         )
     return data
 
@@ -338,6 +351,7 @@ __all__ = [
     "CheckpointError",
     "check_fields",
     "damaged_advice",
+    "read_json",
     "read_json_object",
     "read_text",
     "read_trainer_state",

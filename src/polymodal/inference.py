@@ -24,14 +24,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from polymodal.checkpoint import (
-    STATE,
     WEIGHTS,
     Checkpoint,
     CheckpointError,
-    find_checkpoint,
     load_checkpoint,
     load_weights,
-    require_checkpoint,
+    resolve_checkpoint,
 )
 from polymodal.checkpoint_files import damaged_advice
 from polymodal.config import parse_yaml_mapping
@@ -46,7 +44,6 @@ from polymodal.outputs import model_logits
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.yaml"
 SCHEMA_FILE = "schema.json"
 
@@ -385,34 +382,6 @@ class TrainedModel:
     @property
     def batch_size(self) -> int:
         return int(self.config.get("data", {}).get("batch_size", 32))
-
-
-def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
-    """The folder holding the checkpoint at ``path``: ``path`` itself (a checkpoint folder)
-    or a run folder's ``checkpoints/<which>``.
-
-    A save killed part-way (see :mod:`polymodal.checkpoint`) may have left the checkpoint
-    next to its name, as ``.best.old`` or as a complete ``.best.tmp-PID``; that folder is
-    returned then (:func:`~polymodal.checkpoint.find_checkpoint`).  An incomplete folder
-    raises a ``FileNotFoundError`` naming its missing file.
-    """
-    p = Path(path)
-    run_checkpoint = p / CHECKPOINTS / which
-    for candidate in (p, run_checkpoint):
-        found = find_checkpoint(candidate)
-        if found is not None:
-            return found
-    own = (p / STATE).is_file() or (p / WEIGHTS).is_file()
-    beside = p.parent.is_dir() and any(q.name.startswith(f".{p.name}.") for q in p.parent.iterdir())
-    if own or beside:
-        return require_checkpoint(p)  # raises: what is missing, what to do
-    if (p / CHECKPOINTS).is_dir():
-        return require_checkpoint(run_checkpoint)  # raises
-    raise FileNotFoundError(
-        f"{str(p)!r} is neither a checkpoint folder (with state.json and model.safetensors) nor "
-        f"a run folder with {CHECKPOINTS}/{which}/. Pass e.g. runs/NAME or "
-        f"runs/NAME/{CHECKPOINTS}/best."
-    )
 
 
 def build_run_model(config: dict[str, Any], schema: Schema) -> nn.Module:

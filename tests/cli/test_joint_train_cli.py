@@ -1,4 +1,5 @@
-"""End to end on real Flickr8k images: ``polymodal train`` a joint config, resume, ``embed``."""
+"""End to end on real Flickr8k images: ``polymodal train`` a joint config, resume (after a
+SIGKILL too), ``embed``."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
+from polymodal.checkpoint import load_checkpoint
 from polymodal.cli.main import main
 from polymodal.joint.checkpoint import load_joint_checkpoint
+from tests.cli.killing import kill_after_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("data_root")
 
@@ -115,9 +119,59 @@ def test_resume_continues_joint_runs(
     }
     # Another config (the file's seed and epochs, not the run's): refused, in one line.
     assert main(["train", str(run["config"]), "--resume"]) == 2
+    # stderr: the progress log (features), then the error in one line, whatever tests ran
+    # before (the log follows sys.stderr; it once wrote to a closed earlier capture).
     err = capsys.readouterr().err
-    assert err.startswith("polymodal train: error: Cannot resume") and "['optim', 'seed']" in err
-    assert err.count("\n") == 1
+    last = err.splitlines()[-1]
+    assert last.startswith("polymodal train: error: Cannot resume") and "['optim', 'seed']" in last
+    assert "features: flickr8k train image" in err and "Traceback" not in err
+
+
+def test_kill_and_resume_matches_uninterrupted_run(run: dict[str, Any]) -> None:
+    """SIGKILL a contrastive run mid-epoch; resumed, it ends bitwise where an uninterrupted
+    run ends (projections, learnt temperature, history, metrics)."""
+    tmp = run["tmp"] / "kill"
+    # 2 steps an epoch, `last` after every step: the first lands in the middle of epoch 1.
+    # Dropout: the resumed run must restore the RNG too.  The module's features are reused.
+    common = [
+        "seed=3",
+        "optim.epochs=3",
+        "optim.batch_size=4",
+        "checkpoint_every_steps=1",
+        "model.modalities.text.dropout=0.2",
+        "patience=null",
+    ]
+    ref, cut = tmp / "ref", tmp / "cut"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", str(run["config"]), *common, f"output_dir={ref}"]) == 0
+
+    overrides = [*common, f"output_dir={cut}"]
+    state = kill_after_first_checkpoint(run["config"], overrides, tmp / "held")
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 1, 1)
+    assert not (cut / "results.json").exists()
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", str(run["config"]), *overrides, "--resume"]) == 0
+    for sub in ("best", "last"):
+        a = load_checkpoint(ref / "checkpoints" / sub)
+        b = load_checkpoint(cut / "checkpoints" / sub)
+        assert a.weights.keys() == b.weights.keys()
+        for k in a.weights:
+            assert torch.equal(a.weights[k], b.weights[k]), (sub, k)
+        temperatures = a.trainer_state["strategy"]  # the losses' learnt logit scales
+        assert temperatures.keys() == b.trainer_state["strategy"].keys()
+        for k, v in temperatures.items():
+            assert torch.equal(v, b.trainer_state["strategy"][k]), (sub, k)
+    assert _history(cut) == _history(ref) and len(_history(ref)) == 3
+    res_ref = json.loads((ref / "results.json").read_text())
+    res_cut = json.loads((cut / "results.json").read_text())
+    for key in ("val", "test", "best_epoch", "temperatures"):
+        assert res_cut[key] == res_ref[key], key
+
+
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
 def test_unknown_key_is_one_line_error(

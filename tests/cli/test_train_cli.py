@@ -5,11 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ from safetensors.torch import load_file
 
 from polymodal.cli.main import main
 from polymodal.data.datasets import load_dataset
+from tests.cli.killing import kill_after_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("data_root")
 
@@ -274,45 +271,14 @@ def test_train_rejects_bad_override_before_running(
     assert not (tmp_path / "r").exists()
 
 
-# Runs a config like `polymodal train`, but holds the process (sleeps) right after the first
-# checkpoints/last is on disk, and says so with a marker file: the test kills it there, so
-# the kill always lands mid-run, however fast the machine is.
-HOLD_DRIVER = """
-import sys, time
-from pathlib import Path
-from polymodal.training import Callback, load_config, train
-
-class HoldAfterFirstCheckpoint(Callback):
-    def on_checkpoint(self, trainer, which, path):
-        if which == "last":
-            Path(sys.argv[2]).write_text(str(path))
-            time.sleep(3600)
-
-train(load_config(sys.argv[1], sys.argv[3:]), callbacks=[HoldAfterFirstCheckpoint()])
-"""
-
-
 def test_kill_and_resume_matches_uninterrupted_run(tiny_config: Path, tmp_path: Path) -> None:
     common = [str(tiny_config), "checkpoint_every_steps=4"]
     ref, cut, held = tmp_path / "ref", tmp_path / "cut", tmp_path / "held"
     assert main(["train", *common, f"output_dir={ref}"]) == 0
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD_DRIVER, common[0], str(held), *common[1:], f"output_dir={cut}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        while not held.exists() and proc.poll() is None:  # waits for an event, not a time
-            time.sleep(0.05)
-        proc.kill()  # SIGKILL: no cleanup, no atexit
-    finally:
-        proc.wait()
-    assert held.exists(), proc.stderr.read().decode() if proc.stderr else ""
+    state = kill_after_first_checkpoint(tiny_config, [*common[1:], f"output_dir={cut}"], held)
     assert not (cut / "results.json").exists()
-    step = json.loads((cut / "checkpoints" / "last" / "state.json").read_text())["global_step"]
+    step = state["global_step"]
     assert step == 4 < _history(ref)[-1]["step"]  # killed part-way, after the first checkpoint
 
     assert main(["train", *common, f"output_dir={cut}", "--resume"]) == 0

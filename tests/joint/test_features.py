@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,12 +99,53 @@ def test_weights_or_params_change_invalidates(tmp_path: Path) -> None:
     assert key != feature_key("toy", "train", "x", "mlp", {"dim": 4}, "w", ids)
 
 
-def test_corrupt_entry_is_recomputed(tmp_path: Path) -> None:
+def _nan_row(entry: Path) -> None:
+    features = np.load(entry / "features.npy")
+    features[2, 1] = np.nan
+    np.save(entry / "features.npy", features)
+
+
+DAMAGE = {
+    "ids not JSON": (
+        lambda e: (e / "ids.json").write_text("["),
+        r"ids\.json is not a JSON list of ids",
+    ),
+    "ids of another list": (
+        lambda e: (e / "ids.json").write_text('["a", "b"]'),
+        r"ids\.json does not hold the 4 ids of its key \(got 2\)",
+    ),
+    "ids missing": (
+        lambda e: (e / "ids.json").unlink(),
+        r"entry .* is incomplete: ids\.json is missing",
+    ),
+    "features cut short": (
+        lambda e: (e / "features.npy").write_bytes((e / "features.npy").read_bytes()[:-7]),
+        r"features\.npy is not a readable \.npy array",
+    ),
+    "features NaN": (_nan_row, r"features\.npy row 2 \(id 'c'\) holds NaN or inf values"),
+    "features integers": (
+        lambda e: np.save(e / "features.npy", np.ones((4, 4), np.int64)),
+        r"features\.npy holds a int64 array of shape \(4, 4\), not \(4, D\) floats",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_entry_is_named_and_recomputed(
+    tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    damage, match = DAMAGE[case]
     enc, fn = _encoder(), Counting(torch.randn(4, 5))
     first = _cached(enc, fn, ["a", "b", "c", "d"], tmp_path)
-    (first.path / "ids.json").write_text("[")
-    again = _cached(enc, fn, ["a", "b", "c", "d"], tmp_path)
+    damage(first.path)
+    with caplog.at_level(logging.WARNING, logger="polymodal.joint.features"):
+        again = _cached(enc, fn, ["a", "b", "c", "d"], tmp_path)
     assert not again.hit and fn.built == 8
+    torch.testing.assert_close(again.features, first.features)
+    [record] = caplog.records
+    assert str(first.path) in record.getMessage() and re.search(match, record.getMessage())
+    assert "computing the features again" in record.getMessage()
+    assert _cached(enc, fn, ["a", "b", "c", "d"], tmp_path).hit  # the entry was replaced
 
 
 def test_errors(tmp_path: Path) -> None:

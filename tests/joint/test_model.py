@@ -165,7 +165,7 @@ def test_checkpoint_of_an_encoder_frozen_after_build(tmp_path: Path) -> None:
 
 
 def test_not_a_joint_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+    with pytest.raises(FileNotFoundError, match="is neither a checkpoint folder"):
         load_joint_checkpoint(tmp_path / "nothing")
     # A checkpoint of another kind of model (no joint_config.json) is refused by name.
     plain = save_checkpoint(tmp_path / "plain", {"w": torch.zeros(2)}, {"epoch": 1})

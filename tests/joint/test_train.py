@@ -266,7 +266,7 @@ def test_load_joint_checkpoint_accepts_the_run_folder(tmp_path: Path) -> None:
     from_best, best_state = load_joint_checkpoint(result.checkpoint)
     assert from_run.fingerprint() == from_best.fingerprint() == model.fingerprint()
     assert run_state == best_state
-    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+    with pytest.raises(FileNotFoundError, match=r"is neither a checkpoint folder .* nor a run"):
         load_joint_checkpoint(tmp_path)  # neither a checkpoint nor a run folder
 
 

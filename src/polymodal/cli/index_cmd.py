@@ -16,10 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from polymodal.checkpoint import atomic_write_text
-from polymodal.joint.embed import read_embeddings
+from polymodal.joint.embed import VECTORS_FILE, read_embedded, read_embeddings
 from polymodal.retrieval.index import FAISS_KINDS, ExactIndex, FaissIndex, Index
 
 SOURCE_FILE = "source.json"
@@ -58,18 +56,8 @@ def run_build(args: argparse.Namespace) -> int:
             f"--modality {modality!r} was not embedded in {args.embeddings}; it holds "
             f"{sorted(counts)}."
         )
-    folder = Path(args.embeddings) / modality
-    missing = [
-        n for n in ("vectors.npy", "ids.json", "metadata.json") if not (folder / n).is_file()
-    ]
-    if missing:
-        raise FileNotFoundError(
-            f"The embeddings folder {folder} is incomplete: {missing} missing. Run "
-            "`polymodal embed` again."
-        )
-    vectors = np.load(folder / "vectors.npy")
-    ids = json.loads((folder / "ids.json").read_text())
-    metadata = json.loads((folder / "metadata.json").read_text())
+    embedded = read_embedded(args.embeddings, modality, manifest)
+    vectors, ids, metadata = embedded.vectors, embedded.ids, embedded.metadata
     common: dict[str, Any] = {
         "modalities": manifest["model_modalities"],
         "model": manifest["model"],
@@ -80,7 +68,10 @@ def run_build(args: argparse.Namespace) -> int:
     else:
         nlist = args.nlist or max(1, math.isqrt(len(ids)))
         index = FaissIndex(int(manifest["dim"]), kind=args.faiss, nlist=nlist, **common)
-    index.add(vectors, ids, metadata, modality=modality)
+    try:
+        index.add(vectors, ids, metadata, modality=modality)
+    except ValueError as exc:  # e.g. an all-zero row of a cosine index
+        raise ValueError(f"{Path(args.embeddings) / modality / VECTORS_FILE}: {exc}") from None
     out = index.save(args.output)
     source = {
         "checkpoint": manifest["checkpoint"],

@@ -6,21 +6,21 @@ printed as ``rank  id  score  path``.  ``--html PAGE`` also writes an HTML page 
 the hits that are images (``<img>`` tags with paths relative to the page when possible).
 
 Errors are one line each (exit status 2): a query modality the model or the index lacks,
-an index from another model or with a different dimension, an incomplete index folder,
-a query file that does not decode.
+an index from another model or with a different dimension, an incomplete or damaged index
+folder (each file named, ``source.json`` included), a query file that does not decode.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from polymodal.checkpoint_files import CheckpointError, read_json_object
 from polymodal.cli.index_cmd import SOURCE_FILE
 from polymodal.data.modality import ModalityKind
 from polymodal.data.sample import ModalityBatch
@@ -143,6 +143,25 @@ def write_html(page: str | Path, query: str, result: SearchResult, modality: str
     return out
 
 
+def _recorded_checkpoint(folder: Path) -> tuple[Path, str]:
+    """``INDEX/source.json`` and the checkpoint it names, checked: a missing, empty,
+    undecodable or modified file is named, with the fix."""
+    source = folder / SOURCE_FILE
+    fix = "Pass --checkpoint, or build the index again with `polymodal index build`."
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"The index folder {folder} is incomplete: {SOURCE_FILE} (which names the "
+            f"checkpoint that embedded it) is missing. {fix}"
+        )
+    checkpoint = read_json_object(source, fix).get("checkpoint")
+    if not isinstance(checkpoint, str) or not checkpoint.strip():
+        raise CheckpointError(
+            f"{source}: 'checkpoint' must be the path of the checkpoint that embedded the "
+            f"index, got {checkpoint!r:.100}; the file was modified. {fix}"
+        )
+    return source, checkpoint
+
+
 def run(args: argparse.Namespace) -> int:
     from polymodal.joint.checkpoint import load_joint_checkpoint
 
@@ -151,17 +170,17 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.index)
     if not (folder / MANIFEST_FILE).is_file():
         load_index(folder)  # raises the explanatory FileNotFoundError
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        source = folder / SOURCE_FILE
-        if not source.is_file():
+    if args.checkpoint is not None:
+        model, _ = load_joint_checkpoint(args.checkpoint)
+    else:
+        source, checkpoint = _recorded_checkpoint(folder)
+        try:
+            model, _ = load_joint_checkpoint(checkpoint)
+        except FileNotFoundError as exc:
             raise FileNotFoundError(
-                f"The index folder {folder} is incomplete: {SOURCE_FILE} (which names the "
-                "checkpoint that embedded it) is missing. Pass --checkpoint, or build the "
-                "index again with `polymodal index build`."
-            )
-        checkpoint = json.loads(source.read_text())["checkpoint"]
-    model, _ = load_joint_checkpoint(checkpoint)
+                f"{source} names the checkpoint {checkpoint!r}, which cannot be loaded: {exc} "
+                "If it was moved, pass --checkpoint NEW_PATH."
+            ) from None
     index = load_index(folder, expect_model=model.fingerprint())
     if args.text is not None:
         kind, query = ModalityKind.TEXT, args.text

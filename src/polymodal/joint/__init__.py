@@ -19,7 +19,7 @@ uses everything here but ``train.py``, so inference never imports training.
 """
 
 from polymodal.joint.checkpoint import load_joint_checkpoint, save_joint_checkpoint
-from polymodal.joint.embed import embed_dataset, read_embeddings, write_embeddings
+from polymodal.joint.embed import embed_dataset, read_embedded, read_embeddings, write_embeddings
 from polymodal.joint.features import FeatureSet, cached_features, embed_pooled
 from polymodal.joint.model import JointConfig, JointEmbeddingModel, JointModalityConfig
 from polymodal.joint.pairs import PairedFeatures, PairSetConfig, evaluate_pairs, pair_features
@@ -37,6 +37,7 @@ __all__ = [
     "evaluate_pairs",
     "load_joint_checkpoint",
     "pair_features",
+    "read_embedded",
     "read_embeddings",
     "save_joint_checkpoint",
     "write_embeddings",

@@ -17,7 +17,17 @@ from typing import Any
 
 from torch import Tensor
 
-from polymodal.checkpoint import load_checkpoint, save_checkpoint, weights_checksum
+from polymodal.checkpoint import (
+    STATE,
+    WEIGHTS,
+    CheckpointError,
+    check_weights,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+    weights_checksum,
+)
+from polymodal.checkpoint_files import damaged_advice
 from polymodal.joint.model import JointConfig, JointEmbeddingModel
 
 CONFIG_FILE = "joint_config.json"
@@ -69,20 +79,18 @@ def load_joint_weights(
     source: str,
     frozen: list[str] | None = None,
 ) -> None:
-    """Load checkpoint ``weights`` into ``model``, checked; the encoders named in ``frozen``
-    (default: the model's frozen ones) are not in a checkpoint and keep their weights."""
-    own = model.state_dict()
+    """Load checkpoint ``weights`` into ``model``, checked by
+    :func:`~polymodal.checkpoint.check_weights` (keys, shapes, floating point, finite);
+    the encoders named in ``frozen`` (default: the model's frozen ones) are not in a
+    checkpoint and keep their weights."""
     frozen = model.frozen_encoders() if frozen is None else frozen
-    expected = {k for k in own if not any(k.startswith(f"encoders.{name}.") for name in frozen)}
-    missing = sorted(expected - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    bad_shapes = sorted(k for k in set(weights) & set(own) if weights[k].shape != own[k].shape)
-    if missing or unexpected or bad_shapes:
-        raise ValueError(
-            f"The checkpoint {source} does not fit its own {CONFIG_FILE}: missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]}, shape mismatch {bad_shapes[:5]}. "
-            "Save the model again."
-        )
+    check_weights(
+        model,
+        weights,
+        source,
+        skip=[f"encoders.{name}." for name in frozen],
+        advice=f"Use the {CONFIG_FILE} saved with these weights, or save the model again.",
+    )
     model.load_state_dict(dict(weights), strict=False)
 
 
@@ -91,26 +99,41 @@ def load_joint_checkpoint(
 ) -> tuple[JointEmbeddingModel, dict[str, Any]]:
     """Rebuild the model saved by :func:`save_joint_checkpoint`; returns (model, state).
 
-    ``path`` is a checkpoint folder or a run folder (its ``checkpoints/best``).
+    ``path`` is a checkpoint folder or a run folder (its ``checkpoints/best``), found
+    whatever state a kill of the save left it in
+    (:func:`~polymodal.checkpoint.resolve_checkpoint`).
 
     Raises:
-        FileNotFoundError: not a checkpoint folder, or one without ``joint_config.json``.
+        FileNotFoundError: not a checkpoint or run folder, an incomplete one, or one
+            without ``joint_config.json``.
+        CheckpointError: a damaged file (``model.safetensors``, ``state.json``,
+            ``joint_config.json``), named, with what to do.
         ValueError: weights that do not fit the config, or a frozen encoder whose weights
             differ from those the checkpoint was trained with.
     """
-    folder = Path(path)
-    if not (folder / "state.json").is_file() and (folder / "checkpoints" / "best").is_dir():
-        folder = folder / "checkpoints" / "best"  # a run folder
-    ckpt = load_checkpoint(folder, with_trainer_state=False)
-    if not (ckpt.path / CONFIG_FILE).is_file():
+    ckpt = load_checkpoint(resolve_checkpoint(path), with_trainer_state=False)
+    file = ckpt.path / CONFIG_FILE
+    if not file.is_file():
         raise FileNotFoundError(
             f"{ckpt.path} is a checkpoint but has no {CONFIG_FILE}: it is not a joint "
             "embedding model. Pass the run folder or checkpoint of a `task: contrastive` run."
         )
-    config = JointConfig.from_json(ckpt.text(CONFIG_FILE))
-    model = JointEmbeddingModel(config)
-    frozen = dict(ckpt.state.get("frozen_encoders") or {})
-    load_joint_weights(model, ckpt.weights, str(ckpt.path), list(frozen))
+    try:
+        config = JointConfig.from_dict(ckpt.json(CONFIG_FILE))
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise CheckpointError(
+            f"{file} is not a valid joint model config: {msg} {damaged_advice(ckpt.path)}"
+        ) from None
+    frozen = _frozen_checksums(ckpt.state, config, ckpt.path / STATE)
+    try:
+        model = JointEmbeddingModel(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"{file}: {msg}") from None
+    load_joint_weights(model, ckpt.weights, str(ckpt.path / WEIGHTS), list(frozen))
     for name, checksum in frozen.items():
         model.encoders[name].requires_grad_(False)
         got = weights_checksum(model.encoders[name])
@@ -122,6 +145,21 @@ def load_joint_checkpoint(
             )
     model.eval()
     return model, dict(ckpt.state)
+
+
+def _frozen_checksums(state: dict[str, Any], config: JointConfig, file: Path) -> dict[str, str]:
+    """``state.json``'s ``frozen_encoders``: modality of ``config`` -> weights checksum."""
+    frozen = state.get("frozen_encoders") or {}
+    ok = isinstance(frozen, dict) and all(
+        name in config.names and isinstance(checksum, str) for name, checksum in frozen.items()
+    )
+    if not ok:
+        raise CheckpointError(
+            f"{file}: 'frozen_encoders' must map modalities of the model {list(config.names)} "
+            f"to weight checksums (strings), got {frozen!r:.200}. The file was modified or is "
+            f"not a polymodal checkpoint. {damaged_advice(file.parent)}"
+        )
+    return dict(frozen)
 
 
 __all__ = [

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from polymodal.checkpoint import atomic_write_text
+from polymodal.checkpoint_files import CheckpointError, read_json, read_json_object
 from polymodal.data.collate import collate
 from polymodal.data.dataset import MultimodalDataset, sample_text_rows
 from polymodal.data.modality import ModalityKind
@@ -36,6 +37,9 @@ from polymodal.data.sample import ModalityBatch, Sample
 from polymodal.joint.model import JointEmbeddingModel
 
 EMBEDDINGS_FILE = "embeddings.json"
+VECTORS_FILE = "vectors.npy"
+IDS_FILE = "ids.json"
+METADATA_FILE = "metadata.json"
 EMBEDDINGS_FORMAT = "polymodal-embeddings"
 FORMAT_VERSION = 1
 
@@ -155,9 +159,9 @@ def write_embeddings(
     for m, e in embedded.items():
         sub = out / m
         sub.mkdir(parents=True, exist_ok=True)
-        np.save(sub / "vectors.npy", e.vectors)
-        atomic_write_text(sub / "ids.json", json.dumps(e.ids))
-        atomic_write_text(sub / "metadata.json", json.dumps(e.metadata))
+        np.save(sub / VECTORS_FILE, e.vectors)
+        atomic_write_text(sub / IDS_FILE, json.dumps(e.ids))
+        atomic_write_text(sub / METADATA_FILE, json.dumps(e.metadata))
         counts[m] = len(e.ids)
     manifest = {
         "format": EMBEDDINGS_FORMAT,
@@ -174,18 +178,101 @@ def write_embeddings(
     return counts
 
 
+EMBED_AGAIN = "Run `polymodal embed CHECKPOINT DATA -o FOLDER` again."
+# embeddings.json keys that `polymodal index build` reads: key -> (check, expected)
+_MANIFEST_TYPES: dict[str, tuple[Any, str]] = {
+    "checkpoint": (lambda v: isinstance(v, str) and bool(v), "a checkpoint path"),
+    "model": (lambda v: isinstance(v, str), "a model fingerprint (a string)"),
+    "model_modalities": (
+        lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v),
+        "a list of modality names",
+    ),
+    "dim": (lambda v: _count(v) and v >= 1, "an integer >= 1"),
+    "counts": (
+        lambda v: isinstance(v, dict) and all(_count(n) for n in v.values()),
+        "an object of modality -> item count",
+    ),
+}
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def read_embeddings(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``embeddings.json`` of a folder written by :func:`write_embeddings`, checked."""
+    """The ``embeddings.json`` of a folder written by :func:`write_embeddings`, checked:
+    an empty, undecodable or modified one raises a :class:`CheckpointError` naming it."""
     path = Path(folder) / EMBEDDINGS_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {folder} is not a folder written by `polymodal embed` (or "
             "the run did not finish). Run `polymodal embed CHECKPOINT DATA -o FOLDER` first."
         )
-    manifest = json.loads(path.read_text())
-    if not isinstance(manifest, dict) or manifest.get("format") != EMBEDDINGS_FORMAT:
-        raise ValueError(f"{path} is not a polymodal embeddings manifest.")
+    manifest = read_json_object(path, EMBED_AGAIN)
+    if manifest.get("format") != EMBEDDINGS_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a polymodal embeddings manifest (its 'format' is "
+            f"{manifest.get('format')!r}, not {EMBEDDINGS_FORMAT!r}). {EMBED_AGAIN}"
+        )
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format_version {manifest.get('format_version')!r}, but this version "
+            f"of polymodal reads format_version {FORMAT_VERSION}. {EMBED_AGAIN}"
+        )
+    for key, (ok, expected) in _MANIFEST_TYPES.items():
+        if not ok(manifest.get(key)):
+            raise CheckpointError(
+                f"{path}: {key!r} must be {expected}, got {manifest.get(key)!r:.100}; the file "
+                f"was modified. {EMBED_AGAIN}"
+            )
     return manifest
+
+
+def read_embedded(
+    folder: str | os.PathLike[str], modality: str, manifest: dict[str, Any]
+) -> Embedded:
+    """One modality's items of an embeddings folder (``manifest``: its
+    :func:`read_embeddings`), every file checked against it and named when it fails."""
+    sub = Path(folder) / modality
+    missing = [n for n in (VECTORS_FILE, IDS_FILE, METADATA_FILE) if not (sub / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"The embeddings folder {sub} is incomplete: {missing} missing. {EMBED_AGAIN}"
+        )
+    count, dim = int(manifest["counts"][modality]), int(manifest["dim"])
+
+    def bad(file: Path, what: str) -> CheckpointError:
+        return CheckpointError(f"{file} {what}. {EMBED_AGAIN}")
+
+    ids = read_json(sub / IDS_FILE, EMBED_AGAIN)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise bad(sub / IDS_FILE, "must hold a list of item ids (strings); it was modified")
+    if len(ids) != count or len(set(ids)) != count:
+        got = f"{len(ids)} ids" + (", some repeated" if len(set(ids)) != len(ids) else "")
+        raise bad(sub / IDS_FILE, f"holds {got}, but {EMBEDDINGS_FILE} counts {count} items")
+    metadata = read_json(sub / METADATA_FILE, EMBED_AGAIN)
+    if not isinstance(metadata, list) or not all(isinstance(m, dict) for m in metadata):
+        raise bad(sub / METADATA_FILE, "must hold a list of objects (one per item)")
+    if len(metadata) != count:
+        raise bad(sub / METADATA_FILE, f"holds {len(metadata)} entries, not {count}")
+    file = sub / VECTORS_FILE
+    try:
+        vectors = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        what = f"is not a readable .npy array ({exc}); it was cut short or modified"
+        raise bad(file, what) from None
+    if vectors.dtype.kind != "f" or vectors.shape != (count, dim):
+        raise bad(
+            file,
+            f"holds a {vectors.dtype} array of shape {vectors.shape}, but {EMBEDDINGS_FILE} "
+            f"says {count} float vectors of {dim} dims",
+        )
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    finite = np.isfinite(vectors).all(axis=1)  # (N,)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise bad(file, f"row {row} (id {ids[row]!r}) holds NaN or infinite values")
+    return Embedded(vectors, ids, metadata)
 
 
 __all__ = [
@@ -195,6 +282,7 @@ __all__ = [
     "Embedded",
     "embed_dataset",
     "item_path",
+    "read_embedded",
     "read_embeddings",
     "write_embeddings",
 ]

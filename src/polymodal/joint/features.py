@@ -13,7 +13,9 @@ set, split, modality and encoder, and carries a checksum of
 so changing any of them (other weights, another subset, a reordered split) is a cache
 miss, never a stale hit.  The folder holds ``features.npy`` (N, D) float32, ``ids.json``
 and ``info.json``; it is written to a temporary folder and renamed into place, so a crash
-never leaves a half-written entry that a later run would read.
+never leaves a half-written entry that a later run would read.  An entry damaged later
+(cut short, modified, NaN features) is logged as a warning naming the file, and computed
+again.
 
 Partial fine-tuning (e.g. ``minilm`` with ``trainable_layers=2``) changes the encoder's
 outputs at every step, so its features cannot be cached: train such a model end to end
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,6 +45,8 @@ from torch import Tensor, nn
 from polymodal.checkpoint import weights_checksum
 from polymodal.data.paths import cache_dir
 from polymodal.data.sample import ModalityBatch
+
+logger = logging.getLogger(__name__)
 
 FEATURES_FILE = "features.npy"
 IDS_FILE = "ids.json"
@@ -117,15 +122,51 @@ def feature_key(
     return "-".join(_slug(p) for p in parts) + "-" + digest
 
 
+class _Damaged(Exception):
+    """A cache entry that is not what :func:`_write` wrote; the message names the file."""
+
+
 def _read(path: Path, ids: Sequence[str]) -> Tensor | None:
-    """The cached features in ``path`` if complete and matching ``ids``, else ``None``."""
+    """The cached features in ``path``, or ``None`` when there are none (a miss).
+
+    A damaged entry (a file missing, cut short, modified, or features with NaN/inf) is a
+    miss too, but not a silent one: a warning names the file and what is wrong, and the
+    features computed again replace the entry.
+    """
+    if not path.is_dir():
+        return None
     try:
-        stored_ids = json.loads((path / IDS_FILE).read_text())
-        features = np.load(path / FEATURES_FILE)
-    except (OSError, ValueError):
+        return _read_entry(path, ids)
+    except _Damaged as exc:
+        logger.warning("%s; computing the features again (they replace the entry)", exc)
         return None
-    if stored_ids != list(ids) or features.ndim != 2 or features.shape[0] != len(ids):
-        return None
+
+
+def _read_entry(path: Path, ids: Sequence[str]) -> Tensor:
+    ids_file, features_file = path / IDS_FILE, path / FEATURES_FILE
+    for file in (ids_file, features_file):
+        if not file.is_file():
+            raise _Damaged(f"The feature cache entry {path} is incomplete: {file.name} is missing")
+    try:
+        stored_ids = json.loads(ids_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, not JSON
+        raise _Damaged(f"{ids_file} is not a JSON list of ids ({exc})") from None
+    if stored_ids != list(ids):
+        n = len(stored_ids) if isinstance(stored_ids, list) else type(stored_ids).__name__
+        raise _Damaged(f"{ids_file} does not hold the {len(ids)} ids of its key (got {n})")
+    try:
+        features = np.load(features_file, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise _Damaged(f"{features_file} is not a readable .npy array ({exc})") from None
+    if features.dtype.kind != "f" or features.shape[:1] != (len(ids),) or features.ndim != 2:
+        raise _Damaged(
+            f"{features_file} holds a {features.dtype} array of shape {features.shape}, not "
+            f"({len(ids)}, D) floats"
+        )
+    finite = np.isfinite(features).all(axis=1)  # (N,)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise _Damaged(f"{features_file} row {row} (id {ids[row]!r}) holds NaN or inf values")
     return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
 
 

@@ -41,6 +41,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
 from polymodal.checkpoint import (
+    CHECKPOINTS,
     WEIGHTS,
     atomic_write_text,
     checkpoint_exists,
@@ -61,7 +62,6 @@ from polymodal.training.selection import improves
 
 logger = logging.getLogger("polymodal.training")
 
-CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
 LOG_JSONL = "metrics.jsonl"
