@@ -92,6 +92,16 @@ def test_search_text_prints_hits_and_writes_html(
     assert html.count("<img ") == 10 and "a dog runs on the grass" in html
     src = html.split('<img src="', 1)[1].split('"', 1)[0]
     assert (page.parent / src).is_file()  # relative to the page
+    assert "<li>" in html  # each hit's captions under its image
+    # the page links through symbolic links, not around them: a linked page folder and a
+    # linked data folder keep the links the user made
+    linked = run["tmp"] / "linked_pages"
+    if not linked.exists():
+        linked.symlink_to(run["tmp"] / "pages")
+    page2 = linked / "hits2.html"
+    assert main([*argv[:-1], str(page2)]) == 0
+    src2 = page2.read_text().split('<img src="', 1)[1].split('"', 1)[0]
+    assert (linked / src2).is_file() and not src2.startswith("file:")
 
 
 def test_search_image_finds_itself(

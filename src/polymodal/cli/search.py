@@ -105,10 +105,12 @@ def _query_batch(
 
 
 def _relative(path: str, page: Path) -> str:
+    """``path`` relative to the page's folder, neither resolved through symbolic links (so
+    the page and its images can be moved together, and links keep working)."""
     try:
-        return os.path.relpath(path, page.parent.resolve())
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(page.parent))
     except ValueError:  # another drive (Windows)
-        return Path(path).resolve().as_uri()
+        return Path(os.path.abspath(path)).as_uri()
 
 
 def write_html(page: str | Path, query: str, result: SearchResult, modality: str) -> Path:
@@ -120,24 +122,34 @@ def write_html(page: str | Path, query: str, result: SearchResult, modality: str
         zip(result.ids[0], result.metadata[0], result.scores[0].tolist(), strict=False), 1
     ):
         path = meta.get("path") if modality == "image" else meta.get("image_path")
-        label = html.escape(f"{rank}. {item_id} ({score:.3f})")
-        if meta.get("text"):
-            label += "<br>" + html.escape(str(meta["text"]))
+        head = f"<b>{rank}.</b> {html.escape(item_id)} <span class='score'>{score:.3f}</span>"
+        lines = [str(meta["text"])] if meta.get("text") else []
+        lines += [str(c) for c in meta.get("captions", [])]
+        text = "".join(f"<li>{html.escape(t)}</li>" for t in lines)
         img = (
-            f'<img src="{html.escape(_relative(str(path), out))}" alt="{html.escape(item_id)}" '
-            'style="max-width:224px;max-height:224px">'
+            f'<img src="{html.escape(_relative(str(path), out))}" alt="{html.escape(item_id)}">'
             if path
             else ""
         )
         rows.append(
-            f'<figure style="display:inline-block;margin:6px">{img}'
-            f"<figcaption>{label}</figcaption></figure>"
+            f"<figure>{img}<figcaption>{head}"
+            + (f"<ul>{text}</ul>" if text else "")
+            + "</figcaption></figure>"
         )
     body = "\n".join(rows)
+    style = (
+        "body{font-family:sans-serif;margin:1.5em}"
+        ".grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:14px}"
+        "figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:8px}"
+        "img{width:100%;height:200px;object-fit:contain;background:#f6f6f6}"
+        "figcaption{font-size:13px}ul{margin:.3em 0;padding-left:1.1em;color:#444}"
+        ".score{float:right;color:#666}"
+    )
     out.write_text(
         "<!doctype html>\n<html><head><meta charset='utf-8'>"
-        f"<title>polymodal search: {html.escape(query)}</title></head>\n<body>\n"
-        f"<h1>{html.escape(query)}</h1>\n{body}\n</body></html>\n",
+        f"<title>polymodal search: {html.escape(query)}</title><style>{style}</style></head>\n"
+        f"<body>\n<h1>{html.escape(query)}</h1>\n<div class='grid'>\n{body}\n</div>\n"
+        "</body></html>\n",
         encoding="utf-8",
     )
     return out

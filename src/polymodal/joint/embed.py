@@ -60,16 +60,18 @@ class Embedded:
 
 
 def item_path(dataset: MultimodalDataset, sample: Sample, modality: str) -> str | None:
-    """The file a sample's modality came from, when known (manifests, Flickr8k images)."""
+    """The file a sample's modality came from, when known (manifests, Flickr8k images): an
+    absolute path with symbolic links kept (a link to the data stays valid when the data
+    behind it moves)."""
     files = sample.meta.get("files")
     if isinstance(files, dict) and isinstance(files.get(modality), str):
-        return str(Path(files[modality]).resolve())
+        return os.path.abspath(files[modality])
     root = getattr(dataset, "root", None)
     image = sample.meta.get("image")
     if root is not None and isinstance(image, str) and modality == "image":
         candidate = Path(root) / "images" / image
         if candidate.is_file():
-            return str(candidate.resolve())
+            return os.path.abspath(candidate)
     return None
 
 
@@ -82,6 +84,9 @@ def _meta(
         meta["path"] = path
     if text is not None:
         meta["text"] = text
+    captions = sample.meta.get("captions")
+    if modality == "image" and isinstance(captions, list | tuple):
+        meta["captions"] = [str(c) for c in captions if str(c)]
     if modality != "image" and "image" in sample.modalities:
         image_path = item_path(dataset, sample, "image")
         if image_path is not None:
