@@ -41,6 +41,7 @@ from polymodal.device import autocast
 from polymodal.losses.supervised import task_loss
 from polymodal.metrics import compute_metrics, one_class_warning
 from polymodal.outputs import model_logits
+from polymodal.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,8 @@ def predict(
     """
     calibrate_groups(model, dataset, batch_size, device)
     loader = data_loader(dataset, batch_size, num_workers=num_workers)
-    pred = predict_batches(model, loader, device, precision, transform)
+    batches = progress(loader, desc=f"predicting {dataset.name} ({dataset.split})", unit="batches")
+    pred = predict_batches(model, batches, device, precision, transform)
     if pred is None:
         raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) is empty.")
     return pred

@@ -35,6 +35,7 @@ from polymodal.data.dataset import MultimodalDataset, sample_text_rows
 from polymodal.data.modality import ModalityKind
 from polymodal.data.sample import ModalityBatch, Sample
 from polymodal.joint.model import JointEmbeddingModel
+from polymodal.progress import progress
 
 EMBEDDINGS_FILE = "embeddings.json"
 VECTORS_FILE = "vectors.npy"
@@ -118,7 +119,8 @@ def embed_dataset(
         m: ([], [], []) for m in modalities
     }
     model.eval()
-    for start in range(0, count, batch_size):
+    starts = range(0, count, batch_size)
+    for start in progress(starts, desc=f"embedding {dataset.name}", unit="batches"):
         samples = [dataset[i] for i in range(start, min(count, start + batch_size))]
         batch = collate(samples, schema)
         for m in modalities:
