@@ -320,6 +320,12 @@ def test_train_from_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert results["test"]["accuracy"] > 0.5
     schema = json.loads((run / "schema.json").read_text())
     assert schema["target"]["class_names"] == ["negative", "positive"]
+    # evaluate on a manifest: every row (both splits), labels read with the model's classes
+    assert main(["evaluate", str(run), "--manifest", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    rows = sum(1 for _ in manifest.open())
+    assert f"split 'mine.jsonl': {rows} examples" in out and "precision" in out
+    assert main(["evaluate", str(run), "--manifest", str(manifest), "--split", "val"]) == 2
     assert [m["name"] for m in schema["modalities"]] == ["text", "audio"]
 
 

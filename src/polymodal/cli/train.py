@@ -85,6 +85,13 @@ def add_parser(subparsers: Any) -> None:
         "its val split) and print its accuracy on --split next to the fused accuracy",
     )
     e.add_argument(
+        "--manifest",
+        default=None,
+        metavar="FILE",
+        help="evaluate on a labelled CSV/JSONL manifest instead of a split of the run's data "
+        "(its columns as for predict, plus the label column)",
+    )
+    e.add_argument(
         "-o",
         "--output",
         default=None,
@@ -186,7 +193,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint)
     config = trained.config
     device = resolve_device(args.device)
-    dataset = run_split(trained, args.split)
+    dataset = (
+        run_split(trained, args.split) if args.manifest is None else _manifest_split(args, trained)
+    )
     batch_size = _batch_size(args, trained.batch_size)
     model = trained.model.to(device)
     transform = _drop_transform(trained, args.drop)
@@ -214,6 +223,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.probe:
         _print_probe(trained, dataset, metrics, batch_size, device)
     return 0
+
+
+def _manifest_split(args: argparse.Namespace, trained: TrainedModel) -> MultimodalDataset:
+    """``--manifest``: a labelled manifest read with the model's schema (as ``predict`` reads
+    one, and with its labels, which must be among the model's classes)."""
+    from polymodal.data.manifest import ManifestDataset, read_manifest
+
+    if args.split != "test":
+        raise CLIError("--manifest and --split exclude each other: the manifest is the split.")
+    schema = predict_schema(trained)
+    table = read_manifest(args.manifest)
+    check_manifest_columns(table.columns, model_columns(schema), str(args.manifest))
+    args.split = Path(args.manifest).name
+    return ManifestDataset(args.manifest, schema=schema)
 
 
 def _report(args: argparse.Namespace, trained: TrainedModel, pred: Any, metrics: Any) -> None:
