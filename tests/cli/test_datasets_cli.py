@@ -200,3 +200,17 @@ def test_check_unreadable_manifests_exit_2_naming_file_and_fix(
     assert main(["datasets", "check", str(tmp_path / "long.csv")]) == 2
     err = capsys.readouterr().err
     assert "long.csv': row 2 cannot be read as CSV (field larger than field limit" in err
+
+
+def test_info_reads_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "mine.csv"
+    rows = ["id,text,age,label,split"] + [
+        f"r{i},word {i},{20 + i},{'yes' if i % 2 else 'no'},{'test' if i < 2 else 'train'}"
+        for i in range(6)
+    ]
+    data.write_text("\n".join(rows) + "\n")
+    assert main(["datasets", "info", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "a manifest of 6 rows" in out and "splits:   test, train" in out
+    assert "target:   label: classification, 2 classes (no, yes)" in out
+    assert "  total      2      4      6" in out

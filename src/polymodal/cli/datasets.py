@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from polymodal.data.dataset import MultimodalDataset
@@ -192,17 +193,44 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Modalities, licence, upstream, and examples per split and per class."""
+    """Modalities, licence, upstream, and examples per split and per class (a built-in data
+    set), or the same read from a manifest file."""
+    if Path(args.name).suffix.lower() in (".csv", ".tsv", ".jsonl") or Path(args.name).is_file():
+        return _manifest_info(args.name)
     info = _get_info(args.name)
     root = args.root
     # Counts for each real split; "all" is their union, shown as the total.
     splits = [s for s in info.splits if s != "all"] or list(info.splits)
     datasets = {s: _load(info.name, s, root) for s in splits}
-    schema = next(iter(datasets.values())).schema
     print(f"{info.name}: {info.description}")
     print(f"licence:  {info.licence}")
     print(f"upstream: {info.upstream}")
     print(f"splits:   {', '.join(info.splits)}")
+    unit = "windows" if info.name == "har_phone_watch" else "examples"
+    _print_contents(datasets, unit)
+    return EXIT_OK
+
+
+def _manifest_info(path: str) -> int:
+    """``datasets info FILE``: a manifest's modalities, target, and rows per split and class."""
+    from polymodal.data.manifest import ManifestDataset, read_manifest
+
+    table = read_manifest(path)
+    names = sorted({str(r["split"]) for r in table.rows if r.get("split") is not None})
+    splits = names or ["all"]
+    datasets: dict[str, MultimodalDataset] = {
+        s: ManifestDataset(path, split=None if s == "all" else s) for s in splits
+    }
+    print(f"{path}: a manifest of {len(table.rows)} rows")
+    print(f"splits:   {', '.join(splits)}" + ("" if names else " (no split column)"))
+    _print_contents(datasets, "rows")
+    return EXIT_OK
+
+
+def _print_contents(datasets: dict[str, MultimodalDataset], unit: str) -> None:
+    """Modalities and target of the data sets' schema, then counts per split and class."""
+    splits = list(datasets)
+    schema = next(iter(datasets.values())).schema
     print("modalities:")
     for spec in schema.modalities:
         print("  " + _spec_line(spec))
@@ -215,8 +243,6 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"target:   {t.name or 'label'}: classification, {t.num_classes} classes ({names})")
     else:
         print(f"target:   {t.name or 'label'}: {t.task}")
-
-    unit = "windows" if info.name == "har_phone_watch" else "examples"
     counts = {s: d.class_counts() for s, d in datasets.items()} if _has_classes(datasets) else {}
     print(f"{unit} per split" + (" and class:" if counts else ":"))
     header = ["", *splits] + (["total"] if len(splits) > 1 else [])
@@ -232,7 +258,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows.append(["groups", *(str(groups[s]) for s in splits)] + ([""] if len(splits) > 1 else []))
     for line in _table(header, rows):
         print(line)
-    return EXIT_OK
 
 
 def _has_classes(datasets: dict[str, MultimodalDataset]) -> bool:
