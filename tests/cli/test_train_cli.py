@@ -307,7 +307,7 @@ def test_training_twice_keeps_both_runs_and_overwrite_replaces(
     capsys.readouterr()
     assert main(common) == 0
     out = capsys.readouterr().out
-    assert f"{run} already holds a run, kept; this run is in {run}-2 ({run}.latest names " in out
+    assert f"{run} holds another run (kept); this run is in {run}-2 ({run}.latest names " in out
     assert f"run {run}-2: best epoch 1 of 1" in out
     assert (run / "results.json").read_text() == first
     assert (tmp_path / "run.latest").read_text() == "run-2\n"

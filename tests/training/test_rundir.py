@@ -75,10 +75,14 @@ def test_a_live_lock_refuses_a_second_writer(tmp_path: Path) -> None:
     assert lock.is_file() and not (tmp_path / "run-2" / LOCK_FILE).exists()
 
 
-def test_a_fresh_run_skips_a_folder_a_live_process_is_starting_in(tmp_path: Path) -> None:
+def test_a_fresh_run_skips_a_folder_a_live_process_is_starting_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     _lock(tmp_path / "run", os.getpid())  # no checkpoint yet, but a live writer
-    res = _fit(_cfg1(tmp_path), TinyModel(), *_data()[:2])
+    with caplog.at_level("WARNING", logger="polymodal.training"):
+        res = _fit(_cfg1(tmp_path), TinyModel(), *_data()[:2])
     assert res.run_dir == tmp_path / "run-2"
+    assert f"run is being trained in by another process (pid {os.getpid()} on " in caplog.text
 
 
 def test_a_stale_lock_is_taken_over(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -170,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra = f" (+{result.info['feature_seconds']:.1f} s features)"
     if result.run_dir != cfg.run_dir:
         print(
-            f"{cfg.run_dir} already holds a run, kept; this run is in {result.run_dir} "
+            f"{cfg.run_dir} holds another run (kept); this run is in {result.run_dir} "
             f"({cfg.run_dir}{LATEST_SUFFIX} names the newest; --overwrite replaces instead)"
         )
     print(

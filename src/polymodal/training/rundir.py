@@ -216,25 +216,31 @@ def claim_run_dir(base: Path, resume: bool, overwrite: bool) -> tuple[Path, RunL
         lock = acquire_lock(base)
         _point_latest(base, base)
         return base, lock
-    k = 1
+    k, why = 1, ""
     while True:
         folder = numbered(base, k)
         k += 1
         if (folder.exists() and not folder.is_dir()) or holds_run(folder):
+            why = why or "already holds a run, which is kept"
             continue
         try:
             lock = acquire_lock(folder)
         except RunLockedError:
+            holder = read_lock(folder)
+            who = "" if holder is None else f" ({holder.describe()})"
+            why = why or f"is being trained in by another process{who}"
             continue
         if holds_run(folder):  # a run finished in it between the check and the lock
             lock.release()
+            why = why or "already holds a run, which is kept"
             continue
         break
     if folder != base:
         logger.warning(
-            "%s already holds a run, which is kept; this run goes to %s (pass "
-            "overwrite=True / --overwrite to replace it, resume=True / --resume to continue it)",
+            "%s %s; this run goes to %s (pass overwrite=True / --overwrite to replace a "
+            "finished run, resume=True / --resume to continue it)",
             base,
+            why,
             folder,
         )
     _point_latest(base, folder)
