@@ -220,8 +220,7 @@ class Assets:
         }
         path = self.root / "run.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        train(load_config(path))
-        return self.root / "run", manifest
+        return train(load_config(path)).run_dir, manifest
 
 
 def _file(tmp: Path, name: str, data: bytes) -> Path:

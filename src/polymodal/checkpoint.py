@@ -57,6 +57,9 @@ WEIGHTS = "model.safetensors"
 STATE = "state.json"
 TRAINER_STATE = "trainer_state.pt"
 CHECKPOINTS = "checkpoints"  # a run folder's checkpoints: CHECKPOINTS/best, CHECKPOINTS/last
+#: A run's latest pointer, ``runs/NAME.latest``: a text file naming the newest run folder
+#: of that name (written by :mod:`polymodal.training.rundir`).
+LATEST_SUFFIX = ".latest"
 _OLD_SUFFIX = ".old"
 _TMP_MARK = ".tmp-"
 
@@ -307,7 +310,8 @@ def require_checkpoint(path: str | os.PathLike[str]) -> Path:
 
 def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Path:
     """The folder holding the checkpoint at ``path``: ``path`` itself (a checkpoint folder)
-    or a run folder's ``checkpoints/<which>``.
+    or a run folder's ``checkpoints/<which>``; a latest pointer ``runs/NAME.latest`` stands
+    for the run folder it names.
 
     A save killed part-way may have left the checkpoint next to its name, as ``.best.old``
     or as a complete ``.best.tmp-PID``; that folder is returned then
@@ -315,6 +319,8 @@ def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Pat
     its missing file; so does a path that is neither a checkpoint nor a run folder.
     """
     p = Path(path)
+    if p.suffix == LATEST_SUFFIX and p.is_file():
+        p = p.parent / p.read_text(encoding="utf-8").strip()
     run_checkpoint = p / CHECKPOINTS / which
     for candidate in (p, run_checkpoint):
         found = find_checkpoint(candidate)
@@ -457,6 +463,7 @@ def load_weights(model: nn.Module, weights: Mapping[str, Tensor], source: str = 
 
 __all__ = [
     "CHECKPOINTS",
+    "LATEST_SUFFIX",
     "STATE",
     "TRAINER_STATE",
     "WEIGHTS",

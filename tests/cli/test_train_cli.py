@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -278,10 +280,12 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_config: Path, tmp_path: 
 
     state = kill_after_first_checkpoint(tiny_config, [*common[1:], f"output_dir={cut}"], held)
     assert not (cut / "results.json").exists()
+    assert (cut / "train.lock").is_file()  # left by the killed run: stale, taken over below
     step = state["global_step"]
     assert step == 4 < _history(ref)[-1]["step"]  # killed part-way, after the first checkpoint
 
     assert main(["train", *common, f"output_dir={cut}", "--resume"]) == 0
+    assert not (cut / "train.lock").exists() and not (tmp_path / "cut-2").exists()
     for sub in ("best", "last"):
         a, b = _weights(ref / "checkpoints" / sub), _weights(cut / "checkpoints" / sub)
         assert a.keys() == b.keys()
@@ -291,6 +295,46 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_config: Path, tmp_path: 
     res_ref = json.loads((ref / "results.json").read_text())
     res_cut = json.loads((cut / "results.json").read_text())
     assert res_cut["val"] == res_ref["val"] and res_cut["test"] == res_ref["test"]
+
+
+def test_training_twice_keeps_both_runs_and_overwrite_replaces(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    common = ["train", str(tiny_config), f"output_dir={run}", "optim.epochs=1"]
+    assert main(common) == 0
+    first = (run / "results.json").read_text()
+    capsys.readouterr()
+    assert main(common) == 0
+    out = capsys.readouterr().out
+    assert f"{run} holds another run (kept); this run is in {run}-2 ({run}.latest names " in out
+    assert f"run {run}-2: best epoch 1 of 1" in out
+    assert (run / "results.json").read_text() == first
+    assert (tmp_path / "run.latest").read_text() == "run-2\n"
+    # evaluate takes the pointer as a run folder: the newest run
+    assert main(["evaluate", str(tmp_path / "run.latest"), "--device", "cpu"]) == 0
+    assert f"checkpoint {run}-2/checkpoints/best " in capsys.readouterr().out
+
+    assert main([*common, "optim.epochs=2", "--overwrite"]) == 0
+    assert json.loads((run / "results.json").read_text())["epochs_run"] == 2
+    assert not (tmp_path / "run-3").exists()
+    assert (tmp_path / "run.latest").read_text() == "run\n"
+    with pytest.raises(SystemExit):
+        main([*common, "--overwrite", "--resume"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_train_refuses_a_folder_a_live_process_trains_in(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-01-02T03:04:05"}
+    (run / "train.lock").write_text(json.dumps(lock))
+    assert main(["train", str(tiny_config), f"output_dir={run}", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"locked by another training process (pid {os.getpid()} on " in err
+    assert "started 2026-01-02T03:04:05" in err and not (run / "checkpoints").exists()
 
 
 def test_train_from_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

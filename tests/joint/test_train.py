@@ -270,6 +270,19 @@ def test_load_joint_checkpoint_accepts_the_run_folder(tmp_path: Path) -> None:
         load_joint_checkpoint(tmp_path)  # neither a checkpoint nor a run folder
 
 
+def test_a_second_contrastive_run_keeps_the_first(tmp_path: Path) -> None:
+    config = JointConfig((_mod("image", 6), _mod("text", 5)), dim=8)
+    pairs = {"image-text": _captioned(8, 2, seed=6)}
+    cfg = _run_config(config, tmp_path / "run", epochs=1, batch_size=8)
+    first = _fit(cfg, JointEmbeddingModel(config), pairs)
+    model = JointEmbeddingModel(config)
+    second = _fit(cfg, model, pairs)
+    assert (first.run_dir, second.run_dir) == (tmp_path / "run", tmp_path / "run-2")
+    assert (first.run_dir / "results.json").is_file()
+    from_latest, _ = load_joint_checkpoint(tmp_path / "run.latest")  # the newest run
+    assert from_latest.fingerprint() == model.fingerprint()
+
+
 # --------------------------------------------------------------------------- YAML
 
 

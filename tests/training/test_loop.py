@@ -113,9 +113,11 @@ def _fit(
     val: MultimodalDataset,
     test: MultimodalDataset | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
     """The supervised strategy on the one loop."""
-    return Trainer(cfg, SupervisedStrategy(cfg, model, train, val, test)).fit(resume=resume)
+    strategy = SupervisedStrategy(cfg, model, train, val, test)
+    return Trainer(cfg, strategy).fit(resume=resume, overwrite=overwrite)
 
 
 def _data() -> tuple[Toy, Toy, Toy]:
@@ -349,15 +351,48 @@ def test_monitor_must_fit_the_task(tmp_path: Path) -> None:
         SupervisedStrategy(_cfg(tmp_path, monitor="mae"), TinyModel(), train, val)
 
 
-def test_fresh_run_replaces_an_earlier_one(tmp_path: Path) -> None:
+def test_overwrite_replaces_an_earlier_run(tmp_path: Path) -> None:
     train, val, _ = _data()
     cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 2}, patience=None)
     _fit(cfg, TinyModel(), train, val)
     marker = tmp_path / "run" / "checkpoints" / "best" / "stale"
     marker.write_text("from the earlier run")
-    again = _fit(cfg.replace(**{"optim.epochs": 1}), TinyModel(), train, val)
+    again = _fit(cfg.replace(**{"optim.epochs": 1}), TinyModel(), train, val, overwrite=True)
+    assert again.run_dir == tmp_path / "run"
     assert again.epochs_run == 1 and not marker.exists()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (tmp_path / "run-2").exists()
+    assert (tmp_path / "run.latest").read_text() == "run\n"
+
+
+def test_a_new_run_never_overwrites_an_earlier_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train, val, _ = _data()
+    cfg = _cfg(tmp_path, optim={"lr": 1e-2, "epochs": 2}, patience=None)
+    first = _fit(cfg, TinyModel(), train, val)
+    assert first.run_dir == tmp_path / "run"
+    assert (tmp_path / "run.latest").read_text() == "run\n"
+    results = (tmp_path / "run" / "results.json").read_text()
+    best = (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").read_bytes()
+
+    for k in (2, 3):
+        with caplog.at_level("WARNING", logger="polymodal.training"):
+            again = _fit(cfg.replace(**{"optim.epochs": 1}), TinyModel(), train, val)
+        assert again.run_dir == tmp_path / f"run-{k}" and again.epochs_run == 1
+        assert f"run already holds a run, which is kept; this run goes to {again.run_dir}" in (
+            caplog.text
+        )
+        assert (tmp_path / "run.latest").read_text() == f"run-{k}\n"
+        assert again.checkpoint.is_dir()
+        saved = TrainConfig.from_yaml(again.run_dir / "config.yaml")
+        assert saved.run_dir == again.run_dir  # config.yaml names the folder it is in
+    # the first run is untouched
+    assert (tmp_path / "run" / "results.json").read_text() == results
+    assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").read_bytes() == best
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    # no lock is left behind
+    assert not list(tmp_path.glob("run*/train.lock"))
 
 
 class RegToy(Toy):

@@ -119,7 +119,7 @@ def cached_run(config_name: str, root: Path | None = None) -> Path:
         return folder
     logger.info("training %s once (cached in %s)", config_name, folder)
     cfg = load_config(_config_path(config_name), [f"output_dir={folder}", "progress=false"])
-    train(cfg)
+    train(cfg, overwrite=True)  # a folder without results.json holds an unfinished try
     return folder
 
 

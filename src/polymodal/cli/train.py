@@ -1,8 +1,11 @@
 """``polymodal train``, ``polymodal evaluate`` and ``polymodal predict``.
 
-* ``train CONFIG.yaml [key=value ...] [--resume]``: run an experiment of any task
-  (``supervised`` by default, ``context``, ``contrastive``; see
-  :mod:`polymodal.training.config`) and print its validation and test metrics.  A
+* ``train CONFIG.yaml [key=value ...] [--resume | --overwrite]``: run an experiment of any
+  task (``supervised`` by default, ``context``, ``contrastive``; see
+  :mod:`polymodal.training.config`) and print its validation and test metrics.  When
+  ``output_dir`` (default ``runs/<name>``) already holds a run, the new one goes to
+  ``runs/<name>-2`` (``-3``, ...) and ``runs/<name>.latest`` names the newest;
+  ``--overwrite`` replaces the run instead, ``--resume`` continues it.  A
   ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
   ``polymodal embed``.
 * ``evaluate CHECKPOINT_DIR [--split test] [--drop MODALITY ...] [--probe]``: rebuild the
@@ -13,8 +16,8 @@
 * ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
   manifest; writes ``id``, ``prediction`` and one probability column per class.
 
-``CHECKPOINT_DIR`` is a checkpoint folder (``runs/NAME/checkpoints/best``) or a run folder
-(``runs/NAME``, meaning its best checkpoint).
+``CHECKPOINT_DIR`` is a checkpoint folder (``runs/NAME/checkpoints/best``), a run folder
+(``runs/NAME``, meaning its best checkpoint) or a latest pointer (``runs/NAME.latest``).
 """
 
 from __future__ import annotations
@@ -52,10 +55,17 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, values read as YAML"
     )
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in output_dir from its last checkpoint (same config)",
+    )
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in output_dir (default: keep it and train into output_dir-2, "
+        "-3, ...)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -141,6 +151,7 @@ def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from polymodal.checkpoint import LATEST_SUFFIX
     from polymodal.training import load_config, train
 
     if args.config is None:
@@ -158,12 +169,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     setup_logging()
     try:
-        result = train(cfg, resume=args.resume)
+        result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except FloatingPointError as e:
         raise CLIError(str(e)) from e
     extra = ""
     if "feature_seconds" in result.info:
         extra = f" (+{result.info['feature_seconds']:.1f} s features)"
+    if result.run_dir != cfg.run_dir:
+        print(
+            f"{cfg.run_dir} holds another run (kept); this run is in {result.run_dir} "
+            f"({cfg.run_dir}{LATEST_SUFFIX} names the newest; --overwrite replaces instead)"
+        )
     print(
         f"run {result.run_dir}: best epoch {result.best_epoch} of {result.epochs_run} "
         f"(monitor val {cfg.monitor}), {result.seconds:.1f} s{extra}; checkpoint "

@@ -15,6 +15,8 @@ file                holds
                     MLA) as hooks of the supervised strategy
 ``probe.py``        :func:`~polymodal.training.probe.probe_modalities`: a linear probe per
                     frozen encoder (``polymodal evaluate RUN --probe``)
+``rundir.py``       run folders: never overwritten (``runs/NAME-2``), the
+                    ``runs/NAME.latest`` pointer, the lock of a folder being trained in
 ``data.py``         a run's splits (validation carved by group) and epoch order
 ``schedule.py``     the one warmup + cosine schedule
 ``seed.py``         seeding and saving/restoring every random generator
@@ -49,15 +51,26 @@ from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import build_strategy, register_task
 
 
-def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence[Callback] = ()) -> TrainResult:
+def train(
+    cfg: RunConfig,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+    *,
+    overwrite: bool = False,
+) -> TrainResult:
     """Build ``cfg``'s data and model for its task, train on the one loop, test once.
+
+    A run never overwrites an earlier one: when ``cfg.run_dir`` already holds a run, this
+    one goes to ``<run_dir>-2`` (``-3``, ...; :attr:`TrainResult.run_dir` says where, and
+    ``<run_dir>.latest`` names the newest; :mod:`polymodal.training.rundir`).
 
     Args:
         cfg: any run config (:func:`load_config` returns the one its file's ``task`` names).
         resume: continue the run in ``cfg.run_dir`` from its last checkpoint.
         callbacks: hooks called during training (:class:`Callback`).
+        overwrite: replace the run in ``cfg.run_dir`` instead of keeping it.
     """
-    return Trainer(cfg, build_strategy(cfg), callbacks).fit(resume=resume)
+    return Trainer(cfg, build_strategy(cfg), callbacks).fit(resume=resume, overwrite=overwrite)
 
 
 __all__ = [

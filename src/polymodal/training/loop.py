@@ -23,8 +23,6 @@ that was never interrupted.  Model selection only ever looks at the validation s
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import sys
@@ -56,6 +54,13 @@ from polymodal.device import autocast, check_precision, resolve_device
 from polymodal.metrics import HIGHER_IS_BETTER
 from polymodal.training.config import RESUME_FREE_KEYS, RunConfig
 from polymodal.training.resume import RESUME_ADVICE, check_resumable_state, restore_trainer_state
+from polymodal.training.rundir import (
+    LOG_CSV,
+    LOG_JSONL,
+    RESULTS_FILE,
+    claim_run_dir,
+    write_logs,
+)
 from polymodal.training.schedule import WarmupCosine, warmup_steps_for
 from polymodal.training.seed import rng_state, seed_everything
 from polymodal.training.selection import improves
@@ -63,9 +68,6 @@ from polymodal.training.selection import improves
 logger = logging.getLogger("polymodal.training")
 
 CONFIG_FILE = "config.yaml"
-RESULTS_FILE = "results.json"
-LOG_JSONL = "metrics.jsonl"
-LOG_CSV = "metrics.csv"
 
 
 class Strategy(ABC):
@@ -232,7 +234,7 @@ class TrainResult:
         seconds: wall time spent training, summed over resumptions.
         history: one row per epoch (see :class:`LoopState`).
         best_epoch: the 1-based epoch whose weights are in ``checkpoints/best``.
-        run_dir: the run folder.
+        run_dir: the run folder (``cfg.run_dir``, or ``<run_dir>-2``... when that held a run).
         info: the strategy's extra facts (e.g. ``feature_seconds``, ``temperatures``).
     """
 
@@ -272,8 +274,9 @@ class Trainer:
         strategy: the training mode, holding its model and data.
         callbacks: hooks called during training.
 
-    Run folder (``cfg.run_dir``): the strategy's files (``config.yaml``, ...),
-    ``metrics.jsonl``, ``metrics.csv``, ``results.json`` and ``checkpoints/{last,best}/``.
+    Run folder (``cfg.run_dir``, else the next free ``<run_dir>-N``; see :meth:`fit`): the
+    strategy's files (``config.yaml``, ...), ``metrics.jsonl``, ``metrics.csv``,
+    ``results.json``, ``checkpoints/{last,best}/`` and, while training, ``train.lock``.
     """
 
     def __init__(
@@ -320,18 +323,14 @@ class Trainer:
             raise ValueError(
                 f"Cannot resume {self.run_dir}: the config differs from the interrupted run's in "
                 f"{diff}. Resume with the same config (saved in {self.ckpt_dir / 'last'}), or "
-                "start a new run with another output_dir."
+                "train without --resume: the new run goes beside this one, which is kept."
             )
 
     def _clear_previous_run(self) -> None:
-        """A fresh (not resumed) run replaces what an earlier run left in its folder, so no
-        stale checkpoint or log is mixed with the new run's."""
+        """A fresh run's folder is new or holds no run; ``overwrite=True`` replaces the run
+        in it, so no stale checkpoint or log is mixed with the new run's."""
         if self.ckpt_dir.exists():
-            logger.warning(
-                "%s holds an earlier run; starting over (pass resume=True / --resume to "
-                "continue it instead)",
-                self.run_dir,
-            )
+            logger.warning("overwrite=True: replacing the earlier run in %s", self.run_dir)
             remove_checkpoint_tree(self.ckpt_dir)
         for name in (RESULTS_FILE, LOG_JSONL, LOG_CSV):
             (self.run_dir / name).unlink(missing_ok=True)
@@ -362,11 +361,6 @@ class Trainer:
 
     def _resume(self, state: LoopState) -> LoopState:
         last = self.ckpt_dir / "last"
-        if not checkpoint_exists(last):
-            raise FileNotFoundError(
-                f"resume=True but there is no checkpoint in {last}. Run without --resume to "
-                "start training, or point output_dir at the interrupted run."
-            )
         ckpt = load_checkpoint(last)
         self._check_resumable(ckpt.text(CONFIG_FILE), ckpt.path / CONFIG_FILE)
         check_resumable_state(ckpt, LoopState)
@@ -387,13 +381,35 @@ class Trainer:
 
     # ---------------------------------------------------------------- fit
 
-    def fit(self, resume: bool = False) -> TrainResult:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
         """Train, validating every epoch; return the best validation and the test metrics.
+
+        The run folder is ``cfg.run_dir``, or, when that holds an earlier run, the first
+        free ``<run_dir>-2``, ``-3``, ... (never overwritten; ``<run_dir>.latest`` names the
+        newest; see :mod:`polymodal.training.rundir`).  It is locked while the run trains.
 
         Args:
             resume: continue from ``checkpoints/last`` of ``cfg.run_dir`` (same config
                 required) with its weights, optimiser, schedule, RNG and data position.
+            overwrite: replace the run in ``cfg.run_dir`` instead of keeping it.
         """
+        last = self.cfg.run_dir / CHECKPOINTS / "last"
+        if resume and not overwrite and not checkpoint_exists(last):
+            raise FileNotFoundError(
+                f"resume=True but there is no checkpoint in {last}. Run without --resume to "
+                "start training, or point output_dir at the interrupted run."
+            )
+        self.run_dir, lock = claim_run_dir(self.cfg.run_dir, resume, overwrite)
+        self.ckpt_dir = self.run_dir / CHECKPOINTS
+        try:
+            if self.run_dir != self.cfg.run_dir:  # config.yaml names the folder it is in
+                self.cfg = self.cfg.replace(output_dir=str(self.run_dir))
+                self.strategy.cfg = self.strategy.cfg.replace(output_dir=str(self.run_dir))
+            return self._fit(resume)
+        finally:
+            lock.release()
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg, strategy, opt = self.cfg, self.strategy, self.optim
         remove_stale_temporaries(self.ckpt_dir)
         seed_everything(cfg.seed)
@@ -408,7 +424,6 @@ class Trainer:
             state = self._resume(state)
         else:
             self._clear_previous_run()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         for name, text in strategy.files().items():
             atomic_write_text(self.run_dir / name, text)
 
@@ -419,7 +434,7 @@ class Trainer:
             out_of_steps = self._train_epoch(state, total, started, seconds_before)
             self._end_epoch(state, out_of_steps, time.perf_counter() - epoch_start)
             state.seconds = seconds_before + time.perf_counter() - started
-            _write_logs(self.run_dir, state.history)
+            write_logs(self.run_dir, state.history)
             self._save("last", state, {}, full=True)
         return self._finish(state)
 
@@ -566,22 +581,9 @@ class Trainer:
         return result
 
 
-def _write_logs(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
-    """``metrics.jsonl`` and ``metrics.csv``, rewritten from the full history (atomically),
-    so a resumed run's logs never repeat or miss an epoch."""
-    atomic_write_text(run_dir / LOG_JSONL, "".join(json.dumps(r) + "\n" for r in history))
-    columns: list[str] = []
-    for r in history:
-        columns += [k for k in r if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(run_dir / LOG_CSV, buf.getvalue())
-
-
 __all__ = [
     "CHECKPOINTS",
+    "RESULTS_FILE",
     "Callback",
     "LoopState",
     "Strategy",

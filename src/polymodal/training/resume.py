@@ -23,8 +23,9 @@ from polymodal.training.seed import set_rng_state
 
 #: What to do when the last checkpoint cannot be resumed from.
 RESUME_ADVICE = (
-    "Train again without --resume (resume=False) to start the run over, or into another "
-    "output_dir to keep this one."
+    "Train again without --resume (resume=False) to start a new run beside this one (it is "
+    "kept; the new run goes to <output_dir>-2), or with --overwrite (overwrite=True) to "
+    "replace it."
 )
 _NEEDED = ("optimizer", "scheduler", "rng")
 
