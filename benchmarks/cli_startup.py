@@ -9,9 +9,10 @@ of ``import torch``: below 1 the command does not pay for torch.
 ``--baseline-src PATH`` also times another checkout's ``src`` (e.g. the commit before the
 CLI imported torch lazily), as method ``<command> [baseline]``.
 
-Run::
+Run (about 90 s on 2 shared cores with a baseline)::
 
-    python benchmarks/cli_startup.py [--repeats 7] [--baseline-src ../main/src]
+    git archive 1fa9e83 src | tar -x -C /tmp/base    # the CLI before lazy imports
+    python benchmarks/cli_startup.py --baseline-src /tmp/base/src --baseline-label main@1fa9e83
 
 Writes benchmarks/results/cli_startup.{json,md}.
 """
@@ -92,13 +93,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-src", type=Path, default=None, help="another checkout's src to time too"
     )
+    parser.add_argument(
+        "--baseline-label",
+        default=None,
+        help="what the baseline is, e.g. 'main@1fa9e83' (default: its path)",
+    )
     parser.add_argument("--results-dir", default=None, help="default: benchmarks/results")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     sources = {"this checkout": REPO_ROOT / "src"}
     if args.baseline_src is not None:
-        sources[f"baseline {args.baseline_src}"] = args.baseline_src.resolve()
+        label = args.baseline_label or str(args.baseline_src)
+        sources[f"baseline {label}"] = args.baseline_src.resolve()
     times = measure(COMMANDS, sources, args.repeats)
     records = to_records(times, args.repeats)
     notes = (
