@@ -14,29 +14,36 @@ import torch
 PRECISIONS = ("fp32", "bf16")
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; other names are checked to exist."""
+def resolve_device(name: str | torch.device, option: str = "device") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; other names are checked to exist.
+
+    ``option`` names the setting in errors: ``"device"`` (a config key or argument,
+    ``device='cuda'``) or a command-line flag such as ``"--device"`` (``--device cuda``).
+    """
     if isinstance(name, torch.device):
         return name
+
+    def said(value: str) -> str:
+        return f"{option} {value}" if option.startswith("-") else f"{option}={value}"
+
+    given = said(name if option.startswith("-") else repr(name))
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
     except RuntimeError:
         raise ValueError(
-            f"device={name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps."
+            f"{given} is not a device name; use auto, cpu, cuda, cuda:N or mps."
         ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
-            f"device={name!r} but torch sees no CUDA device (torch {torch.__version__}). "
-            "Use device=cpu or device=auto."
+            f"{given} but torch sees no CUDA device (torch {torch.__version__}). "
+            f"Use {said('cpu')} or {said('auto')}."
         )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
-        )
+        raise ValueError(f"{given} but only {torch.cuda.device_count()} CUDA device(s) exist.")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={name!r} but MPS is not available here; use device=auto.")
+        raise ValueError(f"{given} but MPS is not available here; use {said('auto')}.")
     return dev
 
 

@@ -16,11 +16,11 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from polymodal.data.dataset import MultimodalDataset
-from polymodal.data.modality import ModalitySpec, Schema
-from polymodal.data.paths import DatasetNotFoundError
+if TYPE_CHECKING:  # the data package imports torch: loaded by the verbs, not the parser
+    from polymodal.data.dataset import MultimodalDataset
+    from polymodal.data.modality import ModalitySpec, Schema
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -143,6 +143,8 @@ def _load(name: str, split: str, root: str | None) -> MultimodalDataset:
 
 def _schema_of(name: str, splits: Sequence[str], root: str | None) -> Schema | None:
     """The data set's schema from its smallest split, or ``None`` if its files are absent."""
+    from polymodal.data.paths import DatasetNotFoundError
+
     order = sorted(splits, key=lambda s: (s != "test", s == "all"))
     try:
         return _load(name, order[0], root).schema

@@ -14,10 +14,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from polymodal.data.sources import load_source
-from polymodal.joint.checkpoint import load_joint_checkpoint
-from polymodal.joint.embed import embed_dataset, write_embeddings
-
 
 def add_parser(subparsers: Any) -> None:
     """Add ``embed`` to the top-level ``subparsers``."""
@@ -53,6 +49,10 @@ def _check_positive(name: str, value: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from polymodal.data.sources import load_source
+    from polymodal.joint.checkpoint import load_joint_checkpoint
+    from polymodal.joint.embed import embed_dataset, write_embeddings
+
     _check_positive("--limit", args.limit)
     _check_positive("--batch-size", args.batch_size)
     model, _ = load_joint_checkpoint(args.checkpoint)

@@ -18,11 +18,14 @@ from typing import Any
 from polymodal.cli.main import CLIError
 from polymodal.cli.train import _add_runtime_args, _batch_size, run_split
 
+#: ``polymodal.robustness.shapley``'s ``TARGETS`` and ``MAX_MODALITIES``, restated so the
+#: parser needs no torch (tests/cli/test_fast_cli.py keeps them equal)
+TARGETS = ("predicted", "true", "logit")
+MAX_MODALITIES = 6
+
 
 def add_parser(subparsers: Any) -> None:
     """Register ``explain`` on the top-level ``subparsers``."""
-    from polymodal.robustness.shapley import MAX_MODALITIES, TARGETS
-
     p = subparsers.add_parser(
         "explain",
         help="each modality's contribution to a trained model (exact Shapley values)",
@@ -93,7 +96,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _batch_size(args, trained.batch_size),
         args.target,
         modalities=modalities,
-        device=resolve_device(args.device),
+        device=resolve_device(args.device, "--device"),
         precision=trained.precision,
     )
     out = Path(args.output)

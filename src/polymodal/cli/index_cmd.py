@@ -14,13 +14,15 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from polymodal.checkpoint import atomic_write_text
-from polymodal.joint.embed import VECTORS_FILE, read_embedded, read_embeddings
-from polymodal.retrieval.index import FAISS_KINDS, ExactIndex, FaissIndex, Index
+if TYPE_CHECKING:  # the index modules import torch: loaded by the verb, not the parser
+    from polymodal.retrieval.index import Index
 
 SOURCE_FILE = "source.json"
+#: ``--faiss`` choices: ``polymodal.retrieval.faiss_index.FAISS_KINDS``, restated so the
+#: parser needs no torch (tests/cli/test_fast_cli.py keeps them equal)
+FAISS_CHOICES = ("flat", "ivf", "hnsw")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -35,13 +37,17 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="INDEX", help="index folder")
     p.add_argument("--modality", default=None, help="which embedded modality to index")
     p.add_argument(
-        "--faiss", choices=FAISS_KINDS, default=None, help="a FAISS index (default: exact)"
+        "--faiss", choices=FAISS_CHOICES, default=None, help="a FAISS index (default: exact)"
     )
     p.add_argument("--nlist", type=int, default=None, help="IVF cells (default ~sqrt(N))")
     p.set_defaults(func=run_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from polymodal.checkpoint import atomic_write_text
+    from polymodal.joint.embed import VECTORS_FILE, read_embedded, read_embeddings
+    from polymodal.retrieval.index import ExactIndex, FaissIndex
+
     manifest = read_embeddings(args.embeddings)
     counts: dict[str, int] = manifest["counts"]
     modality = args.modality

@@ -1,4 +1,9 @@
-"""``polymodal`` entry point.  Each verb lives in its own module with ``add_parser``."""
+"""``polymodal`` entry point.  Each verb lives in its own module with ``add_parser``.
+
+Building the parser imports no torch: the verb modules import the library inside their
+command functions, so ``--help`` and argument errors answer at once
+(tests/cli/test_fast_cli.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from polymodal import __version__
+from polymodal.cli import plain_help
 
 # Verb modules, each exposing ``add_parser(subparsers) -> None``; the parser's
 # ``func(args) -> int`` runs the verb.
@@ -38,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod_name in VERB_MODULES:
         importlib.import_module(mod_name).add_parser(sub)
+    plain_help(parser)  # the help is written as reST (docstrings); show it as plain text
     return parser
 
 

@@ -95,7 +95,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         levels,
         args.seeds,
         None if args.batch_size is None else _batch_size(args, 1),
-        resolve_device(args.device),
+        resolve_device(args.device, "--device"),
         progress=True,
     )
     metric = "accuracy" if any(r.metric == "accuracy" for r in records) else records[0].metric

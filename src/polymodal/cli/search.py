@@ -16,16 +16,15 @@ import argparse
 import html
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from polymodal.checkpoint_files import CheckpointError, read_json_object
 from polymodal.cli.index_cmd import SOURCE_FILE
-from polymodal.data.modality import ModalityKind
-from polymodal.data.sample import ModalityBatch
-from polymodal.joint.model import JointEmbeddingModel
-from polymodal.retrieval.index import MANIFEST_FILE, SearchResult, load_index
+
+if TYPE_CHECKING:  # these import torch: loaded by the verb, not the parser
+    from polymodal.data.modality import ModalityKind
+    from polymodal.data.sample import ModalityBatch
+    from polymodal.joint.model import JointEmbeddingModel
+    from polymodal.retrieval.index import SearchResult
 
 
 def add_parser(subparsers: Any) -> None:
@@ -81,6 +80,11 @@ def _query_modality(model: JointEmbeddingModel, kind: ModalityKind, name: str | 
 def _query_batch(
     model: JointEmbeddingModel, modality: str, args: argparse.Namespace
 ) -> ModalityBatch:
+    import torch
+
+    from polymodal.data.modality import ModalityKind
+    from polymodal.data.sample import ModalityBatch
+
     spec = model.config[modality].spec
     present = torch.ones(1, dtype=torch.bool)
     if spec.kind is ModalityKind.TEXT:
@@ -158,6 +162,8 @@ def write_html(page: str | Path, query: str, result: SearchResult, modality: str
 def _recorded_checkpoint(folder: Path) -> tuple[Path, str]:
     """``INDEX/source.json`` and the checkpoint it names, checked: a missing, empty,
     undecodable or modified file is named, with the fix."""
+    from polymodal.checkpoint_files import CheckpointError, read_json_object
+
     source = folder / SOURCE_FILE
     fix = "Pass --checkpoint, or build the index again with `polymodal index build`."
     if not source.is_file():
@@ -175,7 +181,11 @@ def _recorded_checkpoint(folder: Path) -> tuple[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from polymodal.data.modality import ModalityKind
     from polymodal.joint.checkpoint import load_joint_checkpoint
+    from polymodal.retrieval.index import MANIFEST_FILE, load_index
 
     if args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}.")

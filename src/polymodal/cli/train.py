@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from polymodal.cli import setup_logging
 from polymodal.cli.main import CLIError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and the library load in the commands, not with the parser
+    import torch
+
     from polymodal.data.dataset import MultimodalDataset
     from polymodal.data.modality import Schema
     from polymodal.data.sample import Batch
@@ -66,6 +66,12 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="replace the run in output_dir (default: keep it and train into output_dir-2, "
         "-3, ...)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu, cuda, cuda:N or mps; overrides the config's device (default: the "
+        "config's, auto when it names none)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -167,6 +173,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             "'Your own data' has an example)."
         )
     cfg = load_config(args.config, args.overrides)
+    if args.device is not None:
+        from dataclasses import replace
+
+        from polymodal.device import resolve_device
+
+        resolve_device(args.device, "--device")  # an unusable device fails before any work
+        cfg = replace(cfg, device=args.device)
     setup_logging()
     try:
         result = train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -208,7 +221,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     trained = load_trained(args.checkpoint)
     config = trained.config
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     dataset = (
         run_split(trained, args.split) if args.manifest is None else _manifest_split(args, trained)
     )
@@ -419,7 +432,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_manifest_columns(table.columns, model_columns(schema), str(args.manifest))
     # labels=False: predict does not need labels, so one the model never saw is no error
     dataset = ManifestDataset(args.manifest, schema=schema, labels=False)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     pred = predict(
         trained.model.to(device),
         dataset,
@@ -466,6 +479,8 @@ def predictions_csv(
     regression the value.  Ids and class names that a spreadsheet would run as formulas
     are escaped (:func:`spreadsheet_safe`).
     """
+    import torch
+
     safe = spreadsheet_safe
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -45,6 +45,7 @@ def not_found(name: str, subdir: str, marker: str, root: str | os.PathLike[str] 
     looked = "\n".join(f"  - {p / marker}" for p in candidate_roots(subdir, root))
     return (
         f"Data set {name!r} not found. Looked for {marker!r} in:\n{looked}\n"
-        f"Fix: pass root=PATH (or --root), set {ENV_VAR} to the folder holding '{subdir}/', "
-        "or pass download=True to fetch it from upstream into the user cache."
+        f"Fix: pass --root PATH (in Python root=PATH, in a run config data.root), set "
+        f"{ENV_VAR} to the folder holding '{subdir}/', or fetch it from upstream into the user "
+        "cache with download=True (in a run config: data.options.download=true)."
     )

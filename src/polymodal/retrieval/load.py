@@ -33,7 +33,10 @@ from polymodal.retrieval.index import (
 )
 
 _MANIFEST_KEYS = ("format_version", "kind", "dim", "count", "metric", "modality", "model")
-RESAVE = "Save the index again (Index.save), or build it again."
+RESAVE = (
+    "Build the index again: polymodal index build EMBEDDINGS -o FOLDER (in Python, "
+    "Index.save(FOLDER))."
+)
 _UNIT_TOLERANCE = 1e-3  # |norm - 1| of a stored cosine vector (float32 rounding is ~1e-7)
 
 
@@ -62,7 +65,7 @@ def load_index(folder: str | Path, *, expect_model: str | None = None) -> Index:
         what = "folder does not exist" if not path.is_dir() else f"{MANIFEST_FILE} is missing"
         raise FileNotFoundError(
             f"load_index: {manifest_path} not found ({what}). Pass a folder written by "
-            "Index.save(folder)."
+            "polymodal index build (in Python, by Index.save(folder))."
         )
     manifest = _read_json(manifest_path)
     if not isinstance(manifest, dict):

@@ -90,9 +90,11 @@ class ManifestDataset(MultimodalDataset):
         if split is not None:
             if split_column not in table.columns:
                 raise ManifestError(
-                    f"ManifestDataset(split={split!r}) needs a split column, but manifest "
-                    f"{str(table.path)!r} has no column {split_column!r} (columns: "
-                    f"{', '.join(table.columns)}). Add one, pass split_column=..., or split=None."
+                    f"Keeping the rows of split {split!r} (--split, or split=) needs a split "
+                    f"column, but manifest {str(table.path)!r} has no column {split_column!r} "
+                    f"(columns: {', '.join(table.columns)}). Add one, name the split column "
+                    "(split_column=..., in a run config data.options.split_column), or keep "
+                    "every row (leave out --split; in Python split=None)."
                 )
             if split not in split_values:
                 raise unknown_name_error("split", split, split_values)
