@@ -175,7 +175,7 @@ def _capture_train(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
     seen: list[object] = []
 
-    def fake_train(cfg: object, resume: bool = False) -> None:
+    def fake_train(cfg: object, resume: bool = False, overwrite: bool = False) -> None:
         seen.append(cfg)
         raise ValueError("stopped before training (test)")
 
