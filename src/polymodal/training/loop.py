@@ -396,8 +396,8 @@ class Trainer:
         last = self.cfg.run_dir / CHECKPOINTS / "last"
         if resume and not overwrite and not checkpoint_exists(last):
             raise FileNotFoundError(
-                f"resume=True but there is no checkpoint in {last}. Run without --resume to "
-                "start training, or point output_dir at the interrupted run."
+                f"Cannot resume (--resume, resume=True): there is no checkpoint in {last}. "
+                "Train without --resume to start, or point output_dir at the interrupted run."
             )
         self.run_dir, lock = claim_run_dir(self.cfg.run_dir, resume, overwrite)
         self.ckpt_dir = self.run_dir / CHECKPOINTS
