@@ -399,7 +399,34 @@ def test_train_says_what_it_needs(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["train"]) == 2
     assert "train needs a CONFIG file: polymodal train configs/" in capsys.readouterr().err
     data = tmp_path / "my.csv"
-    data.write_text("id,text,label\nr1,good,pos\nr2,bad,neg\n")
+    data.write_text("id,text,mood\nr1,good,pos\nr2,bad,neg\n")  # no 'label' column
     assert main(["train", str(data)]) == 2
     err = capsys.readouterr().err
-    assert "is a data manifest, not a run config" in err and "r1,good" not in err
+    assert "has no column 'label' (from --label)" in err and "Did you mean" not in err
+    assert "r1,good" not in err  # the manifest's rows are not printed
+
+
+def test_train_a_manifest_in_one_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from polymodal.training import load_config
+
+    rows = ["id,review,stars,sentiment,speaker"] + [
+        f"r{i},{'loved it' if i % 2 else 'hated it'} {i},{i % 5},{'pos' if i % 2 else 'neg'},s{i % 6}"
+        for i in range(36)
+    ]
+    data = tmp_path / "reviews.csv"
+    data.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    argv = ["train", str(data), "optim.epochs=1", f"output_dir={run}"]
+    assert main([*argv, "--label", "sentiment", "--group", "speaker"]) == 0
+    out = capsys.readouterr().out
+    assert f"saved as {tmp_path / 'run.yaml'}" in out and "monitor val macro_f1" in out
+    cfg = load_config(tmp_path / "run.yaml")  # the saved config is an ordinary one
+    assert cfg.model.encoders["review"].name == "minilm"
+    assert cfg.model.encoders["tabular"].name == "mlp"
+    assert cfg.data.options == {"label_column": "sentiment", "group_column": "speaker"}
+    assert (run / "results.json").is_file()
+    assert main(["train", str(data), "--label", "mood"]) == 2
+    assert "has no column 'mood' (from --label)" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "run.yaml"), "--label", "x"]) == 2

@@ -51,7 +51,13 @@ def add_parser(subparsers: Any) -> None:
         description="Train a model from a YAML config; key=value arguments override its "
         "entries (e.g. optim.lr=3e-4 model.fusion.name=late data.options.modalities=[text,audio]).",
     )
-    p.add_argument("config", metavar="CONFIG", nargs="?", help="a YAML config (see configs/)")
+    p.add_argument(
+        "config",
+        metavar="CONFIG",
+        nargs="?",
+        help="a YAML config (see configs/), or a CSV/JSONL manifest: then a default model "
+        "for its columns is chosen, printed and saved as runs/<name>.yaml",
+    )
     p.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, values read as YAML"
     )
@@ -72,6 +78,19 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="auto, cpu, cuda, cuda:N or mps; overrides the config's device (default: the "
         "config's, auto when it names none)",
+    )
+    p.add_argument(
+        "--label",
+        default=None,
+        metavar="COLUMN",
+        help="with DATA.csv/.jsonl in place of CONFIG: the label column (default: label)",
+    )
+    p.add_argument(
+        "--group",
+        default=None,
+        metavar="COLUMN",
+        help="with DATA.csv/.jsonl: the column whose values never straddle train and "
+        "validation (speaker, subject; default: the manifest's group column, else each row)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -156,6 +175,26 @@ def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
 # --------------------------------------------------------------------------- train
 
 
+def _manifest_run_config(args: argparse.Namespace) -> Any:
+    """``train DATA.csv``: the default config for the manifest, printed and saved as YAML
+    beside the run (``runs/<name>.yaml``) so that it can be edited and re-run."""
+    from polymodal.config import apply_overrides
+    from polymodal.training.auto import manifest_config
+    from polymodal.training.config import TrainConfig
+
+    cfg = manifest_config(args.config, args.label or "label", args.group)
+    cfg = TrainConfig.from_dict(apply_overrides(cfg.to_dict(), args.overrides))
+    saved = Path(cfg.run_dir).with_suffix(".yaml")
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    text = cfg.to_yaml()
+    saved.write_text(text, encoding="utf-8")
+    print(
+        f"# the run config chosen for {args.config} (saved as {saved}; edit and re-run "
+        f"with polymodal train {saved}):\n{text}"
+    )
+    return cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from polymodal.checkpoint import LATEST_SUFFIX
     from polymodal.training import load_config, train
@@ -166,13 +205,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             "shipped configs are in configs/; KEY=VALUE arguments after it override entries)."
         )
     if Path(args.config).suffix.lower() in (".csv", ".tsv", ".jsonl"):
-        raise CLIError(
-            f"{args.config!r} is a data manifest, not a run config. Check it with polymodal "
-            f"datasets check {args.config}, then train with a config whose data.manifest names "
-            "it and whose model.encoders name its modalities (check prints them; the README's "
-            "'Your own data' has an example)."
-        )
-    cfg = load_config(args.config, args.overrides)
+        cfg = _manifest_run_config(args)
+    else:
+        if args.label is not None or args.group is not None:
+            raise CLIError(
+                "--label and --group choose the columns of a manifest given as DATA.csv; in a "
+                "config, set data.options.label_column / data.options.group_column instead."
+            )
+        cfg = load_config(args.config, args.overrides)
     if args.device is not None:
         from dataclasses import replace
 
