@@ -34,3 +34,21 @@ def test_it_can_be_switched_off(
 def test_on_a_terminal_it_draws_a_bar(capsys: pytest.CaptureFixture[str]) -> None:
     assert list(progress(range(3), desc="bar", terminal=True)) == [0, 1, 2]
     assert "bar" in capsys.readouterr().err
+
+
+def test_a_script_without_logging_sees_the_lines_and_a_configured_one_decides() -> None:
+    """Run in fresh interpreters: pytest configures logging itself."""
+    import subprocess
+    import sys
+
+    code = (
+        "from polymodal.progress import progress\n"
+        "list(progress(range(3), desc='step', terminal=False, every=0))\n"
+    )
+    bare = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "step: 3/3 items (100%)" in bare.stderr
+    quiet = "import logging\nlogging.basicConfig(level=logging.WARNING)\n" + code
+    configured = subprocess.run(
+        [sys.executable, "-c", quiet], capture_output=True, text=True, check=True
+    )
+    assert "step:" not in configured.stderr  # the application's WARNING level holds

@@ -5,6 +5,11 @@ wraps its loop in :func:`progress`.  On a terminal it shows a tqdm bar with its 
 ETA; otherwise (a log file, CI, a notebook without a terminal) it logs a line every
 ``every`` seconds and at the end, with the count, the share done, the elapsed time and the
 ETA, so that nothing runs silently for minutes.  ``POLYMODAL_PROGRESS=0`` turns both off.
+
+Those lines (and the training loop's epoch lines) go through the ``polymodal`` logger.  An
+application that configures logging decides where they go; one that does not (a script, a
+notebook) would see nothing, so :func:`show_library_logs` gives the ``polymodal`` logger a
+plain stderr handler in that case only; ``train`` and :func:`progress` call it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,32 @@ logger = logging.getLogger("polymodal.progress")
 
 #: Seconds between log lines when not on a terminal.
 LOG_EVERY = 10.0
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record (not when the handler was made)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+def show_library_logs() -> None:
+    """Print the library's INFO lines (epochs, progress) on stderr, as plain messages, when
+    the application has configured no logging (no handler on the root logger or on
+    ``polymodal``); otherwise change nothing."""
+    log = logging.getLogger("polymodal")
+    if log.handlers or logging.getLogger().handlers:
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
 
 
 def _eta(seconds: float) -> str:
@@ -70,6 +101,7 @@ def progress(
 
         yield from tqdm(items, total=total, desc=desc, unit=unit, leave=False)
         return
+    show_library_logs()
     interval = LOG_EVERY if every is None else every
     start = last = time.perf_counter()
     done = 0
@@ -95,4 +127,4 @@ def _line(desc: str, unit: str, done: int, total: int | None, elapsed: float) ->
     return f"{what}: {done:,} {unit}, {_eta(elapsed)} elapsed"
 
 
-__all__ = ["LOG_EVERY", "progress"]
+__all__ = ["LOG_EVERY", "progress", "show_library_logs"]

@@ -69,7 +69,13 @@ def train(
         resume: continue the run in ``cfg.run_dir`` from its last checkpoint.
         callbacks: hooks called during training (:class:`Callback`).
         overwrite: replace the run in ``cfg.run_dir`` instead of keeping it.
+
+    Each epoch is logged (``polymodal`` logger); with no logging configured, on stderr
+    (:func:`polymodal.progress.show_library_logs`).
     """
+    from polymodal.progress import show_library_logs
+
+    show_library_logs()
     return Trainer(cfg, build_strategy(cfg), callbacks).fit(resume=resume, overwrite=overwrite)
 
 
