@@ -30,8 +30,13 @@ logger = logging.getLogger("polymodal.progress")
 LOG_EVERY = 10.0
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to ``sys.stderr`` as it is at each record (not when the handler was made)."""
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever ``sys.stderr`` is when a record is emitted.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given: once that stream
+    is replaced and closed (a test capturing output, an embedding application), every
+    later record fails and prints a "Logging error" traceback on the new stderr.
+    """
 
     @property  # type: ignore[override]
     def stream(self) -> object:
@@ -39,7 +44,14 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     @stream.setter
     def stream(self, value: object) -> None:
-        pass
+        pass  # always the current sys.stderr
+
+
+def add_stderr_handler(log: logging.Logger) -> None:
+    """Give ``log`` a :class:`StderrHandler` printing plain messages."""
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
 
 
 def show_library_logs() -> None:
@@ -49,9 +61,7 @@ def show_library_logs() -> None:
     log = logging.getLogger("polymodal")
     if log.handlers or logging.getLogger().handlers:
         return
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
+    add_stderr_handler(log)
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
 
@@ -127,4 +137,4 @@ def _line(desc: str, unit: str, done: int, total: int | None, elapsed: float) ->
     return f"{what}: {done:,} {unit}, {_eta(elapsed)} elapsed"
 
 
-__all__ = ["LOG_EVERY", "progress", "show_library_logs"]
+__all__ = ["LOG_EVERY", "StderrHandler", "add_stderr_handler", "progress", "show_library_logs"]

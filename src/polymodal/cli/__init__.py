@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import sys
-from typing import TextIO
 
 # ``:func:`a.b``, ``:class:`~a.b.C```, ``:ref:`text <target>```: reST roles in docstrings
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`<]+?)\s*(?:<[^`>]*>)?`")
@@ -46,31 +44,11 @@ def plain_help(parser: argparse.ArgumentParser) -> None:
                 todo.extend(action.choices.values())
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler writing to whatever ``sys.stderr`` is when a record is emitted.
-
-    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given: once that stream
-    is replaced and closed (a test capturing output, an embedding application), every
-    later record fails and prints a "Logging error" traceback on the new stderr.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: TextIO) -> None:
-        pass  # always the current sys.stderr
-
-
 def setup_logging() -> None:
     """Route the library's ``polymodal`` logger to stderr, plain messages, level INFO."""
+    from polymodal.progress import add_stderr_handler
+
     log = logging.getLogger("polymodal")
     if not log.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
+        add_stderr_handler(log)
     log.setLevel(logging.INFO)
