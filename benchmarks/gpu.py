@@ -240,7 +240,7 @@ def av_bare(args: argparse.Namespace, device: torch.device, seed: int) -> dict[s
             opt.step()
         _sync(device)
         seconds.append(time.perf_counter() - start)
-    if not math.isfinite(float(loss)):
+    if not math.isfinite(float(loss.detach())):
         raise FloatingPointError("the bare loop's loss is not finite")
     return {
         "samples_per_s": n * (args.epochs - 1) / sum(seconds[1:]),
@@ -295,7 +295,7 @@ def flickr_polymodal(args: argparse.Namespace, device: torch.device, seed: int) 
         torch.manual_seed(cfg.seed)
         model = JointEmbeddingModel(cfg.model)
         train = {"flickr8k": flickr_pairs(args.flickr_images, seed)}
-        val = {"flickr8k": flickr_pairs(1000, seed + 1000)}
+        val = {"flickr8k": flickr_pairs(args.flickr_val, seed + 1000)}
         strategy = ContrastiveStrategy(cfg, model, train, val)
         reset_peak(device)
         start = time.perf_counter()
@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--av-steps", type=int, default=60, help="steps per epoch")
     p.add_argument("--flickr-batch", type=int, default=1024)
     p.add_argument("--flickr-images", type=int, default=6000)
+    p.add_argument("--flickr-val", type=int, default=1000, help="validation images")
     p.add_argument("--models", nargs="+", default=list(RUNS), choices=list(RUNS))
     p.add_argument("--quick", action="store_true", help="tiny sizes, 1 round (smoke test)")
     p.add_argument("--commit", default=None, help="stamp to record when the tree has no .git")
@@ -396,7 +397,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.epochs, args.workers = 1, 2, 0
-        args.av_batch, args.av_steps, args.flickr_batch, args.flickr_images = 8, 2, 16, 40
+        args.av_batch, args.av_steps, args.flickr_batch = 8, 2, 16
+        args.flickr_images, args.flickr_val = 40, 10
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
