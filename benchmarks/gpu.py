@@ -56,7 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.modality import ModalityKind, ModalitySpec, Schema, TargetSpec
-from polymodal.data.sample import Sample
+from polymodal.data.sample import Batch, Sample
 from polymodal.device import autocast
 from polymodal.joint.pairs import PairedFeatures
 from polymodal.joint.train import ContrastiveStrategy
@@ -229,9 +229,13 @@ def av_bare(args: argparse.Namespace, device: torch.device, seed: int) -> dict[s
     for epoch in range(args.epochs):
         _sync(device)
         start = time.perf_counter()
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch)).to(device)
+        perm_cpu = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))
+        perm = perm_cpu.to(device)
         for s in range(0, n, bs):
-            batch = full.index(perm[s : s + bs])
+            idx = perm[s : s + bs]  # device rows; the ids from the host copy (no wait)
+            ids = [full.ids[i] for i in perm_cpu[s : s + bs].tolist()]
+            mods = {k: mb.index(idx) for k, mb in full.modalities.items()}
+            batch = Batch(mods, full.target[idx], ids)
             with autocast(device, args.precision):
                 loss = F.cross_entropy(model(batch).logits.float(), batch.target)
             opt.zero_grad(set_to_none=True)

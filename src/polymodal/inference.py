@@ -56,11 +56,14 @@ def data_loader(
     num_workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
+    persistent_workers: bool = False,
 ) -> DataLoader[Any]:
     """A :class:`DataLoader` of collated batches in ``sampler``'s order (default: in order).
 
     Its generator is explicit: otherwise DataLoader draws its worker base seed from the
     global torch RNG at every iteration, shifting dropout between runs and resumptions.
+    ``persistent_workers`` keeps the ``num_workers`` processes between iterations (the
+    data sets draw nothing at random while decoding, so their seeds do not matter).
     """
     return DataLoader(
         dataset,
@@ -71,6 +74,7 @@ def data_loader(
         collate_fn=dataset.collator(),
         generator=torch.Generator().manual_seed(seed),
         pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
     )
 
 

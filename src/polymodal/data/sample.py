@@ -69,14 +69,13 @@ class ModalityBatch:
         values = self.values
         if isinstance(values, Tensor):
             values = values.to(device, non_blocking=non_blocking)
-        return ModalityBatch(
-            values, self.present.to(device), mv(self.lengths), mv(self.mask), mv(self.timestamps)
-        )
+        present = self.present.to(device, non_blocking=non_blocking)
+        return ModalityBatch(values, present, mv(self.lengths), mv(self.mask), mv(self.timestamps))
 
     def index(self, idx: Tensor) -> ModalityBatch:
         """Rows ``idx`` (a (K,) long tensor) of this modality batch."""
         values = self.values
-        values = values[idx] if isinstance(values, Tensor) else [values[int(i)] for i in idx]
+        values = values[idx] if isinstance(values, Tensor) else [values[i] for i in idx.tolist()]
 
         def sel(t: Tensor | None) -> Tensor | None:
             return None if t is None else t[idx]
@@ -146,12 +145,20 @@ class Batch:
         return Batch(
             {k: v.index(idx) for k, v in self.modalities.items()},
             None if self.target is None else self.target[idx],
-            [self.ids[int(i)] for i in idx],
+            [self.ids[i] for i in idx.tolist()],
         )
 
     def pin_memory(self) -> Batch:
-        def pin(mb: ModalityBatch) -> ModalityBatch:
-            vals = mb.values.pin_memory() if isinstance(mb.values, Tensor) else mb.values
-            return replace(mb, values=vals)
+        """Every tensor in page-locked memory, so ``to(cuda, non_blocking=True)`` copies
+        without making the host wait (what ``DataLoader(pin_memory=True)`` calls)."""
 
-        return Batch({k: pin(v) for k, v in self.modalities.items()}, self.target, self.ids)
+        def pin(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.pin_memory()
+
+        def pin_mb(mb: ModalityBatch) -> ModalityBatch:
+            vals = mb.values.pin_memory() if isinstance(mb.values, Tensor) else mb.values
+            present = mb.present.pin_memory()
+            return ModalityBatch(vals, present, pin(mb.lengths), pin(mb.mask), pin(mb.timestamps))
+
+        mods = {k: pin_mb(v) for k, v in self.modalities.items()}
+        return Batch(mods, pin(self.target), self.ids)

@@ -274,6 +274,10 @@ class ContrastiveStrategy(Strategy):
             }
             for role, sets in self.data.items()
         }
+        self._device_tables = {
+            n: (table.to(device), bool((table >= 0).all()))
+            for n, (table, _) in self._tables.items()
+        }
 
     def trainable(self) -> nn.Module:
         projections: nn.Module = self.model.projections
@@ -303,9 +307,12 @@ class ContrastiveStrategy(Strategy):
             pick = (torch.rand(na, generator=gen) * counts).long()  # (Na,) one positive each
             other_rows = table[torch.arange(na), pick]  # (Na,)
             perm = torch.randperm(na, generator=gen)
+            # one copy per epoch: a step indexes device tensors (a copy from pageable host
+            # memory would make the host wait for the device's queued work every step)
+            perm_d, other_d = perm.to(self.device), other_rows[perm].to(self.device)
             plans.append(
                 [
-                    (perm[s : s + bs], other_rows[perm[s : s + bs]])
+                    (perm_d[s : s + bs], other_d[s : s + bs])
                     for s in range(0, na, bs)
                     if min(bs, na - s) >= 2
                 ]
@@ -324,20 +331,23 @@ class ContrastiveStrategy(Strategy):
         for k, a_rows, o_rows in batch:
             name, p = sets[k]
             loss_fn: nn.Module = self.losses[p.name]
-            za = self.model.project(p.anchor, p.anchor_features[a_rows.to(self.device)])  # (B, D)
+            a_rows, o_rows = a_rows.to(self.device), o_rows.to(self.device)
+            za = self.model.project(p.anchor, p.anchor_features[a_rows])  # (B, D)
             if self.cfg.optim.all_positives:
-                table = self._tables[name][0]
+                table, full = self._device_tables[name]
                 rows = table[a_rows]  # (B, G), -1 padded
-                valid = rows >= 0
-                owner = torch.arange(a_rows.numel())[:, None].expand_as(rows)[valid]  # (M,)
-                zo = self.model.project(p.other, p.other_features[rows[valid].to(self.device)])
+                owner = torch.arange(a_rows.numel(), device=self.device)[:, None].expand_as(rows)
+                if full:  # every anchor has G others (Flickr8k: 5 captions): no mask to read
+                    rows, owner = rows.reshape(-1), owner.reshape(-1)  # (M,)
+                else:
+                    valid = rows >= 0
+                    rows, owner = rows[valid], owner[valid]  # (M,)
+                zo = self.model.project(p.other, p.other_features[rows])
                 scale = loss_fn.logit_scale
                 assert isinstance(scale, Tensor)
-                value = multi_positive_clip_loss(
-                    za, zo, owner.to(self.device), scale.clamp(max=MAX_LOGIT_SCALE)
-                )
+                value = multi_positive_clip_loss(za, zo, owner, scale.clamp(max=MAX_LOGIT_SCALE))
             else:
-                zo = self.model.project(p.other, p.other_features[o_rows.to(self.device)])
+                zo = self.model.project(p.other, p.other_features[o_rows])
                 value = loss_fn(za, zo)
             total = value if total is None else total + value
             count += int(a_rows.numel())

@@ -175,14 +175,19 @@ class MultimodalModel(nn.Module):
         if not self.modality_dropout:
             return batch
         b, m = batch.batch_size, len(self.names)
-        pres = torch.stack([batch[n].present.cpu() for n in self.names], dim=1)  # (B, M)
-        p = torch.tensor([self.modality_dropout.get(n, 0.0) for n in self.names])  # (M,)
-        u = torch.rand((b, m), generator=self.generator)
+        pres = torch.stack([batch[n].present for n in self.names], dim=1)  # (B, M)
+        dev = pres.device
+
+        def to_dev(x: Tensor) -> Tensor:  # drawn on the CPU generator; never waits on a GPU
+            return x.to(dev, non_blocking=True)
+
+        p = to_dev(torch.tensor([self.modality_dropout.get(n, 0.0) for n in self.names]))
+        u = to_dev(torch.rand((b, m), generator=self.generator))  # (B, M)
         keep = pres & (u >= p)  # (B, M)
         lost_all = pres.any(dim=1) & ~keep.any(dim=1)  # (B,)
-        score = torch.rand((b, m), generator=self.generator).masked_fill(~pres, -1.0)
+        score = to_dev(torch.rand((b, m), generator=self.generator)).masked_fill(~pres, -1.0)
         rescue = torch.zeros_like(keep)
-        rescue[torch.arange(b), score.argmax(dim=1)] = True  # a random present modality
+        rescue[torch.arange(b, device=dev), score.argmax(dim=1)] = True  # a random present one
         keep |= rescue & lost_all[:, None]
         mods = dict(batch.modalities)
         for i, name in enumerate(self.names):

@@ -22,11 +22,16 @@ class EpochSampler(Sampler[int]):
     """A permutation of ``range(n)`` seeded by ``seed + epoch``, starting at position ``start``.
 
     Skipping the first ``start`` indices lets a run resumed in the middle of an epoch see
-    exactly the batches the interrupted run had not seen yet.
+    exactly the batches the interrupted run had not seen yet.  :meth:`set_epoch` moves it
+    to another epoch, so one data loader (and its worker processes) serves every epoch.
     """
 
     def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate ``epoch``'s permutation from position ``start`` from now on."""
+        self.epoch, self.start = epoch, start
 
     def __iter__(self) -> Iterator[int]:
         gen = torch.Generator().manual_seed(self.seed + self.epoch)

@@ -53,6 +53,7 @@ from polymodal.checkpoint_files import restoring
 from polymodal.device import autocast, check_precision, resolve_device
 from polymodal.metrics import HIGHER_IS_BETTER
 from polymodal.training.config import RESUME_FREE_KEYS, RunConfig
+from polymodal.training.params import module_generators, param_groups
 from polymodal.training.resume import RESUME_ADVICE, check_resumable_state, restore_trainer_state
 from polymodal.training.rundir import (
     LOG_CSV,
@@ -64,6 +65,7 @@ from polymodal.training.rundir import (
 from polymodal.training.schedule import WarmupCosine, warmup_steps_for
 from polymodal.training.seed import rng_state, seed_everything
 from polymodal.training.selection import improves
+from polymodal.training.steps import LossSum
 
 logger = logging.getLogger("polymodal.training")
 
@@ -152,35 +154,8 @@ class Strategy(ABC):
         """Extra facts for :attr:`TrainResult.info` (feature seconds, temperatures)."""
         return {}
 
-
-def module_generators(model: nn.Module) -> dict[str, torch.Generator]:
-    """Every :class:`torch.Generator` held as an attribute by ``model`` or its submodules
-    (e.g. a model's modality-dropout generator), keyed ``"<module path>:<attribute>"``.
-
-    Their states are not in ``state_dict``; checkpoints save them so that resuming draws
-    the same numbers.
-    """
-    out: dict[str, torch.Generator] = {}
-    for path, module in model.named_modules():
-        for attr, value in vars(module).items():
-            if isinstance(value, torch.Generator):
-                out[f"{path}:{attr}"] = value
-    return out
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on matrices/kernels (dim >= 2), none on biases, norms and
-    scalars (nanoGPT's rule: the 0-D and 1-D parameters)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what training held (data loader worker processes); called after fit."""
 
 
 @dataclass
@@ -257,7 +232,8 @@ class Callback:
     """Hooks into :class:`Trainer`; override the ones you need (all do nothing here)."""
 
     def on_step_end(self, trainer: Trainer, state: LoopState, loss: float) -> None:
-        """After each optimisation step."""
+        """After each optimisation step, with its loss (reading it makes the host wait
+        for the device; the loop calls only callbacks that override this method)."""
 
     def on_epoch_end(self, trainer: Trainer, state: LoopState, row: dict[str, Any]) -> None:
         """After an epoch's validation, with its history row."""
@@ -407,6 +383,7 @@ class Trainer:
                 self.strategy.cfg = self.strategy.cfg.replace(output_dir=str(self.run_dir))
             return self._fit(resume)
         finally:
+            self.strategy.close()
             lock.release()
 
     def _fit(self, resume: bool) -> TrainResult:
@@ -453,15 +430,12 @@ class Trainer:
             dynamic_ncols=True,
         )
         params = [p for g in self._optimizer.param_groups for p in g["params"]]
+        losses = LossSum(self.device, state.global_step)
+        step_hooks = [c for c in self.callbacks if type(c).on_step_end is not Callback.on_step_end]
         out_of_steps = False
         for batch in bar:
             with autocast(self.device, cfg.precision):
                 loss, count = strategy.loss(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"The training loss is {loss.item()} at step {state.global_step + 1}. "
-                    f"Lower optim.lr (now {opt.lr}) or set optim.grad_clip."
-                )
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             strategy.before_step()
@@ -471,11 +445,11 @@ class Trainer:
             self._scheduler_obj.step()
             state.global_step += 1
             state.step_in_epoch += 1
-            state.loss_sum += float(loss.detach()) * count
-            state.loss_count += count
-            for cb in self.callbacks:
+            losses.add(loss, count)
+            for cb in step_hooks:  # a float of the step's loss waits for the device
                 cb.on_step_end(self, state, float(loss.detach()))
             if state.global_step % cfg.log_every == 0:
+                losses.flush(state, opt.lr)
                 shown = {"loss": f"{state.loss_sum / max(1, state.loss_count):.4f}"}
                 if state.best is not None:
                     shown[f"best_val_{cfg.monitor}"] = f"{state.best:.4f}"
@@ -483,10 +457,12 @@ class Trainer:
             out_of_steps = state.global_step >= total
             every = cfg.checkpoint_every_steps
             if every is not None and state.global_step % every == 0 and not out_of_steps:
+                losses.flush(state, opt.lr)
                 state.seconds = seconds_before + time.perf_counter() - started
                 self._save("last", state, {}, full=True)
             if out_of_steps:
                 break
+        losses.flush(state, opt.lr)  # the epoch's seconds include the GPU's queued work
         bar.close()
         return out_of_steps
 

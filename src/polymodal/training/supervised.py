@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.sample import Batch
@@ -87,6 +88,8 @@ class SupervisedStrategy(Strategy):
         self._trainable = (
             model if extra is None else nn.ModuleDict({"model": model, "balance": extra})
         )
+        self._sampler: EpochSampler | None = None
+        self._loader: DataLoader[Batch] | None = None
 
     def setup(self, device: torch.device) -> None:
         super().setup(device)
@@ -112,16 +115,25 @@ class SupervisedStrategy(Strategy):
         assert train is not None
         if self.balancer is not None:
             self.balancer.epoch = epoch
-        sampler = EpochSampler(len(train), self.cfg.seed, epoch, start * bs)
-        loader = data_loader(
-            train,
-            bs,
-            sampler,
-            self.cfg.data.num_workers,
-            seed=self.cfg.seed + epoch,
-            pin_memory=self.device.type == "cuda",
-        )
-        return iter(loader)
+        if self._loader is None:
+            # one loader for the whole run: its worker processes (data.num_workers) start
+            # once, not every epoch; the sampler moves from epoch to epoch
+            self._sampler = EpochSampler(len(train), self.cfg.seed, epoch, start * bs)
+            self._loader = data_loader(
+                train,
+                bs,
+                self._sampler,
+                self.cfg.data.num_workers,
+                seed=self.cfg.seed,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=True,
+            )
+        assert self._sampler is not None
+        self._sampler.set_epoch(epoch, start * bs)
+        return iter(self._loader)
+
+    def close(self) -> None:
+        self._loader = self._sampler = None  # its worker processes exit
 
     def loss(self, batch: Batch) -> tuple[Tensor, int]:
         if batch.target is None:
