@@ -25,6 +25,7 @@ COMMANDS = [
     ["datasets", "list"],
     ["datasets", "info"],
     ["datasets", "check"],
+    ["datasets", "download"],
     ["list"],
     ["train"],
     ["evaluate"],
