@@ -25,6 +25,7 @@ COMMANDS = [
     ["datasets", "list"],
     ["datasets", "info"],
     ["datasets", "check"],
+    ["datasets", "download"],
     ["list"],
     ["train"],
     ["evaluate"],
@@ -80,19 +81,65 @@ def test_argument_errors_and_list_import_no_torch() -> None:
         ["explain", "run", "--target", "nope"],
         ["list", "encoders"],
         ["list", "fusions"],
+        ["list", "encoders", "mlp"],
         ["list", "tasks"],
     ]
     result = _run_fresh(calls)
-    assert result["codes"] == [2, 2, 2, 2, 2, 0, 0, 0]
+    assert result["codes"] == [2, 2, 2, 2, 2, 0, 0, 0, 0]
     assert result["heavy"] == []
     out = result["out"]
     assert isinstance(out, list)
     assert out[-1] == "\n".join(format_rows(CATALOGUE["tasks"])) + "\n"
     assert [line.split()[0] for line in out[-1].splitlines()] == [
+        "name",
         "context",
         "contrastive",
         "supervised",
     ]
+    assert "    dim:           int = 128" in out[-2]
+
+
+def test_list_shows_each_components_input_and_parameters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["list", "encoders"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "input", "description"]
+    mlp = next(i for i, line in enumerate(lines) if line.startswith("mlp "))
+    assert lines[mlp].split()[:2] == ["mlp", "tabular,features"]
+    column = lines[0].index("description")
+    params = lines[mlp + 1]
+    assert params[:column].strip() == "" and params.lstrip().startswith("dim=128  hidden_dim=null")
+    assert all(len(line) <= 100 for line in lines if not line[:column].strip())
+    assert main(["list", "fusions", "late"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("late (fusion; input: decision)\n")
+    assert "parameters (model.fusion.params; name: type = default):" in out
+    assert "    combine:    str = mean" in out and "in_dims" not in out  # polymodal's to give
+    assert main(["list", "encoders", "mpl"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown encoder 'mpl'. Valid encoders: audio_cnn," in err and "'mlp'?" in err
+
+
+def test_builder_params_read_the_signature() -> None:
+    from polymodal.cli.list_cmd import builder_params, yaml_value
+
+    def build(
+        spec: object,
+        dim: int = 8,
+        sizes: tuple[int, ...] = (1, 2),
+        *,
+        name: str = "x",
+        norm: bool | None = None,
+    ) -> None: ...
+
+    assert builder_params(build) == (
+        ("dim", "int", "8"),
+        ("sizes", "tuple[int, ...]", "[1, 2]"),
+        ("name", "str", "x"),
+        ("norm", "bool | None", "null"),
+    )
+    assert [yaml_value(v) for v in (True, 0.5, "", {"a": [1]})] == ["true", "0.5", "''", "{a: [1]}"]
 
 
 def test_the_console_entry_point_answers_help_without_torch() -> None:

@@ -240,7 +240,9 @@ def test_state_dict_round_trip(name: str, kind: ModalityKind) -> None:
 
 def test_every_encoder_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "encoders"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["name", "input", "description"]
+    lines = [line for line in rows if not line.startswith(" ")]  # the rest: parameters
     assert [line.split()[0] for line in lines] == ENCODER_NAMES
     for line, name in zip(lines, ENCODER_NAMES, strict=True):
         assert ENCODERS.get(name).description in line

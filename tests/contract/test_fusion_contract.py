@@ -252,7 +252,9 @@ def test_output_independent_of_dict_order(
 
 def test_every_fusion_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "fusions"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["name", "input", "description"]
+    lines = [line for line in rows if not line.startswith(" ")]  # the rest: parameters
     names = registry_for("fusions").names()  # decision-level fusions included
     assert [line.split()[0] for line in lines] == names
     for line, name in zip(lines, names, strict=True):
@@ -263,5 +265,5 @@ def test_every_fusion_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -
 
 def test_every_training_task_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "tasks"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
     assert names == ["context", "contrastive", "supervised"]

@@ -631,3 +631,15 @@ def test_check_progress_bar_and_log_lines(
     assert check_manifest(path, progress=None) == []  # stderr is no terminal under pytest
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["m.csv: checked 4 of 10 rows (40%)", "m.csv: checked 8 of 10 rows (80%)"]
+
+
+def test_task_states_the_label_columns_task(tmp_path: Path) -> None:
+    from polymodal.data.manifest import ManifestDataset
+
+    path = tmp_path / "m.csv"
+    path.write_text("id,x,label\n" + "".join(f"r{i},{i / 3:.2f},{i % 3}\n" for i in range(9)))
+    assert ManifestDataset(path).schema.target.task == "classification"
+    reg = ManifestDataset(path, task="regression")
+    assert reg.schema.target.task == "regression" and reg.targets()[:3] == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="Unknown task 'ranking'"):
+        ManifestDataset(path, task="ranking")

@@ -7,7 +7,11 @@
   ``runs/<name>-2`` (``-3``, ...) and ``runs/<name>.latest`` names the newest;
   ``--overwrite`` replaces the run instead, ``--resume`` continues it.  A
   ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
-  ``polymodal embed``.
+  ``polymodal embed``.  ``--time-limit 10m`` (``optim.time_limit``) stops at the first
+  step after that long and finishes as usual.
+* ``train DATA.csv --label COL [--group COL] [--task regression]``: a default model for a
+  manifest's columns (:func:`polymodal.training.auto.manifest_config`), saved as
+  ``runs/<name>.yaml``; ``--task`` overrides the task inferred from the label column.
 * ``evaluate CHECKPOINT_DIR [--split test] [--drop MODALITY ...] [--probe]``: rebuild the
   model from the config saved with the checkpoint, load its weights and print the metrics of
   one split; ``--drop`` evaluates with those modalities absent from every example;
@@ -92,6 +96,22 @@ def add_parser(subparsers: Any) -> None:
         help="with DATA.csv/.jsonl: the column whose values never straddle train and "
         "validation (speaker, subject; default: the manifest's group column, else each row)",
     )
+    p.add_argument(
+        "--task",
+        default=None,
+        choices=TASKS,
+        help="with DATA.csv/.jsonl: what to learn from the label column, instead of the task "
+        "inferred from its values (e.g. regression for a numeric column of few integers)",
+    )
+    p.add_argument(
+        "--time-limit",
+        default=None,
+        type=duration,
+        metavar="DURATION",
+        help="stop training at the first step after this long (90s, 10m, 1.5h or seconds), "
+        "then finish as usual: best checkpoint, test metrics, results.json (sets "
+        "optim.time_limit; --resume with a larger one continues)",
+    )
     p.set_defaults(func=cmd_train)
 
     e = subparsers.add_parser(
@@ -158,6 +178,25 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's batch size")
 
 
+#: What ``--task`` can make of a manifest's label column.
+TASKS = ("classification", "regression", "multilabel")
+_DURATION = re.compile(r"(\d+\.?\d*|\.\d+)([smh]?)")
+
+
+def duration(text: str) -> float:
+    """Seconds in ``--time-limit`` ``text``: ``90s``, ``10m``, ``1.5h`` or plain seconds."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    seconds = 0.0
+    if match is not None:
+        seconds = float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive duration such as 90s, 10m, 1.5h or plain seconds (600); got "
+            f"{text!r}. Pass e.g. --time-limit 10m."
+        )
+    return seconds
+
+
 def format_table(columns: Mapping[str, Mapping[str, float] | None]) -> str:
     """A metric-per-row table with one column per entry of ``columns`` (``None``: skipped)."""
     cols = {k: v for k, v in columns.items() if v is not None}
@@ -182,7 +221,7 @@ def _manifest_run_config(args: argparse.Namespace) -> Any:
     from polymodal.training.auto import manifest_config
     from polymodal.training.config import TrainConfig
 
-    cfg = manifest_config(args.config, args.label or "label", args.group)
+    cfg = manifest_config(args.config, args.label or "label", args.group, task=args.task)
     cfg = TrainConfig.from_dict(apply_overrides(cfg.to_dict(), args.overrides))
     saved = Path(cfg.run_dir).with_suffix(".yaml")
     saved.parent.mkdir(parents=True, exist_ok=True)
@@ -207,10 +246,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if Path(args.config).suffix.lower() in (".csv", ".tsv", ".jsonl"):
         cfg = _manifest_run_config(args)
     else:
-        if args.label is not None or args.group is not None:
+        if args.label is not None or args.group is not None or args.task is not None:
             raise CLIError(
-                "--label and --group choose the columns of a manifest given as DATA.csv; in a "
-                "config, set data.options.label_column / data.options.group_column instead."
+                "--label, --group and --task describe a manifest given as DATA.csv; in a "
+                "config, set data.options.label_column / data.options.group_column / "
+                "data.options.task instead."
             )
         cfg = load_config(args.config, args.overrides)
     if args.device is not None:
@@ -220,6 +260,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         resolve_device(args.device, "--device")  # an unusable device fails before any work
         cfg = replace(cfg, device=args.device)
+    if args.time_limit is not None:
+        cfg = cfg.replace(**{"optim.time_limit": args.time_limit})
     setup_logging()
     try:
         result = train(cfg, resume=args.resume, overwrite=args.overwrite)

@@ -28,7 +28,8 @@ A new training mode is a config class (a :class:`RunConfig` with its own ``task`
 :func:`~polymodal.training.tasks.register_task`; the loop gives it checkpoints, exact
 resume, early stopping, logs and devices for free.
 
-``train(load_config("configs/mosi.yaml", ["optim.lr=3e-4"]))`` runs a whole experiment.
+``train(load_config("configs/mosi_transcript_audio.yaml", ["optim.lr=3e-4"]))`` runs a whole
+experiment.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ it and saves it as YAML, to be edited and re-run like any config.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def manifest_config(
     group: str | None = None,
     name: str | None = None,
     epochs: int = 20,
+    task: str | None = None,
 ) -> TrainConfig:
     """A supervised run config for ``manifest`` with default encoders and early fusion.
 
@@ -50,9 +52,13 @@ def manifest_config(
         name: the run's name (default: the manifest's stem; the run folder is
             ``runs/<name>``).
         epochs: at most this many epochs (early stopping after 5 without improvement).
+        task: ``"classification"``, ``"regression"`` or ``"multilabel"``: what to learn
+            from the label column, instead of the task inferred from its values (a numeric
+            column of few whole numbers is inferred as classes); the monitor follows it.
 
     Raises:
-        ValueError: no such label or group column, or a manifest ``train`` would refuse.
+        ValueError: no such label or group column, a task the label column cannot have, or
+            a manifest ``train`` would refuse.
     """
     from polymodal.data.manifest import ManifestDataset, read_manifest
 
@@ -70,6 +76,9 @@ def manifest_config(
         options["label_column"] = label
     if group is not None:
         options["group_column"] = group
+    if task is not None:
+        _check_task(path, table.values(label), label, task)
+        options["task"] = task
     dataset = ManifestDataset(path, split=None, **options)
     task = dataset.schema.target.task
     if task not in MONITORS:
@@ -105,6 +114,34 @@ def manifest_config(
             "patience": 5,
         }
     )
+
+
+def _check_task(path: Path, values: list[Any], label: str, task: str) -> None:
+    """Refuse ``task`` when label column ``label`` cannot have it (regression on words)."""
+    if task not in MONITORS:
+        raise ValueError(
+            f"--task must be one of {', '.join(MONITORS)}; got {task!r}."
+            f"{did_you_mean(task, list(MONITORS))}"
+        )
+    if task != "regression":
+        return
+    words = sorted({str(v) for v in values if not _is_number(v)})
+    if words:
+        shown = ", ".join(repr(w) for w in words[:6]) + (", ..." if len(words) > 6 else "")
+        raise ValueError(
+            f"--task regression needs numbers in label column {label!r} of {str(path)!r}, but "
+            f"it has {len(words)} value(s) that are not: {shown}. Use --task classification "
+            "(or leave --task out to infer it), or name a numeric column with --label."
+        )
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = ["DEFAULT_ENCODERS", "MONITORS", "manifest_config"]

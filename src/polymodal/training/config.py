@@ -113,6 +113,10 @@ class OptimConfig(Config):
         warmup_steps: warmup steps, instead of ``warmup_ratio`` (``None``: use the ratio).
         min_lr_ratio: the cosine ends at ``min_lr_ratio * lr``.
         grad_clip: clip the global gradient norm to this (``None``: no clipping).
+        time_limit: stop at the first step after this many seconds of training (summed over
+            resumptions; ``None``: no limit); the run then finishes as any other: best
+            checkpoint, test metrics, ``results.json`` (see
+            :mod:`polymodal.training.timelimit`).
     """
 
     lr: float = param(1e-3, gt=0)
@@ -124,6 +128,7 @@ class OptimConfig(Config):
     warmup_steps: int | None = param(None, ge=0)
     min_lr_ratio: float = param(0.0, ge=0, le=1)
     grad_clip: float | None = param(1.0, gt=0)
+    time_limit: float | None = param(None, gt=0)
 
 
 #: The modality-imbalance methods of :class:`BalanceConfig` (``none`` changes nothing).
@@ -195,10 +200,38 @@ class SupervisedOptim(OptimConfig):
     balance: BalanceConfig = field(default_factory=BalanceConfig)
 
 
-#: Config keys that may change between a run and its resumption without changing the result.
+#: Config keys (dotted inside a section) that may change between a run and its resumption
+#: without changing the result; ``optim.time_limit`` so that a stopped run can be given more.
 RESUME_FREE_KEYS = frozenset(
-    {"progress", "log_every", "checkpoint_every_steps", "device", "output_dir", "feature_cache"}
+    {
+        "progress",
+        "log_every",
+        "checkpoint_every_steps",
+        "device",
+        "output_dir",
+        "feature_cache",
+        "optim.time_limit",
+    }
 )
+
+
+def resume_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The top-level keys in which two run configs (as dicts) differ, ignoring
+    :data:`RESUME_FREE_KEYS`: a run resumes only when this is empty."""
+
+    def kept(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            key = prefix + k
+            if key in RESUME_FREE_KEYS:
+                continue
+            if isinstance(v, dict) and any(f.startswith(key + ".") for f in RESUME_FREE_KEYS):
+                v = kept(v, key + ".")
+            out[k] = v
+        return out
+
+    a, b = kept(saved), kept(now)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,4 +388,5 @@ __all__ = [
     "SupervisedOptim",
     "TrainConfig",
     "load_config",
+    "resume_differences",
 ]

@@ -52,7 +52,7 @@ from polymodal.checkpoint import (
 from polymodal.checkpoint_files import restoring
 from polymodal.device import autocast, check_precision, resolve_device
 from polymodal.metrics import HIGHER_IS_BETTER
-from polymodal.training.config import RESUME_FREE_KEYS, RunConfig
+from polymodal.training.config import RunConfig, resume_differences
 from polymodal.training.params import module_generators, param_groups
 from polymodal.training.resume import RESUME_ADVICE, check_resumable_state, restore_trainer_state
 from polymodal.training.rundir import (
@@ -66,6 +66,7 @@ from polymodal.training.schedule import WarmupCosine, warmup_steps_for
 from polymodal.training.seed import rng_state, seed_everything
 from polymodal.training.selection import improves
 from polymodal.training.steps import LossSum
+from polymodal.training.timelimit import TimeLimit
 
 logger = logging.getLogger("polymodal.training")
 
@@ -175,6 +176,7 @@ class LoopState:
         loss_sum, loss_count: the current epoch's summed training loss and examples.
         seconds: wall time spent training, summed over resumptions.
         finished: no more epochs to run.
+        time_limited: ``optim.time_limit`` ended the run (a resumption with more time goes on).
         monitor: the validation metric that selects the best epoch.
     """
 
@@ -190,6 +192,7 @@ class LoopState:
     loss_count: int = 0
     seconds: float = 0.0
     finished: bool = False
+    time_limited: bool = False
     monitor: str = ""
 
     @classmethod
@@ -289,12 +292,7 @@ class Trainer:
     def _check_resumable(self, saved_yaml: str, file: Path) -> None:
         with restoring(file, "the run's config", RESUME_ADVICE):
             saved = type(self.cfg).from_yaml(saved_yaml).to_dict()
-        now = self.cfg.to_dict()
-        diff = sorted(
-            k
-            for k in set(saved) | set(now)
-            if k not in RESUME_FREE_KEYS and saved.get(k) != now.get(k)
-        )
+        diff = resume_differences(saved, self.cfg.to_dict())
         if diff:
             raise ValueError(
                 f"Cannot resume {self.run_dir}: the config differs from the interrupted run's in "
@@ -406,10 +404,13 @@ class Trainer:
 
         started = time.perf_counter()
         seconds_before = state.seconds
+        self._limit = TimeLimit(getattr(opt, "time_limit", None), state, strategy.steps_per_epoch())
         while not state.finished:
             epoch_start = time.perf_counter()
             out_of_steps = self._train_epoch(state, total, started, seconds_before)
-            self._end_epoch(state, out_of_steps, time.perf_counter() - epoch_start)
+            if self._limit.validate(state):
+                self._end_epoch(state, out_of_steps, time.perf_counter() - epoch_start)
+            self._limit.stop(state)
             state.seconds = seconds_before + time.perf_counter() - started
             write_logs(self.run_dir, state.history)
             self._save("last", state, {}, full=True)
@@ -460,7 +461,7 @@ class Trainer:
                 losses.flush(state, opt.lr)
                 state.seconds = seconds_before + time.perf_counter() - started
                 self._save("last", state, {}, full=True)
-            if out_of_steps:
+            if out_of_steps or self._limit.reached(state):
                 break
         losses.flush(state, opt.lr)  # the epoch's seconds include the GPU's queued work
         bar.close()

@@ -42,6 +42,9 @@ class ManifestDataset(MultimodalDataset):
             ``"separate"`` (one (1,) modality per numeric column); inference only.
         labels: ``False`` leaves the label column unread (targets ``None``), as
             ``polymodal predict`` does: a label the model never saw is not an error there.
+        task: ``"classification"``, ``"regression"`` or ``"multilabel"``: the task of the
+            label column, instead of the one inferred from its values (``None``: inferred,
+            or the schema's); in a run config ``data.options.task``.
 
     Every cell that needs no file is checked when the data set is built, with the checks
     of :func:`check_manifest` (labels, numbers, text, inline features, required cells,
@@ -63,6 +66,7 @@ class ManifestDataset(MultimodalDataset):
         group_column: str = "group",
         tabular: str = "group",
         labels: bool = True,
+        task: str | None = None,
     ) -> None:
         table = read_manifest(path)
         if table.problems:
@@ -80,6 +84,7 @@ class ManifestDataset(MultimodalDataset):
             group_column=group_column,
             tabular=tabular,
             read_labels=labels,
+            task=task,
         )
         described = (str(table.path), tuple(describe_plan(plan)))
         if described not in _DESCRIBED:

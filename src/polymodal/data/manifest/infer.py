@@ -245,6 +245,26 @@ def _map_columns(
     return kept, columns
 
 
+#: The tasks a label column can be given (``task=``, ``--task``).
+LABEL_TASKS = ("classification", "regression", "multilabel")
+
+
+def _stated_task(
+    target: TargetSpec | dict[str, Any] | None, task: str
+) -> TargetSpec | dict[str, Any]:
+    """``target`` with its task stated as ``task`` (``task=``, ``--task``)."""
+    if task not in LABEL_TASKS:
+        raise unknown_name_error("task", task, list(LABEL_TASKS))
+    if isinstance(target, TargetSpec):
+        if target.task != task:
+            raise ManifestError(
+                f"task={task!r} (--task) contradicts the schema's target task {target.task!r}; "
+                "leave out one of them."
+            )
+        return target
+    return {**(target or {}), "task": task}
+
+
 def _plan(
     table: ManifestTable,
     schema: Schema | SchemaFile | PathLike | None,
@@ -256,12 +276,14 @@ def _plan(
     tabular: str,
     problems: list[Problem] | None = None,
     read_labels: bool = True,
+    task: str | None = None,
 ) -> _Plan:
     """Resolve ``table`` against ``schema`` (``None``: infer everything).
 
     With ``problems``, what is wrong is appended there and planning goes on as far as it
     can (``check_manifest``); without, the first problem raises ``ManifestError``.
     ``read_labels=False`` leaves the label column unread (predict), though still reserved.
+    ``task`` states the task of the label column, over the inferred one and a schema file's.
     """
     if tabular not in TABULAR_MODES:
         raise unknown_name_error("tabular mode", tabular, list(TABULAR_MODES))
@@ -288,6 +310,8 @@ def _plan(
         infer = not schema.modalities
         if schema.target is not None and schema.target.get("name"):
             label_column = str(schema.target["name"])
+    if task is not None:
+        target = _stated_task(target, task)
     label: str | None = label_column if label_column in table.columns else None
     named_label = (
         isinstance(schema, SchemaFile) and schema.target is not None and schema.target.get("name")
