@@ -164,3 +164,5 @@ def test_default_root_follows_the_cache_dir(
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_root() == tmp_path / "polymodal" / "features"
+    monkeypatch.setenv("POLYMODAL_FEATURE_CACHE", str(tmp_path / "big_disk"))
+    assert default_root() == tmp_path / "big_disk"  # one variable moves both feature caches

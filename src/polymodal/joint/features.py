@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from polymodal.checkpoint import weights_checksum
 from polymodal.data.paths import cache_dir
 from polymodal.data.sample import ModalityBatch
+from polymodal.encoders.disk_cache import cache_folder
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,11 @@ class FeatureSet:
 
 
 def default_root() -> Path:
-    """``cache_dir() / "features"``: where cached features live unless told otherwise."""
-    return cache_dir() / "features"
+    """Where cached features live unless told otherwise: the folder
+    ``$POLYMODAL_FEATURE_CACHE`` names, else ``cache_dir() / "features"``; the per-input
+    cache of :mod:`polymodal.encoders.disk_cache` lives there too.  (Its ``off`` value
+    turns off that cache only; these split-level features are always cached.)"""
+    return cache_folder() or cache_dir() / "features"
 
 
 def ids_checksum(ids: Sequence[str]) -> str:
