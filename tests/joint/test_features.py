@@ -166,3 +166,18 @@ def test_default_root_follows_the_cache_dir(
     assert default_root() == tmp_path / "polymodal" / "features"
     monkeypatch.setenv("POLYMODAL_FEATURE_CACHE", str(tmp_path / "big_disk"))
     assert default_root() == tmp_path / "big_disk"  # one variable moves both feature caches
+
+
+def test_computing_features_reports_progress_off_a_terminal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("polymodal.progress.LOG_EVERY", 0.0)  # a line per batch
+    caplog.set_level(logging.INFO, logger="polymodal.progress")
+    ids, enc, fn = [f"e{i}" for i in range(7)], _encoder(), Counting(torch.randn(7, 5))
+    _cached(enc, fn, ids, tmp_path)  # 3 batches of <= 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "polymodal.progress"]
+    assert lines[0].startswith("encoding x of toy train (frozen mlp): 1/3 batches (33%)")
+    assert lines[-1].startswith("encoding x of toy train (frozen mlp): 3/3 batches (100%)")
+    caplog.clear()
+    assert _cached(enc, fn, ids, tmp_path).hit  # a hit: nothing to report
+    assert not [r for r in caplog.records if r.name == "polymodal.progress"]
