@@ -18,9 +18,11 @@ from polymodal.encoders.disk_cache import (
     FeatureCache,
     cache_folder,
     cache_limit_bytes,
+    compute_context,
     content_key,
     open_cache,
 )
+from polymodal.encoders.image import EfficientNetLite0
 from polymodal.encoders.text import _SHARED_CACHES, MiniLM
 
 TEXT = ModalitySpec("text", ModalityKind.TEXT)
@@ -49,6 +51,22 @@ def test_entries_come_back_bit_for_bit_and_damage_is_recomputed(
     assert cache.stats()[0] == 1  # the damaged entry was deleted, b kept
     cache.put({"a": _entry(0)})  # recomputed and stored again
     assert torch.equal(cache.get(["a"])[0][1], _entry(0)[1])  # type: ignore[index]
+
+
+def test_any_dtype_comes_back_exactly_and_autocast_is_part_of_the_key(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, 2**20)
+    half = (torch.randn(2, 3).to(torch.bfloat16), torch.arange(4, dtype=torch.int64))
+    cache.put({"h": half})
+    got = cache.get(["h"])[0]
+    assert got is not None and all(
+        g.dtype == h.dtype and torch.equal(g, h) for g, h in zip(got, half, strict=True)
+    )
+    cpu = torch.device("cpu")
+    plain = compute_context(cpu)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = compute_context(cpu)
+    assert plain == "float32" and mixed == "autocast:torch.bfloat16"
+    assert content_key("id", b"x", plain) != content_key("id", b"x", mixed)
 
 
 def test_an_unreadable_database_is_set_aside_not_fatal(
@@ -184,3 +202,35 @@ def test_a_second_evaluation_runs_no_frozen_encoder(
     second = evaluate(model, ds, batch_size=4)
     assert sum(calls) == 6  # nothing encoded again
     assert first == second
+
+
+def test_efficientnet_reads_its_maps_back_in_eval_mode_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLYMODAL_FEATURE_CACHE", str(tmp_path))
+    enc = build_encoder("efficientnet_lite0", spec=ModalitySpec("img", ModalityKind.IMAGE))
+    assert isinstance(enc, EfficientNetLite0)
+    calls: list[int] = []
+    real = EfficientNetLite0._features
+
+    def counting(self: EfficientNetLite0, x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return real(self, x)
+
+    monkeypatch.setattr(EfficientNetLite0, "_features", counting)
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = enc(ModalityBatch(x, torch.ones(x.shape[0], dtype=torch.bool)))
+        return out.sequence, out.pooled
+
+    enc.eval()
+    first = run(images[:2])
+    again = run(images[:2])
+    assert calls == [2]  # the second pass read both maps from disk
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    mixed = run(images[1:])  # one stored, one new: only the new one is computed
+    assert calls == [2, 1] and torch.equal(mixed[1][0], first[1][1])
+    enc.train()  # training inputs are augmented: never cached
+    run(images[:2])
+    assert calls == [2, 1, 2]

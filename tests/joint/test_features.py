@@ -181,3 +181,17 @@ def test_computing_features_reports_progress_off_a_terminal(
     caplog.clear()
     assert _cached(enc, fn, ids, tmp_path).hit  # a hit: nothing to report
     assert not [r for r in caplog.records if r.name == "polymodal.progress"]
+
+
+def test_split_features_pause_the_per_input_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polymodal.encoders import disk_cache
+
+    monkeypatch.setenv("POLYMODAL_FEATURE_CACHE", str(tmp_path / "per_input"))
+    seen: list[object] = []
+    enc = _encoder()
+    enc.register_forward_hook(lambda *_: seen.append(disk_cache.open_cache()))
+    _cached(enc, Counting(torch.randn(4, 5)), ["a", "b", "c", "d"], tmp_path / "split")
+    assert seen == [None, None]  # the split-level entry holds them; no second copy per input
+    assert disk_cache.open_cache() is not None  # and only while computing it

@@ -1,14 +1,15 @@
 """Frozen-encoder outputs on disk, addressed by content: the level under the in-memory cache.
 
-A frozen encoder (``minilm``) gives the same outputs for the same input every time, so
-``polymodal evaluate`` then ``predict`` on the same texts, or a second training run over
-them, need not run it again.  :class:`FeatureCache` stores each input's outputs under the
+A frozen encoder (``minilm``; ``efficientnet_lite0`` in eval mode) gives the same outputs
+for the same input every time, so ``polymodal evaluate`` then ``predict`` on the same data,
+or a second training run over the same texts, need not run it again.  :class:`FeatureCache` stores each input's outputs under the
 SHA-256 of
 
 * the encoder's identity (:func:`encoder_identity`): its name, a checksum of every byte of
   its weights, the versions of the packages that compute it, and the settings that change
   its outputs (``max_length``, pooling);
-* the input's content (a text's UTF-8 bytes),
+* the compute context (:func:`compute_context`: float32, or autocast and its dtype),
+* the input's content (a text's UTF-8 bytes; an image's decoded pixels and their shape),
 
 so other weights, settings or versions never read an entry that is not theirs, while the
 same text met in another data set, split, order or batch is a hit.
@@ -25,10 +26,10 @@ the clock) are deleted and the file is shrunk.
 Format: one SQLite database (``sqlite3`` is in the standard library), chosen over files of
 arrays because
 
-* entries are many and small (a sentence's (L, 384) float32 token states are 10-100 KB): a
-  file each costs an inode and a rename each, and eviction would list them all; one file
-  per batch ties entries to the batch they were computed in, which another split or order
-  does not share;
+* entries are many and small (a sentence's (L, 384) float32 token states are 10-100 KB,
+  an image's 7x7x1280 map 250 KB): a file each costs an inode and a rename each, and
+  eviction would list them all; one file per batch ties entries to the batch they were
+  computed in, which another split or order does not share;
 * each write is one transaction, so it is atomic: a killed process rolls back and never
   leaves half an entry; several processes read and write at once (WAL journal, busy
   timeout);
@@ -53,7 +54,9 @@ import os
 import sqlite3
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -135,9 +138,11 @@ def package_versions(*packages: str) -> dict[str, str]:
     return {p: _version(p) for p in packages}
 
 
-def content_key(identity: str, content: bytes) -> str:
-    """The key of one input: SHA-256 of the encoder identity and the input's bytes."""
-    return hashlib.sha256(identity.encode() + b"\x00" + content).hexdigest()
+def content_key(identity: str, content: bytes, context: str = "float32") -> str:
+    """The key of one input: SHA-256 of the encoder identity, the compute context
+    (:func:`compute_context`) and the input's bytes."""
+    prefix = f"{identity}\x00{context}\x00".encode()
+    return hashlib.sha256(prefix + content).hexdigest()
 
 
 class _Damaged(Exception):
@@ -145,28 +150,40 @@ class _Damaged(Exception):
 
 
 def _encode_entry(entry: Entry) -> tuple[str, bytes]:
-    arrays = [t.detach().to("cpu").contiguous().numpy() for t in entry]
-    layout = json.dumps([[a.dtype.str, list(a.shape)] for a in arrays])
-    return layout, b"".join(a.tobytes() for a in arrays)
+    """Raw bytes of each tensor (any dtype, bfloat16 included) and a JSON layout."""
+    flat = [t.detach().to("cpu").contiguous().reshape(-1) for t in entry]
+    layout = json.dumps([[str(t.dtype), list(t.shape)] for t in entry])
+    return layout, b"".join(f.view(torch.uint8).numpy().tobytes() for f in flat)
 
 
 def _decode_entry(layout: str, data: bytes, crc: int) -> Entry:
     if zlib.crc32(data) != crc:
         raise _Damaged("its bytes do not match their CRC-32")
+    out, offset = [], 0
     try:
-        specs = json.loads(layout)
-        out, offset = [], 0
-        for dtype, shape in specs:
-            dt = np.dtype(dtype)
-            count = int(np.prod(shape, dtype=np.int64))
-            arr = np.frombuffer(data, dtype=dt, count=count, offset=offset).reshape(shape)
-            out.append(torch.from_numpy(arr.copy()))
-            offset += count * dt.itemsize
-    except (ValueError, TypeError) as exc:
+        for dtype_name, shape in json.loads(layout):
+            dtype = getattr(torch, str(dtype_name).removeprefix("torch."))
+            if not isinstance(dtype, torch.dtype):
+                raise TypeError(f"{dtype_name!r} is not a torch dtype")
+            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if offset + size > len(data):
+                raise ValueError("the bytes end early")
+            raw = bytearray(data[offset : offset + size])
+            out.append(torch.frombuffer(raw, dtype=torch.uint8).view(dtype).reshape(shape))
+            offset += size
+    except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
         raise _Damaged(f"its layout {layout[:80]!r} does not fit its bytes ({exc})") from None
     if offset != len(data):
         raise _Damaged(f"it holds {len(data)} bytes, its layout {offset}")
     return tuple(out)
+
+
+def compute_context(device: torch.device) -> str:
+    """What of the calling context changes outputs: autocast on ``device``'s type and its
+    dtype (a bfloat16 run's outputs are not a float32 run's).  Part of each key."""
+    if torch.is_autocast_enabled(device.type):
+        return f"autocast:{torch.get_autocast_dtype(device.type)}"
+    return "float32"
 
 
 _SCHEMA = (
@@ -396,14 +413,27 @@ class FeatureCache:
 
 _OPEN: dict[tuple[str, int], FeatureCache] = {}
 _OPEN_LOCK = threading.Lock()
+_PAUSED: ContextVar[bool] = ContextVar("polymodal_feature_cache_paused", default=False)
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Within the block, :func:`open_cache` returns ``None`` (in this thread or task): for a
+    caller that caches the same outputs at another level, e.g. a joint run's split-level
+    pooled features, which would otherwise also store every image's full feature map."""
+    token = _PAUSED.set(True)
+    try:
+        yield
+    finally:
+        _PAUSED.reset(token)
 
 
 def open_cache() -> FeatureCache | None:
     """The process's :class:`FeatureCache` for the current environment, or ``None`` when
-    ``$POLYMODAL_FEATURE_CACHE`` turns it off.  Read at each call, so a change of the
-    environment (a test pointing it at a temporary folder) takes effect."""
+    ``$POLYMODAL_FEATURE_CACHE`` turns it off or within :func:`paused`.  The environment is
+    read at each call, so a change (a test pointing it at a temporary folder) takes effect."""
     folder = cache_folder()
-    if folder is None:
+    if folder is None or _PAUSED.get():
         return None
     limit = cache_limit_bytes()
     key = (str(folder.resolve()), limit)
@@ -421,8 +451,10 @@ __all__ = [
     "FeatureCache",
     "cache_folder",
     "cache_limit_bytes",
+    "compute_context",
     "content_key",
     "encoder_identity",
     "open_cache",
     "package_versions",
+    "paused",
 ]

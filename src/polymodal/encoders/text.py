@@ -38,6 +38,7 @@ from polymodal.encoders.base import (
 )
 from polymodal.encoders.disk_cache import (
     FeatureCache,
+    compute_context,
     content_key,
     encoder_identity,
     open_cache,
@@ -385,6 +386,10 @@ class MiniLM(Encoder):
             )
         return self._identity
 
+    def _disk_keys(self, texts: list[str], device: torch.device) -> list[str]:
+        identity, context = self.identity(), compute_context(device)
+        return [content_key(identity, t.encode(), context) for t in texts]
+
     def _from_disk(
         self, texts: list[str], device: torch.device
     ) -> tuple[dict[str, tuple[Tensor, Tensor]], FeatureCache | None]:
@@ -392,8 +397,7 @@ class MiniLM(Encoder):
         store = open_cache() if self.disk_cache else None
         if store is None:
             return {}, None
-        identity = self.identity()
-        keys = [content_key(identity, t.encode()) for t in texts]
+        keys = self._disk_keys(texts, device)
         found: dict[str, tuple[Tensor, Tensor]] = {}
         for text, entry in zip(texts, store.get(keys), strict=True):
             if entry is not None and len(entry) == 2 and entry[1].shape == (self.native_dim,):
@@ -430,8 +434,8 @@ class MiniLM(Encoder):
             }
             fresh.update(computed)
             if store is not None:
-                identity = self.identity()
-                store.put({content_key(identity, t.encode()): e for t, e in computed.items()})
+                keys = self._disk_keys(list(computed), device)
+                store.put(dict(zip(keys, computed.values(), strict=True)))
         entries = []
         for text in texts:
             entry = fresh.get(text)

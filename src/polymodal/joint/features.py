@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from polymodal.checkpoint import weights_checksum
 from polymodal.data.paths import cache_dir
 from polymodal.data.sample import ModalityBatch
-from polymodal.encoders.disk_cache import cache_folder
+from polymodal.encoders.disk_cache import cache_folder, paused
 from polymodal.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
@@ -303,9 +303,10 @@ def cached_features(
     if cached is not None:
         return FeatureSet(cached, ids, key, path, True, time.perf_counter() - start)
     desc = f"encoding {modality} of {dataset} {split} (frozen {encoder_name})"
-    features = embed_pooled(
-        encoder, make_batch, len(ids), batch_size=batch_size, progress=progress, desc=desc
-    )
+    with paused():  # this entry holds the pooled rows; per-input entries would double them
+        features = embed_pooled(
+            encoder, make_batch, len(ids), batch_size=batch_size, progress=progress, desc=desc
+        )
     info = {
         "cache_version": CACHE_VERSION,
         "dataset": dataset,
