@@ -65,3 +65,26 @@ def test_each_stage_announces_itself_before_it_runs(monkeypatch: pytest.MonkeyPa
     assert events[4:6] == ["train", first]  # announced, trained, then its result
     assert events[-3].startswith(f"training {last} ({len(PLAN)}/{len(PLAN)}:")
     assert events[-2:] == ["train", last]
+
+
+def test_encode_transcripts_feeds_every_distinct_transcript_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    import polymodal.encoders
+    from polymodal.apps.demo import encode_transcripts
+
+    seen: list[str] = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, batch: object) -> None:
+            seen.extend(batch.values)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(polymodal.encoders, "build_encoder", lambda *a, **k: Recorder())
+    n = encode_transcripts(batch_size=500)
+    texts = []
+    for split in ("train", "test"):
+        ds = load_dataset("mosi", split=split, modalities=["transcript"])
+        texts += [r.text for r in ds.text_rows("transcript")]
+    assert n == len(seen) == len(set(texts)) and set(seen) == set(texts)
