@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +16,18 @@ _DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # README's relative POLYMODAL_DATA=../shared/data was relative to.
 os.environ["POLYMODAL_DATA"] = str(Path(os.environ.get("POLYMODAL_DATA") or _DEFAULT).resolve())
 torch.set_num_threads(1)
+
+# No test writes to the real user cache (~/.cache/polymodal: processed data sets, the
+# frozen-encoder feature cache, models): the session gets a private one, removed at exit.
+# Other tools' caches that default under XDG_CACHE_HOME keep their real place.
+_REAL_CACHE = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+os.environ.setdefault("HF_HOME", str(Path(_REAL_CACHE) / "huggingface"))
+os.environ.setdefault("TORCH_HOME", str(Path(_REAL_CACHE) / "torch"))
+_SESSION_CACHE = tempfile.mkdtemp(prefix="polymodal-test-cache-")
+atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = _SESSION_CACHE
+for _var in ("POLYMODAL_FEATURE_CACHE", "POLYMODAL_FEATURE_CACHE_MB"):
+    os.environ.pop(_var, None)
 
 
 @pytest.fixture(scope="session")

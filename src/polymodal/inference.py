@@ -139,8 +139,10 @@ def calibrate_groups(
             return 0
         groups = data.groups()
         by_id = dict(zip(ids, groups, strict=True))
+        loader = data_loader(data, batch_size)
+        desc = f"calibrating group statistics on {data.name} ({data.split})"
         pairs: Iterable[tuple[Batch, Sequence[str]]] = (
-            (b, [by_id[i] for i in b.ids]) for b in data_loader(data, batch_size)
+            (b, [by_id[i] for i in b.ids]) for b in progress(loader, desc=desc, unit="batches")
         )
     else:
         pairs = data
@@ -330,7 +332,13 @@ def predict_videos(
         target = None if batch.target is None else batch.target[out.mask]
         return batch.utterances.ids, out.logits[out.mask], target  # (N_b, K): real steps
 
-    pred = _collect(model, dataset.batches(batch_videos), rows)
+    batches = progress(
+        dataset.batches(batch_videos),
+        total=-(-len(dataset) // batch_videos),
+        desc=f"predicting {dataset.name} ({dataset.split})",
+        unit="batches of videos",
+    )
+    pred = _collect(model, batches, rows)
     if pred is None:
         raise ValueError(f"Data set {dataset.name!r} (split {dataset.split!r}) has no videos.")
     return pred

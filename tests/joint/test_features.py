@@ -164,3 +164,34 @@ def test_default_root_follows_the_cache_dir(
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_root() == tmp_path / "polymodal" / "features"
+    monkeypatch.setenv("POLYMODAL_FEATURE_CACHE", str(tmp_path / "big_disk"))
+    assert default_root() == tmp_path / "big_disk"  # one variable moves both feature caches
+
+
+def test_computing_features_reports_progress_off_a_terminal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("polymodal.progress.LOG_EVERY", 0.0)  # a line per batch
+    caplog.set_level(logging.INFO, logger="polymodal.progress")
+    ids, enc, fn = [f"e{i}" for i in range(7)], _encoder(), Counting(torch.randn(7, 5))
+    _cached(enc, fn, ids, tmp_path)  # 3 batches of <= 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "polymodal.progress"]
+    assert lines[0].startswith("encoding x of toy train (frozen mlp): 1/3 batches (33%)")
+    assert lines[-1].startswith("encoding x of toy train (frozen mlp): 3/3 batches (100%)")
+    caplog.clear()
+    assert _cached(enc, fn, ids, tmp_path).hit  # a hit: nothing to report
+    assert not [r for r in caplog.records if r.name == "polymodal.progress"]
+
+
+def test_split_features_pause_the_per_input_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polymodal.encoders import disk_cache
+
+    monkeypatch.setenv("POLYMODAL_FEATURE_CACHE", str(tmp_path / "per_input"))
+    seen: list[object] = []
+    enc = _encoder()
+    enc.register_forward_hook(lambda *_: seen.append(disk_cache.open_cache()))
+    _cached(enc, Counting(torch.randn(4, 5)), ["a", "b", "c", "d"], tmp_path / "split")
+    assert seen == [None, None]  # the split-level entry holds them; no second copy per input
+    assert disk_cache.open_cache() is not None  # and only while computing it

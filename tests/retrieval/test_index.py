@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,26 @@ def test_exact_and_faiss_flat_agree(faiss: Any) -> None:
     a, b = exact.search(queries, 10), flat.search(queries, 10)
     assert a.ids == b.ids
     assert torch.allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_building_a_faiss_index_reports_progress_off_a_terminal(
+    faiss: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("polymodal.progress.LOG_EVERY", 0.0)  # a line per chunk
+    monkeypatch.setattr("polymodal.retrieval.faiss_index.ADD_CHUNK", 40)
+    caplog.set_level(logging.INFO, logger="polymodal")
+    index = FaissIndex(16, "ivf", nlist=4, nprobe=4)
+    index.add(data(100), names(100), modality="image")
+    chunked = index.search(data(5, seed=1), 3)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "training the IVF index: 4 cells on 100 vectors ..."
+    assert lines[1].startswith("trained the IVF index in ")
+    assert lines[2].startswith("building index (faiss ivf, 100 vectors): 1/3 chunks (33%)")
+    assert lines[-1].startswith("building index (faiss ivf, 100 vectors): 3/3 chunks (100%)")
+    monkeypatch.setattr("polymodal.retrieval.faiss_index.ADD_CHUNK", 10_000)
+    whole = FaissIndex(16, "ivf", nlist=4, nprobe=4)
+    whole.add(data(100), names(100), modality="image")
+    assert whole.search(data(5, seed=1), 3).ids == chunked.ids  # chunks change nothing
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print("polymodal demo: CMU-MOSI sentiment, speaker-independent split (1447 train / 752 test)")
-    print("validation = 20% of the training videos; test evaluated once with the best weights\n")
+    print(
+        "validation = 20% of the training videos; test evaluated once with the best weights\n",
+        flush=True,
+    )
     t0 = time.perf_counter()
 
     def progress(row: DemoRun) -> None:
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         device=args.device,
         on_result=progress,
+        announce=lambda line: print(line, flush=True),
     )
     print()
     print(format_table(rows))

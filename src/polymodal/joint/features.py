@@ -45,6 +45,8 @@ from torch import Tensor, nn
 from polymodal.checkpoint import weights_checksum
 from polymodal.data.paths import cache_dir
 from polymodal.data.sample import ModalityBatch
+from polymodal.encoders.disk_cache import cache_folder, paused
+from polymodal.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +82,11 @@ class FeatureSet:
 
 
 def default_root() -> Path:
-    """``cache_dir() / "features"``: where cached features live unless told otherwise."""
-    return cache_dir() / "features"
+    """Where cached features live unless told otherwise: the folder
+    ``$POLYMODAL_FEATURE_CACHE`` names, else ``cache_dir() / "features"``; the per-input
+    cache of :mod:`polymodal.encoders.disk_cache` lives there too.  (Its ``off`` value
+    turns off that cache only; these split-level features are always cached.)"""
+    return cache_folder() or cache_dir() / "features"
 
 
 def ids_checksum(ids: Sequence[str]) -> str:
@@ -202,8 +207,11 @@ def embed_pooled(
     *,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    desc: str = "encoding",
 ) -> Tensor:
     """Run ``encoder`` in eval mode over ``count`` examples and stack the pooled outputs.
+
+    Reports its progress (:func:`polymodal.progress.progress`, described by ``desc``).
 
     Args:
         encoder: an :class:`~polymodal.encoders.base.Encoder` (returns ``.pooled``).
@@ -211,6 +219,7 @@ def embed_pooled(
         count: number of examples N.
         batch_size: examples per forward pass.
         progress: called with (done, count) after each batch.
+        desc: what is done, for the progress bar or log lines.
 
     Shape:
         output: (N, D) float32 on the CPU.
@@ -221,8 +230,9 @@ def embed_pooled(
     encoder.eval()
     device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
     out: list[Tensor] = []
+    starts = range(0, count, batch_size)
     try:
-        for start in range(0, count, batch_size):
+        for start in show_progress(starts, desc=desc, unit="batches"):
             positions = list(range(start, min(count, start + batch_size)))
             pooled = encoder(make_batch(positions).to(device)).pooled  # (b, D)
             out.append(pooled.detach().float().cpu())
@@ -292,7 +302,11 @@ def cached_features(
     cached = _read(path, ids)
     if cached is not None:
         return FeatureSet(cached, ids, key, path, True, time.perf_counter() - start)
-    features = embed_pooled(encoder, make_batch, len(ids), batch_size=batch_size, progress=progress)
+    desc = f"encoding {modality} of {dataset} {split} (frozen {encoder_name})"
+    with paused():  # this entry holds the pooled rows; per-input entries would double them
+        features = embed_pooled(
+            encoder, make_batch, len(ids), batch_size=batch_size, progress=progress, desc=desc
+        )
     info = {
         "cache_version": CACHE_VERSION,
         "dataset": dataset,

@@ -4,7 +4,9 @@ and imported only when such an index is built or loaded.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polymodal.progress import progress, show_library_logs
 from polymodal.retrieval.index import FAISS_FILE, MANIFEST_FILE, Index, _check_int
 
+logger = logging.getLogger(__name__)
+
 FAISS_KINDS = ("flat", "ivf", "hnsw")
+#: Vectors added to the FAISS structure at a time (one progress step; HNSW adds are slow).
+ADD_CHUNK = 16384
 
 
 def _import_faiss() -> Any:
@@ -97,10 +104,18 @@ class FaissIndex(Index):
                     )
                 quantizer = faiss.IndexFlatIP(self.dim)
                 index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, ip)
+                show_library_logs()
+                logger.info(
+                    "training the IVF index: %d cells on %d vectors ...", self.nlist, len(self)
+                )
+                start = time.perf_counter()
                 index.train(vectors)
+                logger.info("trained the IVF index in %.1f s", time.perf_counter() - start)
             self._index = index
-        if self._index.ntotal < len(self):
-            self._index.add(np.ascontiguousarray(vectors[self._index.ntotal :]))
+        starts = range(self._index.ntotal, len(self), ADD_CHUNK)
+        desc = f"building index (faiss {self.faiss_kind}, {len(self):,} vectors)"
+        for start in progress(starts, desc=desc, unit="chunks"):
+            self._index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK]))
         if self.faiss_kind == "ivf":
             self._index.nprobe = self.nprobe
         elif self.faiss_kind == "hnsw":
