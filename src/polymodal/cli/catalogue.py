@@ -88,6 +88,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("dim", "int | None", "null"),
                 ("freeze", "bool", "true"),
                 ("input_normalization", "str", "imagenet"),
+                ("disk_cache", "bool | None", "null"),
             ),
         ),
         (
@@ -127,6 +128,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("cache_size", "int | None", "null"),
                 ("cache_mb", "float", "1024.0"),
                 ("max_length", "int", "256"),
+                ("disk_cache", "bool | None", "null"),
             ),
         ),
         (
