@@ -36,6 +36,8 @@ COMMANDS = [
     ["index", "build"],
     ["search"],
     ["featurize"],
+    ["shards"],
+    ["shards", "write"],
     ["sentiment"],
     ["robustness"],
 ]
