@@ -62,15 +62,18 @@ def epoch_rate(loader: Any) -> tuple[float, float]:
 def measure_processes(
     stream: ShardStream, batch_size: int, workers: int, epoch: int
 ) -> dict[str, float]:
-    """Samples/s of the stream read by ``workers`` parallel readers.
+    """Samples/s of a full epoch of the stream read by ``workers`` parallel readers, after a
+    warm-up epoch that starts them (its seconds are ``startup_s``).
 
-    The hook for "1 vs 2 processes": today the readers are DataLoader workers (a stand-in,
-    labelled so in the records); once training runs one process per rank, measure each
-    rank's ``ShardStream(rank=r, world_size=2)`` here instead.
+    The hook for "1 vs 2 processes": today the readers are persistent DataLoader workers (a
+    stand-in, labelled so in the records); once training runs one process per rank,
+    measure each rank's ``ShardStream(rank=r, world_size=2)`` here instead.
     """
     stream.set_epoch(epoch)
-    rate, seconds = epoch_rate(data_loader(stream, batch_size, num_workers=workers))
-    return {"samples_per_s": rate, "seconds": seconds}
+    loader = stream.loader(batch_size, num_workers=workers, persistent_workers=workers > 0)
+    startup_s = epoch_rate(loader)[1]
+    rate, seconds = epoch_rate(loader)
+    return {"samples_per_s": rate, "startup_s": startup_s, "seconds": seconds}
 
 
 def run_dataset(name: str, args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
@@ -98,7 +101,7 @@ def run_dataset(name: str, args: argparse.Namespace, folder: Path) -> list[dict[
 
     rates: dict[str, list[float]] = {r: [] for r in READERS}
     secs: dict[str, float] = dict.fromkeys(READERS, 0.0)
-    standin: dict[int, list[float]] = {0: [], args.standin_workers: []}
+    standin: dict[int, list[dict[str, float]]] = {0: [], args.standin_workers: []}
     for rep in range(args.repeats):
         for reader, make in loaders(rep).items():
             rate, seconds = epoch_rate(make())
@@ -106,7 +109,7 @@ def run_dataset(name: str, args: argparse.Namespace, folder: Path) -> list[dict[
             secs[reader] += seconds
         if args.standin_workers > 0:
             for w in standin:
-                standin[w].append(measure_processes(stream, bs, w, rep)["samples_per_s"])
+                standin[w].append(measure_processes(stream, bs, w, rep))
 
     common = {"batch_size": bs, "n_examples": n, "torch_threads": args.threads}
     mb = sum(s["bytes"] for s in index["shards"]) / 1e6
@@ -146,7 +149,27 @@ def run_dataset(name: str, args: argparse.Namespace, folder: Path) -> list[dict[
         )
     if args.standin_workers > 0:
         w = args.standin_workers
-        ratios = [b / a for a, b in zip(standin[0], standin[w], strict=True)]
+        for k, runs in standin.items():
+            vals = [r["samples_per_s"] for r in runs]
+            records.append(
+                record(
+                    NAME,
+                    name,
+                    f"shards_stream workers={k} (stand-in)",
+                    "samples_per_s",
+                    statistics.fmean(vals),
+                    std=statistics.stdev(vals) if len(vals) > 1 else None,
+                    n_seeds=len(vals),
+                    seconds=sum(r["seconds"] for r in runs),
+                    workers=k,
+                    startup_s=round(statistics.fmean(r["startup_s"] for r in runs), 3),
+                    **common,
+                )
+            )
+        ratios = [
+            b["samples_per_s"] / a["samples_per_s"]
+            for a, b in zip(standin[0], standin[w], strict=True)
+        ]
         records.append(
             record(
                 NAME,
@@ -202,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         "loader samples/s, pairwise per epoch. `load_s`: building the data set; `write_s`: "
         "writing its shards; `open_s`: opening both shard readers (sha256 checks, tar header "
         "scan). The workers ratio measures DataLoader workers as a stand-in for processes "
-        "until training runs several; its epochs include worker start-up. The machine's {os.cpu_count()} cores are shared "
-        "with other jobs, so absolute numbers are noisy; compare ratios."
+        "until training runs several: persistent workers, timed over a second epoch (the "
+        f"first, `startup_s`, starts them). The machine's {os.cpu_count()} cores are shared with other jobs, so "
+        "absolute numbers are noisy; compare ratios."
     )
     json_path, md_path = write_results(
         NAME,
