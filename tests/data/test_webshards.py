@@ -176,7 +176,7 @@ def test_multilabel_dtypes_odd_ids_and_names_round_trip(tmp_path: Path) -> None:
         assert_same_sample(toy[i], back[i])
     assert torch.equal(
         torch.stack(back.targets()), torch.stack([toy[i].target for i in range(len(toy))])
-    )  # type: ignore[misc]
+    )
 
 
 def test_regression_targets_round_trip(tmp_path: Path) -> None:

@@ -110,7 +110,9 @@ class ShardStream(IterableDataset[Sample]):
         self.paths = check_shards(self.path, self.index, verify)
 
     def set_epoch(self, epoch: int) -> None:
-        """Shuffle the next pass with ``seed + epoch`` (call before each epoch)."""
+        """Shuffle the next pass with ``seed + epoch``: call it before each epoch's
+        ``iter()`` (persistent DataLoader workers keep the copy, and epoch, they started
+        with)."""
         self.epoch = epoch
 
     def collator(self) -> Collator:
