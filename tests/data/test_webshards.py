@@ -339,3 +339,17 @@ def test_training_on_shards_matches_training_on_the_source(tmp_path: Path) -> No
     for split in ("val", "test"):
         assert results[0][split] == results[1][split]  # same batches, same weights
     assert read_index(tmp_path / "sh", "train")["count"] == 18
+
+
+def test_the_cli_writes_every_split_of_a_manifest_and_workers_read_by_index(
+    manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sh"
+    assert main(["shards", "write", str(manifest), "-o", str(out), "--shard-size", "1"]) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == ["test.json", "train.json"]
+    assert read_index(out, "train")["count"] == 3 and read_index(out, "test")["count"] == 1
+    by_index = ShardDataset(out, "train")
+    assert by_index[0].id == "a"  # a file is open now: each worker must open its own
+    source = ManifestDataset(manifest, split="train")
+    for a, b in zip(data_loader(source, 2), data_loader(by_index, 2, num_workers=2), strict=True):
+        assert_same_batch(a, b)
