@@ -62,6 +62,7 @@ METRICS: dict[str, str] = {
     "samples_per_s": "throughput in examples per second",
     "batches_per_s": "throughput in batches per second",
     "ratio": "a dimensionless ratio of two measurements",
+    "shards_vs_loader": "samples/s read from tar shards / samples/s of the source's loader",
     "seconds": "wall-clock time (lower is better)",
     "peak_memory_mb": "peak memory in MiB (lower is better)",
 }

@@ -37,6 +37,8 @@ COMMANDS = [
     ["index", "build"],
     ["search"],
     ["featurize"],
+    ["shards"],
+    ["shards", "write"],
     ["sentiment"],
     ["robustness"],
 ]

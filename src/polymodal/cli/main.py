@@ -27,6 +27,7 @@ VERB_MODULES = (
     "polymodal.cli.index_cmd",
     "polymodal.cli.search",
     "polymodal.cli.featurize",
+    "polymodal.cli.shards_cmd",
     "polymodal.cli.sentiment",
     "polymodal.cli.robustness",
 )

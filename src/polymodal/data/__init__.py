@@ -17,7 +17,9 @@ module              holds
 ``align/``          streams on their own clocks -> one timeline; windows; word intervals
 ``context.py``      the video-level view of per-utterance data sets (context models)
 ``datasets/``       the built-in data sets (``load_dataset``), each with ``modalities=``
-``sources.py``      one argument for "which examples": a manifest path or a data set name
+``webshards/``      a split as WebDataset tar shards of decoded arrays: writing, reading by
+                    index (:class:`ShardDataset`), streaming per rank and worker
+``sources.py``      one argument for "which examples": a manifest, a shard folder or a name
 ``splits.py``       validation carved by group (speaker, subject, video)
 ``paths.py``, ``download.py``  where data lives; fetching it with checksums
 =================== =================================================================

@@ -52,6 +52,9 @@ class DataConfig(Config):
     Args:
         dataset: a built-in data set name (``polymodal datasets list``); or use ``manifest``.
         manifest: path of a user CSV/JSONL manifest (see ``polymodal.data.manifest``).
+        shards: a folder written by ``polymodal shards write`` (see
+            ``polymodal.data.webshards``): each split is read from its ``<split>.json``
+            index, example for example as the source data set gave it.
         schema: path of a schema YAML/JSON for the manifest (``None``: inferred from it).
         root: folder holding the built-in data set (``None``: ``$POLYMODAL_DATA``, cache).
         options: keyword options of the data set's loader (e.g. ``modalities: [text, audio]``).
@@ -67,6 +70,7 @@ class DataConfig(Config):
 
     dataset: str | None = None
     manifest: str | None = None
+    shards: str | None = None
     schema: str | None = None
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -79,11 +83,19 @@ class DataConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (self.dataset is None) == (self.manifest is None):
+        given = [x for x in (self.dataset, self.manifest, self.shards) if x is not None]
+        if len(given) != 1:
             raise ValueError(
-                "data: set exactly one of 'data.dataset' (a built-in data set name) or "
-                f"'data.manifest' (a CSV/JSONL path); got dataset={self.dataset!r}, "
-                f"manifest={self.manifest!r}."
+                "data: set exactly one of 'data.dataset' (a built-in data set name), "
+                "'data.manifest' (a CSV/JSONL path) or 'data.shards' (a folder of "
+                f"`polymodal shards write`); got dataset={self.dataset!r}, "
+                f"manifest={self.manifest!r}, shards={self.shards!r}."
+            )
+        if self.shards is not None and (self.schema is not None or self.options):
+            raise ValueError(
+                "data.schema and data.options apply when a manifest or data set is read; "
+                "shards hold the examples as they were written, with their schema. Remove "
+                "them, or set them when writing the shards."
             )
         if self.train_split is None and self.dataset is not None:
             raise ValueError(

@@ -53,6 +53,16 @@ def split_loader(data: DataConfig) -> Callable[[str | None], MultimodalDataset]:
 
         return load_builtin
 
+    if data.shards is not None:
+        from polymodal.data.webshards import ShardDataset
+
+        folder = data.shards
+
+        def load_shards(split: str | None) -> MultimodalDataset:
+            return ShardDataset(folder, split="all" if split is None else split)
+
+        return load_shards
+
     from polymodal.data.manifest import ManifestDataset
 
     manifest = str(data.manifest)
