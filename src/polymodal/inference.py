@@ -57,25 +57,26 @@ def data_loader(
     seed: int = 0,
     pin_memory: bool = False,
     persistent_workers: bool = False,
+    batch_sampler: Sampler[list[int]] | None = None,
 ) -> DataLoader[Any]:
-    """A :class:`DataLoader` of collated batches in ``sampler``'s order (default: in order).
+    """A :class:`DataLoader` of collated batches in ``sampler``'s order (default: in order),
+    or the batches ``batch_sampler`` yields (then ``batch_size`` and ``sampler`` are unused).
 
     Its generator is explicit: otherwise DataLoader draws its worker base seed from the
     global torch RNG at every iteration, shifting dropout between runs and resumptions.
     ``persistent_workers`` keeps the ``num_workers`` processes between iterations (the
     data sets draw nothing at random while decoding, so their seeds do not matter).
     """
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=dataset.collator(),
-        generator=torch.Generator().manual_seed(seed),
-        pin_memory=pin_memory,
-        persistent_workers=persistent_workers and num_workers > 0,
-    )
+    common: dict[str, Any] = {
+        "num_workers": num_workers,
+        "collate_fn": dataset.collator(),
+        "generator": torch.Generator().manual_seed(seed),
+        "pin_memory": pin_memory,
+        "persistent_workers": persistent_workers and num_workers > 0,
+    }
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, **common)
 
 
 class GroupEncoder(Protocol):

@@ -267,6 +267,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except FloatingPointError as e:
         raise CLIError(str(e)) from e
+    from polymodal.training.distributed import is_main
+
+    if not is_main():  # under torchrun rank 0 alone reports
+        return 0
     extra = ""
     if "feature_seconds" in result.info:
         extra = f" (+{result.info['feature_seconds']:.1f} s features)"

@@ -57,7 +57,8 @@ from polymodal.losses.contrastive import (
     SigLipLoss,
     multi_positive_clip_loss,
 )
-from polymodal.training.config import OptimConfig, RunConfig
+from polymodal.training.config import DistributedConfig, OptimConfig, RunConfig
+from polymodal.training.distributed import DistInfo, barrier, current, shard
 from polymodal.training.loop import CONFIG_FILE, Strategy
 from polymodal.training.tasks import register_task
 
@@ -152,14 +153,32 @@ class JointTrainConfig(RunConfig):
         return str(self.model.anchor) if anchor is None else anchor
 
 
-def build_loss(optim: ContrastiveOptim) -> nn.Module:
-    """The loss module of one pair set, its logit scale at ``log(1 / temperature)``."""
+def build_loss(
+    optim: ContrastiveOptim,
+    distributed: DistributedConfig | None = None,
+    info: DistInfo | None = None,
+) -> nn.Module:
+    """The loss module of one pair set, its logit scale at ``log(1 / temperature)``.
+
+    Under ``torchrun`` (``info`` of several ranks) the loss gathers every rank's embeddings
+    as negatives, with ``distributed.local_loss`` and ``distributed.gather_with_grad``
+    (open_clip's recommended setting by default: both on).
+    """
     init = math.log(1.0 / optim.temperature)
+    info = DistInfo() if info is None else info
     loss: nn.Module
     if optim.loss == "clip":
-        loss = ClipLoss(init_logit_scale=init, learn_logit_scale=optim.learn_temperature)
+        d = DistributedConfig() if distributed is None else distributed
+        loss = ClipLoss(
+            info.rank,
+            info.world_size,
+            gather_with_grad=d.gather_with_grad,
+            local_loss=d.local_loss,
+            init_logit_scale=init,
+            learn_logit_scale=optim.learn_temperature,
+        )
     else:
-        loss = SigLipLoss(init_logit_scale=init)
+        loss = SigLipLoss(info.rank, info.world_size, init_logit_scale=init)
         loss.logit_scale.requires_grad_(optim.learn_temperature)
     return loss
 
@@ -210,7 +229,16 @@ class ContrastiveStrategy(Strategy):
         # modalities (Flickr8k and MNIST captions, both image-text) share it, as ImageBind
         # keeps one temperature per modality pair.
         pairs = sorted({f"{cfg.anchor_of(n)}-{p.other}" for n, p in cfg.pairs.items()})
-        self.losses = nn.ModuleDict({pair: build_loss(cfg.optim) for pair in pairs})
+        self.rank = current()
+        if self.rank.is_distributed and cfg.optim.all_positives:
+            raise ValueError(
+                "optim.all_positives=true runs in a single process only (its multi-positive "
+                "loss does not gather other ranks' rows). Train without torchrun, or with "
+                "optim.all_positives=false."
+            )
+        self.losses = nn.ModuleDict(
+            {pair: build_loss(cfg.optim, cfg.distributed, self.rank) for pair in pairs}
+        )
         self.feature_seconds = 0.0
 
     def _check_data(self) -> None:
@@ -237,6 +265,8 @@ class ContrastiveStrategy(Strategy):
     # ---------------------------------------------------------------- setup
 
     def setup(self, device: torch.device) -> None:
+        if self.data is None and not self.rank.is_main:
+            barrier()  # rank 0 fills the feature cache first; the others then read it
         if self.data is None:
             from polymodal.joint.pairs import pair_features
 
@@ -257,6 +287,8 @@ class ContrastiveStrategy(Strategy):
             logger.info("features ready in %.1fs", self.feature_seconds)
             self.data = data
             self._check_data()
+            if self.rank.is_main:
+                barrier()
         assert self.data is not None
         self.device = device
         self.model.to(device)
@@ -322,7 +354,11 @@ class ContrastiveStrategy(Strategy):
     def batches(self, epoch: int, start: int) -> Iterator[Step]:
         plans = self._plan(epoch)
         for step in range(start, self.steps_per_epoch()):
-            yield [(k, *plan[step % len(plan)]) for k, plan in enumerate(plans)]
+            # under torchrun, this rank's share of every set's global batch
+            yield [
+                (k, shard(a, self.rank), shard(o, self.rank))
+                for k, (a, o) in enumerate(plan[step % len(plan)] for plan in plans)
+            ]
 
     def loss(self, batch: Step) -> tuple[Tensor, int]:
         sets = list(self._train_sets().items())

@@ -18,6 +18,7 @@ file                holds
 ``rundir.py``       run folders: never overwritten (``runs/NAME-2``), the
                     ``runs/NAME.latest`` pointer, the lock of a folder being trained in
 ``data.py``         a run's splits (validation carved by group) and epoch order
+``distributed.py``  ``torchrun``: the process group, DDP, each rank's share of a batch
 ``schedule.py``     the one warmup + cosine schedule
 ``seed.py``         seeding and saving/restoring every random generator
 =================== =================================================================
@@ -34,6 +35,7 @@ experiment.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from polymodal.training.config import (
@@ -73,11 +75,28 @@ def train(
 
     Each epoch is logged (``polymodal`` logger); with no logging configured, on stderr
     (:func:`polymodal.progress.show_library_logs`).
+
+    Under ``torchrun`` (``RANK``, ``WORLD_SIZE``... in the environment) every process calls
+    this: the run trains data-parallel over all of them and only rank 0 logs and writes
+    (:mod:`polymodal.training.distributed`); the process group is started here and shut
+    down on return.
     """
     from polymodal.progress import show_library_logs
+    from polymodal.training import distributed
 
     show_library_logs()
-    return Trainer(cfg, build_strategy(cfg), callbacks).fit(resume=resume, overwrite=overwrite)
+    if not distributed.env_info().is_main:  # one copy of the run's log lines: rank 0's
+        logging.getLogger("polymodal").setLevel(logging.WARNING)
+    distributed.init_distributed(cfg.device)
+    ok = False
+    try:
+        result = Trainer(cfg, build_strategy(cfg), callbacks).fit(
+            resume=resume, overwrite=overwrite
+        )
+        ok = True
+    finally:
+        distributed.shutdown(ok)
+    return result
 
 
 __all__ = [

@@ -64,7 +64,9 @@ class DataConfig(Config):
         val_split: a named validation split (e.g. Flickr8k's ``val``) instead of carving.
         val_fraction: fraction of train's *groups* (speakers, subjects, videos) held out
             for validation when ``val_split`` is ``None``.
-        batch_size: examples per optimisation step (videos per step for ``task: context``).
+        batch_size: examples per optimisation step (videos per step for ``task: context``),
+            over all processes of a ``torchrun`` run: each of N processes takes
+            ``batch_size / N`` of them (the global batch; results match one process).
         num_workers: DataLoader worker processes (0: load in the main process).
     """
 
@@ -212,6 +214,28 @@ class SupervisedOptim(OptimConfig):
     balance: BalanceConfig = field(default_factory=BalanceConfig)
 
 
+@dataclass(frozen=True, kw_only=True)
+class DistributedConfig(Config):
+    """How a run trains over several processes (``torchrun``; :mod:`polymodal.training.distributed`).
+
+    A single-process run reads none of these.
+
+    Args:
+        find_unused: let ``DistributedDataParallel`` find the parameters a step did not
+            use (``find_unused_parameters``): needed when a step can skip an encoder (a
+            modality missing from a whole batch); ``false`` is faster when every trainable
+            parameter gets a gradient at every step.
+        local_loss: ``task: contrastive``: each rank scores only its own rows against every
+            rank's (open_clip's ``--local-loss``; less memory, the same gradient).
+        gather_with_grad: ``task: contrastive``: gradients flow through the embeddings
+            gathered from the other ranks (open_clip's ``--gather-with-grad``).
+    """
+
+    find_unused: bool = True
+    local_loss: bool = True
+    gather_with_grad: bool = True
+
+
 #: Config keys (dotted inside a section) that may change between a run and its resumption
 #: without changing the result; ``optim.time_limit`` so that a stopped run can be given more.
 RESUME_FREE_KEYS = frozenset(
@@ -223,6 +247,8 @@ RESUME_FREE_KEYS = frozenset(
         "output_dir",
         "feature_cache",
         "optim.time_limit",
+        "distributed",
+        "compile",
     }
 )
 
@@ -266,7 +292,10 @@ class RunConfig(Config):
         checkpoint_every_steps: also save ``last/`` every this many steps (``None``: at the
             end of each epoch only).
         log_every: steps between progress-bar updates.
-        progress: show a tqdm progress bar (only on a terminal).
+        progress: show a tqdm progress bar (only on a terminal; rank 0 only under torchrun).
+        compile: ``torch.compile`` the model's forward (``nn.Module.compile``: checkpoints
+            keep their keys); slower to start, faster per step on a GPU.
+        distributed: settings of a run over several processes (:class:`DistributedConfig`).
     """
 
     task: str
@@ -281,6 +310,8 @@ class RunConfig(Config):
     checkpoint_every_steps: int | None = param(None, ge=1)
     log_every: int = param(10, ge=1)
     progress: bool = True
+    compile: bool = False
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -395,6 +426,7 @@ __all__ = [
     "BalanceConfig",
     "ContextTrainConfig",
     "DataConfig",
+    "DistributedConfig",
     "OptimConfig",
     "RunConfig",
     "SupervisedOptim",

@@ -12,7 +12,6 @@ different lengths with a label per utterance:
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -25,7 +24,8 @@ from polymodal.losses.supervised import sequence_loss
 from polymodal.models.build import build_model
 from polymodal.models.context import ContextModel
 from polymodal.training.config import ContextTrainConfig
-from polymodal.training.data import split_loader
+from polymodal.training.data import EpochBatches, split_loader
+from polymodal.training.distributed import current
 from polymodal.training.loop import CONFIG_FILE, Strategy
 from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import register_task
@@ -75,8 +75,11 @@ class ContextStrategy(Strategy):
     def batches(self, epoch: int, start: int) -> Iterator[VideoBatch]:
         train = self.splits["train"]
         assert train is not None
-        order = train.batches(self.cfg.data.batch_size, shuffle=True, seed=self.cfg.seed + epoch)
-        return itertools.islice(order, start, None)
+        # the order of train.batches(shuffle=True, seed=seed + epoch); a rank's share of it
+        order = EpochBatches(
+            len(train), self.cfg.data.batch_size, self.cfg.seed, epoch, start, current()
+        )
+        return (train.batch(rows) for rows in order)
 
     def loss(self, batch: VideoBatch) -> tuple[Tensor, int]:
         if batch.target is None:

@@ -8,6 +8,7 @@ test split is held out, so no group is on both sides.  The test split is loaded 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -16,6 +17,7 @@ from torch.utils.data import Sampler
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.splits import group_split
 from polymodal.training.config import DataConfig
+from polymodal.training.distributed import DistInfo, shard
 
 
 class EpochSampler(Sampler[int]):
@@ -39,6 +41,51 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.n - self.start)
+
+
+class EpochBatches(Sampler[list[int]]):
+    """The batches of one epoch, as lists of example indices: the permutation of
+    :class:`EpochSampler` cut into ``batch_size`` batches, from batch ``start`` on.
+
+    Under ``torchrun`` each rank takes its slice of every batch
+    (:func:`~polymodal.training.distributed.shard`): ``batch_size`` is the global batch,
+    and the ranks' slices of one epoch are disjoint (but for a last batch that does not
+    divide, padded by wrapping).  In one process the batches are exactly those of a
+    ``DataLoader(batch_size=batch_size, sampler=EpochSampler(...))``.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        rank: DistInfo | None = None,
+    ) -> None:
+        self.n, self.batch_size, self.seed, self.epoch, self.start = (
+            n,
+            batch_size,
+            seed,
+            epoch,
+            start,
+        )
+        self.rank = DistInfo() if rank is None else rank
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Yield ``epoch``'s batches from batch ``start`` on from now on (one data loader,
+        with its worker processes, serves every epoch)."""
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        perm = torch.randperm(
+            self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)
+        )
+        for s in range(self.start * self.batch_size, self.n, self.batch_size):
+            yield shard(perm[s : s + self.batch_size], self.rank).tolist()
+
+    def __len__(self) -> int:
+        return max(0, math.ceil(self.n / self.batch_size) - self.start)
 
 
 def split_loader(data: DataConfig) -> Callable[[str | None], MultimodalDataset]:
@@ -107,4 +154,4 @@ def dataset_for_split(data: DataConfig, seed: int, split: str) -> MultimodalData
     return load(split)
 
 
-__all__ = ["EpochSampler", "build_datasets", "dataset_for_split", "split_loader"]
+__all__ = ["EpochBatches", "EpochSampler", "build_datasets", "dataset_for_split", "split_loader"]

@@ -50,8 +50,9 @@ from polymodal.checkpoint import (
     save_checkpoint,
 )
 from polymodal.checkpoint_files import restoring
-from polymodal.device import autocast, check_precision, resolve_device
+from polymodal.device import autocast, check_precision
 from polymodal.metrics import HIGHER_IS_BETTER
+from polymodal.training import distributed as dist
 from polymodal.training.config import RunConfig, resume_differences
 from polymodal.training.params import module_generators, param_groups
 from polymodal.training.resume import RESUME_ADVICE, check_resumable_state, restore_trainer_state
@@ -264,7 +265,8 @@ class Trainer:
         self.cfg = cfg
         self.strategy = strategy
         self.callbacks = list(callbacks)
-        self.device = resolve_device(cfg.device)
+        self.dist = dist.current()  # torchrun: rank 0 alone writes (distributed.py)
+        self.device = dist.rank_device(cfg.device, self.dist)
         check_precision(self.device, cfg.precision)
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / CHECKPOINTS
@@ -312,6 +314,8 @@ class Trainer:
     def _save(self, which: str, state: LoopState, extra: dict[str, Any], full: bool) -> None:
         """Write ``checkpoints/<which>``; ``full`` adds optimiser/schedule/RNG states."""
         strategy = self.strategy
+        if not self.dist.is_main:
+            return
         json_state: dict[str, Any] = {**asdict(state), **extra, **strategy.checkpoint_state()}
         trainer_state: dict[str, Any] = {"strategy": strategy.extra_state()}
         if full:
@@ -351,7 +355,7 @@ class Trainer:
         return state
 
     def _show_progress(self) -> bool:
-        return self.cfg.progress and sys.stderr.isatty()
+        return self.cfg.progress and self.dist.is_main and sys.stderr.isatty()
 
     # ---------------------------------------------------------------- fit
 
@@ -373,7 +377,10 @@ class Trainer:
                 f"Cannot resume (--resume, resume=True): there is no checkpoint in {last}. "
                 "Train without --resume to start, or point output_dir at the interrupted run."
             )
-        self.run_dir, lock = claim_run_dir(self.cfg.run_dir, resume, overwrite)
+        lock = None
+        if self.dist.is_main:
+            self.run_dir, lock = claim_run_dir(self.cfg.run_dir, resume, overwrite)
+        self.run_dir = Path(dist.broadcast(str(self.run_dir)))
         self.ckpt_dir = self.run_dir / CHECKPOINTS
         try:
             if self.run_dir != self.cfg.run_dir:  # config.yaml names the folder it is in
@@ -382,13 +389,16 @@ class Trainer:
             return self._fit(resume)
         finally:
             self.strategy.close()
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     def _fit(self, resume: bool) -> TrainResult:
         cfg, strategy, opt = self.cfg, self.strategy, self.optim
-        remove_stale_temporaries(self.ckpt_dir)
+        if self.dist.is_main:
+            remove_stale_temporaries(self.ckpt_dir)
         seed_everything(cfg.seed)
         strategy.setup(self.device)
+        self._step_loss = dist.DataParallel(strategy, self.dist, cfg)  # (cfg.compile too)
         total = self._total_steps()
         self._optimizer = torch.optim.AdamW(
             param_groups(strategy.trainable(), opt.weight_decay), lr=opt.lr, betas=opt.betas
@@ -397,9 +407,9 @@ class Trainer:
         state = LoopState(monitor=cfg.monitor)
         if resume:
             state = self._resume(state)
-        else:
+        elif self.dist.is_main:
             self._clear_previous_run()
-        for name, text in strategy.files().items():
+        for name, text in strategy.files().items() if self.dist.is_main else ():
             atomic_write_text(self.run_dir / name, text)
 
         started = time.perf_counter()
@@ -412,7 +422,8 @@ class Trainer:
                 self._end_epoch(state, out_of_steps, time.perf_counter() - epoch_start)
             self._limit.stop(state)
             state.seconds = seconds_before + time.perf_counter() - started
-            write_logs(self.run_dir, state.history)
+            if self.dist.is_main:
+                write_logs(self.run_dir, state.history)
             self._save("last", state, {}, full=True)
         return self._finish(state)
 
@@ -436,9 +447,9 @@ class Trainer:
         out_of_steps = False
         for batch in bar:
             with autocast(self.device, cfg.precision):
-                loss, count = strategy.loss(batch)
+                step = self._step_loss(batch)  # several ranks: DDP, weighted by share
             self._optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            step.loss.backward()  # type: ignore[no-untyped-call]
             strategy.before_step()
             if opt.grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, opt.grad_clip)
@@ -446,9 +457,9 @@ class Trainer:
             self._scheduler_obj.step()
             state.global_step += 1
             state.step_in_epoch += 1
-            losses.add(loss, count)
+            losses.add(step.raw, step.count)
             for cb in step_hooks:  # a float of the step's loss waits for the device
-                cb.on_step_end(self, state, float(loss.detach()))
+                cb.on_step_end(self, state, float(step.raw.detach()))
             if state.global_step % cfg.log_every == 0:
                 losses.flush(state, opt.lr)
                 shown = {"loss": f"{state.loss_sum / max(1, state.loss_count):.4f}"}
@@ -471,7 +482,7 @@ class Trainer:
         """Validate, log the epoch, keep the best weights, decide whether to stop."""
         cfg, strategy = self.cfg, self.strategy
         epoch = state.epoch + 1
-        val = strategy.evaluate("val")
+        val = dist.on_main(lambda: strategy.evaluate("val"))  # sent to every rank
         extra = strategy.end_epoch(epoch)
         if val is not None and cfg.monitor not in val:
             raise ValueError(
@@ -497,7 +508,7 @@ class Trainer:
             self._save("best", state, {"val": val}, full=False)
         else:
             state.bad_epochs += 1
-        logger.info(
+        (logger.info if self.dist.is_main else logger.debug)(
             "epoch %d/%d  train_loss %.4f%s",
             epoch,
             self.optim.epochs,
@@ -520,18 +531,9 @@ class Trainer:
             state.finished = True
 
     def _finish(self, state: LoopState) -> TrainResult:
-        """Load the best weights, evaluate the test split once, write ``results.json``."""
-        if not checkpoint_exists(self.ckpt_dir / "best"):
-            raise FloatingPointError(
-                f"No epoch had a finite val_{self.cfg.monitor} (all NaN), so there is no best "
-                f"checkpoint in {self.ckpt_dir}. Check the validation set and the monitor."
-            )
-        best = load_checkpoint(self.ckpt_dir / "best")
-        self.strategy.load_weights(best.weights, str(best.path / WEIGHTS))
-        self.strategy.load_extra_state(best.trainer_state.get("strategy", {}))
-        val = best.state.get("val")
-        best_val = None if val is None else {k: float(v) for k, v in val.items()}
-        test = self.strategy.evaluate("test")
+        """Load the best weights, evaluate the test split once, write ``results.json``
+        (rank 0; the other ranks receive its metrics)."""
+        best_val, test = dist.on_main(self._test)
         result = TrainResult(
             best_val=best_val,
             test=test,
@@ -552,10 +554,24 @@ class Trainer:
             "test": test,
             **result.info,
         }
-        atomic_write_text(
-            self.run_dir / RESULTS_FILE, json.dumps(summary, indent=1, default=float) + "\n"
-        )
+        if self.dist.is_main:
+            text = json.dumps(summary, indent=1, default=float) + "\n"
+            atomic_write_text(self.run_dir / RESULTS_FILE, text)
         return result
+
+    def _test(self) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+        """``(validation metrics of checkpoints/best, test metrics with its weights)``."""
+        if not checkpoint_exists(self.ckpt_dir / "best"):
+            raise FloatingPointError(
+                f"No epoch had a finite val_{self.cfg.monitor} (all NaN), so there is no best "
+                f"checkpoint in {self.ckpt_dir}. Check the validation set and the monitor."
+            )
+        best = load_checkpoint(self.ckpt_dir / "best")
+        self.strategy.load_weights(best.weights, str(best.path / WEIGHTS))
+        self.strategy.load_extra_state(best.trainer_state.get("strategy", {}))
+        val = best.state.get("val")
+        best_val = None if val is None else {k: float(v) for k, v in val.items()}
+        return best_val, self.strategy.evaluate("test")
 
 
 __all__ = [

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from polymodal.training.distributed import reduce_loss_sum
+
 
 class LossSum:
     """``sum(loss * count)`` and ``sum(count)`` since the last :meth:`flush`.
@@ -44,9 +46,9 @@ class LossSum:
         Raises:
             FloatingPointError: a step's loss was NaN or infinite.
         """
-        if self.count == 0:
+        value, count = reduce_loss_sum(self.total, self.count)  # over torchrun's ranks
+        if count == 0:
             return
-        value = float(self.total)
         if not math.isfinite(value):
             where = (
                 f"step {self.steps}"
@@ -58,7 +60,7 @@ class LossSum:
                 "optim.grad_clip."
             )
         state.loss_sum += value
-        state.loss_count += self.count
+        state.loss_count += count
         self.total.zero_()
         self.count = 0
         self.first = self.steps + 1

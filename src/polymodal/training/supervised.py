@@ -2,7 +2,7 @@
 multilabel), one example per row.
 
 :class:`SupervisedStrategy` is the loop's strategy for it: batches from a seeded
-:class:`~polymodal.training.data.EpochSampler`, the task's loss
+:class:`~polymodal.training.data.EpochBatches`, the task's loss
 (:func:`~polymodal.losses.task_loss`) plus, with ``optim.aux_loss_weight``, a loss on each
 modality's own predictions (decision-level fusions), and :func:`~polymodal.inference.evaluate`
 on the validation and test splits.  ``optim.balance`` plugs a modality-imbalance method
@@ -31,7 +31,8 @@ from polymodal.metrics import task_metrics
 from polymodal.models.build import build_model
 from polymodal.training.balance import build_balancer
 from polymodal.training.config import TrainConfig
-from polymodal.training.data import EpochSampler, build_datasets
+from polymodal.training.data import EpochBatches, build_datasets
+from polymodal.training.distributed import current
 from polymodal.training.loop import CONFIG_FILE, Strategy, module_generators
 from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import register_task
@@ -83,12 +84,18 @@ class SupervisedStrategy(Strategy):
         self.balancer = build_balancer(
             optim.balance, model, self.task, optim.regression_loss, cfg.seed
         )
+        if self.balancer is not None and current().is_distributed:
+            raise ValueError(
+                f"optim.balance={optim.balance.method} runs in a single process only: its "
+                "gradient changes would differ between torchrun's ranks. Train without "
+                "torchrun, or with optim.balance=none."
+            )
         extra = None if self.balancer is None else self.balancer.module()
         # The optimiser trains the balancer's own heads too; checkpoints keep them apart.
         self._trainable = (
             model if extra is None else nn.ModuleDict({"model": model, "balance": extra})
         )
-        self._sampler: EpochSampler | None = None
+        self._sampler: EpochBatches | None = None
         self._loader: DataLoader[Batch] | None = None
 
     def setup(self, device: torch.device) -> None:
@@ -117,19 +124,20 @@ class SupervisedStrategy(Strategy):
             self.balancer.epoch = epoch
         if self._loader is None:
             # one loader for the whole run: its worker processes (data.num_workers) start
-            # once, not every epoch; the sampler moves from epoch to epoch
-            self._sampler = EpochSampler(len(train), self.cfg.seed, epoch, start * bs)
+            # once, not every epoch; the batch sampler moves from epoch to epoch (under
+            # torchrun it yields this rank's share of each global batch)
+            self._sampler = EpochBatches(len(train), bs, self.cfg.seed, epoch, start, current())
             self._loader = data_loader(
                 train,
                 bs,
-                self._sampler,
-                self.cfg.data.num_workers,
+                num_workers=self.cfg.data.num_workers,
                 seed=self.cfg.seed,
                 pin_memory=self.device.type == "cuda",
                 persistent_workers=True,
+                batch_sampler=self._sampler,
             )
         assert self._sampler is not None
-        self._sampler.set_epoch(epoch, start * bs)
+        self._sampler.set_epoch(epoch, start)
         return iter(self._loader)
 
     def close(self) -> None:

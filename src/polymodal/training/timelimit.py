@@ -21,6 +21,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from polymodal.training.distributed import all_reduce_sum
+
 if TYPE_CHECKING:
     from polymodal.training.loop import LoopState
 
@@ -54,7 +56,9 @@ class TimeLimit:
         if self.seconds is None:
             return False
         elapsed = self.before + clock() - self.started
-        if elapsed < self.seconds:
+        # under torchrun every rank stops at the same step: when any rank's clock says so
+        (ranks_done,) = all_reduce_sum([float(elapsed >= self.seconds)])
+        if ranks_done == 0:
             return False
         if not self.hit:
             logger.info(
