@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -72,6 +73,55 @@ def test_shard_pads_by_wrapping() -> None:
     assert shard(rows, DistInfo(0, 1)) is rows
     assert [shard(rows, DistInfo(r, 2)).tolist() for r in range(2)] == [[7, 8], [9, 7]]
     assert [shard(rows[:1], DistInfo(r, 2)).tolist() for r in range(2)] == [[7], [7]]
+
+
+def _rank_batches(strategy: Any, epoch: int) -> list[list[str]]:
+    return [list(b.ids) for b in strategy.batches(epoch, 1)]
+
+
+def test_supervised_strategy_gives_each_rank_its_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The strategy reads its rank when it makes its loader: rank r's batches are slice r
+    of the one-process batches (96 examples, batch 16: 6 steps of 8 per rank)."""
+    import polymodal.training.supervised as supervised
+    from tests.training.test_loop import TinyModel, _cfg, _data
+
+    cfg = _cfg(tmp_path, batch_size=16)
+
+    def batches(info: DistInfo) -> list[list[str]]:
+        monkeypatch.setattr(supervised, "current", lambda: info)
+        strategy = supervised.SupervisedStrategy(cfg, TinyModel(), *_data())
+        return _rank_batches(strategy, epoch=2)
+
+    one, r0, r1 = batches(DistInfo()), batches(DistInfo(0, 2)), batches(DistInfo(1, 2))
+    assert len(one) == len(r0) == len(r1) == 5  # from step 1 of 6
+    for full, a, b in zip(one, r0, r1, strict=True):
+        assert (len(a), len(b)) == (8, 8) and a + b == full
+
+
+def test_contrastive_strategy_gives_each_rank_its_share(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import polymodal.joint.train as joint
+    from polymodal.joint.model import JointConfig, JointEmbeddingModel
+    from tests.joint.test_train import _captioned, _mod, _run_config
+
+    config = JointConfig((_mod("image", 6), _mod("text", 5)), dim=8)
+    cfg = _run_config(config, tmp_path / "run", batch_size=6)
+
+    def steps(info: DistInfo) -> list[tuple[list[int], list[int]]]:
+        monkeypatch.setattr(joint, "current", lambda: info)
+        strategy = joint.ContrastiveStrategy(
+            cfg, JointEmbeddingModel(config), train={"image-text": _captioned(12, 1, seed=0)}
+        )
+        strategy.setup(torch.device("cpu"))
+        return [(a.tolist(), o.tolist()) for ((_, a, o),) in strategy.batches(1, 0)]
+
+    one, r0, r1 = steps(DistInfo()), steps(DistInfo(0, 2)), steps(DistInfo(1, 2))
+    assert len(one) == len(r0) == len(r1) == 2
+    for (a, o), (a0, o0), (a1, o1) in zip(one, r0, r1, strict=True):
+        assert (a0 + a1, o0 + o1) == (a, o) and len(a0) == len(a1) == 3
 
 
 def test_rank_device() -> None:
