@@ -245,25 +245,11 @@ def test_two_machines_match_one(runs: dict[str, Path]) -> None:
     """Two torchrun launches of one process each, meeting at a c10d rendezvous."""
     port, out = _free_port(), runs["tmp"] / "nodes"
     program = ["-m", "polymodal", "train", str(runs["config"]), f"output_dir={out}"]
+    nodes = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_id", "hd"]
+    endpoint = ["--rdzv_endpoint", f"127.0.0.1:{port}"]
     procs = [
         subprocess.Popen(
-            _torchrun(
-                [
-                    "--nnodes",
-                    "2",
-                    "--nproc_per_node",
-                    "1",
-                    "--node_rank",
-                    str(node),
-                    "--rdzv_backend",
-                    "c10d",
-                    "--rdzv_endpoint",
-                    f"127.0.0.1:{port}",
-                    "--rdzv_id",
-                    "hd",
-                ],
-                program,
-            ),
+            _torchrun([*nodes, *endpoint, "--node_rank", str(node)], program),
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -271,7 +257,13 @@ def test_two_machines_match_one(runs: dict[str, Path]) -> None:
         )
         for node in (0, 1)
     ]
-    logs = [p.communicate(timeout=300)[0] for p in procs]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:  # a launch that lost its partner would wait at the rendezvous
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)
     _assert_same_run(runs["one"], out)
 
