@@ -55,6 +55,9 @@ TIMEOUT = datetime.timedelta(minutes=30)
 
 T = TypeVar("T")
 
+_OWNED: list[bool] = []  # [True] while init_distributed's process group is up
+_HOST_GROUP: list[Any] = []  # the gloo group of host values under NCCL
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -163,6 +166,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     torch.distributed.init_process_group(backend, timeout=TIMEOUT)
+    _OWNED.append(True)
+    _host_group()  # every rank makes it here, at the same call
     info = current()
     logger.info(
         "rank %d of %d (local rank %d) on %s, backend %s",
@@ -176,21 +181,21 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 
 def shutdown(ok: bool = True) -> None:
-    """End the process group, if any: a barrier first (``ok``) so no rank tears it down
-    while another still talks to it; after an error, without waiting for the others."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    """End the process group :func:`init_distributed` started (one started elsewhere is
+    left up): a barrier first (``ok``) so no rank tears it down while another still talks
+    to it; after an error, without waiting for the others."""
+    if _OWNED and torch.distributed.is_initialized():
         if ok:
             torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+    _OWNED.clear()
+    _HOST_GROUP.clear()
 
 
 def barrier() -> None:
     """Wait for every rank (nothing in a single process)."""
     if current().is_distributed:
         torch.distributed.barrier()
-
-
-_HOST_GROUP: list[Any] = []  # the gloo group of host values, made on first use
 
 
 def _host_group() -> Any:
