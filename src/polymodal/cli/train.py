@@ -8,7 +8,9 @@
   ``--overwrite`` replaces the run instead, ``--resume`` continues it.  A
   ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
   ``polymodal embed``.  ``--time-limit 10m`` (``optim.time_limit``) stops at the first
-  step after that long and finishes as usual.
+  step after that long and finishes as usual.  ``torchrun --nproc_per_node N -m polymodal
+  train CONFIG`` trains one run data-parallel over N processes
+  (:mod:`polymodal.training.distributed`).
 * ``train DATA.csv --label COL [--group COL] [--task regression]``: a default model for a
   manifest's columns (:func:`polymodal.training.auto.manifest_config`), saved as
   ``runs/<name>.yaml``; ``--task`` overrides the task inferred from the label column.

@@ -70,7 +70,8 @@ class ContrastiveOptim(OptimConfig):
     """:class:`~polymodal.training.config.OptimConfig` plus the contrastive loss's settings.
 
     Args:
-        batch_size: pairs per step and pair set.
+        batch_size: pairs per step and pair set, over all processes of a ``torchrun`` run
+            (each of N takes ``batch_size / N``).
         loss: ``"clip"`` (symmetric InfoNCE) or ``"siglip"``.
         temperature: initial temperature (CLIP: the logit scale starts at ``1 / t``).
         learn_temperature: train the temperature with the projections.

@@ -26,7 +26,14 @@ What the loop (:class:`~polymodal.training.loop.Trainer`) does with several rank
   one), logs, shows progress and writes metrics, checkpoints and ``results.json``.
   Checkpoints hold the unwrapped module's weights, so ``evaluate`` and ``predict`` take
   them as they are; ``--resume`` loads ``checkpoints/last`` on every rank (several
-  machines need the run folder on a shared file system for that).
+  machines need the run folder on a shared file system for that).  The random states a
+  checkpoint keeps are rank 0's, restored on every rank, and the data order depends only
+  on seed and epoch: a resumed run ends bit for bit where an uninterrupted one does when
+  the ranks draw alike (same seed, same-shaped shares; in ``task: context`` with dropout,
+  videos of other lengths make rank 1 draw differently: it resumes validly, not bitwise).
+* **callbacks**: every rank calls ``on_step_end`` (with its own share's loss) and
+  ``on_epoch_end``; ``on_checkpoint`` only rank 0, the one that writes.
+* **not here**: ``optim.balance`` and ``optim.all_positives`` (one process only); FSDP.
 """
 
 from __future__ import annotations
