@@ -8,9 +8,7 @@
   ``--overwrite`` replaces the run instead, ``--resume`` continues it.  A
   ``task: contrastive`` run (``configs/flickr8k.yaml``) writes a checkpoint for
   ``polymodal embed``.  ``--time-limit 10m`` (``optim.time_limit``) stops at the first
-  step after that long and finishes as usual.  ``torchrun --nproc_per_node N -m polymodal
-  train CONFIG`` trains one run data-parallel over N processes
-  (:mod:`polymodal.training.distributed`).
+  step after that long and finishes as usual.
 * ``train DATA.csv --label COL [--group COL] [--task regression]``: a default model for a
   manifest's columns (:func:`polymodal.training.auto.manifest_config`), saved as
   ``runs/<name>.yaml``; ``--task`` overrides the task inferred from the label column.
@@ -239,6 +237,7 @@ def _manifest_run_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from polymodal.checkpoint import LATEST_SUFFIX
     from polymodal.training import load_config, train
+    from polymodal.training.distributed import is_main
 
     if args.config is None:
         raise CLIError(
@@ -269,13 +268,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except FloatingPointError as e:
         raise CLIError(str(e)) from e
-    from polymodal.training.distributed import is_main
-
     if not is_main():  # under torchrun rank 0 alone reports
         return 0
-    extra = ""
-    if "feature_seconds" in result.info:
-        extra = f" (+{result.info['feature_seconds']:.1f} s features)"
+    info = result.info
+    extra = f" (+{info['feature_seconds']:.1f} s features)" if "feature_seconds" in info else ""
     if result.run_dir != cfg.run_dir:
         print(
             f"{cfg.run_dir} holds another run (kept); this run is in {result.run_dir} "
