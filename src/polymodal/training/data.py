@@ -63,13 +63,8 @@ class EpochBatches(Sampler[list[int]]):
         start: int = 0,
         rank: DistInfo | None = None,
     ) -> None:
-        self.n, self.batch_size, self.seed, self.epoch, self.start = (
-            n,
-            batch_size,
-            seed,
-            epoch,
-            start,
-        )
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.start = epoch, start
         self.rank = DistInfo() if rank is None else rank
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
