@@ -213,6 +213,23 @@ def _full_batch() -> tuple[Tensor, Tensor]:
     return pair(N, D, seed=123)
 
 
+G = 3  # positives per anchor in the multi-positive loss
+MULTI = {
+    "multi_grad": {"gather_with_grad": True, "local_loss": False},
+    "multi_grad_local": {"gather_with_grad": True, "local_loss": True},
+}
+
+
+def _multi_batch() -> tuple[Tensor, Tensor, Tensor]:
+    """N anchors and G rows of each, grouped by anchor (rank k holds a contiguous share)."""
+    g = torch.Generator().manual_seed(7)
+    return (
+        torch.randn(N, D, generator=g),
+        torch.randn(N * G, D, generator=g),
+        (torch.arange(N).repeat_interleave(G)),
+    )
+
+
 def _make_loss(name: str, rank: int, world_size: int) -> torch.nn.Module:
     if name == "siglip":
         return SigLipLoss(rank, world_size, init_logit_scale=1.5, init_logit_bias=-2.0)
@@ -244,6 +261,16 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 "b": b.grad,
                 "params": {k: p.grad for k, p in loss_fn.named_parameters()},
             }
+        a_full, b_full, owner_full = _multi_batch()
+        for name, opts in MULTI.items():
+            per = N // WORLD
+            a = a_full[rows].clone().requires_grad_(True)
+            b = b_full[rank * per * G : (rank + 1) * per * G].clone().requires_grad_(True)
+            owner = owner_full[rank * per * G : (rank + 1) * per * G] - rank * per
+            ctx = DistributedContext(rank, WORLD)
+            loss = multi_positive_clip_loss(a, b, owner, 1.5, ctx=ctx, **opts)
+            loss.backward()
+            results[name] = {"loss": loss.detach(), "a": a.grad, "b": b.grad}
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
         # both ranks done with every collective before either tears gloo down (a rank that
         # destroys the group while the other still talks to it can abort with SIGABRT)
@@ -298,3 +325,26 @@ def test_two_processes_match_one_process(name: str, two_process_results: list[di
         assert param.grad is not None
         mean_grad = sum(r["params"][key] for r in per_rank) / WORLD
         torch.testing.assert_close(mean_grad, param.grad, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(MULTI))
+def test_two_processes_match_one_process_with_several_positives(
+    name: str, two_process_results: list[dict]
+) -> None:
+    a, b, owner = _multi_batch()
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    full = multi_positive_clip_loss(a, b, owner, 1.5)
+    full.backward()
+    assert a.grad is not None and b.grad is not None
+    per_rank = [res[name] for res in two_process_results]
+    mean_loss = sum(r["loss"] for r in per_rank) / WORLD
+    torch.testing.assert_close(mean_loss, full.detach(), atol=1e-6, rtol=0)
+    per = N // WORLD
+    for rank, r in enumerate(per_rank):  # world_size times the full gradient (see above)
+        torch.testing.assert_close(
+            r["a"] / WORLD, a.grad[rank * per : (rank + 1) * per], atol=1e-6, rtol=0
+        )
+        torch.testing.assert_close(
+            r["b"] / WORLD, b.grad[rank * per * G : (rank + 1) * per * G], atol=1e-6, rtol=0
+        )

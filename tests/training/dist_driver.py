@@ -2,7 +2,8 @@
 
 ``python -m torch.distributed.run ... tests/training/dist_driver.py MODE ARGS``:
 
-* ``modes OUT``: a contrastive run on in-memory paired features into ``OUT/joint`` and a
+* ``modes OUT``: a contrastive run on in-memory paired features into ``OUT/joint`` (and
+  with three positives per anchor into ``OUT/joint_multi``) and a
   context run on MOSI's text and audio features into ``OUT/context``, one after the other
   in one process group (one start-up for both).
 * ``hold CONFIG HELD KEY=VALUE...``: ``polymodal train CONFIG`` whose rank 0 holds (sleeps)
@@ -22,9 +23,11 @@ from typing import Any
 import torch
 
 
-def joint_run(out: Path) -> None:
-    """Train 2 epochs of a tiny joint space on 32 synthetic pairs into ``out`` (the same
-    data and model on every rank and in one process)."""
+def joint_run(out: Path, positives: int = 1) -> None:
+    """Train 2 epochs of a tiny joint space on 32 synthetic anchors into ``out`` (the same
+    data and model on every rank and in one process); with ``positives > 1`` each anchor
+    has that many rows of the other modality, all positives of one loss
+    (``optim.all_positives``)."""
     from polymodal.data.modality import ModalitySpec
     from polymodal.joint.model import JointConfig, JointEmbeddingModel, JointModalityConfig
     from polymodal.joint.pairs import PairedFeatures, PairSetConfig
@@ -39,14 +42,19 @@ def joint_run(out: Path) -> None:
     g = torch.Generator().manual_seed(7)
     latent = torch.randn(48, 4, generator=g)
     a = latent @ torch.randn(4, 12, generator=g) + 0.1 * torch.randn(48, 12, generator=g)
-    b = latent @ torch.randn(4, 12, generator=g) + 0.1 * torch.randn(48, 12, generator=g)
-    train = {"image-text": PairedFeatures("image", "text", a[:32], b[:32])}
-    val = {"image-text": PairedFeatures("image", "text", a[32:], b[32:])}
+    rows = 48 * positives  # each anchor's rows are consecutive: anchor i owns i*P ... i*P+P-1
+    owner = torch.arange(rows) // positives
+    b = latent[owner] @ torch.randn(4, 12, generator=g) + 0.1 * torch.randn(rows, 12, generator=g)
+    cut = 32 * positives
+    train = {"image-text": PairedFeatures("image", "text", a[:32], b[:cut], owner[:cut])}
+    val = {"image-text": PairedFeatures("image", "text", a[32:], b[cut:], owner[cut:] - 32)}
     config = JointConfig((mod("image", "linear"), mod("text", "mlp")), dim=8)
     cfg = JointTrainConfig(
         model=config,
         pairs={"image-text": PairSetConfig(dataset="in-memory", other="text")},
-        optim=ContrastiveOptim(lr=1e-2, warmup_steps=2, epochs=2, batch_size=8),
+        optim=ContrastiveOptim(
+            lr=1e-2, warmup_steps=2, epochs=2, batch_size=8, all_positives=positives > 1
+        ),
         patience=None,
         device="cpu",
         progress=False,
@@ -90,6 +98,7 @@ def modes(out: Path) -> None:
     ok = False
     try:
         joint_run(out / "joint")
+        joint_run(out / "joint_multi", positives=3)
         context_run(out / "context")
         ok = True
     finally:

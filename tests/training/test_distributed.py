@@ -313,6 +313,7 @@ def test_contrastive_and_context_two_processes_match_one(tmp_path: Path) -> None
     _run(_torchrun(STANDALONE, [str(DRIVER), "modes", str(tmp_path / "two")]))
     for task, metrics in (
         ("joint", ("val_r1_mean", "val_image2text_r@1")),
+        ("joint_multi", ("val_r1_mean", "val_image2text_r@1")),
         ("context", ("val_accuracy", "val_loss")),
     ):
         one, two = tmp_path / "one" / task, tmp_path / "two" / task

@@ -231,12 +231,6 @@ class ContrastiveStrategy(Strategy):
         # keeps one temperature per modality pair.
         pairs = sorted({f"{cfg.anchor_of(n)}-{p.other}" for n, p in cfg.pairs.items()})
         self.rank = current()
-        if self.rank.is_distributed and cfg.optim.all_positives:
-            raise ValueError(
-                "optim.all_positives=true runs in a single process only (its multi-positive "
-                "loss does not gather other ranks' rows). Train without torchrun, or with "
-                "optim.all_positives=false."
-            )
         self.losses = nn.ModuleDict(
             {pair: build_loss(cfg.optim, cfg.distributed, self.rank) for pair in pairs}
         )
@@ -311,6 +305,14 @@ class ContrastiveStrategy(Strategy):
             n: (table.to(device), bool((table >= 0).all()))
             for n, (table, _) in self._tables.items()
         }
+        uneven = sorted(n for n, (_, full) in self._device_tables.items() if not full)
+        if self.rank.is_distributed and self.cfg.optim.all_positives and uneven:
+            raise ValueError(
+                f"optim.all_positives=true under torchrun needs every anchor of a pair set to "
+                f"have the same number of rows (Flickr8k: 5 captions each); {uneven} "
+                "do not, so the ranks' shares would differ in size. Train in one process, or "
+                "with optim.all_positives=false."
+            )
 
     def trainable(self) -> nn.Module:
         projections: nn.Module = self.model.projections
@@ -381,8 +383,16 @@ class ContrastiveStrategy(Strategy):
                     rows, owner = rows[valid], owner[valid]  # (M,)
                 zo = self.model.project(p.other, p.other_features[rows])
                 scale = loss_fn.logit_scale
-                assert isinstance(scale, Tensor)
-                value = multi_positive_clip_loss(za, zo, owner, scale.clamp(max=MAX_LOGIT_SCALE))
+                assert isinstance(scale, Tensor) and isinstance(loss_fn, ClipLoss)
+                value = multi_positive_clip_loss(
+                    za,
+                    zo,
+                    owner,
+                    scale.clamp(max=MAX_LOGIT_SCALE),
+                    ctx=loss_fn.ctx,
+                    gather_with_grad=loss_fn.gather_with_grad,
+                    local_loss=loss_fn.local_loss,
+                )
             else:
                 zo = self.model.project(p.other, p.other_features[o_rows])
                 value = loss_fn(za, zo)

@@ -193,7 +193,14 @@ def siglip_loss(
 
 
 def multi_positive_clip_loss(
-    a: Tensor, b: Tensor, owner: Tensor, logit_scale: Tensor | float
+    a: Tensor,
+    b: Tensor,
+    owner: Tensor,
+    logit_scale: Tensor | float,
+    *,
+    ctx: DistributedContext | None = None,
+    gather_with_grad: bool = True,
+    local_loss: bool = False,
 ) -> Tensor:
     """CLIP's symmetric InfoNCE when each ``a`` row has several positive ``b`` rows.
 
@@ -203,17 +210,43 @@ def multi_positive_clip_loss(
     The two directions are averaged.  ``a`` and ``b`` are L2-normalised here;
     ``logit_scale`` is the log of the inverse temperature, as in :func:`clip_loss`.
 
+    Distributed (``ctx`` of several ranks): every rank passes its own rows and owners (its
+    ``a`` row indices); all ranks' rows are gathered, as in :func:`clip_loss`, with
+    ``gather_with_grad`` and ``local_loss`` meaning the same.  Every rank must pass the
+    same ``B`` and ``M`` (equal shares of the global batch; the gather needs it).  The
+    mean of the per-rank losses is then the single-process loss of the global batch.
+
     Shape:
         a: (B, D); b: (M, D); owner: (M,) long, the ``a`` row of each ``b`` row, every
         ``a`` row owning at least one; output: () scalar.
     """
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     scale = torch.as_tensor(logit_scale, dtype=a.dtype, device=a.device).exp()
-    logits = scale * a @ b.T  # (B, M)
-    b_to_a = F.cross_entropy(logits.T, owner)
-    positive = owner[None, :] == torch.arange(a.shape[0], device=a.device)[:, None]  # (B, M)
-    pos_lse = logits.masked_fill(~positive, float("-inf")).logsumexp(dim=1)  # (B,)
-    a_to_b = (logits.logsumexp(dim=1) - pos_lse).mean()
+    ctx = ctx if ctx is not None else DistributedContext()
+    n = a.shape[0]
+    mine = torch.arange(n, device=a.device)  # (B,) this rank's a rows, in local numbering
+    if ctx.is_distributed:
+        offset = ctx.rank * n  # rank k's a rows are k*B ... (k+1)*B - 1 once gathered
+        all_a = gather_features(a, ctx, with_grad=gather_with_grad)  # (W*B, D)
+        all_b = gather_features(b, ctx, with_grad=gather_with_grad)  # (W*M, D)
+        all_owner = gather_features(owner + offset, ctx, with_grad=False)  # (W*M,)
+        if local_loss:  # this rank's rows against every rank's columns
+            logits_ab = scale * a @ all_b.T  # (B, W*M)
+            logits_ba = scale * b @ all_a.T  # (M, W*B)
+            col_owner, targets, mine = all_owner, owner + offset, mine + offset
+        else:  # the whole global square on every rank
+            logits_ab = scale * all_a @ all_b.T  # (W*B, W*M)
+            logits_ba = logits_ab.T
+            col_owner, targets = all_owner, all_owner
+            mine = torch.arange(all_a.shape[0], device=a.device)
+    else:
+        logits_ab = scale * a @ b.T  # (B, M)
+        logits_ba = logits_ab.T
+        col_owner, targets = owner, owner
+    b_to_a = F.cross_entropy(logits_ba, targets)
+    positive = col_owner[None, :] == mine[:, None]  # (rows of logits_ab, columns)
+    pos_lse = logits_ab.masked_fill(~positive, float("-inf")).logsumexp(dim=1)
+    a_to_b = (logits_ab.logsumexp(dim=1) - pos_lse).mean()
     return (a_to_b + b_to_a) / 2
 
 

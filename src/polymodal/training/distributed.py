@@ -33,7 +33,8 @@ What the loop (:class:`~polymodal.training.loop.Trainer`) does with several rank
   videos of other lengths make rank 1 draw differently: it resumes validly, not bitwise).
 * **callbacks**: every rank calls ``on_step_end`` (with its own share's loss) and
   ``on_epoch_end``; ``on_checkpoint`` only rank 0, the one that writes.
-* **not here**: ``optim.balance`` and ``optim.all_positives`` (one process only); FSDP.
+* **not here**: ``optim.balance`` (one process only); FSDP.  ``optim.all_positives``
+  needs the same number of rows per anchor (Flickr8k's five captions), so shares are equal.
 """
 
 from __future__ import annotations
