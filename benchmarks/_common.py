@@ -63,6 +63,7 @@ METRICS: dict[str, str] = {
     "batches_per_s": "throughput in batches per second",
     "ratio": "a dimensionless ratio of two measurements",
     "shards_vs_loader": "samples/s read from tar shards / samples/s of the source's loader",
+    "speedup_2_processes": "samples/s of 2 data-parallel processes / samples/s of 1",
     "seconds": "wall-clock time (lower is better)",
     "peak_memory_mb": "peak memory in MiB (lower is better)",
 }
