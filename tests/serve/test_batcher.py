@@ -7,9 +7,7 @@ import threading
 
 import pytest
 
-pytest.importorskip("fastapi")
-
-from polymodal.serve.batcher import Batcher, QueueFull  # noqa: E402
+from polymodal.serve.batcher import Batcher, QueueFull
 
 
 def test_concurrent_submissions_make_one_call_with_every_row() -> None:

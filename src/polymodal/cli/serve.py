@@ -139,8 +139,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     app = build(args)
-    logging.getLogger("polymodal.serve").info(
-        "serving on http://%s:%d/", args.host, args.port
-    )
+    logging.getLogger("polymodal.serve").info("serving on http://%s:%d/", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -201,18 +201,27 @@ def create_app(
     batchers: dict[str, Batcher[Any, Any]] = {}
     for p in predictors:
         batchers[f"predict:{p.name}"] = Batcher(
-            p.run_batch, max_batch=config.max_batch, max_wait_s=wait, max_queue=config.queue,
+            p.run_batch,
+            max_batch=config.max_batch,
+            max_wait_s=wait,
+            max_queue=config.queue,
             name=f"predict:{p.name}",
         )
     for s in searchers:
         batchers[f"search:{s.name}"] = Batcher(
-            s.run_batch, max_batch=config.max_batch, max_wait_s=wait, max_queue=config.queue,
+            s.run_batch,
+            max_batch=config.max_batch,
+            max_wait_s=wait,
+            max_queue=config.queue,
             name=f"search:{s.name}",
         )
     if sentiment is not None:  # one clip at a time: a clip takes seconds
         batchers["sentiment"] = Batcher(
-            lambda paths: [sentiment(p) for p in paths], max_batch=1, max_wait_s=0,
-            max_queue=max(1, min(config.queue, 8)), name="sentiment",
+            lambda paths: [sentiment(p) for p in paths],
+            max_batch=1,
+            max_wait_s=0,
+            max_queue=max(1, min(config.queue, 8)),
+            name="sentiment",
         )
     metrics = Metrics()
 
@@ -231,8 +240,15 @@ def create_app(
     app.state.batchers = batchers
     app.state.metrics = metrics
     install_handlers(app)
-    files = max([1, *(len([m for m in p.schema.modalities if m.kind is not ModalityKind.TEXT])
-                      for p in predictors)])
+    files = max(
+        [
+            1,
+            *(
+                len([m for m in p.schema.modalities if m.kind is not ModalityKind.TEXT])
+                for p in predictors
+            ),
+        ]
+    )
     app.add_middleware(BodyLimit, limit=files * (limit * 4 // 3 + 4096) + 1024 * 1024)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -318,7 +334,8 @@ def create_app(
         kinds = {s.name: s.kind for s in predictor.schema.modalities}
         fields, uploads = await _read_request(request, kinds, limit)
         inputs = fields.get("inputs", {}) if "inputs" in fields else fields
-        if isinstance(inputs, str):  # multipart: inputs may come as one JSON field
+        multipart = request.headers.get("content-type", "").startswith("multipart/")
+        if multipart and isinstance(inputs, str):  # inputs may come as one JSON field
             try:
                 inputs = json.loads(inputs)
             except json.JSONDecodeError:
@@ -382,7 +399,8 @@ def create_app(
                 uploads[kind] = from_json(kind, fields[kind], kinds[kind], limit)
         if len(uploads) != 1:
             raise RequestError(
-                400, "video: upload one clip, a video as 'video' or an audio file as 'audio'.",
+                400,
+                "video: upload one clip, a video as 'video' or an audio file as 'audio'.",
                 "video",
             )
         (upload,) = uploads.values()

@@ -95,9 +95,7 @@ class Batcher(Generic[T, R]):
         try:
             self._queue.put_nowait((item, fut))
         except asyncio.QueueFull:
-            raise QueueFull(
-                f"{self.name}: {self.max_queue} requests are waiting already"
-            ) from None
+            raise QueueFull(f"{self.name}: {self.max_queue} requests are waiting already") from None
         return await fut
 
     async def _take(self) -> list[tuple[T, asyncio.Future[R]]]:

@@ -71,7 +71,5 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        logger.error(
-            "unhandled error on %s %s", request.method, request.url.path, exc_info=exc
-        )
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(error_body(INTERNAL, None), status_code=500)

@@ -113,8 +113,7 @@ class Searcher:
         if kind not in kinds:
             raise RequestError(
                 400,
-                f"{kind}: the index's model cannot embed a {kind} query; it takes "
-                f"{sorted(kinds)}.",
+                f"{kind}: the index's model cannot embed a {kind} query; it takes {sorted(kinds)}.",
                 kind,
             )
         modality = kinds[kind]
@@ -146,7 +145,9 @@ class Searcher:
                 batch = (
                     ModalityBatch([str(v) for v in values], present)
                     if kind is ModalityKind.TEXT
-                    else ModalityBatch(torch.stack([v for v in values if isinstance(v, Tensor)]), present)
+                    else ModalityBatch(
+                        torch.stack([v for v in values if isinstance(v, Tensor)]), present
+                    )
                 ).to(self.device)
                 z[rows] = self.model.encode(modality, batch).float().cpu()
         k = max(q.k for q in queries)
@@ -182,7 +183,10 @@ class Searcher:
         files = set()
         for meta in self.index.metadata:
             path = meta.get("path") if self.index.modality == "image" else meta.get("image_path")
-            if isinstance(path, str) and Path(path).suffix.lower() in EXTENSIONS[ModalityKind.IMAGE]:
+            if (
+                isinstance(path, str)
+                and Path(path).suffix.lower() in EXTENSIONS[ModalityKind.IMAGE]
+            ):
                 files.add(Path(os.path.abspath(path)))
         return files
 

@@ -127,7 +127,7 @@ def from_json(field: str, value: Any, kind: ModalityKind, limit: int) -> Upload:
         raise RequestError(
             400,
             f"{field}: a {kind.value} input is a file: upload it (multipart), or give a "
-            "'data:<type>;base64,...' URL or {\"filename\": ..., \"base64\": ...} in JSON; "
+            '\'data:<type>;base64,...\' URL or {"filename": ..., "base64": ...} in JSON; '
             f"got {type(value).__name__}.",
             field,
         )
