@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -123,6 +123,34 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class Observe:
+    """ASGI middleware: each request's route, status and latency into :class:`Metrics`
+    (plain ASGI: Starlette's ``BaseHTTPMiddleware`` costs a task group per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def tracked(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        finally:
+            path = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(path, status, time.perf_counter() - start)
 
 
 class _TooLarge(Exception):
@@ -250,20 +278,8 @@ def create_app(
         ]
     )
     app.add_middleware(BodyLimit, limit=files * (limit * 4 // 3 + 4096) + 1024 * 1024)
+    app.add_middleware(Observe, metrics=metrics)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        status = 500
-        try:
-            response: Response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            metrics.observe(path, status, time.perf_counter() - start)
 
     async def submit(key: str, item: Any) -> Any:
         try:
@@ -343,7 +359,10 @@ def create_app(
         if not isinstance(inputs, dict):
             raise RequestError(400, "inputs: expected an object of modality -> value.", "inputs")
         inputs = {k: v for k, v in inputs.items() if k != "model"}
-        sample = await asyncio.to_thread(predictor.parse, inputs, uploads)
+        if uploads or any(_holds_file(v) for v in inputs.values()):
+            sample = await asyncio.to_thread(predictor.parse, inputs, uploads)  # decoding
+        else:  # text and numbers: cheap, and a thread hop would cost more than it saves
+            sample = predictor.parse(inputs, uploads)
         result: dict[str, Any] = await submit(f"predict:{predictor.name}", sample)
         return {"model": predictor.name, **result}
 
@@ -378,7 +397,10 @@ def create_app(
         k: Any = fields.get("k", 10)
         if isinstance(k, str) and k.strip().isdigit():
             k = int(k)
-        query = await asyncio.to_thread(searcher.parse, fields.get("text"), uploads, k)
+        if uploads:
+            query = await asyncio.to_thread(searcher.parse, fields.get("text"), uploads, k)
+        else:
+            query = searcher.parse(fields.get("text"), uploads, k)
         result: dict[str, Any] = await submit(f"search:{searcher.name}", query)
         return result
 
@@ -418,6 +440,11 @@ def create_app(
         return FileResponse(file)
 
     return app
+
+
+def _holds_file(value: Any) -> bool:
+    """Whether a JSON input value is a file to decode (a data: URL or {filename, base64})."""
+    return isinstance(value, dict) or (isinstance(value, str) and value.startswith("data:"))
 
 
 @contextlib.contextmanager

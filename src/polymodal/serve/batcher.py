@@ -3,7 +3,8 @@
 Each request :meth:`Batcher.submit`\\ s one item to a bounded :class:`asyncio.Queue`; one
 consumer task takes the first waiting item, then more until it holds ``max_batch`` items
 or ``max_wait_s`` has passed since the first, and runs ``run_batch(items)`` in a worker
-thread (so the event loop keeps accepting requests while the model runs).  Each caller
+thread of its own (so the event loop keeps accepting requests while the model runs, and
+forward passes never wait behind request decoding in the default thread pool).  Each caller
 gets its own row of the result.  A full queue refuses at once with :class:`QueueFull`
 (the server answers 503 with ``Retry-After``): load beyond capacity is shed, not queued
 without bound.
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -61,6 +63,7 @@ class Batcher(Generic[T, R]):
         self.batch_sizes: Counter[int] = Counter()
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def depth(self) -> int:
@@ -70,6 +73,7 @@ class Batcher(Generic[T, R]):
     def start(self) -> None:
         """Start the consumer on the running event loop (idempotent)."""
         if self._task is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=self.name)
             self._queue = asyncio.Queue(maxsize=self.max_queue)
             self._task = asyncio.get_running_loop().create_task(self._consume())
 
@@ -80,6 +84,9 @@ class Batcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
         if self._queue is not None:
             while not self._queue.empty():
                 _, fut = self._queue.get_nowait()
@@ -126,7 +133,9 @@ class Batcher(Generic[T, R]):
                 continue
             self.batch_sizes[len(live)] += 1
             try:
-                results = await asyncio.to_thread(self.run_batch, [item for item, _ in live])
+                loop = asyncio.get_running_loop()
+                items = [item for item, _ in live]
+                results = await loop.run_in_executor(self._executor, self.run_batch, items)
                 if len(results) != len(live):
                     raise RuntimeError(
                         f"{self.name}: run_batch returned {len(results)} results for "
