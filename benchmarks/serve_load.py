@@ -216,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait()
                 for route, dataset in (("/predict", "mosi"), ("/search", "flickr8k")):
                     for c in args.concurrency:
+                        # numbered texts, distinct across settings: no cache answers
+                        first = c * 1_000_000
                         bodies = [
                             {"inputs": {"transcript": f"{transcripts[i % len(transcripts)]} {i}"}}
                             if route == "/predict"
                             else {"text": f"{captions[i % len(captions)]} {i}", "k": 5}
-                            for i in range(args.warmup + n)
+                            for i in range(first, first + args.warmup + n)
                         ]
                         asyncio.run(load(server.url, route, bodies[: args.warmup], c))
                         stats = asyncio.run(load(server.url, route, bodies[args.warmup :], c))
