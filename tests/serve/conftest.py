@@ -104,3 +104,20 @@ def client(served: dict[str, Any]) -> Iterator[Any]:
     )
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict[str, Path]:
+    """One epoch on a 24-row manifest of Flickr8k photos and an ``age`` column (frozen
+    EfficientNet-Lite0 + MLP; ``polymodal train m.csv --label label``)."""
+    tmp = tmp_path_factory.mktemp("serve_image_run")
+    images = sorted((data_root / "flickr8k" / "images").glob("*.jpg"))[:24]
+    rows = ["id,photo,age,label"] + [
+        f"r{i},{p},{20 + i},{'a' if i % 2 else 'b'}" for i, p in enumerate(images)
+    ]
+    manifest = tmp / "photos.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    run = tmp / "photos_run"
+    argv = ["train", str(manifest), "optim.epochs=1", f"output_dir={run}", "progress=false"]
+    assert main([*argv, "--label", "label"]) == 0
+    return {"run": run, "manifest": manifest}

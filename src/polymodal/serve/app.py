@@ -35,7 +35,7 @@ from polymodal.data.modality import ModalityKind
 from polymodal.serve.batcher import Batcher, QueueFull
 from polymodal.serve.errors import RequestError, error_body, install_handlers
 from polymodal.serve.metrics import Metrics
-from polymodal.serve.predictor import Predictor
+from polymodal.serve.predictor import FILE_KINDS, Predictor
 from polymodal.serve.searcher import Searcher
 from polymodal.serve.uploads import Upload, from_bytes, from_json
 
@@ -347,7 +347,11 @@ def create_app(
     async def predict(request: Request, model: str | None = None) -> dict[str, Any]:
         """Class probabilities and label (or the regression value) of one example."""
         predictor: Predictor = _pick(models, model, "models", "model")
-        kinds = {s.name: s.kind for s in predictor.schema.modalities}
+        kinds = {
+            s.name: s.kind
+            for s in predictor.schema.modalities
+            if s.kind in (*FILE_KINDS, ModalityKind.FEATURES)
+        }
         fields, uploads = await _read_request(request, kinds, limit)
         inputs = fields.get("inputs", {}) if "inputs" in fields else fields
         multipart = request.headers.get("content-type", "").startswith("multipart/")
