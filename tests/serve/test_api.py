@@ -321,3 +321,47 @@ def test_serve_refuses_bad_flags_and_warns_off_localhost(
     assert main(["serve", str(mosi_run)]) == 0
     assert ran[-1] == ("127.0.0.1", 8000)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_serve_sentiment_wires_the_apps_models(
+    mosi_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--sentiment`` loads ``polymodal sentiment``'s models once and answers with its
+    timeline JSON (analyse stubbed: the real models train for minutes)."""
+    import argparse
+
+    from fastapi.testclient import TestClient
+
+    import polymodal.apps.sentiment as app
+    import polymodal.featurize.pipeline as pipeline
+    from polymodal.cli import serve
+
+    loaded: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(app, "load_models", lambda t, v: loaded.append((t, v)) or "models")
+    monkeypatch.setattr(pipeline, "Featurizer", lambda config: ("featurizer", config.fps))
+    row = app.UtteranceSentiment(start=0.0, end=2.0, text="great", score=0.7, label="positive")
+
+    def analyse(video: Path, models: Any, featurizer: Any, transcript: Any) -> list[Any]:
+        assert models == "models" and featurizer == ("featurizer", 5.0) and transcript is None
+        assert video.suffix == ".mp4" and video.read_bytes() == b"clip"
+        return [row]
+
+    monkeypatch.setattr(app, "analyse", analyse)
+    args = argparse.Namespace(
+        paths=[str(mosi_run)],
+        host="127.0.0.1",
+        port=8000,
+        device="cpu",
+        max_batch=4,
+        max_wait_ms=1.0,
+        queue=8,
+        max_upload_mb=1.0,
+        sentiment=True,
+    )
+    with TestClient(serve.build(args)) as c:
+        r = c.post("/sentiment", files={"video": ("c.mp4", b"clip", "video/mp4")})
+        assert r.status_code == 200, r.text
+        assert r.json()["video"] == "clip.mp4"
+        assert r.json()["utterances"][0]["label"] == "positive"
+        assert c.get("/health").json()["sentiment"] is True
+    assert loaded == [(None, None)]
