@@ -44,8 +44,9 @@ def _imported_by(*modules: str) -> list[str]:
         ),
         ("polymodal.inference", "polymodal.joint"),
         ("polymodal.robustness", "polymodal.joint"),
+        ("polymodal.serve.app", "polymodal.cli.serve"),
     ],
-    ids=["retrieval", "search-embed-index", "inference-joint", "robustness"],
+    ids=["retrieval", "search-embed-index", "inference-joint", "robustness", "serve"],
 )
 def test_search_and_inference_never_import_training(modules: tuple[str, ...]) -> None:
     loaded = _imported_by(*modules)

@@ -41,6 +41,7 @@ COMMANDS = [
     ["shards", "write"],
     ["sentiment"],
     ["robustness"],
+    ["serve"],
 ]
 
 

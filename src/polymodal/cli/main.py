@@ -30,6 +30,7 @@ VERB_MODULES = (
     "polymodal.cli.shards_cmd",
     "polymodal.cli.sentiment",
     "polymodal.cli.robustness",
+    "polymodal.cli.serve",
 )
 
 
