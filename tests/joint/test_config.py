@@ -89,7 +89,10 @@ def test_overrides_reach_every_section(tmp_path: Path) -> None:
         ("model.modalities.text.dropuot=0.1", "Did you mean 'dropout'?"),
         ("pairs.flickr8k.limt=3", "Valid keys at 'pairs.flickr8k': dataset, other,"),
         ("modle.dim=8", "Valid keys at the top level: task, name, seed,"),
-        ("modle.dim=8", "progress, model, pairs, optim, feature_cache. Did you mean 'model'?"),
+        (
+            "modle.dim=8",
+            "progress, compile, distributed, model, pairs, optim, feature_cache. Did you mean 'model'?",
+        ),
         ("task=contrastiv", "Did you mean 'contrastive'?"),
         ("optim.seed=3", "'optim.seed' is no longer here: the run's top-level 'seed'"),
         ("pairs.flickr8k.other=audio", "not a modality of the model ['image', 'text']"),
