@@ -46,13 +46,17 @@ from polymodal.encoders.timeseries import (
     tensor_values,
     zero_invalid,
 )
+from polymodal.layers.feature_cache import FeatureCache, content_key
 from polymodal.layers.melspec import (
     LogMelSpectrogram,
+    Spectrogram,
     masked_standardize,
     masked_utterance_standardize,
 )
 
 CMVN_MODES = ("utterance", "band", "none")
+FREQ_POOLS = ("flatten", "mean")
+POOLS = ("stats", "mean")
 
 
 def _sample_rate(spec: ModalitySpec, sample_rate: float | None, encoder: str) -> float:
@@ -146,6 +150,14 @@ class MelConv2d(nn.Module):
         channels: output channels of each block.
         dropout: dropout after each block.
         time_stride: stride along time of each block (1 keeps the input frame rate).
+        freq_pool: ``"flatten"``: each output frame is a linear map of every (channel, mel
+            row) of the last block, so where in the spectrum a pattern lies (pitch,
+            formants) reaches the output; ``"mean"``: the mean over mel rows first (the
+            earlier default; it keeps only which patterns occur, and at initialisation
+            maps every clip to nearly the same vector, cosine ~0.99 on RAVDESS).
+
+    Convolutions start from Kaiming-normal weights (fan-out, for the GELU that follows) and
+    zero biases; the projection from PyTorch's default.
     """
 
     def __init__(
@@ -155,6 +167,7 @@ class MelConv2d(nn.Module):
         channels: Sequence[int],
         dropout: float,
         time_stride: int,
+        freq_pool: str = "mean",
     ) -> None:
         super().__init__()
         if not channels:
@@ -164,16 +177,25 @@ class MelConv2d(nn.Module):
                 f"The 'time_stride' parameter of audio_cnn must be an int >= 1 (2 halves the "
                 f"frame rate at each block, 1 keeps it); got {time_stride!r}."
             )
+        if freq_pool not in FREQ_POOLS:
+            raise ValueError(
+                f"The 'freq_pool' parameter of audio_cnn must be one of {list(FREQ_POOLS)}; "
+                f"got {freq_pool!r}."
+            )
         self.time_stride = time_stride
+        self.freq_pool = freq_pool
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
-        c_in = 1
+        c_in, rows = 1, n_mels
         for c in channels:
-            self.convs.append(nn.Conv2d(c_in, c, 3, stride=(2, time_stride), padding=1))
+            conv = nn.Conv2d(c_in, c, 3, stride=(2, time_stride), padding=1)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+            self.convs.append(conv)
             self.norms.append(MaskedMapNorm(c))
-            c_in = c
+            c_in, rows = c, (rows - 1) // 2 + 1
         self.drop = nn.Dropout(dropout)
-        self.proj = nn.Linear(c_in, out_dim)
+        self.proj = nn.Linear(c_in * rows if freq_pool == "flatten" else c_in, out_dim)
 
     def forward(self, x: Tensor, mask: Tensor) -> FrameSequence:
         """Shape:
@@ -187,7 +209,11 @@ class MelConv2d(nn.Module):
             h = conv(h * mask.to(h.dtype)[:, None, None, :])  # (B, c, n_mels', F')
             mask = downsample_mask(mask, self.time_stride, h.shape[-1])  # (B, F')
             h = self.drop(F.gelu(norm(h, mask)))  # (B, c, n_mels', F')
-        h = (h * mask.to(h.dtype)[:, None, None, :]).mean(2).transpose(1, 2)  # (B, F', c)
+        h = h * mask.to(h.dtype)[:, None, None, :]  # (B, c, rows, F')
+        if self.freq_pool == "flatten":
+            h = h.flatten(1, 2).transpose(1, 2)  # (B, F', c * rows)
+        else:
+            h = h.mean(2).transpose(1, 2)  # (B, F', c)
         return FrameSequence(zero_invalid(self.proj(h), mask), mask)  # (B, F', D)
 
 
@@ -217,6 +243,15 @@ class AudioEncoder(Encoder):
         cmvn: ``"utterance"`` (one mean/std over each utterance's valid frames and all
             bands: removes gain, keeps the spectral shape), ``"band"`` (per mel band, classic
             CMVN) or ``"none"``; ``True``/``False`` mean ``"band"``/``"none"``.
+        pool: ``"stats"``: the pooled vector is a linear map of the masked mean and standard
+            deviation over valid frames (statistics pooling, as in x-vectors: how much a
+            clip varies over time is much of what tells an emotion); ``"mean"``: the masked
+            mean alone (the earlier default).
+        cache_mb: MiB of an in-memory cache of each clip's normalised log-mel, keyed by
+            the clip's samples (:class:`~polymodal.layers.feature_cache.FeatureCache`,
+            least recently used first out): the front end has no trainable parameter and
+            no randomness, so from the second epoch on a clip skips the STFT.  0 turns it
+            off; it is bypassed when the waveform itself needs a gradient.
     """
 
     kind = ModalityKind.AUDIO
@@ -228,13 +263,76 @@ class AudioEncoder(Encoder):
         backbone: nn.Module,
         out_dim: int,
         cmvn: str | bool,
+        pool: str = "mean",
+        cache_mb: float = 0.0,
     ) -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(
+                f"The 'pool' parameter of {name} must be one of {list(POOLS)}; got {pool!r}. "
+                "'stats' pools the mean and std over frames, 'mean' the mean alone."
+            )
+        if isinstance(cache_mb, bool) or not isinstance(cache_mb, int | float) or cache_mb < 0:
+            raise ValueError(
+                f"The 'cache_mb' parameter of {name} must be a number >= 0 (MiB of cached "
+                f"log-mel; 0: no cache); got {cache_mb!r}."
+            )
         self.name = name
         self.melspec = melspec
         self.backbone = backbone
         self.out_dim = out_dim
         self.cmvn = _check_cmvn(cmvn, name)
+        self.pool = pool
+        self.pool_proj = nn.Linear(2 * out_dim, out_dim) if pool == "stats" else None
+        cacheable = not any(p.requires_grad for p in melspec.parameters())
+        self.cache = FeatureCache(int(cache_mb * 2**20) if cacheable else 0)
+
+    def features(self, wave: Tensor, lengths: Tensor) -> Spectrogram:
+        """Normalised log-mel frames of padded waveforms (the front end, uncached).
+
+        Shape:
+            wave: (B, T); lengths: (B,) samples
+            output.features: (B, F, n_mels), F = T // hop + 1; output.mask: (B, F)
+        """
+        spec = self.melspec(wave, lengths)
+        feats, mask = spec.features, spec.mask  # (B, F, n_mels), (B, F)
+        if self.cmvn == "utterance":
+            feats = masked_utterance_standardize(feats, mask)
+        elif self.cmvn == "band":
+            feats = masked_standardize(feats, mask)
+        return Spectrogram(feats, mask)
+
+    def cached_features(self, wave: Tensor, lengths: Tensor) -> Spectrogram:
+        """:meth:`features`, reading each clip's frames from the cache when it holds them.
+
+        A clip's frames do not depend on the batch it comes in (see
+        :class:`~polymodal.layers.melspec.LogMelSpectrogram`), so the clips missing from
+        the cache are computed together, stored one by one, and every clip is then copied
+        into the batch's padded layout.
+        """
+        if self.cache.max_bytes == 0 or wave.requires_grad:
+            return self.features(wave, lengths)
+        b, t = wave.shape
+        lengths = lengths.long().clamp(0, t)
+        frames = self.melspec.num_frames(lengths).tolist()
+        keys = [content_key(wave[i, :n]) if n > 0 else "" for i, n in enumerate(lengths.tolist())]
+        found = {i: self.cache.get(k) for i, k in enumerate(keys) if k}
+        todo = [i for i, v in found.items() if v is None]
+        if todo:
+            n_max = int(lengths[todo].max())
+            spec = self.features(wave[todo, :n_max], lengths[todo])
+            for j, i in enumerate(todo):
+                found[i] = spec.features[j, : frames[i]]
+                self.cache.put(keys[i], found[i])
+        n_frames = t // self.melspec.hop_length + 1
+        feats = wave.new_zeros(b, n_frames, self.melspec.n_mels)  # (B, F, n_mels)
+        for i, v in found.items():
+            if v is not None:
+                feats[i, : v.shape[0]] = v.to(feats.device)
+        mask = torch.arange(n_frames, device=wave.device)[None, :] < torch.tensor(
+            frames, device=wave.device
+        ).view(b, 1)
+        return Spectrogram(feats, mask)
 
     def forward(self, batch: ModalityBatch) -> EncoderOutput:
         """Encode padded waveforms; outputs are per (downsampled) mel frame.
@@ -248,18 +346,29 @@ class AudioEncoder(Encoder):
         """
         wave = tensor_values(batch, self.name, "(B, T) mono waveforms", 2)
         sample_mask = sequence_mask(batch, wave, self.name)  # (B, T)
-        spec = self.melspec(wave, sample_mask.sum(1))
-        feats, mask = spec.features, spec.mask  # (B, F, n_mels), (B, F)
-        if self.cmvn == "utterance":
-            feats = masked_utterance_standardize(feats, mask)
-        elif self.cmvn == "band":
-            feats = masked_standardize(feats, mask)
+        feats, mask = self.cached_features(wave, sample_mask.sum(1))  # (B, F, n_mels), (B, F)
         out = self.backbone(feats, mask)
         if isinstance(out, FrameSequence):
             seq, mask = out.values, out.mask  # (B, F', D), (B, F')
         else:
             seq = out  # (B, F, D)
-        return EncoderOutput(seq, mask, masked_mean(seq, mask))
+        mean = masked_mean(seq, mask)  # (B, D)
+        if self.pool_proj is None:
+            return EncoderOutput(seq, mask, mean)
+        m = mask.unsqueeze(-1).to(seq.dtype)  # (B, F', 1)
+        var = ((seq - mean[:, None]).square() * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
+        std = torch.sqrt(var + 1e-5)  # (B, D)
+        pooled = self.pool_proj(torch.cat([mean, std], dim=-1))  # (B, D)
+        return EncoderOutput(seq, mask, zero_absent(pooled, mask))
+
+
+def zero_absent(pooled: Tensor, mask: Tensor) -> Tensor:
+    """Zeros for examples with no valid frame (an absent clip stays a zero vector).
+
+    Shape:
+        pooled: (B, D); mask: (B, F) bool; output: (B, D)
+    """
+    return pooled * mask.any(1, keepdim=True).to(pooled.dtype)
 
 
 def _melspec(
@@ -268,10 +377,15 @@ def _melspec(
     n_mels: int,
     win_ms: float,
     hop_ms: float,
+    top_db: float | None,
     encoder: str,
 ) -> LogMelSpectrogram:
     sr = _sample_rate(spec, sample_rate, encoder)
-    return LogMelSpectrogram(sr, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms)
+    # With a floor relative to the clip (top_db), the absolute floor only guards log(0).
+    floor = 1e-6 if top_db is None else 1e-10
+    return LogMelSpectrogram(
+        sr, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms, log_floor=floor, top_db=top_db
+    )
 
 
 @ENCODERS.register(
@@ -290,13 +404,21 @@ def audio_cnn(
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
     time_stride: int = 2,
+    freq_pool: str = "flatten",
+    pool: str = "stats",
+    top_db: float | None = 80.0,
+    cache_mb: float = 256.0,
 ) -> Encoder:
-    """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`)."""
+    """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`).
+
+    ``freq_pool="mean", pool="mean", top_db=None`` is the encoder before issue 13 (see the
+    module's notes); ``cache_mb`` caches each clip's log-mel (see :class:`AudioEncoder`).
+    """
     check_spec(spec, "audio_cnn")
     check_dim(dim, "audio_cnn")
-    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_cnn")
-    backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride)
-    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn)
+    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_cnn")
+    backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride, freq_pool)
+    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn, pool, cache_mb)
 
 
 @ENCODERS.register(
@@ -314,13 +436,16 @@ def audio_gru(
     dropout: float = 0.0,
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
+    pool: str = "stats",
+    top_db: float | None = 80.0,
+    cache_mb: float = 256.0,
 ) -> Encoder:
     """A (bi)GRU over standardised log-mel frames, projected to ``dim``."""
     check_spec(spec, "audio_gru")
     check_dim(dim, "audio_gru")
-    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_gru")
+    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_gru")
     backbone = SequenceGRU(n_mels, dim, hidden_dim, num_layers, bidirectional, dropout)
-    return AudioEncoder("audio_gru", mel, backbone, dim, cmvn)
+    return AudioEncoder("audio_gru", mel, backbone, dim, cmvn, pool, cache_mb)
 
 
 @ENCODERS.register(
@@ -338,13 +463,16 @@ def audio_transformer(
     dropout: float = 0.0,
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
+    pool: str = "stats",
+    top_db: float | None = 80.0,
+    cache_mb: float = 256.0,
 ) -> Encoder:
     """Linear frame embedding, sinusoidal positions and a pre-norm transformer."""
     check_spec(spec, "audio_transformer")
     check_dim(dim, "audio_transformer")
-    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_transformer")
+    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_transformer")
     backbone = SequenceTransformer(n_mels, dim, num_layers, num_heads, mlp_ratio, dropout)
-    return AudioEncoder("audio_transformer", mel, backbone, dim, cmvn)
+    return AudioEncoder("audio_transformer", mel, backbone, dim, cmvn, pool, cache_mb)
 
 
 @ENCODERS.register(
