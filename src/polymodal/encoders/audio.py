@@ -3,19 +3,33 @@
 The batch holds padded mono waveforms (B, T) with ``lengths``/``mask`` in samples.
 :class:`~polymodal.layers.melspec.LogMelSpectrogram` turns them into log-mel frames
 (B, F, n_mels) with a frame mask (B, F) (25 ms Hann windows every 10 ms by default,
-derived from ``spec.sample_rate``); each utterance's frames are then normalised over its
-valid frames (``cmvn``: ``"utterance"``, one mean/std per utterance, the default;
-``"band"``, one per mel band; ``"none"``), and a sequence model maps them to (B, F', D).
-Outputs are one vector per (possibly downsampled) frame; pooling is a masked mean.
+derived from ``spec.sample_rate``), floored ``top_db`` (80) decibels below each clip's
+loudest value; each utterance's frames are then normalised over its valid frames
+(``cmvn``: ``"utterance"``, one mean/std per utterance, the default; ``"band"``, one per
+mel band; ``"none"``), and a sequence model maps them to (B, F', D).  Outputs are one
+vector per (possibly downsampled) frame; the pooled vector is a linear map of the masked
+mean and standard deviation over valid frames (``pool="stats"``; ``"mean"``: the mean).
+The normalised log-mel of each clip is cached in memory (``cache_mb``, keyed by the clip's
+samples), so a clip seen again in a later epoch skips the STFT.
 
 * ``audio_cnn``: 2-D convolutions over (mel, time) that stride 2 along mel and
-  ``time_stride`` along time, each normalised per utterance over its valid frames, then a
-  mean over frequency: a sequence over time at ``hop * time_stride ** len(channels)``.
+  ``time_stride`` along time, each normalised per utterance over its valid frames, then
+  each frame's (channel, mel row) values mapped to D: a sequence over time at
+  ``hop * time_stride ** len(channels)``.
 * ``audio_gru``: a bidirectional GRU over packed mel frames.
 * ``audio_transformer``: a transformer over mel frames with a key padding mask.
 * ``audio_logmel``: no sequence model and no weights: one fixed vector per clip (silence
   trimmed, log-mel resampled to a fixed number of frames, plus band means and stds), for
   projections or classifiers trained on cached features.
+
+Why the defaults of issue 13 (``top_db=80``, ``pool="stats"``, audio_cnn's
+``freq_pool="flatten"``): with a fixed floor of 1e-6 of full-scale power, over half of a
+RAVDESS clip's log-mel values sat at that one floor, so after standardisation a clip was
+mostly a silence/speech mask; averaging the CNN's features over mel rows and frames then
+gave every clip nearly the same vector at initialisation (mean pairwise cosine 0.99 over
+RAVDESS clips, 0.97-0.98 now), and a user's audio_cnn stayed at chance for its first
+epochs.  The earlier encoder is ``freq_pool="mean", pool="mean", top_db=None``;
+``benchmarks/raw_audio.py`` compares the two.
 
 Why ``cmvn="utterance"`` by default: per-band CMVN gives every band of every utterance
 mean 0 and variance 1, which erases the utterance's average spectrum; for long speech that
@@ -190,7 +204,8 @@ class MelConv2d(nn.Module):
         for c in channels:
             conv = nn.Conv2d(c_in, c, 3, stride=(2, time_stride), padding=1)
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
             self.convs.append(conv)
             self.norms.append(MaskedMapNorm(c))
             c_in, rows = c, (rows - 1) // 2 + 1
@@ -322,8 +337,9 @@ class AudioEncoder(Encoder):
             n_max = int(lengths[todo].max())
             spec = self.features(wave[todo, :n_max], lengths[todo])
             for j, i in enumerate(todo):
-                found[i] = spec.features[j, : frames[i]]
-                self.cache.put(keys[i], found[i])
+                clip = spec.features[j, : frames[i]]  # (F_i, n_mels)
+                self.cache.put(keys[i], clip)
+                found[i] = clip
         n_frames = t // self.melspec.hop_length + 1
         feats = wave.new_zeros(b, n_frames, self.melspec.n_mels)  # (B, F, n_mels)
         for i, v in found.items():
