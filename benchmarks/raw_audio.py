@@ -303,7 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"from {list(L2_GRID)}. epoch1_seconds / later_epoch_seconds: the trainer's wall "
         "time of the first epoch and the mean of the later ones (training + validation); "
         "'decode + log-mel' rows: one pass over the training clips, uncached (first pass) "
-        "and with the data set's clip cache and audio_cnn's log-mel cache warm."
+        "and with the data set's clip cache and audio_cnn's log-mel cache warm. The machine's "
+        "2 cores are shared, so epoch seconds of runs at different times also reflect its "
+        "load; the 'decode + log-mel' rows, one after the other, are the cleaner comparison."
     )
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/raw_audio.py " + " ".join(
         sys.argv[1:] if argv is None else argv
