@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from polymodal.data import collate
+from polymodal.data.cache import FeatureCache, content_key
 from polymodal.data.datasets import load_dataset
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders import build_encoder
 from polymodal.encoders.audio import AudioEncoder
-from polymodal.layers.feature_cache import FeatureCache, content_key
 from polymodal.layers.melspec import LogMelSpectrogram
 
 SR = 8000

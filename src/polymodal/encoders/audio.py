@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.data.cache import FeatureCache, content_key
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
@@ -60,7 +61,6 @@ from polymodal.encoders.timeseries import (
     tensor_values,
     zero_invalid,
 )
-from polymodal.layers.feature_cache import FeatureCache, content_key
 from polymodal.layers.melspec import (
     LogMelSpectrogram,
     Spectrogram,
@@ -263,7 +263,7 @@ class AudioEncoder(Encoder):
             clip varies over time is much of what tells an emotion); ``"mean"``: the masked
             mean alone (the earlier default).
         cache_mb: MiB of an in-memory cache of each clip's normalised log-mel, keyed by
-            the clip's samples (:class:`~polymodal.layers.feature_cache.FeatureCache`,
+            the clip's samples (:class:`~polymodal.data.cache.FeatureCache`,
             least recently used first out): the front end has no trainable parameter and
             no randomness, so from the second epoch on a clip skips the STFT.  0 turns it
             off; it is bypassed when the waveform itself needs a gradient.

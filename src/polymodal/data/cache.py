@@ -1,12 +1,15 @@
-"""A bounded in-memory cache of per-example features, keyed by the example's content.
+"""A bounded in-memory cache of per-example tensors (decoded files, features).
 
-A front end with no trainable parameter and no randomness (a log-mel spectrogram followed
-by per-utterance normalisation) maps the same clip to the same features in every epoch;
-:class:`FeatureCache` keeps them after the first so later epochs skip the work.  Keys are
-digests of the input's bytes (:func:`content_key`), so the cache needs no example id, is
-shared by every batch layout, and a clip that changes (another file, an augmentation) is
-simply a new key.  Entries are evicted least recently used first once their total size
-passes ``max_bytes``, as the MiniLM cache does (``cache_mb``).
+Entries are evicted least recently used first once their total size passes ``max_bytes``,
+as the MiniLM cache does (``cache_mb``).  Two users:
+
+* :class:`~polymodal.data.manifest.ManifestDataset` (``cache_mb``) keeps each decoded
+  file, keyed by row and column, so an epoch after the first reads no file;
+* the audio encoders (``cache_mb``) keep each clip's normalised log-mel, keyed by a digest
+  of the clip's samples (:func:`content_key`): a front end with no trainable parameter and
+  no randomness maps the same clip to the same frames in every epoch, the key needs no
+  example id and holds in any batch layout, and a clip that changes (another file, an
+  augmentation) is simply a new key.
 """
 
 from __future__ import annotations
