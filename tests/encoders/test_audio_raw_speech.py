@@ -101,14 +101,14 @@ def _mean_pairwise_cosine(x: torch.Tensor) -> float:
 def test_outputs_differ_across_real_clips_at_init(
     ravdess_batch: tuple[ModalitySpec, ModalityBatch, torch.Tensor], seed: int
 ) -> None:
-    # The earlier audio_cnn (mean over mel rows, mean pooling, 1e-6 floor) maps 8 RAVDESS
-    # clips to vectors with mean pairwise cosine above 0.99: every clip looks the same to
-    # the head.  The defaults must keep them apart.
+    # audio_cnn's defaults (mean over mel rows, mean pooling, 1e-6 floor) map 8 RAVDESS
+    # clips to vectors with mean pairwise cosine above 0.99; the options of issue 13 must
+    # keep them apart.
     spec, batch, _ = ravdess_batch
     torch.manual_seed(seed)
-    new = build_encoder("audio_cnn", spec=spec).eval()
+    new = build_encoder("audio_cnn", spec=spec, freq_pool="flatten", pool="stats", top_db=80).eval()
     torch.manual_seed(seed)
-    old = build_encoder("audio_cnn", spec=spec, freq_pool="mean", pool="mean", top_db=None)
+    old = build_encoder("audio_cnn", spec=spec)
     with torch.no_grad():
         new_cos = _mean_pairwise_cosine(new(batch).pooled)
         old_cos = _mean_pairwise_cosine(old.eval()(batch).pooled)
@@ -163,7 +163,16 @@ def test_a_few_steps_on_real_clips_lower_the_loss(
 ) -> None:
     spec, batch, targets = ravdess_batch
     torch.manual_seed(0)
-    enc = build_encoder("audio_cnn", spec=spec, dim=16, channels=(8, 8, 16), n_mels=32)
+    enc = build_encoder(
+        "audio_cnn",
+        spec=spec,
+        dim=16,
+        channels=(8, 8, 16),
+        n_mels=32,
+        pool="stats",
+        top_db=80,
+        freq_pool="flatten",
+    )
     head = torch.nn.Linear(16, 8)
     params = list(enc.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=3e-3)

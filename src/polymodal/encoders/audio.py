@@ -3,33 +3,35 @@
 The batch holds padded mono waveforms (B, T) with ``lengths``/``mask`` in samples.
 :class:`~polymodal.layers.melspec.LogMelSpectrogram` turns them into log-mel frames
 (B, F, n_mels) with a frame mask (B, F) (25 ms Hann windows every 10 ms by default,
-derived from ``spec.sample_rate``), floored ``top_db`` (80) decibels below each clip's
-loudest value; each utterance's frames are then normalised over its valid frames
-(``cmvn``: ``"utterance"``, one mean/std per utterance, the default; ``"band"``, one per
-mel band; ``"none"``), and a sequence model maps them to (B, F', D).  Outputs are one
-vector per (possibly downsampled) frame; the pooled vector is a linear map of the masked
-mean and standard deviation over valid frames (``pool="stats"``; ``"mean"``: the mean).
-The normalised log-mel of each clip is cached in memory (``cache_mb``, keyed by the clip's
-samples), so a clip seen again in a later epoch skips the STFT.
+derived from ``spec.sample_rate``); each utterance's frames are then normalised over its
+valid frames (``cmvn``: ``"utterance"``, one mean/std per utterance, the default;
+``"band"``, one per mel band; ``"none"``), and a sequence model maps them to (B, F', D).
+Outputs are one vector per (possibly downsampled) frame; pooling is a masked mean
+(``pool="stats"``: a linear map of the masked mean and standard deviation).  The
+normalised log-mel of each clip is cached in memory (``cache_mb``, keyed by the clip's
+samples), so a clip seen again in a later epoch skips the STFT; outputs are the same.
 
 * ``audio_cnn``: 2-D convolutions over (mel, time) that stride 2 along mel and
-  ``time_stride`` along time, each normalised per utterance over its valid frames, then
-  each frame's (channel, mel row) values mapped to D: a sequence over time at
-  ``hop * time_stride ** len(channels)``.
+  ``time_stride`` along time, each normalised per utterance over its valid frames, then a
+  mean over frequency (``freq_pool="flatten"``: each frame's (channel, mel row) values
+  mapped to D): a sequence over time at ``hop * time_stride ** len(channels)``.
 * ``audio_gru``: a bidirectional GRU over packed mel frames.
 * ``audio_transformer``: a transformer over mel frames with a key padding mask.
 * ``audio_logmel``: no sequence model and no weights: one fixed vector per clip (silence
   trimmed, log-mel resampled to a fixed number of frames, plus band means and stds), for
   projections or classifiers trained on cached features.
 
-Why the defaults of issue 13 (``top_db=80``, ``pool="stats"``, audio_cnn's
-``freq_pool="flatten"``): with a fixed floor of 1e-6 of full-scale power, over half of a
-RAVDESS clip's log-mel values sat at that one floor, so after standardisation a clip was
-mostly a silence/speech mask; averaging the CNN's features over mel rows and frames then
-gave every clip nearly the same vector at initialisation (mean pairwise cosine 0.99 over
-RAVDESS clips, 0.97-0.98 now), and a user's audio_cnn stayed at chance for its first
-epochs.  The earlier encoder is ``freq_pool="mean", pool="mean", top_db=None``;
-``benchmarks/raw_audio.py`` compares the two.
+Issue 13 (a user's audio_cnn near chance for its first epochs on acted emotional speech):
+with the fixed floor of 1e-6 of full-scale power, over half of a RAVDESS clip's log-mel
+values sit at that one floor, and averaging the CNN's features over mel rows and frames
+gives every clip nearly the same vector at initialisation (mean pairwise cosine 0.99 over
+RAVDESS clips).  ``top_db=80`` (a floor 80 dB below each clip's peak),
+``freq_pool="flatten"`` and ``pool="stats"`` bring that to 0.97-0.98, but
+``benchmarks/raw_audio.py`` (2 seeds, 6 epochs, actor-held-out) found no gain from them:
+test accuracy 0.32 against 0.35 with the defaults, both below an MFCC mean/std logistic
+regression (0.40).  So they are options and the defaults are unchanged; the caches
+(here and :class:`~polymodal.data.manifest.ManifestDataset`'s ``cache_mb``) are what
+changed for every user.
 
 Why ``cmvn="utterance"`` by default: per-band CMVN gives every band of every utterance
 mean 0 and variance 1, which erases the utterance's average spectrum; for long speech that
@@ -166,9 +168,10 @@ class MelConv2d(nn.Module):
         time_stride: stride along time of each block (1 keeps the input frame rate).
         freq_pool: ``"flatten"``: each output frame is a linear map of every (channel, mel
             row) of the last block, so where in the spectrum a pattern lies (pitch,
-            formants) reaches the output; ``"mean"``: the mean over mel rows first (the
-            earlier default; it keeps only which patterns occur, and at initialisation
-            maps every clip to nearly the same vector, cosine ~0.99 on RAVDESS).
+            formants) reaches the output; ``"mean"``: the mean over mel rows first
+            (``audio_cnn``'s default; it keeps only which patterns occur, and at
+            initialisation maps every clip to nearly the same vector, cosine ~0.99 on
+            RAVDESS, yet it learned as well in ``benchmarks/raw_audio.py``).
 
     Convolutions start from Kaiming-normal weights (fan-out, for the GELU that follows) and
     zero biases; the projection from PyTorch's default.
@@ -260,8 +263,8 @@ class AudioEncoder(Encoder):
             CMVN) or ``"none"``; ``True``/``False`` mean ``"band"``/``"none"``.
         pool: ``"stats"``: the pooled vector is a linear map of the masked mean and standard
             deviation over valid frames (statistics pooling, as in x-vectors: how much a
-            clip varies over time is much of what tells an emotion); ``"mean"``: the masked
-            mean alone (the earlier default).
+            clip varies over time); ``"mean"``: the masked mean alone (the builders'
+            default).
         cache_mb: MiB of an in-memory cache of each clip's normalised log-mel, keyed by
             the clip's samples (:class:`~polymodal.data.cache.FeatureCache`,
             least recently used first out): the front end has no trainable parameter and
@@ -420,15 +423,16 @@ def audio_cnn(
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
     time_stride: int = 2,
-    freq_pool: str = "flatten",
-    pool: str = "stats",
-    top_db: float | None = 80.0,
+    freq_pool: str = "mean",
+    pool: str = "mean",
+    top_db: float | None = None,
     cache_mb: float = 256.0,
 ) -> Encoder:
     """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`).
 
-    ``freq_pool="mean", pool="mean", top_db=None`` is the encoder before issue 13 (see the
-    module's notes); ``cache_mb`` caches each clip's log-mel (see :class:`AudioEncoder`).
+    ``freq_pool="flatten", pool="stats", top_db=80`` keep clips apart at initialisation
+    but did not learn better on RAVDESS (see the module's notes); ``cache_mb`` caches each
+    clip's log-mel (see :class:`AudioEncoder`).
     """
     check_spec(spec, "audio_cnn")
     check_dim(dim, "audio_cnn")
@@ -452,8 +456,8 @@ def audio_gru(
     dropout: float = 0.0,
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
-    pool: str = "stats",
-    top_db: float | None = 80.0,
+    pool: str = "mean",
+    top_db: float | None = None,
     cache_mb: float = 256.0,
 ) -> Encoder:
     """A (bi)GRU over standardised log-mel frames, projected to ``dim``."""
@@ -479,8 +483,8 @@ def audio_transformer(
     dropout: float = 0.0,
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
-    pool: str = "stats",
-    top_db: float | None = 80.0,
+    pool: str = "mean",
+    top_db: float | None = None,
     cache_mb: float = 256.0,
 ) -> Encoder:
     """Linear frame embedding, sinusoidal positions and a pre-norm transformer."""
