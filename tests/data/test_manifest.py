@@ -107,6 +107,26 @@ def test_decoding_is_lazy_and_errors_name_manifest_row_column_file(csv_manifest:
         ds[2]
 
 
+def test_cache_mb_keeps_decoded_files_within_its_bound(csv_manifest: Path) -> None:
+    ds = ManifestDataset(csv_manifest, cache_mb=4.0)
+    first = ds[0]
+    # Every file is read once: with the files gone, cached rows still decode, identically.
+    shutil.rmtree(csv_manifest.parent / "wav")
+    again = ds[0]
+    assert torch.equal(again.modalities["audio"], first.modalities["audio"])  # type: ignore[arg-type]
+    assert again.meta["files"] == first.meta["files"]
+    assert ds.cache.hits == 2 and ds.cache.nbytes <= ds.cache.max_bytes
+    with pytest.raises(FileNotFoundError):
+        ds[1]  # never read: not cached
+    small = ManifestDataset(csv_manifest, cache_mb=0.5)  # less than one 224x224 image
+    small[3]
+    assert small.cache.nbytes <= small.cache.max_bytes and len(small.cache) == 0
+    uncached = ManifestDataset(csv_manifest)
+    assert uncached.cache.max_bytes == 0
+    with pytest.raises(ValueError, match=r"'cache_mb' parameter of ManifestDataset.*got -1"):
+        ManifestDataset(csv_manifest, cache_mb=-1)
+
+
 def test_collate_gives_presence_masks(csv_manifest: Path) -> None:
     batch = ManifestDataset(csv_manifest).batch([0, 1, 2, 3])
     assert batch.ids == ["a", "b", "c", "d"]

@@ -6,16 +6,32 @@ The batch holds padded mono waveforms (B, T) with ``lengths``/``mask`` in sample
 derived from ``spec.sample_rate``); each utterance's frames are then normalised over its
 valid frames (``cmvn``: ``"utterance"``, one mean/std per utterance, the default;
 ``"band"``, one per mel band; ``"none"``), and a sequence model maps them to (B, F', D).
-Outputs are one vector per (possibly downsampled) frame; pooling is a masked mean.
+Outputs are one vector per (possibly downsampled) frame; pooling is a masked mean
+(``pool="stats"``: a linear map of the masked mean and standard deviation).  The
+normalised log-mel of each clip is cached in memory (``cache_mb``, keyed by the clip's
+samples), so a clip seen again in a later epoch skips the STFT; outputs are the same.
 
 * ``audio_cnn``: 2-D convolutions over (mel, time) that stride 2 along mel and
   ``time_stride`` along time, each normalised per utterance over its valid frames, then a
-  mean over frequency: a sequence over time at ``hop * time_stride ** len(channels)``.
+  mean over frequency (``freq_pool="flatten"``: each frame's (channel, mel row) values
+  mapped to D): a sequence over time at ``hop * time_stride ** len(channels)``.
 * ``audio_gru``: a bidirectional GRU over packed mel frames.
 * ``audio_transformer``: a transformer over mel frames with a key padding mask.
 * ``audio_logmel``: no sequence model and no weights: one fixed vector per clip (silence
   trimmed, log-mel resampled to a fixed number of frames, plus band means and stds), for
   projections or classifiers trained on cached features.
+
+Issue 13 (a user's audio_cnn near chance for its first epochs on acted emotional speech):
+with the fixed floor of 1e-6 of full-scale power, over half of a RAVDESS clip's log-mel
+values sit at that one floor, and averaging the CNN's features over mel rows and frames
+gives every clip nearly the same vector at initialisation (mean pairwise cosine 0.99 over
+RAVDESS clips).  ``top_db=80`` (a floor 80 dB below each clip's peak),
+``freq_pool="flatten"`` and ``pool="stats"`` bring that to 0.97-0.98, but
+``benchmarks/raw_audio.py`` (2 seeds, 6 epochs, actor-held-out) found no gain from them:
+test accuracy 0.32 against 0.35 with the defaults, both below an MFCC mean/std logistic
+regression (0.40).  So they are options and the defaults are unchanged; the caches
+(here and :class:`~polymodal.data.manifest.ManifestDataset`'s ``cache_mb``) are what
+changed for every user.
 
 Why ``cmvn="utterance"`` by default: per-band CMVN gives every band of every utterance
 mean 0 and variance 1, which erases the utterance's average spectrum; for long speech that
@@ -34,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.data.cache import FeatureCache, content_key
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
@@ -48,11 +65,14 @@ from polymodal.encoders.timeseries import (
 )
 from polymodal.layers.melspec import (
     LogMelSpectrogram,
+    Spectrogram,
     masked_standardize,
     masked_utterance_standardize,
 )
 
 CMVN_MODES = ("utterance", "band", "none")
+FREQ_POOLS = ("flatten", "mean")
+POOLS = ("stats", "mean")
 
 
 def _sample_rate(spec: ModalitySpec, sample_rate: float | None, encoder: str) -> float:
@@ -146,6 +166,16 @@ class MelConv2d(nn.Module):
         channels: output channels of each block.
         dropout: dropout after each block.
         time_stride: stride along time of each block (1 keeps the input frame rate).
+        freq_pool: ``"flatten"``: each output frame is a linear map of every (channel, mel
+            row) of the last block, so where in the spectrum a pattern lies (pitch,
+            formants) reaches the output; ``"mean"``: the mean over mel rows first
+            (``audio_cnn``'s default; it keeps only which patterns occur, and at
+            initialisation maps every clip to nearly the same vector, cosine ~0.99 on
+            RAVDESS, yet it learned as well in ``benchmarks/raw_audio.py``).
+
+    Every layer starts from PyTorch's default initialisation (a Kaiming-normal start was
+    tried in ``benchmarks/raw_audio.py`` and kept out: no measured gain, and the published
+    av_digits and RAVDESS numbers were trained from the default).
     """
 
     def __init__(
@@ -155,6 +185,7 @@ class MelConv2d(nn.Module):
         channels: Sequence[int],
         dropout: float,
         time_stride: int,
+        freq_pool: str = "mean",
     ) -> None:
         super().__init__()
         if not channels:
@@ -164,16 +195,23 @@ class MelConv2d(nn.Module):
                 f"The 'time_stride' parameter of audio_cnn must be an int >= 1 (2 halves the "
                 f"frame rate at each block, 1 keeps it); got {time_stride!r}."
             )
+        if freq_pool not in FREQ_POOLS:
+            raise ValueError(
+                f"The 'freq_pool' parameter of audio_cnn must be one of {list(FREQ_POOLS)}; "
+                f"got {freq_pool!r}."
+            )
         self.time_stride = time_stride
+        self.freq_pool = freq_pool
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
-        c_in = 1
+        c_in, rows = 1, n_mels
         for c in channels:
-            self.convs.append(nn.Conv2d(c_in, c, 3, stride=(2, time_stride), padding=1))
+            conv = nn.Conv2d(c_in, c, 3, stride=(2, time_stride), padding=1)
+            self.convs.append(conv)
             self.norms.append(MaskedMapNorm(c))
-            c_in = c
+            c_in, rows = c, (rows - 1) // 2 + 1
         self.drop = nn.Dropout(dropout)
-        self.proj = nn.Linear(c_in, out_dim)
+        self.proj = nn.Linear(c_in * rows if freq_pool == "flatten" else c_in, out_dim)
 
     def forward(self, x: Tensor, mask: Tensor) -> FrameSequence:
         """Shape:
@@ -187,7 +225,11 @@ class MelConv2d(nn.Module):
             h = conv(h * mask.to(h.dtype)[:, None, None, :])  # (B, c, n_mels', F')
             mask = downsample_mask(mask, self.time_stride, h.shape[-1])  # (B, F')
             h = self.drop(F.gelu(norm(h, mask)))  # (B, c, n_mels', F')
-        h = (h * mask.to(h.dtype)[:, None, None, :]).mean(2).transpose(1, 2)  # (B, F', c)
+        h = h * mask.to(h.dtype)[:, None, None, :]  # (B, c, rows, F')
+        if self.freq_pool == "flatten":
+            h = h.flatten(1, 2).transpose(1, 2)  # (B, F', c * rows)
+        else:
+            h = h.mean(2).transpose(1, 2)  # (B, F', c)
         return FrameSequence(zero_invalid(self.proj(h), mask), mask)  # (B, F', D)
 
 
@@ -217,6 +259,15 @@ class AudioEncoder(Encoder):
         cmvn: ``"utterance"`` (one mean/std over each utterance's valid frames and all
             bands: removes gain, keeps the spectral shape), ``"band"`` (per mel band, classic
             CMVN) or ``"none"``; ``True``/``False`` mean ``"band"``/``"none"``.
+        pool: ``"stats"``: the pooled vector is a linear map of the masked mean and standard
+            deviation over valid frames (statistics pooling, as in x-vectors: how much a
+            clip varies over time); ``"mean"``: the masked mean alone (the builders'
+            default).
+        cache_mb: MiB of an in-memory cache of each clip's normalised log-mel, keyed by
+            the clip's samples (:class:`~polymodal.data.cache.FeatureCache`,
+            least recently used first out): the front end has no trainable parameter and
+            no randomness, so from the second epoch on a clip skips the STFT.  0 turns it
+            off; it is bypassed when the waveform itself needs a gradient.
     """
 
     kind = ModalityKind.AUDIO
@@ -228,13 +279,77 @@ class AudioEncoder(Encoder):
         backbone: nn.Module,
         out_dim: int,
         cmvn: str | bool,
+        pool: str = "mean",
+        cache_mb: float = 0.0,
     ) -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(
+                f"The 'pool' parameter of {name} must be one of {list(POOLS)}; got {pool!r}. "
+                "'stats' pools the mean and std over frames, 'mean' the mean alone."
+            )
+        if isinstance(cache_mb, bool) or not isinstance(cache_mb, int | float) or cache_mb < 0:
+            raise ValueError(
+                f"The 'cache_mb' parameter of {name} must be a number >= 0 (MiB of cached "
+                f"log-mel; 0: no cache); got {cache_mb!r}."
+            )
         self.name = name
         self.melspec = melspec
         self.backbone = backbone
         self.out_dim = out_dim
         self.cmvn = _check_cmvn(cmvn, name)
+        self.pool = pool
+        self.pool_proj = nn.Linear(2 * out_dim, out_dim) if pool == "stats" else None
+        cacheable = not any(p.requires_grad for p in melspec.parameters())
+        self.cache = FeatureCache(int(cache_mb * 2**20) if cacheable else 0)
+
+    def features(self, wave: Tensor, lengths: Tensor) -> Spectrogram:
+        """Normalised log-mel frames of padded waveforms (the front end, uncached).
+
+        Shape:
+            wave: (B, T); lengths: (B,) samples
+            output.features: (B, F, n_mels), F = T // hop + 1; output.mask: (B, F)
+        """
+        spec = self.melspec(wave, lengths)
+        feats, mask = spec.features, spec.mask  # (B, F, n_mels), (B, F)
+        if self.cmvn == "utterance":
+            feats = masked_utterance_standardize(feats, mask)
+        elif self.cmvn == "band":
+            feats = masked_standardize(feats, mask)
+        return Spectrogram(feats, mask)
+
+    def cached_features(self, wave: Tensor, lengths: Tensor) -> Spectrogram:
+        """:meth:`features`, reading each clip's frames from the cache when it holds them.
+
+        A clip's frames do not depend on the batch it comes in (see
+        :class:`~polymodal.layers.melspec.LogMelSpectrogram`), so the clips missing from
+        the cache are computed together, stored one by one, and every clip is then copied
+        into the batch's padded layout.
+        """
+        if self.cache.max_bytes == 0 or wave.requires_grad:
+            return self.features(wave, lengths)
+        b, t = wave.shape
+        lengths = lengths.long().clamp(0, t)
+        frames = self.melspec.num_frames(lengths).tolist()
+        keys = [content_key(wave[i, :n]) if n > 0 else "" for i, n in enumerate(lengths.tolist())]
+        found = {i: self.cache.get(k) for i, k in enumerate(keys) if k}
+        todo = [i for i, v in found.items() if v is None]
+        if todo:
+            n_max = int(lengths[todo].max())
+            spec = self.features(wave[todo, :n_max], lengths[todo])
+            for j, i in enumerate(todo):
+                clip = spec.features[j, : frames[i]]  # (F_i, n_mels)
+                self.cache.put(keys[i], clip)
+                found[i] = clip
+        n_frames = t // self.melspec.hop_length + 1
+        feats = wave.new_zeros(b, n_frames, self.melspec.n_mels)  # (B, F, n_mels)
+        for i, v in found.items():
+            if v is not None:
+                feats[i, : v.shape[0]] = v.to(feats.device)
+        mask = torch.arange(n_frames, device=wave.device)[None, :] < torch.tensor(
+            frames, device=wave.device
+        ).view(b, 1)
+        return Spectrogram(feats, mask)
 
     def forward(self, batch: ModalityBatch) -> EncoderOutput:
         """Encode padded waveforms; outputs are per (downsampled) mel frame.
@@ -248,18 +363,29 @@ class AudioEncoder(Encoder):
         """
         wave = tensor_values(batch, self.name, "(B, T) mono waveforms", 2)
         sample_mask = sequence_mask(batch, wave, self.name)  # (B, T)
-        spec = self.melspec(wave, sample_mask.sum(1))
-        feats, mask = spec.features, spec.mask  # (B, F, n_mels), (B, F)
-        if self.cmvn == "utterance":
-            feats = masked_utterance_standardize(feats, mask)
-        elif self.cmvn == "band":
-            feats = masked_standardize(feats, mask)
+        feats, mask = self.cached_features(wave, sample_mask.sum(1))  # (B, F, n_mels), (B, F)
         out = self.backbone(feats, mask)
         if isinstance(out, FrameSequence):
             seq, mask = out.values, out.mask  # (B, F', D), (B, F')
         else:
             seq = out  # (B, F, D)
-        return EncoderOutput(seq, mask, masked_mean(seq, mask))
+        mean = masked_mean(seq, mask)  # (B, D)
+        if self.pool_proj is None:
+            return EncoderOutput(seq, mask, mean)
+        m = mask.unsqueeze(-1).to(seq.dtype)  # (B, F', 1)
+        var = ((seq - mean[:, None]).square() * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
+        std = torch.sqrt(var + 1e-5)  # (B, D)
+        pooled = self.pool_proj(torch.cat([mean, std], dim=-1))  # (B, D)
+        return EncoderOutput(seq, mask, zero_absent(pooled, mask))
+
+
+def zero_absent(pooled: Tensor, mask: Tensor) -> Tensor:
+    """Zeros for examples with no valid frame (an absent clip stays a zero vector).
+
+    Shape:
+        pooled: (B, D); mask: (B, F) bool; output: (B, D)
+    """
+    return pooled * mask.any(1, keepdim=True).to(pooled.dtype)
 
 
 def _melspec(
@@ -268,10 +394,15 @@ def _melspec(
     n_mels: int,
     win_ms: float,
     hop_ms: float,
+    top_db: float | None,
     encoder: str,
 ) -> LogMelSpectrogram:
     sr = _sample_rate(spec, sample_rate, encoder)
-    return LogMelSpectrogram(sr, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms)
+    # With a floor relative to the clip (top_db), the absolute floor only guards log(0).
+    floor = 1e-6 if top_db is None else 1e-10
+    return LogMelSpectrogram(
+        sr, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms, log_floor=floor, top_db=top_db
+    )
 
 
 @ENCODERS.register(
@@ -290,13 +421,22 @@ def audio_cnn(
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
     time_stride: int = 2,
+    freq_pool: str = "mean",
+    pool: str = "mean",
+    top_db: float | None = None,
+    cache_mb: float = 256.0,
 ) -> Encoder:
-    """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`)."""
+    """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`).
+
+    ``freq_pool="flatten", pool="stats", top_db=80`` keep clips apart at initialisation
+    but did not learn better on RAVDESS (see the module's notes); ``cache_mb`` caches each
+    clip's log-mel (see :class:`AudioEncoder`).
+    """
     check_spec(spec, "audio_cnn")
     check_dim(dim, "audio_cnn")
-    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_cnn")
-    backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride)
-    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn)
+    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_cnn")
+    backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride, freq_pool)
+    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn, pool, cache_mb)
 
 
 @ENCODERS.register(
@@ -314,13 +454,16 @@ def audio_gru(
     dropout: float = 0.0,
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
+    pool: str = "mean",
+    top_db: float | None = None,
+    cache_mb: float = 256.0,
 ) -> Encoder:
     """A (bi)GRU over standardised log-mel frames, projected to ``dim``."""
     check_spec(spec, "audio_gru")
     check_dim(dim, "audio_gru")
-    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_gru")
+    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_gru")
     backbone = SequenceGRU(n_mels, dim, hidden_dim, num_layers, bidirectional, dropout)
-    return AudioEncoder("audio_gru", mel, backbone, dim, cmvn)
+    return AudioEncoder("audio_gru", mel, backbone, dim, cmvn, pool, cache_mb)
 
 
 @ENCODERS.register(
@@ -338,13 +481,16 @@ def audio_transformer(
     dropout: float = 0.0,
     cmvn: str | bool = "utterance",
     sample_rate: float | None = None,
+    pool: str = "mean",
+    top_db: float | None = None,
+    cache_mb: float = 256.0,
 ) -> Encoder:
     """Linear frame embedding, sinusoidal positions and a pre-norm transformer."""
     check_spec(spec, "audio_transformer")
     check_dim(dim, "audio_transformer")
-    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, "audio_transformer")
+    mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_transformer")
     backbone = SequenceTransformer(n_mels, dim, num_layers, num_heads, mlp_ratio, dropout)
-    return AudioEncoder("audio_transformer", mel, backbone, dim, cmvn)
+    return AudioEncoder("audio_transformer", mel, backbone, dim, cmvn, pool, cache_mb)
 
 
 @ENCODERS.register(

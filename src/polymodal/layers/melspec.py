@@ -132,6 +132,11 @@ class LogMelSpectrogram(nn.Module):
         mel_scale: ``"htk"`` or ``"slaney"``.
         norm: ``None`` or ``"slaney"`` filter normalisation.
         log_floor: power floor before the log (``log(max(mel, log_floor))``).
+        top_db: a floor relative to each example: log-mel values more than ``top_db``
+            decibels below the example's loudest valid value are raised to that level
+            (librosa's ``power_to_db(top_db=...)``); ``None``: only ``log_floor``.  Near-silent
+            frames (digital silence, a codec's noise floor) then sit at one level instead
+            of spreading over many decibels that say nothing about the speech.
 
     The layer has no parameters; its window and filterbank are non-persistent buffers
     rebuilt from these arguments.
@@ -152,6 +157,7 @@ class LogMelSpectrogram(nn.Module):
         mel_scale: str = "htk",
         norm: str | None = None,
         log_floor: float = 1e-6,
+        top_db: float | None = None,
     ) -> None:
         super().__init__()
         if sample_rate <= 0:
@@ -160,7 +166,15 @@ class LogMelSpectrogram(nn.Module):
             raise ValueError(f"LogMelSpectrogram n_mels must be >= 1, got {n_mels}")
         if log_floor <= 0:
             raise ValueError(f"LogMelSpectrogram log_floor must be > 0, got {log_floor}")
+        if top_db is not None and not (
+            isinstance(top_db, int | float) and not isinstance(top_db, bool) and top_db > 0
+        ):
+            raise ValueError(
+                f"The 'top_db' parameter of LogMelSpectrogram must be a number of decibels "
+                f"> 0 (80 is usual) or None; got {top_db!r}."
+            )
         _check_scale(mel_scale)
+        self.top_db = None if top_db is None else float(top_db)
         self.sample_rate = float(sample_rate)
         self.win_length = max(2, round(sample_rate * win_ms / 1000.0))
         self.hop_length = max(1, round(sample_rate * hop_ms / 1000.0))
@@ -231,6 +245,11 @@ class LogMelSpectrogram(nn.Module):
         logmel = torch.log(mel.clamp_min(self.log_floor))  # (B, F, n_mels)
         n = logmel.shape[1]
         mask = torch.arange(n, device=x.device)[None, :] < self.num_frames(lengths)[:, None]
+        if self.top_db is not None:
+            valid = mask.unsqueeze(-1)  # (B, F, 1)
+            peak = logmel.masked_fill(~valid, -math.inf).amax((1, 2), keepdim=True)  # (B, 1, 1)
+            floor = peak - self.top_db * math.log(10.0) / 10.0  # dB of power -> nats
+            logmel = torch.maximum(logmel, floor.clamp_min(math.log(self.log_floor)))
         logmel = logmel * mask.unsqueeze(-1).to(logmel.dtype)  # zeros at invalid frames
         return Spectrogram(logmel, mask)
 

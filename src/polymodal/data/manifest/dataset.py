@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
+from polymodal.data.cache import FeatureCache
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.manifest.check import _check_rows
 from polymodal.data.manifest.decoding import _decode_column, _encode_target, _tabular, _where
@@ -45,6 +46,12 @@ class ManifestDataset(MultimodalDataset):
         task: ``"classification"``, ``"regression"`` or ``"multilabel"``: the task of the
             label column, instead of the one inferred from its values (``None``: inferred,
             or the schema's); in a run config ``data.options.task``.
+        cache_mb: MiB of decoded files (audio, images, video, feature files) kept in memory
+            after their first read, least recently used out first, so later epochs skip
+            decoding (RAVDESS: ~15 ms a clip); 0 (the default) keeps none.  Each
+            DataLoader worker process holds its own cache (and loses it when the loader
+            ends its workers), so it pays off with ``num_workers=0`` or persistent workers.
+            Files read with time stamps are not cached.
 
     Every cell that needs no file is checked when the data set is built, with the checks
     of :func:`check_manifest` (labels, numbers, text, inline features, required cells,
@@ -67,7 +74,14 @@ class ManifestDataset(MultimodalDataset):
         tabular: str = "group",
         labels: bool = True,
         task: str | None = None,
+        cache_mb: float = 0.0,
     ) -> None:
+        if isinstance(cache_mb, bool) or not isinstance(cache_mb, int | float) or cache_mb < 0:
+            raise ValueError(
+                f"The 'cache_mb' parameter of ManifestDataset must be a number >= 0 (MiB of "
+                f"decoded files kept in memory; 0: none); got {cache_mb!r}."
+            )
+        self.cache = FeatureCache(int(cache_mb * 2**20))
         table = read_manifest(path)
         if table.problems:
             shown = "\n".join(f"  {p}" for p in table.problems[:5])
@@ -172,9 +186,19 @@ class ManifestDataset(MultimodalDataset):
             if cell is None:
                 mods[spec.name] = None
                 continue
-            value, ts, file = _decode_column(
-                spec, cell, self.base_dir, _where(self.path, line, cols[0])
-            )
+            key = f"{index % len(self)}/{spec.name}"
+            cached = self.cache.get(key) if self.cache.max_bytes else None
+            value: Tensor | str | None
+            ts: Tensor | None
+            file: str | None
+            if cached is not None:
+                value, ts, file = cached, None, str(cell)
+            else:
+                value, ts, file = _decode_column(
+                    spec, cell, self.base_dir, _where(self.path, line, cols[0])
+                )
+                if self.cache.max_bytes and isinstance(value, Tensor) and ts is None and file:
+                    self.cache.put(key, value)
             mods[spec.name] = value
             if ts is not None:
                 stamps[spec.name] = ts
