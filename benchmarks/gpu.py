@@ -34,6 +34,9 @@ Run on a machine with a CUDA GPU (about 2 minutes on an H200)::
     python benchmarks/gpu.py
     python benchmarks/gpu.py --quick --device cpu   # a smoke test of the script
 
+Where the machine's copy of the tree has no (or a stale) ``.git``, pass ``--commit SHA`` so
+the records name the code that ran.
+
 Writes benchmarks/results/gpu.{json,md} (``--results-dir`` elsewhere); keep the printed log
 beside them (benchmarks/results/gpu.log).
 """
