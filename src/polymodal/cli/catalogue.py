@@ -19,6 +19,10 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("cmvn", "str | bool", "utterance"),
                 ("sample_rate", "float | None", "null"),
                 ("time_stride", "int", "2"),
+                ("freq_pool", "str", "mean"),
+                ("pool", "str", "mean"),
+                ("top_db", "float | None", "null"),
+                ("cache_mb", "float", "256.0"),
             ),
         ),
         (
@@ -49,6 +53,9 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("dropout", "float", "0.0"),
                 ("cmvn", "str | bool", "utterance"),
                 ("sample_rate", "float | None", "null"),
+                ("pool", "str", "mean"),
+                ("top_db", "float | None", "null"),
+                ("cache_mb", "float", "256.0"),
             ),
         ),
         (
@@ -78,6 +85,9 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("dropout", "float", "0.0"),
                 ("cmvn", "str | bool", "utterance"),
                 ("sample_rate", "float | None", "null"),
+                ("pool", "str", "mean"),
+                ("top_db", "float | None", "null"),
+                ("cache_mb", "float", "256.0"),
             ),
         ),
         (
