@@ -60,6 +60,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
         {"freq_pool": "mean", "pool": "mean", "top_db": None, "cache_mb": 0},
         False,
     ),
+    "audio_cnn (init=kaiming; nothing cached)": (
+        {"freq_pool": "mean", "pool": "mean", "top_db": None, "cache_mb": 0, "init": "kaiming"},
+        False,
+    ),
     "audio_cnn (freq_pool=flatten, pool=stats, top_db=80; cached)": (
         {"freq_pool": "flatten", "pool": "stats", "top_db": 80.0},
         True,

@@ -30,9 +30,12 @@ def test_logistic_regression_fits_and_its_penalty_shrinks() -> None:
 
 
 def test_configs_compare_old_and_new_audio_cnn_on_the_same_split() -> None:
-    (old, old_cache), (new, new_cache) = bench.VARIANTS.values()
+    (old, old_cache), (kaiming, _), (new, new_cache) = bench.VARIANTS.values()
     a = bench.cnn_config(old, old_cache, 1, 3, "/tmp/x")
     b = bench.cnn_config(new, new_cache, 1, 3, "/tmp/x")
+    k = bench.cnn_config(kaiming, False, 1, 3, "/tmp/x")
+    assert k.model.encoders["audio"].params["init"] == "kaiming"
+    assert "init" not in a.model.encoders["audio"].params  # the default initialisation
     assert a.model.encoders["audio"].params["pool"] == "mean"
     assert a.model.encoders["audio"].params["cache_mb"] == 0 and not a.data.options["cache"]
     assert b.model.encoders["audio"].params["pool"] == "stats" and b.data.options["cache"]

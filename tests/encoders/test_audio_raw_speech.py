@@ -185,3 +185,22 @@ def test_a_few_steps_on_real_clips_lower_the_loss(
         losses.append(float(loss.detach()))
     assert isinstance(enc, AudioEncoder) and enc.cache.hits >= 11 * len(targets)
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_audio_cnn_init_option() -> None:
+    from polymodal.data.modality import ModalityKind, ModalitySpec
+    from polymodal.encoders.audio import audio_cnn
+
+    spec = ModalitySpec("audio", ModalityKind.AUDIO, shape=(), sample_rate=16000.0)
+    torch.manual_seed(0)
+    kaiming = audio_cnn(spec, channels=(8, 8), init="kaiming")
+    torch.manual_seed(0)
+    default = audio_cnn(spec, channels=(8, 8))
+    convs_k = [m for m in kaiming.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs_d = [m for m in default.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(float(c.bias.abs().sum()) == 0.0 for c in convs_k)  # type: ignore[union-attr]
+    assert all(float(c.bias.abs().sum()) > 0.0 for c in convs_d)  # type: ignore[union-attr]
+    # fan-out Kaiming: std sqrt(2 / (out_channels * 9)) for the second 8 -> 8 conv
+    assert float(convs_k[1].weight.std()) == pytest.approx((2 / 72) ** 0.5, rel=0.25)
+    with pytest.raises(ValueError, match="'init' parameter of audio_cnn must be"):
+        audio_cnn(spec, init="xavier")

@@ -23,6 +23,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("pool", "str", "mean"),
                 ("top_db", "float | None", "null"),
                 ("cache_mb", "float", "256.0"),
+                ("init", "str", "default"),
             ),
         ),
         (

@@ -27,11 +27,10 @@ values sit at that one floor, and averaging the CNN's features over mel rows and
 gives every clip nearly the same vector at initialisation (mean pairwise cosine 0.99 over
 RAVDESS clips).  ``top_db=80`` (a floor 80 dB below each clip's peak),
 ``freq_pool="flatten"`` and ``pool="stats"`` bring that to 0.97-0.98, but
-``benchmarks/raw_audio.py`` (2 seeds, 6 epochs, actor-held-out) found no gain from them:
-test accuracy 0.32 against 0.35 with the defaults, both below an MFCC mean/std logistic
-regression (0.40).  So they are options and the defaults are unchanged; the caches
-(here and :class:`~polymodal.data.manifest.ManifestDataset`'s ``cache_mb``) are what
-changed for every user.
+``benchmarks/raw_audio.py`` (actor-held-out) found little gain from them, all below an
+MFCC mean/std logistic regression: options, defaults unchanged (``init="kaiming"`` too).
+The caches (here and :class:`~polymodal.data.manifest.ManifestDataset`'s ``cache_mb``) are
+what changed for every user.
 
 Why ``cmvn="utterance"`` by default: per-band CMVN gives every band of every utterance
 mean 0 and variance 1, which erases the utterance's average spectrum; for long speech that
@@ -173,9 +172,9 @@ class MelConv2d(nn.Module):
             initialisation maps every clip to nearly the same vector, cosine ~0.99 on
             RAVDESS, yet it learned as well in ``benchmarks/raw_audio.py``).
 
-    Every layer starts from PyTorch's default initialisation (a Kaiming-normal start was
-    tried in ``benchmarks/raw_audio.py`` and kept out: no measured gain, and the published
-    av_digits and RAVDESS numbers were trained from the default).
+        init: ``"default"``: PyTorch's initialisation (what the published av_digits runs
+            used); ``"kaiming"``: Kaiming-normal convolutions (fan-out) with zero biases
+            (measured in ``benchmarks/raw_audio.py``).
     """
 
     def __init__(
@@ -186,8 +185,13 @@ class MelConv2d(nn.Module):
         dropout: float,
         time_stride: int,
         freq_pool: str = "mean",
+        init: str = "default",
     ) -> None:
         super().__init__()
+        if init not in ("default", "kaiming"):
+            raise ValueError(
+                f"The 'init' parameter of audio_cnn must be 'default' or 'kaiming'; got {init!r}."
+            )
         if not channels:
             raise ValueError("audio_cnn channels must list at least one block width, got ()")
         if isinstance(time_stride, bool) or not isinstance(time_stride, int) or time_stride < 1:
@@ -207,6 +211,9 @@ class MelConv2d(nn.Module):
         c_in, rows = 1, n_mels
         for c in channels:
             conv = nn.Conv2d(c_in, c, 3, stride=(2, time_stride), padding=1)
+            if init == "kaiming":
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
             self.convs.append(conv)
             self.norms.append(MaskedMapNorm(c))
             c_in, rows = c, (rows - 1) // 2 + 1
@@ -425,6 +432,7 @@ def audio_cnn(
     pool: str = "mean",
     top_db: float | None = None,
     cache_mb: float = 256.0,
+    init: str = "default",
 ) -> Encoder:
     """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`).
 
@@ -435,7 +443,7 @@ def audio_cnn(
     check_spec(spec, "audio_cnn")
     check_dim(dim, "audio_cnn")
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_cnn")
-    backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride, freq_pool)
+    backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride, freq_pool, init)
     return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn, pool, cache_mb)
 
 
