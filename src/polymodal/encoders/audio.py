@@ -27,10 +27,10 @@ values sit at that one floor, and averaging the CNN's features over mel rows and
 gives every clip nearly the same vector at initialisation (mean pairwise cosine 0.99 over
 RAVDESS clips).  ``top_db=80`` (a floor 80 dB below each clip's peak),
 ``freq_pool="flatten"`` and ``pool="stats"`` bring that to 0.97-0.98, but
-``benchmarks/raw_audio.py`` (actor-held-out) found little gain from them, all below an
-MFCC mean/std logistic regression: options, defaults unchanged (``init="kaiming"`` too).
-The caches (here and :class:`~polymodal.data.manifest.ManifestDataset`'s ``cache_mb``) are
-what changed for every user.
+``benchmarks/raw_audio.py`` (actor-held-out, 2 seeds) found little gain from them (0.31
+vs 0.30); ``init="kaiming"`` gave 0.35; all stay below an MFCC logistic regression (0.40).
+They are options (defaults kept for the published av_digits runs); the caches (and
+:class:`~polymodal.data.manifest.ManifestDataset`'s ``cache_mb``) changed for every user.
 
 Why ``cmvn="utterance"`` by default: per-band CMVN gives every band of every utterance
 mean 0 and variance 1, which erases the utterance's average spectrum; for long speech that
