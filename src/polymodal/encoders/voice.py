@@ -32,13 +32,12 @@ sees non-linear statistics of the states, not only their mean.  Needs
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from polymodal.data.cache import FeatureCache, content_key
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import (
@@ -61,21 +60,13 @@ GE2E_HIDDEN = 256
 
 # Frozen frame states of each clip, shared by every audio_ge2e in the process, keyed by the
 # weights' fingerprint, the layers read, the sample rate and a digest of the clip's samples;
-# least recently used clips are dropped past each encoder's ``cache_mb``.
-_STATE_CACHE: OrderedDict[tuple[str, tuple[int, ...], int, str], Tensor] = OrderedDict()
-_STATE_CACHE_BYTES = [0]
+# least recently used clips are dropped past the storing encoder's ``cache_mb``.
+_STATE_CACHE = FeatureCache(0)
 
 
 def clear_state_cache() -> None:
     """Forget every cached clip's states."""
     _STATE_CACHE.clear()
-    _STATE_CACHE_BYTES[0] = 0
-
-
-def _digest(clip: Tensor) -> str:
-    return hashlib.blake2b(
-        clip.detach().float().cpu().numpy().tobytes(), digest_size=16
-    ).hexdigest()
 
 
 @ENCODERS.register(
@@ -187,9 +178,9 @@ class GE2EFrames(Encoder):
         keys = [self._key(c) for c in clips] if self.cache_bytes > 0 else [None] * len(clips)
         found: dict[int, Tensor] = {}
         for i, key in enumerate(keys):
-            if key is not None and key in _STATE_CACHE:
-                _STATE_CACHE.move_to_end(key)
-                found[i] = _STATE_CACHE[key]
+            hit = None if key is None else _STATE_CACHE.get(key)
+            if hit is not None:
+                found[i] = hit
         todo = [i for i in range(len(clips)) if i not in found]
         if todo:
             mels = [self._mel(clips[i]) for i in todo]  # (F_i, 40) each
@@ -213,23 +204,14 @@ class GE2EFrames(Encoder):
             clip = resample_audio(clip, self.sample_rate, SAMPLE_RATE)
         return speaker_mel(normalize_volume(clip))
 
-    def _key(self, clip: Tensor) -> tuple[str, tuple[int, ...], int, str]:
+    def _key(self, clip: Tensor) -> str:
         if self._fingerprint is None:  # reset when weights are loaded
             self._fingerprint = weights_fingerprint(self.ge2e)
-        return (self._fingerprint, self.layers, self.sample_rate, _digest(clip))
+        return f"{self._fingerprint}|{self.layers}|{self.sample_rate}|{content_key(clip)}"
 
-    def _remember(self, key: tuple[str, tuple[int, ...], int, str], states: Tensor) -> None:
-        item = states.detach().cpu().clone()
-        size = item.numel() * item.element_size()
-        if size > self.cache_bytes:
-            return
-        if key in _STATE_CACHE:
-            return
-        _STATE_CACHE[key] = item
-        _STATE_CACHE_BYTES[0] += size
-        while _STATE_CACHE_BYTES[0] > self.cache_bytes and _STATE_CACHE:
-            _, old = _STATE_CACHE.popitem(last=False)
-            _STATE_CACHE_BYTES[0] -= old.numel() * old.element_size()
+    def _remember(self, key: str, states: Tensor) -> None:
+        _STATE_CACHE.max_bytes = self.cache_bytes
+        _STATE_CACHE.put(key, states.detach().cpu())
 
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
         self._fingerprint = None  # cached states belong to the old weights
