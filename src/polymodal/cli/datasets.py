@@ -1,4 +1,4 @@
-"""``polymodal datasets {list,info,check,download}``: built-in data sets and user manifests.
+"""``polymodal datasets {list,info,check,download,export}``: built-in data sets and manifests.
 
 * ``list``: one line per built-in data set (name, modalities, splits, licence).
 * ``info NAME [--root PATH]``: modalities (kind, shape, rate), licence, upstream, and the
@@ -11,6 +11,10 @@
 * ``download NAME [--root DIR] [--base-url URL]``: fetch a built-in data set
   (:func:`polymodal.data.download.download_dataset`: from a mirror, ``--base-url`` or
   ``$POLYMODAL_MIRROR``, else upstream), check it and say where it is.
+* ``export NAME -o DIR [--split S ...] [--limit N]``: write a built-in data set as a user's
+  own data looks (:func:`polymodal.data.manifest.export.export_manifest`): ``manifest.csv``,
+  ``schema.yaml`` and one file per example and file modality, to train on with
+  ``polymodal train DIR/manifest.csv --label label`` or to copy the layout of.
 """
 
 from __future__ import annotations
@@ -114,6 +118,40 @@ def add_parser(subparsers: Any) -> None:
         "$POLYMODAL_MIRROR, else the upstream sources",
     )
     p_down.set_defaults(func=cmd_download)
+
+    p_export = verbs.add_parser(
+        "export",
+        help="write a built-in data set as a manifest with its files (your own data's layout)",
+        description="Write a built-in data set as a CSV manifest (one row per example: id, one "
+        "column per modality, label, split, group), a schema.yaml, and one file per example "
+        "and file modality (WAV, PNG, CSV series, .npy features), read back exactly by "
+        "`polymodal train DIR/manifest.csv --label label`.",
+    )
+    p_export.add_argument("name", metavar="NAME", help="a built-in data set (see `datasets list`)")
+    p_export.add_argument(
+        "-o", "--output", required=True, metavar="DIR", help="folder to write (created)"
+    )
+    p_export.add_argument(
+        "--split",
+        dest="splits",
+        action="append",
+        metavar="SPLIT",
+        default=None,
+        help="a split to write (repeatable; default: every split but 'all')",
+    )
+    p_export.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="at most N examples per split"
+    )
+    p_export.add_argument(
+        "--root",
+        metavar="PATH",
+        default=None,
+        help="folder holding the data set (default: $POLYMODAL_DATA, then the user cache)",
+    )
+    p_export.add_argument(
+        "--overwrite", action="store_true", help="replace DIR's manifest.csv and schema.yaml"
+    )
+    p_export.set_defaults(func=cmd_export)
 
 
 class _usage:
@@ -401,6 +439,44 @@ def cmd_download(args: argparse.Namespace) -> int:
             "download from a mirror with --base-url"
         )
     return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write data set ``args.name`` as ``args.output/manifest.csv`` with its files."""
+    import inspect
+
+    from polymodal.cli.main import CLIError
+    from polymodal.data.datasets import DATASETS
+    from polymodal.data.manifest.export import export_manifest
+
+    info = _get_info(args.name)
+    splits = args.splits or [s for s in info.splits if s != "all"] or list(info.splits)
+    for s in splits:
+        if s not in info.splits:
+            raise CLIError(
+                f"--split {s!r}: data set {info.name!r} has splits {', '.join(info.splits)}."
+            )
+    if args.limit is not None and args.limit < 1:
+        raise CLIError(f"--limit must be a positive number of examples; got {args.limit}.")
+    # Pixels as stored ([0, 1]): reading the manifest back normalises them as the data set did.
+    raw = {"normalize": False}
+    params = inspect.signature(DATASETS.get(info.name).builder).parameters
+    options = {k: v for k, v in raw.items() if k in params}
+    datasets = {s: _load_with(info.name, s, args.root, options) for s in splits}
+    try:
+        summary = export_manifest(datasets, args.output, limit=args.limit, overwrite=args.overwrite)
+    except ValueError as e:
+        raise CLIError(str(e).replace("overwrite=True (--overwrite)", "--overwrite")) from e
+    counts = ", ".join(f"{n} {s}" for s, n in summary.rows.items())
+    print(f"wrote {summary.manifest} ({counts} rows; {summary.files} files) and {summary.schema}")
+    print(f"train on it:  polymodal train {summary.manifest} --label label")
+    return EXIT_OK
+
+
+def _load_with(name: str, split: str, root: str | None, options: dict[str, Any]) -> Any:
+    from polymodal.data.datasets import load_dataset
+
+    return load_dataset(name, split=split, root=root, **options)
 
 
 def _cli_words(message: str) -> str:
