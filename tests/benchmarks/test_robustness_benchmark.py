@@ -118,3 +118,10 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
         "without watch 50.0 vs only_phone 61.0 (-11.0 points): misses" in v for v in verdicts
     )
     assert any("effective robustness of early against late fusion +10.00" in v for v in verdicts)
+    # the imbalance target: the weakest plain probe is watch (0.70 - 0.2); gblend's watch
+    # probe 0.68 is -2.0 points, at -2.0 points of fused accuracy: misses
+    assert any(
+        "early+gblend: probe accuracy of the weakest encoder (watch) -2.0 points over plain "
+        "early fusion, fused accuracy -2.0: misses" in v
+        for v in verdicts
+    )
