@@ -32,7 +32,9 @@ subject; the "best fusion" of a data set is the one with the highest mean valida
 Writes ``benchmarks/results/robustness.{json,md}`` (curve points are records with
 ``modality``, ``perturbation`` and ``severity`` columns) and ``robustness_<dataset>.png``.
 Finished runs are logged to ``robustness_runs.jsonl`` with a hash of their config and of
-the evaluation settings; a second invocation reuses them (``--fresh`` starts over).
+the evaluation settings, and the commit they were trained at; a second invocation reuses
+them (``--fresh`` starts over), so a table's stamp names the commit that summarised the
+log, and each run's own commit is in the log (rows without one predate the field).
 
     POLYMODAL_DATA=../shared/data python benchmarks/robustness.py             # everything
     POLYMODAL_DATA=../shared/data python benchmarks/robustness.py --datasets har_phone_watch \\
@@ -60,7 +62,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import merge_records, previous_records, record, write_results
+from _common import commit, merge_records, previous_records, record, write_results
 from fusion import PLANS, method_config
 from polymodal.inference import evaluate, load_trained
 from polymodal.models.build import register_components
@@ -528,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             results[ds].setdefault(method, {})[seed] = r
             with log.open("a") as fh:
                 row = {"dataset": ds, "method": method, "seed": seed, "result": r}
+                row["commit"] = commit()  # the code this run was trained with
                 row["config"] = keys[(ds, method, seed)]
                 fh.write(json.dumps(row) + "\n")
             print(

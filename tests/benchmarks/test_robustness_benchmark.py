@@ -125,3 +125,25 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
         "early fusion, fused accuracy -2.0: misses" in v
         for v in verdicts
     )
+
+
+def test_hash_skips_only_fields_at_their_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every skipped field holds exactly the listed default in the benchmark's configs, so a
+    # logged run is reused only when it ran with that value; another value is hashed
+    cfg = bench.run_config("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, "o")
+    blob = cfg.to_dict()
+    for dotted, default in bench.HASH_SKIPS_DEFAULT.items():
+        node = blob
+        for key in dotted.split("."):
+            node = node[key]
+        assert node == default, dotted
+    evals = {"levels": [0.0], "version": 1}
+    key = bench.run_key("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, evals)
+    original = bench.run_config
+
+    def heavier(*args: object) -> object:
+        return original(*args).replace(**{"optim.balance.unimodal_weight": 2.0})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench, "run_config", heavier)
+    other = bench.run_key("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, evals)
+    assert other != key
