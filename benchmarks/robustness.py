@@ -18,7 +18,9 @@ and ``method_config``, so the two benchmarks train the same models), trains for 
 * a model per single modality (``only_<m>``, early fusion over that modality alone): the
   reference of the missing-modality target;
 * early fusion with each imbalance method of ``--balance`` (``early+ogm_ge`` ...): fused
-  accuracy and probe accuracies, for the imbalance table.
+  accuracy and probe accuracies, for the imbalance table; ``early+unimodal`` (the model's
+  loss on each modality alone added to the fused loss) is also measured like the fusions
+  and is a candidate for the best fusion (``ROBUST_BALANCE``).
 
 Relative and effective robustness (:func:`polymodal.robustness.robustness_summary`, the
 reference being ``late`` fusion of the same seed) are computed per training seed and per
@@ -30,7 +32,9 @@ subject; the "best fusion" of a data set is the one with the highest mean valida
 Writes ``benchmarks/results/robustness.{json,md}`` (curve points are records with
 ``modality``, ``perturbation`` and ``severity`` columns) and ``robustness_<dataset>.png``.
 Finished runs are logged to ``robustness_runs.jsonl`` with a hash of their config and of
-the evaluation settings; a second invocation reuses them (``--fresh`` starts over).
+the evaluation settings, and the commit they were trained at; a second invocation reuses
+them (``--fresh`` starts over), so a table's stamp names the commit that summarised the
+log, and each run's own commit is in the log (rows without one predate the field).
 
     POLYMODAL_DATA=../shared/data python benchmarks/robustness.py             # everything
     POLYMODAL_DATA=../shared/data python benchmarks/robustness.py --datasets har_phone_watch \\
@@ -58,7 +62,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import merge_records, previous_records, record, write_results
+from _common import commit, merge_records, previous_records, record, write_results
 from fusion import PLANS, method_config
 from polymodal.inference import evaluate, load_trained
 from polymodal.models.build import register_components
@@ -72,6 +76,7 @@ from polymodal.robustness import (
     robustness_summary,
 )
 from polymodal.training import TrainConfig, Trainer
+from polymodal.training.config import BalanceConfig
 from polymodal.training.data import dataset_for_split
 from polymodal.training.probe import probe_modalities
 from polymodal.training.tasks import build_strategy
@@ -79,7 +84,16 @@ from polymodal.training.tasks import build_strategy
 REPO = Path(__file__).resolve().parents[1]
 NAME = "robustness"
 FUSIONS = ("early", "late", "attention", "gmu", "mult")
-BALANCE = ("ogm_ge", "gblend", "mla")
+BALANCE = ("ogm_ge", "gblend", "mla", "unimodal")
+# Balance methods whose fused model is evaluated like the fusions (missing modalities,
+# Shapley shares, curves) and competes for "best fusion by validation": ``unimodal`` trains
+# the fused model itself on each modality alone, i.e. for the missing-modality case; the
+# others change how the encoders learn (ogm_ge, gblend's heads are dropped at test) or
+# replace the fused prediction (mla), and are measured in the imbalance table only.
+ROBUST_BALANCE = ("none", "unimodal")
+# Target (c): a balance method raises the weakest encoder's probe accuracy (the lowest under
+# plain joint training) by this much, costing at most PROBE_MAX_COST fused accuracy.
+PROBE_GAIN, PROBE_MAX_COST = 0.05, 0.003
 REFERENCE = "late"  # the effective-robustness reference, as in MultiBench
 # Every fused run hides each modality with at least this probability during training (the
 # data set's own rate when higher): the missing-modality target asks for one model that also
@@ -126,12 +140,32 @@ def run_config(
     return cfg.replace(**changes)
 
 
+#: Config fields added since the logged runs (commit a32352f), with their defaults: left
+#: out of a run's hash while they hold the default, so the logged runs, which ran with that
+#: behaviour, are still reused; a field set to anything else changes the hash.
+HASH_SKIPS_DEFAULT: dict[str, Any] = {
+    "compile": False,
+    "min_epochs": 0,
+    "data.shards": None,
+    "distributed": {"find_unused": True, "gather_with_grad": True, "local_loss": True},
+    "optim.time_limit": None,
+    "optim.balance.unimodal_weight": BalanceConfig().unimodal_weight,
+}
+
+
 def run_key(
     dataset: str, mods: tuple[str, ...], fusion: str, balance: str, seed: int, evals: dict
 ) -> str:
     """A short hash of one run's config and evaluation settings (a logged run is reused
     only when both are unchanged)."""
     cfg = run_config(dataset, mods, fusion, balance, seed, "runs").to_dict()
+    for dotted in HASH_SKIPS_DEFAULT:  # fields newer than the log, hashed only when set
+        *parents, leaf = dotted.split(".")
+        node = cfg
+        for key in parents:
+            node = node[key]
+        if leaf in node and node[leaf] == HASH_SKIPS_DEFAULT[dotted]:
+            del node[leaf]
     blob = json.dumps({"config": cfg, "evals": evals}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -179,7 +213,7 @@ def run_one(
             out["probe"] = probe_modalities(
                 trained, splits["train"], splits["val"], test, batch_size=size
             )
-        if fused and balance == "none":
+        if fused and balance in ROBUST_BALANCE:
             for m in mods:
                 dropped = scores(lambda b, m=m: drop_modalities(b, [m]))
                 out["metrics"].update({f"{k}_without_{m}": v for k, v in dropped.items()})
@@ -419,6 +453,27 @@ def tables(records: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
                 f"- {ds}: effective robustness of {best} against late fusion "
                 f"{eff['value'] * 100:+.2f} points (mean over its curves)"
             )
+        plain = {
+            m: _get(records, ds, "early", f"probe_accuracy_{m}") for m in PLANS[ds]["modalities"]
+        }
+        acc = _get(records, ds, "early", "accuracy")
+        if acc is None or any(v is None for v in plain.values()):
+            continue
+        weak = min(plain, key=lambda m: plain[m]["value"])  # type: ignore[index]
+        for method in dict.fromkeys(r["method"] for r in records if r["dataset"] == ds):
+            probe = _get(records, ds, method, f"probe_accuracy_{weak}")
+            bal = _get(records, ds, method, "accuracy")
+            if not method.startswith("early+") or probe is None or bal is None:
+                continue
+            gain = probe["value"] - plain[weak]["value"]  # type: ignore[index]
+            cost = acc["value"] - bal["value"]
+            ok = gain >= PROBE_GAIN - 1e-9 and cost <= PROBE_MAX_COST + 1e-9
+            verdicts.append(
+                f"- {ds}, {method}: probe accuracy of the weakest encoder ({weak}) "
+                f"{gain * 100:+.1f} points over plain early fusion, fused accuracy "
+                f"{-cost * 100:+.1f}: {'meets' if ok else 'misses'} the imbalance target "
+                f"(>= +{PROBE_GAIN * 100:.0f}, >= -{PROBE_MAX_COST * 100:.1f})"
+            )
     return "\n".join(lines), verdicts
 
 
@@ -475,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             results[ds].setdefault(method, {})[seed] = r
             with log.open("a") as fh:
                 row = {"dataset": ds, "method": method, "seed": seed, "result": r}
+                row["commit"] = commit()  # the code this run was trained with
                 row["config"] = keys[(ds, method, seed)]
                 fh.write(json.dumps(row) + "\n")
             print(

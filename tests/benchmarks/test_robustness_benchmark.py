@@ -118,3 +118,32 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
         "without watch 50.0 vs only_phone 61.0 (-11.0 points): misses" in v for v in verdicts
     )
     assert any("effective robustness of early against late fusion +10.00" in v for v in verdicts)
+    # the imbalance target: the weakest plain probe is watch (0.70 - 0.2); gblend's watch
+    # probe 0.68 is -2.0 points, at -2.0 points of fused accuracy: misses
+    assert any(
+        "early+gblend: probe accuracy of the weakest encoder (watch) -2.0 points over plain "
+        "early fusion, fused accuracy -2.0: misses" in v
+        for v in verdicts
+    )
+
+
+def test_hash_skips_only_fields_at_their_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every skipped field holds exactly the listed default in the benchmark's configs, so a
+    # logged run is reused only when it ran with that value; another value is hashed
+    cfg = bench.run_config("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, "o")
+    blob = cfg.to_dict()
+    for dotted, default in bench.HASH_SKIPS_DEFAULT.items():
+        node = blob
+        for key in dotted.split("."):
+            node = node[key]
+        assert node == default, dotted
+    evals = {"levels": [0.0], "version": 1}
+    key = bench.run_key("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, evals)
+    original = bench.run_config
+
+    def heavier(*args: object) -> object:
+        return original(*args).replace(**{"optim.balance.unimodal_weight": 2.0})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench, "run_config", heavier)
+    other = bench.run_key("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, evals)
+    assert other != key

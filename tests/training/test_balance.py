@@ -15,6 +15,7 @@ from polymodal.data.sample import Batch
 from polymodal.inference import data_loader, load_trained
 from polymodal.models import ModelConfig
 from polymodal.models.build import build_model
+from polymodal.models.entropy import only_modality
 from polymodal.training import (
     Callback,
     DataConfig,
@@ -26,6 +27,7 @@ from polymodal.training import (
     train,
 )
 from polymodal.training.balance import (
+    alone_masks,
     gblend_weights,
     modulate_gradients,
     ogm_coefficients,
@@ -195,6 +197,106 @@ def test_mla_trains_one_encoder_per_step(tmp_path: Path) -> None:
     assert s.balancer.projections  # type: ignore[union-attr]
 
 
+# ------------------------------------------------------------------ unimodal
+
+
+def test_alone_masks_hand_worked() -> None:
+    t, f = True, False
+    present = {"a": torch.tensor([t, t, f, t]), "b": torch.tensor([t, f, t, f])}
+    alone = alone_masks(present, "a")
+    # rows with a: b hidden; row 2 (no a) keeps b, so no row is left empty
+    assert alone["a"].tolist() == [t, t, f, t] and alone["b"].tolist() == [f, f, t, f]
+    alone = alone_masks(present, "b")
+    assert alone["b"].tolist() == [t, f, t, f] and alone["a"].tolist() == [f, t, f, t]
+
+
+def _partial_batch() -> Batch:
+    """``_batch()`` with ``b`` missing from rows 0-5 (so b's loss averages 10 rows)."""
+    batch = _batch()
+    keep = torch.arange(batch.batch_size) >= 6
+    mods = {**batch.modalities, "b": batch["b"].with_present(keep)}
+    return Batch(mods, batch.target, batch.ids)
+
+
+def test_unimodal_loss_hand_worked(tmp_path: Path) -> None:
+    # fused loss + w * (loss of a alone over the rows with a + loss of b alone over the
+    # rows with b), each "alone" being the model on the batch with the other modality absent
+    s = _strategy(_cfg(tmp_path, {"method": "unimodal", "unimodal_weight": 0.5}))
+    s.model.train()  # no modality dropout and no dropout: deterministic
+    batch = _partial_batch()
+    y = batch.target
+    assert y is not None
+    ce = nn.functional.cross_entropy
+    fused = ce(s.model(batch).logits, y)
+    a_alone, _ = only_modality(batch, "a")
+    b_alone, keep_b = only_modality(batch, "b")
+    loss_a = ce(s.model(a_alone).logits, y)
+    loss_b = ce(s.model(b_alone).logits[keep_b], y[keep_b])  # the 10 rows with b
+    loss, n = s.loss(batch)
+    assert n == 16
+    expected = float((fused + 0.5 * (loss_a + loss_b)).detach())
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    # the method's own log: each modality's mean unimodal loss over the epoch
+    row = s.balancer.end_epoch(1, lambda: [])  # type: ignore[union-attr]
+    assert row == pytest.approx(
+        {"unimodal_loss_a": float(loss_a), "unimodal_loss_b": float(loss_b)}
+    )
+
+
+@pytest.mark.parametrize("fusion", ["early", "late", "attention", "gmu", "mult", "tensor"])
+def test_fuse_with_alone_masks_equals_the_model_on_one_modality(fusion: str) -> None:
+    # what the unimodal loss computes without encoding again is what the model predicts on
+    # a batch that lacks the other modality, for every kind of fusion
+    cfg = MODEL_CFG.replace(**{"fusion": {"name": fusion}})
+    model = build_model(cfg, SCHEMA, seed=0).eval()
+    from polymodal.training.balance_base import EncoderTap
+
+    batch = _partial_batch()
+    with torch.no_grad():
+        with EncoderTap(model.encoders) as tap:
+            model(batch)
+        for m in ("a", "b"):
+            via_fuse = model.fuse(tap.outputs, alone_masks(tap.present, m)).logits
+            alone, keep = only_modality(batch, m)
+            direct = model(alone).logits
+            assert torch.allclose(via_fuse[keep], direct[keep], atol=1e-5), (fusion, m)
+            assert not torch.allclose(via_fuse[keep], model(batch).logits[keep], atol=1e-5)
+
+
+def test_unimodal_loss_reaches_every_encoder_alone(tmp_path: Path) -> None:
+    s = _strategy(_cfg(tmp_path, "unimodal"))
+    s.model.train()
+    balancer = s.balancer
+    assert balancer is not None
+    from polymodal.training.balance_base import EncoderTap
+
+    batch = _partial_batch()
+    assert batch.target is not None
+    for m in ("a", "b"):  # each modality's term moves its own encoder only
+        s.model.zero_grad(set_to_none=True)
+        with EncoderTap(s.model.encoders) as tap:
+            s.model(batch)
+        losses = balancer.unimodal_losses(tap, batch.target)  # type: ignore[attr-defined]
+        losses[balancer.names.index(m)].backward()
+        grads = _grads(s.model)
+        own = [g for k, g in grads.items() if k.startswith(f"encoders.{m}.")]
+        other = [g for k, g in grads.items() if k.startswith("encoders.") and f".{m}." not in k]
+        assert own and all(g.abs().sum() > 0 for g in own), m
+        assert all(g.abs().sum() == 0 for g in other), m
+
+
+def test_unimodal_needs_a_model_with_fuse(tmp_path: Path) -> None:
+    from polymodal.training.balance import build_balancer
+
+    class NoFuse(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoders = nn.ModuleDict({"a": nn.Linear(1, 1), "b": nn.Linear(1, 1)})
+
+    with pytest.raises(TypeError, match=r"'unimodal' needs a model with a fuse"):
+        build_balancer(_cfg(tmp_path, "unimodal").optim.balance, NoFuse(), "classification")
+
+
 # ------------------------------------------------------------------ config and "none"
 
 
@@ -253,7 +355,7 @@ class _Crash(Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
-@pytest.mark.parametrize("method", ["ogm_ge", "gblend", "mla"])
+@pytest.mark.parametrize("method", ["ogm_ge", "gblend", "mla", "unimodal"])
 def test_balanced_run_resumes_to_the_same_weights(tmp_path: Path, method: str) -> None:
     cfg = _cfg(tmp_path / "a", method).replace(checkpoint_every_steps=3)
     whole = _strategy(cfg)
@@ -295,7 +397,7 @@ def _har_config(tmp_path: Path, method: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("method", ["ogm_ge", "gblend", "mla"])
+@pytest.mark.parametrize("method", ["ogm_ge", "gblend", "mla", "unimodal"])
 def test_each_method_trains_end_to_end(
     tmp_path: Path, data_root: Path, method: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -304,7 +406,12 @@ def test_each_method_trains_end_to_end(
     result = train(cfg)
     assert result.epochs_run == 2 and result.test is not None
     assert 0.0 <= result.test["accuracy"] <= 1.0 and math.isfinite(result.test["loss"])
-    logged = {"ogm_ge": "ogm_k_phone", "gblend": "gblend_w_fused", "mla": None}[method]
+    logged = {
+        "ogm_ge": "ogm_k_phone",
+        "gblend": "gblend_w_fused",
+        "mla": None,
+        "unimodal": "unimodal_loss_watch",
+    }[method]
     if logged is not None:
         assert all(logged in row for row in result.history)
     if method == "gblend":  # re-estimated after epoch 2, still a distribution

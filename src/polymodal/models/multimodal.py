@@ -222,8 +222,24 @@ class MultimodalModel(nn.Module):
             groups = getattr(encoder, "uses_groups", False)  # per-speaker statistics, by id
             encoded[name] = encoder(mb, ids=batch.ids) if groups else encoder(mb)
             present[name] = mb.present.to(torch.bool)
-        out = self.fusion(encoded, present)
-        b = batch.batch_size
+        return self.fuse(encoded, present)
+
+    def fuse(
+        self, encoded: Mapping[str, EncoderOutput], present: Mapping[str, Tensor]
+    ) -> ModelOutput:
+        """The second half of :meth:`forward`: fuse encodings and apply the head.
+
+        With other ``present`` masks than the encoders saw, this predicts from a subset of
+        the modalities without encoding them again (``optim.balance=unimodal`` reads each
+        modality alone this way): the fusions read an absent modality only through its
+        mask, so the result equals :meth:`forward` on the batch with those masks.
+
+        Shape:
+            - encoded[m]: the encoder's output; present[m]: (B,) bool
+            - return: as :meth:`forward`
+        """
+        out = self.fusion(dict(encoded), dict(present))
+        b = next(iter(present.values())).shape[0]
         features: Tensor | None = None
         modality_logits: dict[str, Tensor] | None = None
         if isinstance(out, DecisionOutput):

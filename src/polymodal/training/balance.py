@@ -29,6 +29,13 @@ method      what it does
             gradient is projected orthogonally to the inputs that layer saw before
             (orthogonal weight modification), so one modality does not overwrite another.
             Evaluation fuses the unimodal predictions, each weighted by exp(-entropy).
+``unimodal`` The multitask baseline of MMPareto (Wei & Hu, ICML 2024) and the uni-modal
+            losses of Du et al. 2023: loss = fused loss + w * sum_m loss of the model
+            itself predicting from modality m alone (the others marked absent), masked to
+            the rows that have m.  Each encoder must then be discriminative alone, and the
+            fusion and head learn every single-modality input every step, not only on the
+            rows that modality dropout happens to hit.  The encoders run once per step;
+            only fusion and head run again per modality (``MultimodalModel.fuse``).
 =========== ===============================================================================
 
 "A modality alone" is the model itself with the other modalities marked absent
@@ -40,9 +47,8 @@ layer (for concatenation + linear head the two agree up to the bias).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -51,109 +57,15 @@ from polymodal.data.sample import Batch
 from polymodal.inference import model_logits
 from polymodal.losses.supervised import task_loss
 from polymodal.models.entropy import EntropyFusion, only_modality
-from polymodal.outputs import EncoderOutput
+from polymodal.training.balance_base import (
+    Balancer,
+    BatchSource,
+    EncoderTap,
+    FusedLoss,
+    evaluating,
+    masked_mean,
+)
 from polymodal.training.config import BalanceConfig
-
-#: A function from a model output and its batch to the fused training loss.
-FusedLoss = Callable[[Any, Batch], Tensor]
-#: A function that yields the validation batches (on the training device).
-BatchSource = Callable[[], Iterable[Batch]]
-
-
-# --------------------------------------------------------------------------- shared helpers
-
-
-def _masked_mean(per: Tensor, keep: Tensor) -> Tensor:
-    """Mean of (B,) ``per`` over the rows where ``keep``; 0 (with gradient) when none."""
-    w = keep.to(per.dtype)
-    return (per * w).sum() / w.sum().clamp_min(1.0)
-
-
-@contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """``model`` in eval mode without gradients (its mode restored afterwards)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was)
-
-
-# --------------------------------------------------------------------------- the base class
-
-
-class Balancer:
-    """Base of the imbalance methods (``none`` is no balancer at all).
-
-    Args:
-        cfg: the run's :class:`BalanceConfig`.
-        model: a :class:`~polymodal.models.MultimodalModel` (``encoders``, ``fusion``).
-        task: ``classification``, ``regression`` or ``multilabel``.
-        regression_loss: ``mse`` or ``l1``.
-        seed: seeds the method's own random numbers and parameters.
-    """
-
-    #: Whether the method needs a classification task (softmax of the true class).
-    classification_only = False
-
-    def __init__(
-        self, cfg: BalanceConfig, model: nn.Module, task: str, regression_loss: str, seed: int
-    ) -> None:
-        encoders = getattr(model, "encoders", None)
-        if not isinstance(encoders, nn.ModuleDict) or len(encoders) < 2:
-            raise ValueError(
-                f"optim.balance.method={cfg.method!r} balances the encoders of a model with "
-                "at least two modalities (a MultimodalModel); this model has "
-                f"{'no encoders' if encoders is None else list(encoders)}. Use "
-                "optim.balance.method=none."
-            )
-        if self.classification_only and task != "classification":
-            raise ValueError(
-                f"optim.balance.method={cfg.method!r} needs a classification task (it reads "
-                f"the softmax probabilities of the classes); this run's task is {task!r}. "
-                "Use optim.balance.method=gblend or none."
-            )
-        self.cfg, self.model, self.task, self.regression_loss = cfg, model, task, regression_loss
-        self.names: list[str] = sorted(encoders)
-        self.encoders: nn.ModuleDict = encoders
-        self.seed = seed
-        self.epoch = 0  # set by the strategy at the start of each epoch (0-based)
-
-    def module(self) -> nn.Module | None:
-        """Parameters the method adds (trained with the model, kept in ``state``)."""
-        return None
-
-    def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
-        """The training loss of one batch (already on the device)."""
-        return fused_loss(self.model(batch), batch)
-
-    def before_step(self) -> None:
-        """Rewrite the gradients after ``backward``, before clipping and the step."""
-
-    def end_epoch(self, epoch: int, val_batches: BatchSource) -> dict[str, float]:
-        """After 1-based ``epoch``'s validation; returns entries for the history row."""
-        return {}
-
-    def eval_model(self) -> nn.Module:
-        """The module evaluated on the validation and test splits."""
-        return self.model
-
-    def state(self) -> dict[str, Tensor]:
-        """Tensors a resumed run needs (saved with every checkpoint)."""
-        return {}
-
-    def load_state(self, state: Mapping[str, Tensor]) -> None:
-        """Restore :meth:`state`."""
-
-    def generators(self) -> dict[str, torch.Generator]:
-        """The method's own random generators (their states are checkpointed)."""
-        return {}
-
-    def to(self, device: torch.device) -> None:
-        """Move the method's parameters and state to ``device``."""
-
 
 # --------------------------------------------------------------------------- OGM-GE
 
@@ -215,12 +127,12 @@ class OGMGE(Balancer):
         target = batch.target
         assert target is not None
         out: dict[str, float] = {}
-        with _evaluating(self.model):
+        with evaluating(self.model):
             for m in self.names:
                 alone, keep = only_modality(batch, m)
                 probs = model_logits(self.model(alone)).float().softmax(-1)  # (B, K)
                 true = probs.gather(1, target.long()[:, None]).squeeze(1)  # (B,)
-                out[m] = float(_masked_mean(true, keep))
+                out[m] = float(masked_mean(true, keep))
         return out
 
     def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
@@ -284,30 +196,6 @@ def gblend_weights(
     return {k: v / total for k, v in raw.items()}
 
 
-class _PooledTap:
-    """Forward hooks on the encoders that keep each one's pooled output and presence."""
-
-    def __init__(self, encoders: nn.ModuleDict) -> None:
-        self.encoders = encoders
-        self.pooled: dict[str, Tensor] = {}
-        self.present: dict[str, Tensor] = {}
-
-    def __enter__(self) -> _PooledTap:
-        def hook(name: str) -> Any:
-            def keep(module: nn.Module, args: tuple[Any, ...], out: EncoderOutput) -> None:
-                self.pooled[name] = out.pooled  # (B, D_m)
-                self.present[name] = args[0].present.to(torch.bool)  # (B,)
-
-            return keep
-
-        self.handles = [enc.register_forward_hook(hook(n)) for n, enc in self.encoders.items()]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self.handles:
-            h.remove()
-
-
 class GradientBlending(Balancer):
     """Fused loss plus unimodal-head losses, weighted by G / O^2 (``gblend``)."""
 
@@ -331,7 +219,7 @@ class GradientBlending(Balancer):
     def to(self, device: torch.device) -> None:
         self.heads.to(device)
 
-    def _unimodal(self, tap: _PooledTap, target: Tensor) -> list[Tensor]:
+    def _unimodal(self, tap: EncoderTap, target: Tensor) -> list[Tensor]:
         losses = []
         for m in self.names:
             logits = self.heads[m](tap.pooled[m])  # (B, K)
@@ -340,12 +228,12 @@ class GradientBlending(Balancer):
             per = task_loss(self.task, logits, target, self.regression_loss, "none")
             if per.dim() > 1:  # multilabel: (B, K) -> (B,)
                 per = per.mean(-1)
-            losses.append(_masked_mean(per, tap.present[m]))
+            losses.append(masked_mean(per, tap.present[m]))
         return losses
 
     def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
         assert batch.target is not None
-        with _PooledTap(self.encoders) as tap:
+        with EncoderTap(self.encoders) as tap:
             out = self.model(batch)
         losses = torch.stack([fused_loss(out, batch), *self._unimodal(tap, batch.target)])
         n = batch.batch_size
@@ -357,10 +245,10 @@ class GradientBlending(Balancer):
         """(M + 1,) mean validation loss of the fused head and of each unimodal head."""
         total = torch.zeros(len(self.heads_names), dtype=torch.float64)
         count = 0
-        with _evaluating(self.model), _evaluating(self.heads):
+        with evaluating(self.model), evaluating(self.heads):
             for batch in val_batches():
                 assert batch.target is not None
-                with _PooledTap(self.encoders) as tap:
+                with EncoderTap(self.encoders) as tap:
                     out = self.model(batch)
                 fused = task_loss(self.task, model_logits(out), batch.target, self.regression_loss)
                 losses = torch.stack([fused, *self._unimodal(tap, batch.target)])
@@ -471,7 +359,7 @@ class MLA(Balancer):
         per = task_loss(self.task, logits, batch.target, self.regression_loss, "none")
         self.current = m
         self.step += 1
-        return _masked_mean(per, keep)
+        return masked_mean(per, keep)
 
     def before_step(self) -> None:
         for other in self.names:  # only the current modality's encoder moves
@@ -509,10 +397,83 @@ class MLA(Balancer):
         self.projections = {k: v.to(device) for k, v in self.projections.items()}
 
 
+# --------------------------------------------------------------------------- unimodal losses
+
+
+def alone_masks(present: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
+    """Presence masks that show modality ``name`` alone, as :func:`only_modality` does.
+
+    Where ``name`` is present every other modality is marked absent; rows without ``name``
+    keep their masks (so no row is left with none; their loss is masked out).
+
+    Shape:
+        - present[m]: (B,) bool; return[m]: (B,) bool
+    """
+    keep = present[name]
+    return {m: (p if m == name else p & ~keep) for m, p in present.items()}
+
+
+class UnimodalLoss(Balancer):
+    """Fused loss plus the model's own loss on each modality alone (``unimodal``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not callable(getattr(self.model, "fuse", None)):
+            raise TypeError(
+                f"optim.balance.method='unimodal' needs a model with a fuse(encoded, present) "
+                f"method (a MultimodalModel); got {type(self.model).__name__}. Use "
+                "optim.balance.method=gblend, whose unimodal heads read only the encoders."
+            )
+        self.last: dict[str, float] = {}
+        self.train_sum = torch.zeros(len(self.names), dtype=torch.float64)  # (M,) for the log
+        self.train_count = torch.zeros((), dtype=torch.float64)
+
+    def unimodal_losses(self, tap: EncoderTap, target: Tensor) -> list[Tensor]:
+        """(M,) losses of the model predicting from each modality alone, in ``names`` order,
+        each the mean over the rows that have that modality."""
+        fuse = cast(Callable[..., Any], self.model.fuse)
+        losses = []
+        for m in self.names:
+            logits = model_logits(fuse(tap.outputs, alone_masks(tap.present, m)))
+            per = task_loss(self.task, logits, target, self.regression_loss, "none")
+            if per.dim() > 1:  # multilabel: (B, K) -> (B,)
+                per = per.mean(-1)
+            losses.append(masked_mean(per, tap.present[m]))
+        return losses
+
+    def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
+        assert batch.target is not None
+        with EncoderTap(self.encoders) as tap:
+            out = self.model(batch)
+        unimodal = torch.stack(self.unimodal_losses(tap, batch.target))  # (M,)
+        self.train_sum += unimodal.detach().double().cpu() * batch.batch_size
+        self.train_count += batch.batch_size
+        return fused_loss(out, batch) + self.cfg.unimodal_weight * unimodal.sum()
+
+    def end_epoch(self, epoch: int, val_batches: BatchSource) -> dict[str, float]:
+        means = (self.train_sum / self.train_count.clamp_min(1.0)).tolist()
+        self.train_sum.zero_()
+        self.train_count.zero_()
+        return {f"unimodal_loss_{m}": v for m, v in zip(self.names, means, strict=True)}
+
+    def state(self) -> dict[str, Tensor]:
+        return {"train_sum": self.train_sum.clone(), "train_count": self.train_count.clone()}
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        if "train_sum" in state:
+            self.train_sum = state["train_sum"].double().cpu().clone()
+            self.train_count = state["train_count"].double().cpu().clone()
+
+
 # --------------------------------------------------------------------------- builder
 
 #: Method name -> its balancer (``none`` has none).
-BALANCERS: dict[str, type[Balancer]] = {"ogm_ge": OGMGE, "gblend": GradientBlending, "mla": MLA}
+BALANCERS: dict[str, type[Balancer]] = {
+    "ogm_ge": OGMGE,
+    "gblend": GradientBlending,
+    "mla": MLA,
+    "unimodal": UnimodalLoss,
+}
 
 
 def build_balancer(
@@ -534,8 +495,12 @@ __all__ = [
     "MLA",
     "OGMGE",
     "Balancer",
+    "BatchSource",
     "EntropyFusion",
+    "FusedLoss",
     "GradientBlending",
+    "UnimodalLoss",
+    "alone_masks",
     "build_balancer",
     "gblend_weights",
     "modulate_gradients",

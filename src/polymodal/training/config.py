@@ -146,7 +146,7 @@ class OptimConfig(Config):
 
 
 #: The modality-imbalance methods of :class:`BalanceConfig` (``none`` changes nothing).
-BALANCE_METHODS = ("none", "ogm_ge", "gblend", "mla")
+BALANCE_METHODS = ("none", "ogm_ge", "gblend", "mla", "unimodal")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +160,9 @@ class BalanceConfig(Config):
         method: ``none`` (plain training, bit for bit), ``ogm_ge`` (on-the-fly gradient
             modulation with generalisation enhancement, Peng et al. 2022; classification),
             ``gblend`` (gradient blending, Wang et al. 2020) or ``mla`` (alternating unimodal
-            adaptation, Zhang et al. 2024; classification).
+            adaptation, Zhang et al. 2024; classification) or ``unimodal`` (the model's
+            loss on each modality alone added to the fused loss; Wei & Hu 2024's multitask
+            baseline).
         alpha: ``ogm_ge``: modulation strength; the dominant modality's encoder gradients
             are scaled by ``1 - tanh(alpha * (rho - 1))`` (0.8, the official setting).
         noise: ``ogm_ge``: add Gaussian noise with each gradient's own standard deviation
@@ -172,15 +174,18 @@ class BalanceConfig(Config):
             ``2 * interval``, with equal weights until then.
         owm_alpha: ``mla``: the regulariser of the orthogonal projection of the shared
             head's gradients (smaller: closer to exactly orthogonal to earlier inputs).
+        unimodal_weight: ``unimodal``: w in ``fused loss + w * sum_m loss of modality m
+            alone`` (1, the equal weighting of MMPareto's multitask baseline).
     """
 
-    method: Literal["none", "ogm_ge", "gblend", "mla"] = "none"
+    method: Literal["none", "ogm_ge", "gblend", "mla", "unimodal"] = "none"
     alpha: float = param(0.8, gt=0)
     noise: bool = True
     start_epoch: int = param(0, ge=0)
     end_epoch: int | None = param(50, ge=0)
     interval: int = param(1, ge=1)
     owm_alpha: float = param(0.1, gt=0)
+    unimodal_weight: float = param(1.0, gt=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
