@@ -221,7 +221,12 @@ class DistributedConfig(Config):
     A single-process run reads none of these.
 
     Args:
-        find_unused: let ``DistributedDataParallel`` find the parameters a step did not
+        parallel: ``ddp`` (``DistributedDataParallel``: every rank holds the whole model
+            and optimiser state) or ``fsdp`` (FSDP2 ``fully_shard``: each rank holds 1/N of
+            the trainable parameters, gradients and optimiser state; for fine-tuning
+            larger pretrained encoders; ``task: supervised``; see
+            :mod:`polymodal.training.fsdp`).  Checkpoints are the same either way.
+        find_unused: ``ddp``: let ``DistributedDataParallel`` find the parameters a step did not
             use (``find_unused_parameters``): needed when a step can skip an encoder (a
             modality missing from a whole batch); ``false`` is faster when every trainable
             parameter gets a gradient at every step.
@@ -231,6 +236,7 @@ class DistributedConfig(Config):
             gathered from the other ranks (open_clip's ``--gather-with-grad``).
     """
 
+    parallel: Literal["ddp", "fsdp"] = "ddp"
     find_unused: bool = True
     local_loss: bool = True
     gather_with_grad: bool = True
