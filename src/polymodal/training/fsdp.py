@@ -41,7 +41,8 @@ case for a :class:`~polymodal.models.MultimodalModel`: every encoder runs on eve
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -51,14 +52,12 @@ from polymodal.layers.transformer import CrossAttentionBlock, TransformerBlock
 
 
 def _block_types() -> tuple[type[nn.Module], ...]:
-    """The repeated blocks sharded one by one (MiniLM's ``BertLayer`` when installed)."""
+    """The repeated blocks sharded one by one: polymodal's, and MiniLM's ``BertLayer`` when
+    ``transformers`` built one (a model holding a MiniLM has imported it)."""
     types: list[type[nn.Module]] = [TransformerBlock, CrossAttentionBlock]
-    try:
-        from transformers.models.bert.modeling_bert import BertLayer
-
-        types.append(BertLayer)
-    except ImportError:  # the pretrained extra is not installed: no MiniLM to shard
-        pass
+    bert = sys.modules.get("transformers.models.bert.modeling_bert")
+    if bert is not None:
+        types.append(bert.BertLayer)
     return tuple(types)
 
 
@@ -104,10 +103,10 @@ def shard(root: nn.Module, device: torch.device, precision: str) -> None:
         fully_shard(module, mesh=mesh, mp_policy=mp, ignored_params=frozen)
 
 
-def _options(**kw: bool) -> Any:
+def _options(cpu_offload: bool = False) -> Any:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(full_state_dict=True, **kw)
+    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload, strict=True)
 
 
 def full_weights(root: nn.Module) -> dict[str, Tensor]:
@@ -115,7 +114,8 @@ def full_weights(root: nn.Module) -> dict[str, Tensor]:
     rank must call it (it gathers the slices)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    return dict(get_model_state_dict(root, options=_options(cpu_offload=True)))
+    sd = get_model_state_dict(root, options=_options(cpu_offload=True))
+    return cast(dict[str, Tensor], dict(sd))
 
 
 def load_full_weights(root: nn.Module, weights: dict[str, Tensor], source: str) -> None:
@@ -124,7 +124,7 @@ def load_full_weights(root: nn.Module, weights: dict[str, Tensor], source: str) 
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
     check_weights(root, weights, source)  # a DTensor's shape is the full shape
-    set_model_state_dict(root, weights, options=_options(strict=True))
+    set_model_state_dict(root, dict[str, Any](weights), options=_options())
 
 
 def _names(root: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
@@ -138,7 +138,9 @@ def full_optimizer_state(root: nn.Module, optimizer: torch.optim.Optimizer) -> d
     format (``{}`` on the other ranks); every rank must call it."""
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    sd = get_optimizer_state_dict(root, optimizer, options=_options(cpu_offload=True))
+    sd: dict[str, Any] = dict(
+        get_optimizer_state_dict(root, optimizer, options=_options(cpu_offload=True))
+    )
     if not sd:
         return {}
     index = {name: i for i, name in enumerate(_names(root, optimizer))}
