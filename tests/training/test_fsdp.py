@@ -93,9 +93,6 @@ def test_fsdp_refuses_what_it_cannot_shard() -> None:
     )
     with pytest.raises(ValueError, match=r"task: contrastive trains through other methods"):
         DataParallel(SimpleNamespace(shardable=False), DistInfo(0, 2), cfg)  # type: ignore[arg-type]
-    cfg.compile, cfg.task = True, "supervised"
-    with pytest.raises(ValueError, match=r"compile=true with distributed.parallel=fsdp"):
-        DataParallel(SimpleNamespace(shardable=True), DistInfo(0, 2), cfg)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"parallel.*'ddp', 'fsdp'"):
         DistributedConfig.from_dict({"parallel": "zero3"})
 

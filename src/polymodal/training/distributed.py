@@ -308,7 +308,8 @@ class DataParallel:
     several ranks (see the module docstring), or sharded by FSDP2 with
     ``distributed.parallel=fsdp`` (:mod:`polymodal.training.fsdp`); a plain call in one
     process.  With ``cfg.compile`` the model's forward is compiled first
-    (``nn.Module.compile``, in place, so checkpoints keep their keys).
+    (:func:`~polymodal.training.compiled.compile_model`: in place, so checkpoints keep their
+    keys; eager with a warning when inductor has no compiler here).
 
     The loop reads and writes the trained weights, optimiser state and metrics through it
     (:meth:`weights`, :meth:`optimizer_state`, :meth:`load_weights`, :meth:`on_main`):
@@ -324,7 +325,9 @@ class DataParallel:
         if self.sharded and cfg is not None:
             _check_shardable(strategy, cfg)
         if cfg is not None and cfg.compile:
-            strategy.model.compile()
+            from polymodal.training.compiled import compile_model
+
+            compile_model(strategy.model, strategy.device)
         if self.sharded:
             from polymodal.training import fsdp
 
@@ -397,11 +400,6 @@ def _check_shardable(strategy: Strategy, cfg: RunConfig) -> None:
             f"distributed.parallel=fsdp shards a model whose forward the training loss and the "
             f"evaluation call (task: supervised); task: {cfg.task} trains through other "
             "methods. Use distributed.parallel=ddp."
-        )
-    if cfg.compile:
-        raise ValueError(
-            "compile=true with distributed.parallel=fsdp is not supported: compiling the "
-            "model traces FSDP's gather hooks. Use compile=false, or distributed.parallel=ddp."
         )
 
 

@@ -37,6 +37,8 @@ test split as one process does; rank 0's metrics are used.  Only a strategy whos
 ``forward`` (``task: supervised``); the contrastive and context tasks train small heads
 on cached features and use DDP.  Every rank must run the same units in a step (always the
 case for a :class:`~polymodal.models.MultimodalModel`: every encoder runs on every batch).
+``compile: true`` compiles the model before it is sharded (checked on a tiny run: the same
+metrics as eager FSDP and as one process).
 """
 
 from __future__ import annotations
