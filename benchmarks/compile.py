@@ -8,6 +8,9 @@ launcher as ``benchmarks/scale.py`` (``torch.distributed.run``, ``--processes`` 
 2 is DDP with a compiled model).  The models (``--models``):
 
 * ``early``: the config as it is (MOSI's three MLP encoders, early fusion, linear head);
+* ``early_no_stats``: the same without the encoders' running standardisation
+  (``running_stats=false``), whose masked row selection in training splits the compiled
+  graph (``graphs``: the graphs ``torch._dynamo.explain`` finds in one training forward);
 * ``bottleneck``: the same encoders, a 2-layer attention-bottleneck transformer fusion
   (``model.fusion.name=bottleneck``, hidden 64, 4 heads).
 
@@ -17,7 +20,9 @@ Measured, from each run's own ``metrics.jsonl`` (:func:`scale.training_rate`):
   (validation excluded); ``compiled_vs_eager`` is the compiled run's over the eager run's,
   pairwise within a round;
 * ``compile_s``: the compiled run's first epoch seconds minus the eager run's (what
-  compiling the training step costs, recompiles for the last, shorter batch included);
+  compiling the training step costs, recompiles for the last, shorter batch included),
+  ``compile_s_cold`` in the first round (inductor's cache, a fresh folder per benchmark,
+  empty) and ``compile_s_warm`` in the later ones (the kernels cached on disk);
   ``launch_s``: the whole launch's wall time (start-up, data, validation, which compiles
   the evaluation graph too).
 
@@ -43,8 +48,10 @@ from scale import launch_training, training_rate
 
 NAME = "compile"
 REPO = Path(__file__).resolve().parents[1]
+STATS_OFF = [f"model.encoders.{m}.params.running_stats=false" for m in ("text", "audio", "video")]
 MODELS = {
     "early": [],
+    "early_no_stats": STATS_OFF,
     "bottleneck": [
         "model.fusion.name=bottleneck",
         "model.fusion.params={hidden_dim: 64, num_heads: 4, num_layers: 2}",
@@ -60,6 +67,21 @@ def first_epoch_seconds(run_dir: Path) -> float:
     """The first epoch's training seconds (``metrics.jsonl``; validation excluded)."""
     first = (run_dir / "metrics.jsonl").read_text().splitlines()[0]
     return float(json.loads(first)["seconds"])
+
+
+def graph_count(config: Path, overrides: list[str]) -> int:
+    """The graphs ``torch._dynamo.explain`` splits one training forward of the model into
+    (1: no graph break)."""
+    import torch._dynamo
+
+    from polymodal.training.tasks import build_strategy
+
+    strategy = build_strategy(load_config(config, overrides))
+    strategy.setup(torch.device("cpu"))
+    batch = next(iter(strategy.batches(0, 0)))
+    explained = torch._dynamo.explain(strategy.model.train())(batch)
+    torch._dynamo.reset()
+    return int(explained.graph_count)
 
 
 def run_model(model: str, args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
@@ -78,6 +100,7 @@ def run_model(model: str, args: argparse.Namespace, folder: Path) -> list[dict[s
         raise ValueError(f"--config must be a supervised run (task: supervised); got {config}.")
     n_train = len(dataset_for_split(cfg.data, cfg.seed, "train"))
     bs = cfg.data.batch_size
+    graphs = graph_count(config, overrides)
     found: dict[str, dict[str, list[float]]] = {
         m: {"rate": [], "first": [], "launch": [], "seconds": []} for m in ("eager", "compiled")
     }
@@ -106,6 +129,7 @@ def run_model(model: str, args: argparse.Namespace, folder: Path) -> list[dict[s
         "epochs": args.epochs,
         "processes": args.processes,
         "threads": args.threads,
+        "graphs": graphs,
     }
     records = []
     for method, got in found.items():
@@ -137,6 +161,8 @@ def run_model(model: str, args: argparse.Namespace, folder: Path) -> list[dict[s
             std=_std(ratios),
             n_seeds=args.repeats,
             compile_s=round(statistics.fmean(extra), 2),
+            compile_s_cold=round(extra[0], 2),
+            compile_s_warm=round(statistics.fmean(extra[1:]), 2) if len(extra) > 1 else None,
             **common,
         )
     )
@@ -159,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="polymodal-compile-") as tmp:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor")  # cold at first
         for model in args.models:
             records.extend(run_model(model, args, Path(tmp)))
     records = merge_records(
@@ -174,8 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         "training examples / training seconds (metrics.jsonl, validation excluded) of the "
         "epochs after the first. ratio: compiled samples/s / eager samples/s, pairwise per "
         "round. compile_s: the compiled run's first-epoch seconds minus the eager run's "
-        "(compiling the training step); first_epoch_s, launch_s: means per launch (a "
-        "compiled launch also compiles the evaluation graph). The machine's cores are "
+        "(compiling the training step): compile_s_cold in round 1 (an empty inductor cache), "
+        "compile_s_warm in the later rounds (kernels cached on disk); first_epoch_s, "
+        "launch_s: means per launch (a compiled launch also compiles the evaluation graph). "
+        "graphs: the graphs torch._dynamo.explain splits one training forward into (1: no "
+        "graph break); early_no_stats: the encoders without running_stats. The machine's cores are "
         "shared with other jobs: compare ratios."
     )
     json_path, md_path = write_results(
