@@ -354,10 +354,10 @@ class DataParallel:
         return StepLoss(loss * share, loss, count)
 
     def weights(self) -> dict[str, Tensor]:
-        """The weights a checkpoint stores (under FSDP: gathered, on rank 0 only; every
-        rank must call it)."""
+        """The weights a checkpoint stores, on rank 0 (``{}`` on the others; under FSDP
+        every rank must call it: it gathers the slices)."""
         if not self.sharded:
-            return self.strategy.weights()
+            return self.strategy.weights() if self.info.is_main else {}
         from polymodal.training import fsdp
 
         return fsdp.full_weights(self.strategy.trainable())
@@ -372,9 +372,10 @@ class DataParallel:
         fsdp.load_full_weights(self.strategy.trainable(), weights, source)
 
     def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """``optimizer.state_dict()`` (under FSDP: the full one, gathered on rank 0)."""
+        """``optimizer.state_dict()`` on rank 0, ``{}`` on the others (under FSDP: the full
+        one, gathered; every rank must call it)."""
         if not self.sharded:
-            return optimizer.state_dict()
+            return optimizer.state_dict() if self.info.is_main else {}
         from polymodal.training import fsdp
 
         return fsdp.full_optimizer_state(self.strategy.trainable(), optimizer)
@@ -390,8 +391,19 @@ class DataParallel:
 
     def on_main(self, fn: Callable[[], T]) -> T:
         """:func:`on_main`; under FSDP every rank runs ``fn`` (an evaluation: the forward
-        gathers every rank's slice) and rank 0's result is returned on all."""
-        return broadcast(fn()) if self.sharded else on_main(fn)
+        gathers every rank's slice) and rank 0's result is returned on all; the others log
+        nothing meanwhile (rank 0 says what the evaluation has to say)."""
+        if not self.sharded:
+            return on_main(fn)
+        if self.info.is_main:
+            return broadcast(fn())
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            fn()
+        finally:
+            logging.disable(previous)
+        return broadcast(cast(T, None))
 
 
 def _check_shardable(strategy: Strategy, cfg: RunConfig) -> None:
