@@ -12,10 +12,31 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from polymodal.checkpoint import load_checkpoint
+from polymodal.data.sample import Batch
+from polymodal.models import ModelOutput
 from polymodal.training import compiled
 from tests.training.test_loop import TinyModel, _cfg, _data, _fit
+
+
+class _Fusion(nn.Module):
+    """Both modalities concatenated -> MLP -> logits; every parameter gets a gradient
+    (a compiled backward gives a parameter that reaches only an unused output a zero
+    gradient where eager gives none, so AdamW would decay it in one and not the other)."""
+
+    task = "classification"
+    num_outputs = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(7, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 2))
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        h = torch.cat([batch["a"].values, batch["b"].values], -1)  # (B, 7)
+        return ModelOutput(self.net(h), h, None, None)
 
 
 def _fail() -> str:
@@ -53,7 +74,7 @@ def test_compiled_training_matches_eager(tmp_path: Path) -> None:
     runs = {}
     for flag in (False, True):
         cfg = _cfg(tmp_path / str(flag), optim=optim, compile=flag)
-        runs[flag] = _fit(cfg, TinyModel(), *_data()).checkpoint
+        runs[flag] = _fit(cfg, _Fusion(), *_data()).checkpoint
     eager, comp = (load_checkpoint(runs[f]).weights for f in (False, True))
     assert eager.keys() == comp.keys()
     for k in eager:

@@ -7,6 +7,11 @@ Inductor writes C++ kernels on the CPU (it needs a C++ compiler: ``g++``, or ``$
 Triton kernels on a GPU (it needs ``triton``).  Without them the first forward would fail
 deep inside the compiler; :func:`compile_model` checks first and trains uncompiled with a
 warning instead.  What compiling buys is measured in ``benchmarks/compile.py``.
+
+One difference from eager training: a parameter that reaches only outputs the loss does
+not use gets a zero gradient from the compiled backward, where eager gives it none, so
+AdamW decays it (weight decay) instead of leaving it alone.  Parameters the loss uses train
+the same up to float rounding (``tests/training/test_compiled.py``: 1e-5).
 """
 
 from __future__ import annotations

@@ -300,7 +300,10 @@ class RunConfig(Config):
         log_every: steps between progress-bar updates.
         progress: show a tqdm progress bar (only on a terminal; rank 0 only under torchrun).
         compile: ``torch.compile`` the model's forward (``nn.Module.compile``: checkpoints
-            keep their keys); slower to start, faster per step on a GPU.
+            keep their keys; with DDP and FSDP too; uncompiled with a warning when inductor
+            has no C++ compiler or triton, :mod:`polymodal.training.compiled`).  Slower to
+            start (minutes on a CPU with an empty inductor cache), faster per step for
+            attention fusions (``benchmarks/compile.py``).
         distributed: settings of a run over several processes (:class:`DistributedConfig`).
     """
 
