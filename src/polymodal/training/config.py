@@ -226,7 +226,12 @@ class DistributedConfig(Config):
     A single-process run reads none of these.
 
     Args:
-        find_unused: let ``DistributedDataParallel`` find the parameters a step did not
+        parallel: ``ddp`` (``DistributedDataParallel``: every rank holds the whole model
+            and optimiser state) or ``fsdp`` (FSDP2 ``fully_shard``: each rank holds 1/N of
+            the trainable parameters, gradients and optimiser state; for fine-tuning
+            larger pretrained encoders; ``task: supervised``; see
+            :mod:`polymodal.training.fsdp`).  Checkpoints are the same either way.
+        find_unused: ``ddp``: let ``DistributedDataParallel`` find the parameters a step did not
             use (``find_unused_parameters``): needed when a step can skip an encoder (a
             modality missing from a whole batch); ``false`` is faster when every trainable
             parameter gets a gradient at every step.
@@ -236,6 +241,7 @@ class DistributedConfig(Config):
             gathered from the other ranks (open_clip's ``--gather-with-grad``).
     """
 
+    parallel: Literal["ddp", "fsdp"] = "ddp"
     find_unused: bool = True
     local_loss: bool = True
     gather_with_grad: bool = True
@@ -299,7 +305,10 @@ class RunConfig(Config):
         log_every: steps between progress-bar updates.
         progress: show a tqdm progress bar (only on a terminal; rank 0 only under torchrun).
         compile: ``torch.compile`` the model's forward (``nn.Module.compile``: checkpoints
-            keep their keys); slower to start, faster per step on a GPU.
+            keep their keys; with DDP and FSDP too; uncompiled with a warning when inductor
+            has no C++ compiler or triton, :mod:`polymodal.training.compiled`).  Slower to
+            start (minutes on a CPU with an empty inductor cache), faster per step for
+            attention fusions (``benchmarks/compile.py``).
         distributed: settings of a run over several processes (:class:`DistributedConfig`).
     """
 

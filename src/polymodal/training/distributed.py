@@ -33,7 +33,9 @@ What the loop (:class:`~polymodal.training.loop.Trainer`) does with several rank
   videos of other lengths make rank 1 draw differently: it resumes validly, not bitwise).
 * **callbacks**: every rank calls ``on_step_end`` (with its own share's loss) and
   ``on_epoch_end``; ``on_checkpoint`` only rank 0, the one that writes.
-* **not here**: ``optim.balance`` (one process only); FSDP.  ``optim.all_positives``
+* **FSDP**: ``distributed.parallel=fsdp`` shards parameters, gradients and optimiser
+  state instead of replicating them (:mod:`polymodal.training.fsdp`), same results.
+* **not here**: ``optim.balance`` (one process only).  ``optim.all_positives``
   needs the same number of rows per anchor (Flickr8k's five captions), so shares are equal.
 """
 
@@ -303,17 +305,35 @@ class StepLoss:
 
 class DataParallel:
     """Runs a strategy's training loss, under ``DistributedDataParallel`` when there are
-    several ranks (see the module docstring); a plain call in one process.  With
-    ``cfg.compile`` the model's forward is compiled first (``nn.Module.compile``, in place,
-    so checkpoints keep their keys)."""
+    several ranks (see the module docstring), or sharded by FSDP2 with
+    ``distributed.parallel=fsdp`` (:mod:`polymodal.training.fsdp`); a plain call in one
+    process.  With ``cfg.compile`` the model's forward is compiled first
+    (:func:`~polymodal.training.compiled.compile_model`: in place, so checkpoints keep their
+    keys; eager with a warning when inductor has no compiler here).
+
+    The loop reads and writes the trained weights, optimiser state and metrics through it
+    (:meth:`weights`, :meth:`optimizer_state`, :meth:`load_weights`, :meth:`on_main`):
+    under FSDP they take every rank; otherwise they are the strategy's own.
+    """
 
     def __init__(self, strategy: Strategy, info: DistInfo, cfg: RunConfig | None = None) -> None:
         self.strategy = strategy
         self.info = info
         self.ddp: nn.Module | None = None
+        parallel = "ddp" if cfg is None else cfg.distributed.parallel
+        self.sharded = info.is_distributed and parallel == "fsdp"
+        if self.sharded and cfg is not None:
+            _check_shardable(strategy, cfg)
         if cfg is not None and cfg.compile:
-            strategy.model.compile()
-        if info.is_distributed:
+            from polymodal.training.compiled import compile_model
+
+            compile_model(strategy.model, strategy.device)
+        if self.sharded:
+            from polymodal.training import fsdp
+
+            precision = "fp32" if cfg is None else cfg.precision
+            fsdp.shard(strategy.trainable(), strategy.device, precision)
+        elif info.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             find_unused = True if cfg is None else cfg.distributed.find_unused
@@ -324,13 +344,75 @@ class DataParallel:
             )
 
     def __call__(self, batch: Any) -> StepLoss:
-        if self.ddp is None:
+        if self.ddp is None and not self.sharded:
             loss, count = self.strategy.loss(batch)
             return StepLoss(loss, loss, count)
-        loss, count = self.ddp(batch)
+        # FSDP: the loss calls the sharded model's forward, whose hooks gather and reduce
+        loss, count = self.strategy.loss(batch) if self.ddp is None else self.ddp(batch)
         (examples,) = all_reduce_sum([float(count)])  # host numbers: no wait for the GPU
         share = count * self.info.world_size / max(examples, 1.0)
         return StepLoss(loss * share, loss, count)
+
+    def weights(self) -> dict[str, Tensor]:
+        """The weights a checkpoint stores, on rank 0 (``{}`` on the others; under FSDP
+        every rank must call it: it gathers the slices)."""
+        if not self.sharded:
+            return self.strategy.weights() if self.info.is_main else {}
+        from polymodal.training import fsdp
+
+        return fsdp.full_weights(self.strategy.trainable())
+
+    def load_weights(self, weights: dict[str, Tensor], source: str) -> None:
+        """Load checkpoint ``weights`` into the model (under FSDP: on every rank)."""
+        if not self.sharded:
+            self.strategy.load_weights(weights, source)
+            return
+        from polymodal.training import fsdp
+
+        fsdp.load_full_weights(self.strategy.trainable(), weights, source)
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``optimizer.state_dict()`` on rank 0, ``{}`` on the others (under FSDP: the full
+        one, gathered; every rank must call it)."""
+        if not self.sharded:
+            return optimizer.state_dict() if self.info.is_main else {}
+        from polymodal.training import fsdp
+
+        return fsdp.full_optimizer_state(self.strategy.trainable(), optimizer)
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: Any) -> None:
+        """Load a saved ``optimizer.state_dict()`` (of a run of any kind)."""
+        if not self.sharded:
+            optimizer.load_state_dict(state)
+            return
+        from polymodal.training import fsdp
+
+        fsdp.load_full_optimizer_state(self.strategy.trainable(), optimizer, state)
+
+    def on_main(self, fn: Callable[[], T]) -> T:
+        """:func:`on_main`; under FSDP every rank runs ``fn`` (an evaluation: the forward
+        gathers every rank's slice) and rank 0's result is returned on all; the others log
+        nothing meanwhile (rank 0 says what the evaluation has to say)."""
+        if not self.sharded:
+            return on_main(fn)
+        if self.info.is_main:
+            return broadcast(fn())
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            fn()
+        finally:
+            logging.disable(previous)
+        return broadcast(cast(T, None))
+
+
+def _check_shardable(strategy: Strategy, cfg: RunConfig) -> None:
+    if not getattr(strategy, "shardable", False):
+        raise ValueError(
+            f"distributed.parallel=fsdp shards a model whose forward the training loss and the "
+            f"evaluation call (task: supervised); task: {cfg.task} trains through other "
+            "methods. Use distributed.parallel=ddp."
+        )
 
 
 __all__ = [

@@ -84,6 +84,9 @@ class Strategy(ABC):
     model: nn.Module
     cfg: RunConfig
     device: torch.device = torch.device("cpu")
+    #: ``distributed.parallel=fsdp`` may shard :meth:`trainable`: it is the model whose
+    #: forward :meth:`loss` and :meth:`evaluate` call, its state dict :meth:`weights`.
+    shardable: bool = False
 
     def setup(self, device: torch.device) -> None:
         """Prepare to train on ``device`` (move the model; cache features); called once."""
@@ -313,7 +316,9 @@ class Trainer:
 
     def _save(self, which: str, state: LoopState, extra: dict[str, Any], full: bool) -> None:
         """Write ``checkpoints/<which>``; ``full`` adds optimiser/schedule/RNG states."""
-        strategy = self.strategy
+        strategy, parallel = self.strategy, self._step_loss
+        weights = parallel.weights()  # under FSDP every rank gathers; rank 0 writes
+        optimizer = parallel.optimizer_state(self._optimizer) if full else {}
         if not self.dist.is_main:
             return
         json_state: dict[str, Any] = {**asdict(state), **extra, **strategy.checkpoint_state()}
@@ -322,14 +327,14 @@ class Trainer:
             json_rng, tensor_rng = rng_state()
             json_state["rng"] = json_rng
             trainer_state.update(
-                optimizer=self._optimizer.state_dict(),
+                optimizer=optimizer,
                 scheduler=self._scheduler_obj.state_dict(),
                 rng=tensor_rng,
                 generators={k: g.get_state() for k, g in strategy.generators().items()},
             )
         path = save_checkpoint(
             self.ckpt_dir / which,
-            strategy.weights(),
+            weights,
             json.loads(json.dumps(json_state, default=float)),
             trainer_state,
             strategy.files(),
@@ -342,10 +347,11 @@ class Trainer:
         ckpt = load_checkpoint(last)
         self._check_resumable(ckpt.text(CONFIG_FILE), ckpt.path / CONFIG_FILE)
         check_resumable_state(ckpt, LoopState)
-        self.strategy.load_weights(ckpt.weights, str(ckpt.path / WEIGHTS))
+        self._step_loss.load_weights(ckpt.weights, str(ckpt.path / WEIGHTS))
         restore_trainer_state(
             ckpt,
             self._optimizer,
+            self._step_loss.load_optimizer_state,
             self._scheduler_obj,
             self.strategy.generators(),
             self.strategy.load_extra_state,
@@ -398,7 +404,7 @@ class Trainer:
             remove_stale_temporaries(self.ckpt_dir)
         seed_everything(cfg.seed)
         strategy.setup(self.device)
-        self._step_loss = dist.DataParallel(strategy, self.dist, cfg)  # (cfg.compile too)
+        self._step_loss = dist.DataParallel(strategy, self.dist, cfg)  # DDP/FSDP, compile
         total = self._total_steps()
         self._optimizer = torch.optim.AdamW(
             param_groups(strategy.trainable(), opt.weight_decay), lr=opt.lr, betas=opt.betas
@@ -482,7 +488,7 @@ class Trainer:
         """Validate, log the epoch, keep the best weights, decide whether to stop."""
         cfg, strategy = self.cfg, self.strategy
         epoch = state.epoch + 1
-        val = dist.on_main(lambda: strategy.evaluate("val"))  # sent to every rank
+        val = self._step_loss.on_main(lambda: strategy.evaluate("val"))  # sent to all ranks
         extra = strategy.end_epoch(epoch)
         if val is not None and cfg.monitor not in val:
             raise ValueError(
@@ -533,7 +539,7 @@ class Trainer:
     def _finish(self, state: LoopState) -> TrainResult:
         """Load the best weights, evaluate the test split once, write ``results.json``
         (rank 0; the other ranks receive its metrics)."""
-        best_val, test = dist.on_main(self._test)
+        best_val, test = self._step_loss.on_main(self._test)
         result = TrainResult(
             best_val=best_val,
             test=test,
@@ -567,7 +573,7 @@ class Trainer:
                 f"checkpoint in {self.ckpt_dir}. Check the validation set and the monitor."
             )
         best = load_checkpoint(self.ckpt_dir / "best")
-        self.strategy.load_weights(best.weights, str(best.path / WEIGHTS))
+        self._step_loss.load_weights(best.weights, str(best.path / WEIGHTS))
         self.strategy.load_extra_state(best.trainer_state.get("strategy", {}))
         val = best.state.get("val")
         best_val = None if val is None else {k: float(v) for k, v in val.items()}

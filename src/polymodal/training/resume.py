@@ -53,6 +53,7 @@ def check_resumable_state(ckpt: Checkpoint, state_type: type) -> None:
 def restore_trainer_state(
     ckpt: Checkpoint,
     optimizer: torch.optim.Optimizer,
+    load_optimizer: Callable[[torch.optim.Optimizer, Any], None],
     scheduler: LRScheduler,
     generators: Mapping[str, torch.Generator],
     load_extra_state: Callable[[dict[str, Tensor]], None],
@@ -63,7 +64,7 @@ def restore_trainer_state(
     with restoring(file, "the strategy's state", RESUME_ADVICE):
         load_extra_state(saved.get("strategy", {}))
     with restoring(file, "the optimiser state", RESUME_ADVICE):
-        optimizer.load_state_dict(saved["optimizer"])
+        load_optimizer(optimizer, saved["optimizer"])  # optimizer.load_state_dict (or FSDP's)
         _check_optimizer_shapes(optimizer)
     with restoring(file, "the learning-rate schedule", RESUME_ADVICE):
         scheduler.load_state_dict(saved["scheduler"])

@@ -50,6 +50,7 @@ class SupervisedStrategy(Strategy):
     """
 
     cfg: TrainConfig
+    shardable = True  # distributed.parallel=fsdp (the loss and evaluate call model's forward)
 
     def __init__(
         self,
