@@ -319,6 +319,41 @@ def test_chunks_split_inside_shards_round_trip_as_separate_writable_tensors(
     assert torch.equal(second, before)
 
 
+class Aligned(Toy):
+    """Two aligned sequences sharing their timestamps; ``seq``'s dtype varies by example."""
+
+    def __init__(self, n: int = 5) -> None:
+        super().__init__(n)
+        self.schema = Schema(
+            (
+                ModalitySpec("seq", ModalityKind.FEATURES, (3,), sequence=True),
+                ModalitySpec("acc", ModalityKind.TIMESERIES, (4, 2), sample_rate=2),
+            ),
+            TargetSpec("classification", 2),
+        )
+
+    def __getitem__(self, i: int) -> Sample:
+        times = torch.arange(4, dtype=torch.float32) / 2 + i
+        seq = torch.full((4, 3), float(i), dtype=torch.float64 if i % 2 else torch.float32)
+        acc = torch.full((4, 2), -float(i))
+        return Sample(
+            f"a{i}", {"seq": seq, "acc": acc}, i % 2, dict.fromkeys(("seq", "acc"), times)
+        )
+
+
+def test_shared_timestamps_and_mixed_dtypes_round_trip(tmp_path: Path) -> None:
+    require("webdataset")
+    source = Aligned()
+    write_shards(source, tmp_path, shard_size=5)
+    streamed = list(ShardStream(tmp_path, "train"))
+    by_index = ShardDataset(tmp_path, "train")
+    for i in range(5):
+        assert_same_sample(source[i], streamed[i])
+        assert_same_sample(source[i], by_index[i])
+    stamps = streamed[2].timestamps
+    assert stamps["seq"] is stamps["acc"]  # stored once, shared as the source shared them
+
+
 def test_a_damaged_chunk_header_names_the_chunk(tmp_path: Path) -> None:
     require("webdataset")
     write_shards(Toy(4), tmp_path, shard_size=4)

@@ -12,10 +12,13 @@ bytes               hold
 8                   :data:`CHUNK_MAGIC`
 8                   the header's length ``H`` (little-endian unsigned)
 ``H``               the header, UTF-8 JSON, one list per field with an item per example:
-                    ``ids``, ``targets``, ``present`` (modality names), ``meta``,
-                    ``text`` (per text modality), ``arrays`` (per entry ``mod.<m>``,
-                    ``ts.<m>`` or ``target``: ``dtype``, ``shapes``, ``offsets``;
-                    ``None`` where an example lacks it)
+                    ``ids``, ``targets``, ``meta``, ``text`` (per text modality) and
+                    ``arrays``, per entry (``mod.<m>``, ``ts.<m>``, ``target``) either
+                    ``dtype``, ``shape`` and ``offset`` (every example holds it with that
+                    dtype and shape: one block), or ``dtypes``, ``shapes`` and
+                    ``offsets`` (one per example, ``None`` where it lacks the entry), or
+                    ``same``: another timestamp entry whose arrays it equals in every
+                    example (read as the same tensors, as aligned modalities share them)
 zeros               up to the next multiple of :data:`ALIGN` from the chunk's start
 the rest            the arrays' bytes (C order), entry by entry, each entry's arrays back
                     to back from a multiple of :data:`ALIGN`
@@ -28,7 +31,7 @@ itself.  A chunk's arrays are read as views of one buffer (``np.frombuffer``, no
 no copy; an entry every example holds with one shape is one view split into rows), the
 header once per chunk.
 
-A missing modality is absent from ``present`` and stores nothing: reading gives ``None``,
+A missing modality stores nothing (no array, no text): reading gives ``None``,
 as the source did.  Arrays keep their dtype and shape: reading gives back the tensors the
 source data set decoded, bit for bit.
 """
@@ -56,7 +59,7 @@ KEY_DIGITS = 9
 CHUNK_MAGIC = b"PMSHARD2"
 #: A chunk closes at this many examples, or once its arrays hold CHUNK_BYTES bytes: small
 #: examples share a member, large ones (images, clips) get one or a few each.
-CHUNK_EXAMPLES = 32
+CHUNK_EXAMPLES = 128
 CHUNK_BYTES = 1 << 20
 ALIGN = 64
 _PREFIX = 16  # magic + header length
@@ -122,20 +125,37 @@ def sample_nbytes(sample: Sample) -> int:
     return sum(a.nbytes for a in _arrays(sample).values())
 
 
+def _equal(per: list[dict[str, np.ndarray]], a: str, b: str) -> bool:
+    """Whether every example holds entries ``a`` and ``b`` alike (or lacks both)."""
+    for arrays in per:
+        x, y = arrays.get(a), arrays.get(b)
+        if (x is None) != (y is None):
+            return False
+        if (
+            x is not None
+            and y is not None
+            and (x.dtype != y.dtype or x.shape != y.shape or not np.array_equal(x, y))
+        ):
+            return False
+    return True
+
+
 def encode_chunk(samples: list[Sample]) -> bytes:
     """The ``.chunk`` member of consecutive examples ``samples``."""
     per = [_arrays(s) for s in samples]
     entries = list(dict.fromkeys(e for arrays in per for e in arrays))
     blobs: list[bytes] = []
     offset = 0
-    table = {}
+    table: dict[str, dict[str, Any]] = {}
     for entry in entries:  # entry-major: one entry's arrays back to back
-        dtypes = {arrays[entry].dtype.str for arrays in per if entry in arrays}
-        if len(dtypes) != 1:
-            raise ValueError(
-                f"{entry}: the examples of one chunk hold it with dtypes {sorted(dtypes)}; a "
-                "data set must decode each modality to one dtype."
-            )
+        same = None
+        if entry.startswith("ts."):  # aligned modalities: one timestamp tensor for several
+            candidates = [o for o in table if o.startswith("ts.") and "same" not in table[o]]
+            same = next((o for o in candidates if _equal(per, o, entry)), None)
+        if same is not None:
+            table[entry] = {"same": same}
+            continue
+        dtypes = [arrays[entry].dtype.str if entry in arrays else None for arrays in per]
         shapes: list[list[int] | None] = []
         offsets: list[int | None] = []
         for arrays in per:
@@ -151,7 +171,11 @@ def encode_chunk(samples: list[Sample]) -> bytes:
         pad = -offset % ALIGN
         blobs.append(bytes(pad))
         offset += pad
-        table[entry] = {"dtype": dtypes.pop(), "shapes": shapes, "offsets": offsets}
+        uniform = dtypes[0] is not None and all(d == dtypes[0] for d in dtypes)
+        if uniform and all(s == shapes[0] for s in shapes):  # one block
+            table[entry] = {"dtype": dtypes[0], "shape": shapes[0], "offset": offsets[0]}
+        else:
+            table[entry] = {"dtypes": dtypes, "shapes": shapes, "offsets": offsets}
     text: dict[str, list[str | None]] = {}
     for j, sample in enumerate(samples):
         for name, value in sample.modalities.items():
@@ -161,7 +185,6 @@ def encode_chunk(samples: list[Sample]) -> bytes:
     header = {
         "ids": [s.id for s in samples],
         "targets": [None if isinstance(s.target, Tensor) else s.target for s in samples],
-        "present": [[n for n, v in s.modalities.items() if v is not None] for s in samples],
         "meta": [_json_safe(s.meta) for s in samples],
         "text": text,
         "arrays": table,
@@ -190,7 +213,7 @@ def read_header(head: bytes, where: str) -> tuple[dict[str, Any], int]:
     size = header_size(head[:_PREFIX], where)
     try:
         header = json.loads(head[_PREFIX : _PREFIX + size].decode("utf-8"))
-        for key in ("ids", "targets", "present", "meta", "text", "arrays"):
+        for key in ("ids", "targets", "meta", "text", "arrays"):
             header[key]  # a KeyError names the missing key
     except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _damaged(where, f"its header is unreadable ({e!r})") from e
@@ -201,12 +224,16 @@ def read_header(head: bytes, where: str) -> tuple[dict[str, Any], int]:
 def array_spans(header: dict[str, Any], j: int) -> dict[str, tuple[str, list[int], int, int]]:
     """Example ``j``'s arrays in its chunk: entry -> (dtype, shape, offset, nbytes)."""
     out = {}
-    for entry, col in header["arrays"].items():
-        offset = col["offsets"][j]
-        if offset is not None:
-            shape = col["shapes"][j]
-            nbytes = math.prod(shape) * np.dtype(col["dtype"]).itemsize
-            out[entry] = (col["dtype"], shape, offset, nbytes)
+    table = header["arrays"]
+    for entry, col in table.items():
+        col = table[col["same"]] if "same" in col else col
+        if "shape" in col:  # every example, one shape, back to back
+            nbytes = math.prod(col["shape"]) * np.dtype(col["dtype"]).itemsize
+            out[entry] = (col["dtype"], col["shape"], col["offset"] + j * nbytes, nbytes)
+        elif col["offsets"][j] is not None:
+            dtype, shape = col["dtypes"][j], col["shapes"][j]
+            nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+            out[entry] = (dtype, shape, col["offsets"][j], nbytes)
     return out
 
 
@@ -219,28 +246,31 @@ def view(buf: bytearray, start: int, dtype: str, shape: list[int], nbytes: int) 
 
 
 def _columns(header: dict[str, Any], buf: bytearray, start: int) -> dict[str, Sequence[Any]]:
-    """Each entry's tensors, one per example (``None`` where absent): an entry every
+    """Each entry's tensors, one per example (``None`` where absent); an entry every
     example holds with one shape is one view, split into rows.  Raises ``ValueError``
     for an array past the end of ``buf``."""
     out: dict[str, Sequence[Any]] = {}
     n = len(header["ids"])
     for entry, col in header["arrays"].items():
-        dtype = np.dtype(col["dtype"])
-        shapes, offsets = col["shapes"], col["offsets"]
-        first = shapes[0]
-        if first is not None and all(s == first for s in shapes):
-            count = n * math.prod(first)
-            block = np.frombuffer(buf, dtype, count, start + offsets[0]).reshape(n, *first)
-            out[entry] = torch.from_numpy(block).unbind(0)
+        if "same" in col:
+            continue
+        if "shape" in col:
+            shape = col["shape"]
+            count = n * math.prod(shape)
+            block = np.frombuffer(buf, np.dtype(col["dtype"]), count, start + col["offset"])
+            out[entry] = torch.from_numpy(block.reshape(n, *shape)).unbind(0)
             continue
         rows: list[Tensor | None] = []
-        for shape, offset in zip(shapes, offsets, strict=True):
+        for dtype, shape, offset in zip(col["dtypes"], col["shapes"], col["offsets"], strict=True):
             if offset is None:
                 rows.append(None)
             else:
-                array = np.frombuffer(buf, dtype, math.prod(shape), start + offset)
+                array = np.frombuffer(buf, np.dtype(dtype), math.prod(shape), start + offset)
                 rows.append(torch.from_numpy(array.reshape(shape)))
         out[entry] = rows
+    for entry, col in header["arrays"].items():
+        if "same" in col:
+            out[entry] = out[col["same"]]
     return out
 
 
@@ -251,16 +281,13 @@ def build_sample(
     mods: dict[str, Tensor | str | None] = {}
     stamps: dict[str, Tensor] = {}
     try:
-        present = header["present"][j]
         text = header["text"]
         for spec in schema.modalities:
             name = spec.name
-            if name not in present:
-                mods[name] = None
-            elif name in text and text[name][j] is not None:
+            if name in text and text[name][j] is not None:
                 mods[name] = text[name][j]
             else:
-                mods[name] = arrays[f"mod.{name}"]
+                mods[name] = arrays.get(f"mod.{name}")
             stamp = arrays.get(f"ts.{name}")
             if stamp is not None:
                 stamps[name] = stamp
@@ -288,7 +315,7 @@ def decode_chunk(
     buf = bytearray(data)
     try:
         columns = _columns(header, buf, start)
-        ids, targets, present, metas = (header[k] for k in ("ids", "targets", "present", "meta"))
+        ids, targets, metas = header["ids"], header["targets"], header["meta"]
         text = header["text"]
         fields = [
             (s.name, columns.get(f"mod.{s.name}"), text.get(s.name), columns.get(f"ts.{s.name}"))
@@ -299,18 +326,13 @@ def decode_chunk(
         for j in range(len(ids)):
             if keep is not None and not keep(j):
                 continue
-            have = present[j]
             mods: dict[str, Tensor | str | None] = {}
             stamps: dict[str, Tensor] = {}
             for name, rows, texts, stamp_rows in fields:
-                if name not in have:
-                    mods[name] = None
-                elif texts is not None and texts[j] is not None:
+                if texts is not None and texts[j] is not None:
                     mods[name] = texts[j]
-                elif rows is None or rows[j] is None:
-                    raise KeyError(f"mod.{name} of example {j}")
                 else:
-                    mods[name] = rows[j]
+                    mods[name] = None if rows is None else rows[j]
                 if stamp_rows is not None and stamp_rows[j] is not None:
                     stamps[name] = stamp_rows[j]
             target = targets[j]
