@@ -119,6 +119,7 @@ class ShardStream(IterableDataset[Sample]):
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}.")
         self.paths = check_shards(self.path, self.index, verify)
+        _webdataset()  # now: a missing package fails here, its import is not the 1st epoch's
 
     def set_epoch(self, epoch: int) -> None:
         """Shuffle the next pass with ``seed + epoch``: call it before each epoch's
@@ -169,13 +170,7 @@ class ShardStream(IterableDataset[Sample]):
         return samples
 
     def _read(self, shards: list[int], rule: Rule | None) -> Iterator[Sample]:
-        try:
-            from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "Streaming shards needs the webdataset package: pip install "
-                "'polymodal[shards]' (or read them by index with ShardDataset)."
-            ) from e
+        group_by_keys, tar_file_expander, url_opener = _webdataset()
         for number in shards:
             path = self.paths[number]
             try:
@@ -204,6 +199,18 @@ class ShardStream(IterableDataset[Sample]):
             collate_fn=self.collator(),
             **kwargs,
         )
+
+
+def _webdataset() -> tuple[Any, Any, Any]:
+    """webdataset's ``group_by_keys``, ``tar_file_expander`` and ``url_opener``."""
+    try:
+        from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Streaming shards needs the webdataset package: pip install "
+            "'polymodal[shards]' (or read them by index with ShardDataset)."
+        ) from e
+    return group_by_keys, tar_file_expander, url_opener
 
 
 def _buffer_shuffle(samples: Iterator[Sample], size: int, rng: random.Random) -> Iterator[Sample]:
