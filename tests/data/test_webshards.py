@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,79 @@ def test_missing_and_damaged_shards_name_the_file_and_the_fix(tmp_path: Path) ->
         ShardStream(tmp_path, "train")
     with pytest.raises(FileNotFoundError, match=r"split 'test'.*its splits: train"):
         ShardDataset(tmp_path, "test")
+
+
+def test_chunks_split_inside_shards_round_trip_as_separate_writable_tensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require("webdataset")
+    import polymodal.data.webshards.write as write_module
+
+    monkeypatch.setattr(write_module, "CHUNK_EXAMPLES", 3)
+    toy = Toy(10)
+    write_shards(toy, tmp_path, shard_size=7)  # shard 0: chunks of 3, 3, 1; shard 1: 3
+    with tarfile.open(tmp_path / "train-000000.tar") as tar:
+        assert tar.getnames() == ["000000000.chunk", "000000003.chunk", "000000006.chunk"]
+    streamed = list(ShardStream(tmp_path, "train"))
+    by_index = ShardDataset(tmp_path, "train")
+    for i in range(10):
+        assert_same_sample(toy[i], streamed[i])
+        assert_same_sample(toy[i], by_index[i])
+    parts = _parts(tmp_path, 2, 3)  # 1 shard per rank, 3 workers: filters across chunks
+    assert sorted(i for p in parts for i in p) == sorted(toy.ids())
+    first, second = streamed[0].target, streamed[1].target  # rows of one view
+    assert isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)
+    before = second.clone()
+    first += 1  # writable, and its own bytes
+    assert torch.equal(second, before)
+
+
+class Aligned(Toy):
+    """Two aligned sequences sharing their timestamps; ``seq``'s dtype varies by example."""
+
+    def __init__(self, n: int = 5) -> None:
+        super().__init__(n)
+        self.schema = Schema(
+            (
+                ModalitySpec("seq", ModalityKind.FEATURES, (3,), sequence=True),
+                ModalitySpec("acc", ModalityKind.TIMESERIES, (4, 2), sample_rate=2),
+            ),
+            TargetSpec("classification", 2),
+        )
+
+    def __getitem__(self, i: int) -> Sample:
+        times = torch.arange(4, dtype=torch.float32) / 2 + i
+        seq = torch.full((4, 3), float(i), dtype=torch.float64 if i % 2 else torch.float32)
+        acc = torch.full((4, 2), -float(i))
+        return Sample(
+            f"a{i}", {"seq": seq, "acc": acc}, i % 2, dict.fromkeys(("seq", "acc"), times)
+        )
+
+
+def test_shared_timestamps_and_mixed_dtypes_round_trip(tmp_path: Path) -> None:
+    require("webdataset")
+    source = Aligned()
+    write_shards(source, tmp_path, shard_size=5)
+    streamed = list(ShardStream(tmp_path, "train"))
+    by_index = ShardDataset(tmp_path, "train")
+    for i in range(5):
+        assert_same_sample(source[i], streamed[i])
+        assert_same_sample(source[i], by_index[i])
+    stamps = streamed[2].timestamps
+    assert stamps["seq"] is stamps["acc"]  # stored once, shared as the source shared them
+
+
+def test_a_damaged_chunk_header_names_the_chunk(tmp_path: Path) -> None:
+    require("webdataset")
+    write_shards(Toy(4), tmp_path, shard_size=4)
+    shard = tmp_path / "train-000000.tar"
+    data = bytearray(shard.read_bytes())
+    data[512] ^= 0xFF  # the chunk's magic, right after its tar header
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match=r"chunk 000000000.*bad magic.*--overwrite"):
+        list(ShardStream(tmp_path, "train", verify=False))
+    with pytest.raises(ShardError, match=r"chunk 000000000.*bad magic.*--overwrite"):
+        ShardDataset(tmp_path, "train", verify=False)
 
 
 def test_data_config_takes_exactly_one_source() -> None:

@@ -3,6 +3,7 @@ lives in tests/contract)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import sys
@@ -18,6 +19,7 @@ from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders import ENCODERS, Encoder, EncoderOutput, build_encoder
 from polymodal.encoders.image import IMAGENET_MEAN, IMAGENET_STD
+from polymodal.encoders.text import length_groups
 from polymodal.layers import (
     CrossAttentionBlock,
     LogMelSpectrogram,
@@ -441,6 +443,31 @@ def test_minilm_cache_returns_the_uncached_outputs(minilm: Encoder) -> None:
     torch.testing.assert_close(first.sequence, plain.sequence, atol=1e-5, rtol=1e-5)
     assert torch.equal(first.mask, plain.mask)
     torch.testing.assert_close(again.pooled, first.pooled.flip(0))
+
+
+def test_minilm_length_grouped_batch_equals_each_text_alone(minilm: Encoder) -> None:
+    # one long text among short ones: grouped by length, each group padded to its own
+    # longest; every row must still be the text's own output, in the order given
+    texts = ["a dog", "the long one " * 12, "two cats sleep", "a dog runs", "hi"]
+    with torch.no_grad():
+        seq, mask, pooled = minilm._encode(texts, torch.device("cpu"))  # type: ignore[operator]
+        for i, text in enumerate(texts):
+            s1, m1, p1 = minilm._encode([text], torch.device("cpu"))  # type: ignore[operator]
+            n = int(m1.sum())
+            assert int(mask[i].sum()) == n and not seq[i, n:].any()
+            torch.testing.assert_close(seq[i, :n], s1[0, :n], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(pooled[i], p1[0], atol=1e-5, rtol=1e-5)
+
+
+def test_length_groups_cover_every_text_once_and_split_only_when_it_pays() -> None:
+    lengths = sorted(random.Random(0).choices([4, 5, 6, 9, 30, 200], k=64))
+    groups = length_groups(lengths, overhead=48)
+    assert [i for g in groups for i in g] == list(range(64))
+    for a, b in itertools.pairwise(groups):  # never a cut between equal lengths
+        assert lengths[a[-1]] != lengths[b[0]]
+    assert length_groups([5] * 10 + [200]) == [list(range(10)), [10]]  # pad 10 to 200: no
+    assert length_groups([5, 6, 7]) == [[0, 1, 2]]  # a second call costs more than padding
+    assert length_groups([]) == []
 
 
 def test_minilm_fine_tunes_only_the_last_blocks() -> None:

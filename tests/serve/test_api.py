@@ -365,3 +365,16 @@ def test_serve_sentiment_wires_the_apps_models(
         assert r.json()["utterances"][0]["label"] == "positive"
         assert c.get("/health").json()["sentiment"] is True
     assert loaded == [(None, None)]
+
+
+def test_forward_threads_leave_a_core_to_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from polymodal.cli.serve import forward_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert forward_threads(None) == 3 and forward_threads(2) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert forward_threads(None) == 1
+    with pytest.raises(ValueError, match=r"--threads must be >= 1, got 0"):
+        forward_threads(0)

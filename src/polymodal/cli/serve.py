@@ -13,13 +13,15 @@ uploads over ``--max-upload-mb`` are refused (413), files of the wrong type too 
 thumbnails come only from an index's own images; errors are JSON naming the field and
 never hold a traceback.  Concurrent requests are batched (``--max-batch``,
 ``--max-wait-ms``); past ``--queue`` waiting requests the server answers 503 with
-``Retry-After``.
+``Retry-After``.  Forward passes use ``--threads`` torch threads (default: the cores but
+one, left to the event loop).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--queue", type=int, default=256, help="waiting requests before 503")
     p.add_argument(
         "--max-upload-mb", type=float, default=20.0, help="largest uploaded file (default 20)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for the forward passes (default: the cores but one, which the "
+        "event loop keeps for reading requests; at least 1)",
     )
     p.add_argument("--sentiment", action="store_true", help="also serve POST /sentiment")
     p.set_defaults(func=run)
@@ -126,12 +135,29 @@ def _sentiment() -> Any:
     return analyse
 
 
+def forward_threads(requested: int | None) -> int:
+    """Torch threads for the forward passes: ``requested``, or the usable cores but one.
+
+    The event loop reads, decodes and answers requests while a batch runs; torch threads on
+    every core would spin against it (and against a load client on the same machine), and a
+    starved loop hands the batcher small batches.
+    """
+    if requested is not None:
+        if isinstance(requested, bool) or requested < 1:
+            raise ValueError(f"--threads must be >= 1, got {requested}.")
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
     import uvicorn
 
     from polymodal.cli import setup_logging
 
     setup_logging()
+    torch.set_num_threads(forward_threads(args.threads))
     if args.host not in LOCAL_HOSTS:
         print(
             f"polymodal serve: warning: --host {args.host} makes the server reachable from "

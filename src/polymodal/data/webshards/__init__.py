@@ -6,7 +6,7 @@ a manifest or built-in data set once and stores its decoded arrays in
 targets, each shard's sha256).  Two readers give back the source's :class:`Sample`
 exactly, so collate and models are unchanged:
 
-* :class:`ShardDataset`, map-style (seeks to an example's members): ``len``, targets and
+* :class:`ShardDataset`, map-style (seeks to an example's arrays): ``len``, targets and
   groups from the index; what ``data.shards: DIR`` in a run config trains on, with the same
   batches as the source;
 * :class:`ShardStream`, an ``IterableDataset`` read with the ``webdataset`` package

@@ -13,7 +13,17 @@ import torch
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.modality import Schema
 from polymodal.data.sample import Sample
-from polymodal.data.webshards.codec import ShardError, decode_sample, read_index
+from polymodal.data.webshards.codec import (
+    FORMAT_VERSION,
+    ShardError,
+    array_spans,
+    build_sample,
+    example_key,
+    header_size,
+    read_header,
+    read_index,
+    view,
+)
 from polymodal.data.webshards.write import sha256_file
 
 REWRITE = "write the shards again (polymodal shards write SOURCE -o DIR --overwrite)"
@@ -62,8 +72,8 @@ class ShardDataset(MultimodalDataset):
     """A split written by :func:`~polymodal.data.webshards.write_shards`, read by index.
 
     Map-style: example ``i`` is the ``i``-th example of the source split, read by seeking
-    to its members (their offsets come from one pass over the tar headers when the data set
-    is built).  ``len``, ``targets()``, ``groups()`` and ``ids()`` come from the index, so
+    to its arrays in its chunk (their offsets come from one pass over the tar headers and
+    the chunks' own headers when the data set is built).  ``len``, ``targets()``, ``groups()`` and ``ids()`` come from the index, so
     training reads shards exactly as it reads the source: same examples, same order, same
     validation carve, same batches (``data.shards`` in a run config).  Stream them instead
     with :class:`~polymodal.data.webshards.ShardStream`.
@@ -83,8 +93,8 @@ class ShardDataset(MultimodalDataset):
         self._index = index
         self._paths = check_shards(self.path, index, verify)
         self._targets = index_targets(index)
-        # example -> (shard number, {suffix: (offset, size)})
-        self._members: list[tuple[int, dict[str, tuple[int, int]]]] = []
+        # example -> (shard number, offset of its chunk's data, the chunk's header, its row)
+        self._members: list[tuple[int, int, dict[str, Any], int]] = []
         for number, path_ in enumerate(self._paths):
             self._scan(number, path_)
         if len(self._members) != index["count"]:
@@ -98,14 +108,26 @@ class ShardDataset(MultimodalDataset):
     def _scan(self, number: int, path: Path) -> None:
         start = len(self._members)
         try:
-            with tarfile.open(path, "r:") as tar:
+            with tarfile.open(path, "r:") as tar, open(path, "rb") as f:
                 for m in tar:
                     key, _, suffix = m.name.partition(".")
-                    i = int(key)
-                    while len(self._members) <= i:
-                        self._members.append((number, {}))
-                    self._members[i][1][suffix] = (m.offset_data, m.size)
+                    where = f"{path}, chunk {key}"
+                    if suffix != "chunk" or int(key) != len(self._members):
+                        raise ShardError(
+                            f"{where}: expected the member {example_key(len(self._members))}"
+                            f".chunk, found {m.name!r}; the shard is damaged or not of format "
+                            f"{FORMAT_VERSION}; {REWRITE}."
+                        )
+                    f.seek(m.offset_data)
+                    prefix = f.read(16)
+                    head = prefix + f.read(header_size(prefix, where))
+                    header, data = read_header(head, where)
+                    self._members += [
+                        (number, m.offset_data + data, header, j) for j in range(len(header["ids"]))
+                    ]
         except (tarfile.TarError, ValueError, OSError) as e:
+            if isinstance(e, ShardError):
+                raise
             raise ShardError(f"Shard {str(path)!r} is unreadable ({e!r}); {REWRITE}.") from e
         if len(self._members) - start != self._index["shards"][number]["count"]:
             raise ShardError(
@@ -127,13 +149,17 @@ class ShardDataset(MultimodalDataset):
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a shard set of {n} examples")
-        number, members = self._members[index % n]
+        number, data, header, j = self._members[index % n]
+        where = f"{self._paths[number]}, example {index % n}"
         f = self._file(number)
-        data = {}
-        for suffix, (offset, size) in members.items():
-            f.seek(offset)
-            data[suffix] = f.read(size)
-        return decode_sample(data, self.schema, f"{self._paths[number]}, example {index % n}")
+        arrays = {}
+        for entry, (dtype, shape, offset, nbytes) in array_spans(header, j).items():
+            f.seek(data + offset)
+            buf = bytearray(f.read(nbytes))
+            if len(buf) != nbytes:
+                raise ShardError(f"{where}: the shard ends inside its {entry}; {REWRITE}.")
+            arrays[entry] = view(buf, 0, dtype, shape, nbytes)
+        return build_sample(header, j, arrays, self.schema, where)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

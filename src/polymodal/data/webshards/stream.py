@@ -18,6 +18,7 @@ seed, epoch, rank and worker): the same seed and epoch give the same order.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Iterator
@@ -30,7 +31,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from polymodal.data.collate import Collator
 from polymodal.data.modality import Schema
 from polymodal.data.sample import Sample
-from polymodal.data.webshards.codec import ShardError, decode_sample, read_index
+from polymodal.data.webshards.codec import (
+    FORMAT_VERSION,
+    ShardError,
+    decode_chunk,
+    read_index,
+)
 from polymodal.data.webshards.reader import REWRITE, check_shards, index_targets
 
 
@@ -56,6 +62,11 @@ def _split(
     if parts == 1:
         return items, rule
     return items, [*(rule or []), (part, parts)]
+
+
+def _keep_at(first: int, rule: Rule, j: int) -> bool:
+    """Whether the ``j``-th example of the chunk starting at ``first`` is in ``rule``'s part."""
+    return _keep(first + j, rule)
 
 
 def _keep(i: int, rule: Rule) -> bool:
@@ -108,6 +119,7 @@ class ShardStream(IterableDataset[Sample]):
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}.")
         self.paths = check_shards(self.path, self.index, verify)
+        _webdataset()  # now: a missing package fails here, its import is not the 1st epoch's
 
     def set_epoch(self, epoch: int) -> None:
         """Shuffle the next pass with ``seed + epoch``: call it before each epoch's
@@ -158,24 +170,21 @@ class ShardStream(IterableDataset[Sample]):
         return samples
 
     def _read(self, shards: list[int], rule: Rule | None) -> Iterator[Sample]:
-        try:
-            from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "Streaming shards needs the webdataset package: pip install "
-                "'polymodal[shards]' (or read them by index with ShardDataset)."
-            ) from e
+        group_by_keys, tar_file_expander, url_opener = _webdataset()
         for number in shards:
             path = self.paths[number]
             try:
-                files = tar_file_expander(url_opener([{"url": str(path)}]))
+                files = tar_file_expander(url_opener([{"url": str(path)}], bufsize=1 << 20))
                 for members in group_by_keys(files, lcase=False):
-                    key = str(members.pop("__key__"))
-                    members.pop("__url__", None)
-                    members.pop("__local_path__", None)
-                    if rule is not None and not _keep(int(key), rule):
-                        continue
-                    yield decode_sample(members, self.schema, f"{path}, key {key}")
+                    key = str(members["__key__"])
+                    where = f"{path}, chunk {key}"
+                    if "chunk" not in members:
+                        raise ShardError(
+                            f"{where}: the tar member {key}.chunk is missing; the shard is "
+                            f"damaged or not of format {FORMAT_VERSION}; {REWRITE}."
+                        )
+                    keep = None if rule is None else functools.partial(_keep_at, int(key), rule)
+                    yield from decode_chunk(members["chunk"], self.schema, where, keep)
             except ShardError:
                 raise
             except Exception as e:  # webdataset and tarfile raise many kinds
@@ -190,6 +199,18 @@ class ShardStream(IterableDataset[Sample]):
             collate_fn=self.collator(),
             **kwargs,
         )
+
+
+def _webdataset() -> tuple[Any, Any, Any]:
+    """webdataset's ``group_by_keys``, ``tar_file_expander`` and ``url_opener``."""
+    try:
+        from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Streaming shards needs the webdataset package: pip install "
+            "'polymodal[shards]' (or read them by index with ShardDataset)."
+        ) from e
+    return group_by_keys, tar_file_expander, url_opener
 
 
 def _buffer_shuffle(samples: Iterator[Sample], size: int, rng: random.Random) -> Iterator[Sample]:

@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.sample import Sample
 from polymodal.data.webshards.codec import (
+    CHUNK_BYTES,
+    CHUNK_EXAMPLES,
     FORMAT_VERSION,
     check_modality_name,
-    encode_sample,
+    encode_chunk,
+    example_key,
     index_path,
     json_target,
+    sample_nbytes,
     shard_name,
 )
 
@@ -59,8 +64,8 @@ def write_shards(
 ) -> dict[str, Any]:
     """Write ``dataset`` as ``DIR/<split>-000000.tar``, ... and ``DIR/<split>.json``.
 
-    Each example is decoded once and stored as its decoded arrays (see
-    :mod:`polymodal.data.webshards.codec`); the index holds the schema
+    Each example is decoded once and stored as its decoded arrays, consecutive examples
+    packed into chunks (see :mod:`polymodal.data.webshards.codec`); the index holds the schema
     (``schema.to_dict()``), the count, every example's id, group and target (so
     ``targets()`` and ``groups()`` need no shard), and each shard's name, count, size and
     sha256.  Shards are written under temporary names and renamed once all are complete,
@@ -99,11 +104,16 @@ def write_shards(
             temps.append((temp, final))
             stop = min(start + shard_size, n)
             with tarfile.open(temp, "w") as tar:
+                chunk: list[Sample] = []
+                first, size = start, 0
                 for i in range(start, stop):
                     sample = dataset[i]
                     ids.append(sample.id)
-                    for name, data in encode_sample(sample, i, groups[i]).items():
-                        _add(tar, name, data)
+                    chunk.append(sample)
+                    size += sample_nbytes(sample)
+                    if len(chunk) >= CHUNK_EXAMPLES or size >= CHUNK_BYTES or i == stop - 1:
+                        _add(tar, f"{example_key(first)}.chunk", encode_chunk(chunk))
+                        chunk, first, size = [], i + 1, 0
                     if progress is not None:
                         progress(i + 1, n)
             shards.append(
