@@ -147,7 +147,12 @@ HASH_SKIPS_DEFAULT: dict[str, Any] = {
     "compile": False,
     "min_epochs": 0,
     "data.shards": None,
-    "distributed": {"find_unused": True, "gather_with_grad": True, "local_loss": True},
+    "distributed": {
+        "parallel": "ddp",
+        "find_unused": True,
+        "gather_with_grad": True,
+        "local_loss": True,
+    },
     "optim.time_limit": None,
     "optim.balance.unimodal_weight": BalanceConfig().unimodal_weight,
 }
