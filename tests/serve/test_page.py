@@ -104,6 +104,10 @@ def test_page_searches_predicts_and_plots(server: str, tmp_path: Path) -> None:
             page.click("#search-go")
             expect(page.locator("#hits .hit")).to_have_count(6)
             expect(page.locator("#hits .hit figcaption li").first).not_to_be_empty()
+            # thumbnails load after the grid appears: wait until each has (or failed to)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#hits img')].every(i => i.complete)"
+            )
             loaded = page.eval_on_selector_all(
                 "#hits img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)"
             )
