@@ -29,6 +29,7 @@ BUILTIN_TASKS = {
     "supervised": "polymodal.training.supervised",
     "context": "polymodal.training.context",
     "contrastive": "polymodal.joint.train",
+    "captioning": "polymodal.captioning.train",
 }
 
 TASKS: Registry[Strategy] = Registry("training task")
