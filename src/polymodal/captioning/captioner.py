@@ -87,6 +87,8 @@ class Captioner:
         """One caption per image file."""
         from polymodal.data.decode import decode_image
 
+        if not paths:
+            return []
         size = self.encoder_config.image_size
         images = torch.stack([decode_image(p, size=size, where=str(p)) for p in paths])
         return self.caption_tensors(images, decode)

@@ -11,7 +11,7 @@ among the best K is finished, with the score ``logp / ((5 + length) / 6) ** alph
 the others continue, K of them.  An image is done when it has K finished hypotheses;
 the best finished one is its caption.  With K = 1 this is greedy decoding, token for token.
 
-``no_repeat_ngram`` n > 0 forbids a token that would repeat an n-gram of the hypothesis
+``min_length`` forbids ``[EOS]`` before that many tokens; ``no_repeat_ngram`` n > 0 forbids a token that would repeat an n-gram of the hypothesis
 ("a dog in a dog in ..."), in both greedy and beam decoding.
 """
 
@@ -37,6 +37,8 @@ class DecodeConfig(Config):
         length_penalty: alpha of the length penalty ``((5 + length) / 6) ** alpha``;
             larger favours longer captions; 0 ranks by summed log-probability.
         no_repeat_ngram: forbid repeating any n-gram of this size (0: allow repeats).
+        min_length: the fewest word pieces before ``[EOS]`` (an undertrained model's
+            likeliest caption is often the empty one).
         max_length: the longest caption in tokens, ``[BOS]``/``[EOS]`` included (``None``:
             the model's ``max_length``).
         batch_size: images decoded together.
@@ -45,6 +47,7 @@ class DecodeConfig(Config):
     beam_size: int = param(3, ge=1)
     length_penalty: float = param(0.0, ge=0)
     no_repeat_ngram: int = param(3, ge=0)
+    min_length: int = param(1, ge=0)
     max_length: int | None = param(None, ge=3)
     batch_size: int = param(100, ge=1)
 
@@ -62,10 +65,12 @@ def _ban_repeats(logp: Tensor, hyps: list[list[int]], n: int) -> None:
             logp[row, banned] = float("-inf")
 
 
-def _log_probs(logits: Tensor, last: bool) -> Tensor:
+def _log_probs(logits: Tensor, last: bool, too_short: bool) -> Tensor:
     logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
     logp[:, PAD] = float("-inf")
     logp[:, BOS] = float("-inf")
+    if too_short:
+        logp[:, EOS] = float("-inf")
     if last:  # the final position must end the caption
         eos = logp[:, EOS].clone()
         logp.fill_(float("-inf"))
@@ -75,7 +80,11 @@ def _log_probs(logits: Tensor, last: bool) -> Tensor:
 
 @torch.no_grad()
 def greedy(
-    model: CaptionDecoder, features: Tensor, max_length: int, no_repeat_ngram: int = 0
+    model: CaptionDecoder,
+    features: Tensor,
+    max_length: int,
+    no_repeat_ngram: int = 0,
+    min_length: int = 0,
 ) -> list[list[int]]:
     """The most likely next token at every step, until ``[EOS]``.
 
@@ -89,7 +98,7 @@ def greedy(
     done = [False] * b
     for t in range(max_length - 1):
         logits, cache = model.step(tokens, cache)
-        logp = _log_probs(logits, t == max_length - 2)
+        logp = _log_probs(logits, t == max_length - 2, t < min_length)
         _ban_repeats(logp, hyps, no_repeat_ngram)
         nxt = logp.argmax(-1)  # (B,)
         for i, tok in enumerate(nxt.tolist()):
@@ -112,6 +121,7 @@ def beam_search(
     beam_size: int = 3,
     length_penalty: float = 0.0,
     no_repeat_ngram: int = 0,
+    min_length: int = 0,
 ) -> list[list[int]]:
     """The best finished hypothesis of a beam search per image (module docstring).
 
@@ -129,7 +139,7 @@ def beam_search(
     tokens = torch.full((b * k, 1), BOS, dtype=torch.long, device=device)
     for t in range(max_length - 1):
         logits, cache = model.step(tokens, cache)
-        logp = _log_probs(logits, t == max_length - 2)  # (B*K, V)
+        logp = _log_probs(logits, t == max_length - 2, t < min_length)  # (B*K, V)
         _ban_repeats(logp, hyps, no_repeat_ngram)
         v = logp.shape[1]
         cand = (scores.view(-1, 1) + logp).view(b, k * v)  # (B, K*V)
@@ -194,7 +204,7 @@ def generate(
         for s in range(0, features.shape[0], cfg.batch_size):
             chunk = features[s : s + cfg.batch_size]
             if cfg.beam_size == 1:
-                ids = greedy(model, chunk, max_length, cfg.no_repeat_ngram)
+                ids = greedy(model, chunk, max_length, cfg.no_repeat_ngram, cfg.min_length)
             else:
                 ids = beam_search(
                     model,
@@ -203,6 +213,7 @@ def generate(
                     cfg.beam_size,
                     cfg.length_penalty,
                     cfg.no_repeat_ngram,
+                    cfg.min_length,
                 )
             out += [tokenizer.decode(i) for i in ids]
     finally:

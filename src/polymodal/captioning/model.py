@@ -35,7 +35,7 @@ class CaptionModelConfig(Config):
         num_layers: decoder blocks.
         num_heads: attention heads (divide ``dim``).
         mlp_ratio: MLP hidden width as a multiple of ``dim``.
-        dropout: dropout on embeddings, attention weights and residual branches.
+        dropout: dropout on the embeddings, the memory and the residual branches.
         max_length: the longest caption in decoder tokens, ``[BOS]`` and ``[EOS]`` included.
         memory_length: the most feature steps L (EfficientNet-Lite0 at 224x224: 49).
     """
@@ -80,9 +80,12 @@ class DecoderCache:
 
 
 class _Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    """Multi-head attention through SDPA; no dropout on the weights (on a CPU it makes
+    SDPA fall back to its slow path; the residual branches carry the dropout)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        self.heads, self.dropout = heads, dropout
+        self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
@@ -97,8 +100,7 @@ class _Attention(nn.Module):
 
     def attend(self, x: Tensor, kv: KV, causal: bool) -> Tensor:
         q = self.split(self.q(x))  # (B, H, T, Dh)
-        p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1], dropout_p=p, is_causal=causal)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], is_causal=causal)
         b, _, t, _ = out.shape
         return self.out(out.transpose(1, 2).reshape(b, t, -1))  # type: ignore[no-any-return]
 
@@ -109,8 +111,8 @@ class DecoderBlock(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.self_attn = _Attention(dim, heads, dropout)
-        self.cross_attn = _Attention(dim, heads, dropout)
+        self.self_attn = _Attention(dim, heads)
+        self.cross_attn = _Attention(dim, heads)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(
             nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)

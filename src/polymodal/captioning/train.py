@@ -45,7 +45,7 @@ from polymodal.training.tasks import register_task
 logger = logging.getLogger("polymodal.training")
 
 #: What a captioning run can monitor (validation, percent).
-CAPTION_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider_d")
+CAPTION_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider_d", "loss")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +106,8 @@ class CaptionTrainConfig(RunConfig):
         decode: how validation and test captions (and ``polymodal caption``'s, by
             default) are generated (:class:`DecodeConfig`).
         optim: :class:`CaptionOptim`.
-        monitor: ``bleu_4`` (default), ``bleu_1``..``bleu_3`` or ``cider_d``.
+        monitor: ``bleu_4`` (default), ``bleu_1``..``bleu_3``, ``cider_d`` or ``loss`` (the
+            teacher-forced cross-entropy).
         feature_cache: root of the cached feature sequences (``None``: the default).
     """
 
@@ -141,12 +142,13 @@ class _Split:
     features: Tensor | None = None
 
 
-def _load_split(data: CaptionDataConfig, split: str) -> _Split:
+def _load_split(data: CaptionDataConfig, split: str, image_size: int) -> _Split:
     from polymodal.data.datasets import load_dataset
 
     options = dict(data.options)
     if data.dataset == "flickr8k":
         options.setdefault("modalities", ["image"])  # the captions come from captions()
+        options.setdefault("image_size", image_size)  # what the captioner decodes to
     ds = load_dataset(data.dataset, split=split, root=data.root, **options)
     if not callable(getattr(ds, "captions", None)):
         raise TypeError(
@@ -178,19 +180,27 @@ class CaptionStrategy(Strategy):
         splits: dict[str, _Split],
     ) -> None:
         self.cfg, self.model, self.tokenizer, self.splits = cfg, model, tokenizer, splits
-        refs = splits["train"].references
-        per_image = {len(r) for r in refs}
-        if len(per_image) != 1:
-            raise ValueError(
-                f"Training images have {sorted(per_image)} captions each; the captioning task "
-                "batches images with the same number of captions (Flickr8k: 5)."
-            )
-        self.repeats = per_image.pop()
-        flat = [c for r in refs for c in r]
-        self.tokens = tokenizer.encode(flat, cfg.model.max_length).view(
-            len(refs), self.repeats, -1
-        )  # (N, R, T)
+        for name, split in splits.items():
+            if any(not r for r in split.references):
+                raise ValueError(
+                    f"Every {name} image needs at least one reference caption; "
+                    f"{split.ids[[len(r) for r in split.references].index(0)]!r} has none."
+                )
+        self.tokens = {name: self._encode(s.references) for name, s in splits.items()}
         self.feature_seconds = 0.0
+
+    def _encode(self, refs: list[list[str]]) -> Tensor:
+        """Each image's captions as decoder ids, (N, R, T); R = the most captions of an
+        image, fewer padded with all-``[PAD]`` rows (no loss)."""
+        r = max(len(x) for x in refs)
+        flat = [c for x in refs for c in x]
+        ids = self.tokenizer.encode(flat, self.cfg.model.max_length)  # (sum R_i, T)
+        out = torch.full((len(refs), r, ids.shape[1]), PAD, dtype=torch.long)
+        k = 0
+        for i, x in enumerate(refs):
+            out[i, : len(x)] = ids[k : k + len(x)]
+            k += len(x)
+        return out
 
     def setup(self, device: torch.device) -> None:
         start = time.perf_counter()
@@ -212,7 +222,7 @@ class CaptionStrategy(Strategy):
         for split in self.splits.values():
             assert split.features is not None
             split.features = split.features.to(device)
-        self.tokens = self.tokens.to(device)
+        self.tokens = {k: v.to(device) for k, v in self.tokens.items()}
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.splits["train"].ids) / self.cfg.optim.batch_size)
@@ -224,21 +234,25 @@ class CaptionStrategy(Strategy):
         for step in range(start, self.steps_per_epoch()):
             yield order[step * bs : (step + 1) * bs]
 
-    def loss(self, batch: Tensor) -> tuple[Tensor, int]:
-        feats = self.splits["train"].features
+    def _loss(self, split: str, rows: Tensor, smoothing: float) -> Tensor:
+        feats = self.splits[split].features
         assert feats is not None, "call setup() first"
-        rows = batch.to(self.device)
-        tokens = self.tokens[rows].flatten(0, 1)  # (B*R, T)
+        tokens = self.tokens[split][rows]  # (B, R, T)
+        repeats = tokens.shape[1]
+        tokens = tokens.flatten(0, 1)  # (B*R, T)
         length = int((tokens != PAD).sum(1).max())
         tokens = tokens[:, :length]
-        logits = self.model(feats[rows], tokens[:, :-1], self.repeats)  # (B*R, T-1, V)
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
+        logits = self.model(feats[rows], tokens[:, :-1], repeats)  # (B*R, T-1, V)
+        return F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),  # fp32 under bf16 autocast
             tokens[:, 1:].reshape(-1),
             ignore_index=PAD,
-            label_smoothing=self.cfg.optim.label_smoothing,
+            label_smoothing=smoothing,
         )
-        return loss, int(rows.numel())
+
+    def loss(self, batch: Tensor) -> tuple[Tensor, int]:
+        rows = batch.to(self.device)
+        return self._loss("train", rows, self.cfg.optim.label_smoothing), int(rows.numel())
 
     def captions(self, split: str, decode: DecodeConfig | None = None) -> list[str]:
         """The generated captions of ``split``'s images (after :meth:`setup`)."""
@@ -249,10 +263,20 @@ class CaptionStrategy(Strategy):
     def evaluate(self, split: str) -> dict[str, float] | None:
         if split not in self.splits:
             return None
-        return caption_scores(self.captions(split), self.splits[split].references)
+        scores = caption_scores(self.captions(split), self.splits[split].references)
+        was_training = self.model.training
+        self.model.eval()
+        n, bs, total = len(self.splits[split].ids), self.cfg.optim.batch_size, 0.0
+        with torch.no_grad():
+            for s in range(0, n, bs):
+                rows = torch.arange(s, min(n, s + bs), device=self.device)
+                total += float(self._loss(split, rows, 0.0)) * rows.numel()
+        self.model.train(was_training)
+        # the teacher-forced loss breaks ties of the monitor (a tiny run's BLEU-4 of 0)
+        return {**scores, "loss": total / n}
 
     def higher_is_better(self, monitor: str) -> bool:
-        return True
+        return monitor != "loss"
 
     def files(self) -> dict[str, str]:
         feats = self.splits["train"].features
@@ -277,9 +301,10 @@ def build_captioning(cfg: CaptionTrainConfig) -> CaptionStrategy:
     """Load the splits, build the vocabulary from the training captions and the decoder
     (seeded by ``cfg.seed``); the feature sequences are computed in setup."""
     d = cfg.data
-    splits = {"train": _load_split(d, d.train_split), "val": _load_split(d, d.val_split)}
+    size = cfg.encoder.image_size
+    splits = {"train": _load_split(d, d.train_split, size), "val": _load_split(d, d.val_split, size)}
     if d.test_split is not None:
-        splits["test"] = _load_split(d, d.test_split)
+        splits["test"] = _load_split(d, d.test_split, size)
     flat = [c for refs in splits["train"].references for c in refs]
     tokenizer = CaptionTokenizer.build(flat, d.min_count)
     dim = cfg.encoder.params.get("dim") or _FEATURE_DIMS.get(cfg.encoder.name)
