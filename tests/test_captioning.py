@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -39,10 +41,13 @@ def _model(vocab: int, seed: int = 0, max_length: int = 12) -> CaptionDecoder:
 def test_tokenize_detokenize_round_trip(tokenizer: CaptionTokenizer) -> None:
     ids = tokenizer.encode(CAPTIONS, max_length=20)  # (N, T)
     assert ids[:, 0].eq(BOS).all()
-    assert [tokenizer.decode(row) for row in ids] == [
-        "a dog runs through the grass.",  # WordPiece decoding joins the full stop
-        *CAPTIONS[1:],
-    ]
+    assert (
+        [tokenizer.decode(row) for row in ids]
+        == [
+            "a dog runs through the grass.",  # WordPiece decoding joins the full stop
+            *CAPTIONS[1:],
+        ]
+    )
     assert (ids == EOS).sum(1).eq(1).all() and ids[0, -1] in (EOS, PAD)
 
 
@@ -112,7 +117,7 @@ def test_beam_search_finds_a_likelier_caption_and_bans_repeats() -> None:
     b = beam_search(model, feats, 12, beam_size=4)
     assert logp(b).sum() >= logp(g).sum() - 1e-4
     for h in beam_search(model, feats, 12, beam_size=3, no_repeat_ngram=2):
-        pairs = list(zip(h, h[1:], strict=False))
+        pairs = list(itertools.pairwise(h))
         assert len(pairs) == len(set(pairs))
 
 
@@ -134,7 +139,7 @@ def test_merge_repeats_into_time_ranges() -> None:
 
 
 def test_config_errors_name_the_field() -> None:
-    with pytest.raises(ValueError, match="divisible by model.num_heads"):
+    with pytest.raises(ValueError, match=r"divisible by model\.num_heads"):
         CaptionModelConfig(dim=30, num_heads=4)
     model = _model(vocab=20)
     with pytest.raises(ValueError, match="expected"):

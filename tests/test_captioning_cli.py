@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def test_caption_a_video_merges_repeated_captions(
     segments = json.loads(out)["segments"]
     assert 1 <= len(segments) <= 8 and segments[0]["start"] == 0.0
     assert segments[-1]["end"] == pytest.approx(4.0)
-    for a, b in zip(segments, segments[1:], strict=False):
+    for a, b in itertools.pairwise(segments):
         assert a["end"] == b["start"] and a["caption"] != b["caption"]
 
 

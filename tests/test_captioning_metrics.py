@@ -10,7 +10,14 @@ from polymodal.captioning.metrics import caption_scores, caption_tokens, cider_d
 
 
 def test_tokens_lower_case_without_punctuation() -> None:
-    assert caption_tokens("A dog's ball, in the PARK.") == ["a", "dogs", "ball", "in", "the", "park"]
+    assert caption_tokens("A dog's ball, in the PARK.") == [
+        "a",
+        "dogs",
+        "ball",
+        "in",
+        "the",
+        "park",
+    ]
 
 
 def test_bleu_by_hand() -> None:
@@ -80,7 +87,8 @@ def test_cider_d_length_penalty_and_clipping() -> None:
 def test_caption_scores_in_percent_and_errors() -> None:
     s = caption_scores(["a dog runs", "a cat sleeps"], [["a dog runs"], ["a cat sleeps"]])
     assert s["bleu_1"] == pytest.approx(100.0) and s["bleu_2"] == pytest.approx(100.0)
-    assert s["cider_d"] == pytest.approx(1000.0)  # x10 of cos 1, in percent
+    # cos 1 for n = 1..3, no 4-grams in a 3-word caption (0): 10 * 3/4, in percent
+    assert s["cider_d"] == pytest.approx(750.0)
     with pytest.raises(ValueError, match="2 hypotheses but 1 reference"):
         corpus_bleu(["a", "b"], [["a"]])
     with pytest.raises(ValueError, match="has no reference"):

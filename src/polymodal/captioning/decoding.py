@@ -233,9 +233,7 @@ def merge_repeats(captions: Sequence[str], times: Sequence[float], end: float) -
         ``[{"start": s, "end": e, "caption": c}, ...]``, one per run of equal captions.
     """
     if len(captions) != len(times):
-        raise ValueError(
-            f"merge_repeats: {len(captions)} captions but {len(times)} frame times."
-        )
+        raise ValueError(f"merge_repeats: {len(captions)} captions but {len(times)} frame times.")
     out: list[dict] = []
     for c, t in zip(captions, times, strict=True):
         if out and out[-1]["caption"] == c:

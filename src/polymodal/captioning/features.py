@@ -90,8 +90,9 @@ def sequence_features(
     split: str,
     root: str | os.PathLike[str] | None = None,
     batch_size: int = 64,
-) -> Tensor:
-    """Feature sequences of ``dataset``'s first ``len(ids)`` examples, through the cache.
+) -> tuple[Tensor, bool]:
+    """Feature sequences of ``dataset``'s first ``len(ids)`` examples, through the cache,
+    and whether they were read from it (``False``: computed now).
 
     Args:
         encoder: the frozen encoder of ``cfg``.
@@ -131,7 +132,7 @@ def sequence_features(
         "cached" if fs.hit else "computed",
         fs.seconds,
     )
-    return fs.features.view(len(ids), length, dim)
+    return fs.features.view(len(ids), length, dim), fs.hit
 
 
 __all__ = ["ImageEncoderConfig", "build_image_encoder", "encode_images", "sequence_features"]

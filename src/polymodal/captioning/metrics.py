@@ -134,8 +134,8 @@ def cider_d(
     refs = [[caption_tokens(r) for r in rs] for rs in references]
     ref_counts = [[[ngrams(r, n) for n in orders] for r in rs] for rs in refs]
     df: Counter[tuple[str, ...]] = Counter()
-    for rs in ref_counts:
-        df.update({g for r in rs for c in r for g in c})
+    for image_counts in ref_counts:
+        df.update({g for r in image_counts for c in r for g in c})
     log_n = math.log(float(len(references)))
     total = 0.0
     for hyp, rs, r_counts in zip(hypotheses, refs, ref_counts, strict=True):

@@ -119,9 +119,7 @@ class DecoderBlock(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(
-        self, x: Tensor, cross_kv: KV, past: KV | None = None
-    ) -> tuple[Tensor, KV]:
+    def forward(self, x: Tensor, cross_kv: KV, past: KV | None = None) -> tuple[Tensor, KV]:
         """``x`` (B, T, D) -> (B, T, D) and the self-attention keys/values up to now.
 
         With ``past`` (the keys/values of earlier steps), ``x`` holds the one new step, which
@@ -170,7 +168,7 @@ class CaptionDecoder(nn.Module):
         Shape:
             features: (B, L, F); output: num_layers x ((B, H, L, Dh), (B, H, L, Dh))
         """
-        b, length, f = features.shape
+        _b, length, f = features.shape
         if f != self.feature_dim or length > self.config.memory_length:
             raise ValueError(
                 f"CaptionDecoder: features have shape {tuple(features.shape)}; expected "
@@ -179,14 +177,18 @@ class CaptionDecoder(nn.Module):
             )
         mem = self.in_proj(self.in_norm(features)) + self.memory_pos[:, :length]  # (B, L, D)
         mem = self.drop(mem)
-        return [blk.cross_attn.keys_values(mem) for blk in self.blocks]
+        return [self._block(i).cross_attn.keys_values(mem) for i in range(len(self.blocks))]
+
+    def _block(self, i: int) -> DecoderBlock:
+        blk = self.blocks[i]
+        assert isinstance(blk, DecoderBlock)
+        return blk
 
     def _embed(self, tokens: Tensor, start: int) -> Tensor:
         t = tokens.shape[1]
         if start + t > self.config.max_length:
             raise ValueError(
-                f"CaptionDecoder: position {start + t} is past max_length="
-                f"{self.config.max_length}."
+                f"CaptionDecoder: position {start + t} is past max_length={self.config.max_length}."
             )
         return self.drop(self.token(tokens) + self.pos[:, start : start + t])  # (B, T, D)
 
@@ -207,8 +209,7 @@ class CaptionDecoder(nn.Module):
         cross = self.encode(features)
         if repeats > 1:
             cross = [
-                (k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0))
-                for k, v in cross
+                (k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in cross
             ]
         x = self._embed(tokens, 0)
         for blk, kv in zip(self.blocks, cross, strict=True):

@@ -88,7 +88,7 @@ class CaptionTokenizer:
         """
         encs = self.wp.encode_batch(list(texts), add_special_tokens=False)
         rows = [
-            [BOS, *(self.from_wp.get(i, UNK) for i in e.ids)][: max_length - 1] + [EOS]
+            [*[BOS, *(self.from_wp.get(i, UNK) for i in e.ids)][: max_length - 1], EOS]
             for e in encs
         ]
         out = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)

@@ -149,7 +149,7 @@ def _load_split(data: CaptionDataConfig, split: str, image_size: int) -> _Split:
     if data.dataset == "flickr8k":
         options.setdefault("modalities", ["image"])  # the captions come from captions()
         options.setdefault("image_size", image_size)  # what the captioner decodes to
-    ds = load_dataset(data.dataset, split=split, root=data.root, **options)
+    ds: Any = load_dataset(data.dataset, split=split, root=data.root, **options)
     if not callable(getattr(ds, "captions", None)):
         raise TypeError(
             f"data.dataset={data.dataset!r} has no captions() method (each image's reference "
@@ -188,6 +188,7 @@ class CaptionStrategy(Strategy):
                 )
         self.tokens = {name: self._encode(s.references) for name, s in splits.items()}
         self.feature_seconds = 0.0
+        self.feature_hits = 0
 
     def _encode(self, refs: list[list[str]]) -> Tensor:
         """Each image's captions as decoder ids, (N, R, T); R = the most captions of an
@@ -207,7 +208,7 @@ class CaptionStrategy(Strategy):
         encoder = build_image_encoder(self.cfg.encoder)
         for split in self.splits.values():
             if split.features is None:
-                split.features = sequence_features(
+                split.features, hit = sequence_features(
                     encoder,
                     self.cfg.encoder,
                     split.dataset,
@@ -216,6 +217,7 @@ class CaptionStrategy(Strategy):
                     split=split.name if self.cfg.data.limit is None else f"{split.name}-lim",
                     root=self.cfg.feature_cache,
                 )
+                self.feature_hits += int(hit)
         self.feature_seconds = time.perf_counter() - start
         logger.info("feature sequences ready in %.1fs", self.feature_seconds)
         super().setup(device)
@@ -289,7 +291,11 @@ class CaptionStrategy(Strategy):
         }
 
     def info(self) -> dict[str, Any]:
-        return {"feature_seconds": self.feature_seconds, "vocab_size": len(self.tokenizer)}
+        return {
+            "feature_seconds": self.feature_seconds,
+            "feature_cache_hits": self.feature_hits,
+            "vocab_size": len(self.tokenizer),
+        }
 
 
 #: The feature size of the registered encoders the captioner knows without a forward pass.
@@ -302,7 +308,10 @@ def build_captioning(cfg: CaptionTrainConfig) -> CaptionStrategy:
     (seeded by ``cfg.seed``); the feature sequences are computed in setup."""
     d = cfg.data
     size = cfg.encoder.image_size
-    splits = {"train": _load_split(d, d.train_split, size), "val": _load_split(d, d.val_split, size)}
+    splits = {
+        "train": _load_split(d, d.train_split, size),
+        "val": _load_split(d, d.val_split, size),
+    }
     if d.test_split is not None:
         splits["test"] = _load_split(d, d.test_split, size)
     flat = [c for refs in splits["train"].references for c in refs]
