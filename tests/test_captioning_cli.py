@@ -118,3 +118,32 @@ def test_caption_errors_name_the_problem(run: dict[str, Any], tmp_path: Path) ->
         from polymodal.captioning.captioner import load_captioner
 
         load_captioner(tmp_path)
+
+
+def test_serve_captions_an_uploaded_image(run: dict[str, Any], data_root: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from polymodal.captioning.captioner import load_captioner
+    from polymodal.cli.serve import _is_captioning
+    from polymodal.serve.app import create_app
+
+    assert _is_captioning(run["run"]) and not _is_captioning(data_root / "flickr8k")
+    captioner = load_captioner(run["run"] / "checkpoints" / "last")
+    name = (data_root / "flickr8k" / "Flickr_8k.trainImages.txt").read_text().split()[0]
+    image = (data_root / "flickr8k" / "images" / name).read_bytes()
+    with TestClient(create_app(captioner=captioner)) as c:
+        assert c.get("/health").json()["caption"] is True
+        r = c.post("/caption", files={"image": ("dogs.jpg", image, "image/jpeg")})
+        assert r.status_code == 200
+        assert (
+            r.json()["caption"]
+            == captioner.caption_images([data_root / "flickr8k" / "images" / name])[0]
+        )
+        r = c.post("/caption", files={"image": ("bad.jpg", b"not a jpeg", "image/jpeg")})
+        assert r.status_code == 400 and r.json()["field"] == "image"
+        r = c.post("/caption", json={})
+        assert r.status_code == 400 and r.json()["field"] == "image"
+    with TestClient(create_app()) as c:
+        r = c.post("/caption", files={"image": ("dogs.jpg", image, "image/jpeg")})
+        assert r.status_code == 404 and "captioning run" in r.json()["error"]
