@@ -57,7 +57,8 @@ def _ensure(name: str) -> None:
 
 
 def task_config(name: str) -> type[RunConfig]:
-    """The config class of task ``name`` (``supervised``, ``context``, ``contrastive``)."""
+    """The config class of task ``name`` (``supervised``, ``context``, ``contrastive``,
+    ``captioning``)."""
     _ensure(name)
     return _CONFIGS[name]
 
