@@ -147,3 +147,14 @@ def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="one new token"):
         cache = model.step(torch.full((1, 1), BOS), model.start(torch.randn(1, 6, 16)))[1]
         model.step(torch.full((1, 2), BOS), cache)
+
+
+def test_captioning_from_a_checkpoint_never_imports_training() -> None:
+    from tests.test_layout import _imported_by
+
+    loaded = _imported_by(
+        "polymodal.captioning.captioner", "polymodal.cli.caption", "polymodal.captioning"
+    )
+    assert "polymodal.captioning.model" in loaded
+    assert [m for m in loaded if m.startswith("polymodal.training")] == []
+    assert "polymodal.captioning.train" not in loaded
