@@ -42,6 +42,7 @@ COMMANDS = [
     ["sentiment"],
     ["robustness"],
     ["serve"],
+    ["caption"],
 ]
 
 
@@ -95,6 +96,7 @@ def test_argument_errors_and_list_import_no_torch() -> None:
     assert out[-1] == "\n".join(format_rows(CATALOGUE["tasks"])) + "\n"
     assert [line.split()[0] for line in out[-1].splitlines()] == [
         "name",
+        "captioning",
         "context",
         "contrastive",
         "supervised",

@@ -262,6 +262,7 @@ def test_health_info_openapi_and_no_cdn_docs(client: Any) -> None:
         "models": ["mosi_tiny"],
         "indexes": ["flickr_index"],
         "sentiment": False,
+        "caption": False,
     }
     info = client.get("/info").json()
     assert [f["name"] for f in info["models"][0]["inputs"]] == ["text", "audio"]

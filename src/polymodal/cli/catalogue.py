@@ -352,6 +352,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
         ),
     ),
     "tasks": (
+        ("captioning", "-", "caption images with a cross-attention decoder", ()),
         ("context", "-", "classify each utterance in its video's context (MOSI)", ()),
         ("contrastive", "-", "learn a joint embedding space from paired data", ()),
         ("supervised", "-", "learn the labels of the examples (the default)", ()),

@@ -31,6 +31,7 @@ VERB_MODULES = (
     "polymodal.cli.sentiment",
     "polymodal.cli.robustness",
     "polymodal.cli.serve",
+    "polymodal.cli.caption",
 )
 
 

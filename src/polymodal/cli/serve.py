@@ -3,7 +3,8 @@
 Each argument is a supervised run (or checkpoint) folder from ``polymodal train``, served at
 ``POST /predict``, or an index folder from ``polymodal index build``, served at
 ``POST /search`` (with ``?model=NAME`` / ``?index=NAME``, the folder's name, when there are
-several).  ``--sentiment`` also serves ``POST /sentiment`` (a clip -> the timeline of
+several), or a captioning run (``task: captioning``), served at ``POST /caption`` (an
+image in field ``image`` -> ``{"caption": ...}``).  ``--sentiment`` also serves ``POST /sentiment`` (a clip -> the timeline of
 ``polymodal sentiment``; its models train into the cache on first use).  The page at ``/``
 searches, predicts and plots sentiment; ``/health``, ``/info``, ``/metrics`` and
 ``/openapi.json`` describe the server.
@@ -100,7 +101,7 @@ def build(args: argparse.Namespace) -> Any:
     _check(args)
     device = str(resolve_device(args.device, "--device"))
     config = ServeConfig(args.max_batch, args.max_wait_ms, args.queue, args.max_upload_mb)
-    predictors, searchers = [], []
+    predictors, searchers, captioners = [], [], []
     for path, name in zip(args.paths, _names(args.paths), strict=True):
         folder = Path(path)
         if not folder.exists():
@@ -110,11 +111,33 @@ def build(args: argparse.Namespace) -> Any:
             )
         if (folder / MANIFEST_FILE).is_file():
             searchers.append(Searcher(folder, name, device))
+        elif _is_captioning(folder):
+            from polymodal.captioning.captioner import load_captioner
+
+            captioners.append(load_captioner(folder, device))
         else:
             trained = load_trained(folder)
             predictors.append(Predictor(trained, name, device, config.max_upload_bytes))
+    if len(captioners) > 1:
+        raise ValueError(
+            f"serve takes one captioning run (POST /caption); got {len(captioners)}. Pass one."
+        )
     sentiment = _sentiment() if args.sentiment else None
-    return create_app(predictors, searchers, sentiment=sentiment, config=config)
+    captioner = captioners[0] if captioners else None
+    return create_app(
+        predictors, searchers, sentiment=sentiment, captioner=captioner, config=config
+    )
+
+
+def _is_captioning(folder: Path) -> bool:
+    """Whether ``folder`` is a ``task: captioning`` run or checkpoint (``POST /caption``)."""
+    from polymodal.captioning.captioner import CAPTIONER_FILE
+    from polymodal.checkpoint import resolve_checkpoint
+
+    try:
+        return (resolve_checkpoint(folder) / CAPTIONER_FILE).is_file()
+    except FileNotFoundError:
+        return False
 
 
 def _sentiment() -> Any:

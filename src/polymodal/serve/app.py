@@ -6,9 +6,11 @@
 
 * ``GET /``: the page (``static/index.html``, no CDN); ``GET /static/...``: its files.
 * ``GET /health``, ``GET /info`` (what is served, for the page), ``GET /metrics``.
-* ``POST /predict[?model=NAME]``, ``POST /search[?index=NAME]``, ``POST /sentiment``:
-  JSON or multipart; each request is decoded in a worker thread, then queued to its
-  model's :class:`~polymodal.serve.batcher.Batcher`.
+* ``POST /predict[?model=NAME]``, ``POST /search[?index=NAME]``, ``POST /sentiment``,
+  ``POST /caption`` (an image -> its caption, with a captioning run's
+  :class:`~polymodal.captioning.captioner.Captioner`): JSON or multipart; each request is
+  decoded in a worker thread, then queued to its model's
+  :class:`~polymodal.serve.batcher.Batcher`.
 * ``GET /thumbnails/INDEX/PATH``: an image of an index's hits (its own files only).
 * ``GET /openapi.json``: the API's schema.  ``/docs`` is off: FastAPI's Swagger UI loads
   its scripts from a CDN, which an offline server cannot reach.
@@ -23,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
@@ -38,6 +40,9 @@ from polymodal.serve.metrics import Metrics
 from polymodal.serve.predictor import FILE_KINDS, Predictor
 from polymodal.serve.searcher import Searcher
 from polymodal.serve.uploads import Upload, from_bytes, from_json
+
+if TYPE_CHECKING:
+    from polymodal.captioning.captioner import Captioner
 
 STATIC = Path(__file__).resolve().parent / "static"
 SENTIMENT_KINDS = (ModalityKind.VIDEO, ModalityKind.AUDIO)
@@ -218,9 +223,11 @@ def create_app(
     searchers: Sequence[Searcher] = (),
     *,
     sentiment: SentimentFn | None = None,
+    captioner: Captioner | None = None,
     config: ServeConfig | None = None,
 ) -> FastAPI:
-    """The application serving ``predictors``, ``searchers`` and ``sentiment``."""
+    """The application serving ``predictors``, ``searchers``, ``sentiment`` and
+    ``captioner``."""
     config = config or ServeConfig()
     limit = config.max_upload_bytes
     models = {p.name: p for p in predictors}
@@ -250,6 +257,14 @@ def create_app(
             max_wait_s=0,
             max_queue=max(1, min(config.queue, 8)),
             name="sentiment",
+        )
+    if captioner is not None:  # decoded images, captioned a batch at a time
+        batchers["caption"] = Batcher(
+            lambda images: _caption_batch(captioner, images),
+            max_batch=config.max_batch,
+            max_wait_s=wait,
+            max_queue=config.queue,
+            name="caption",
         )
     metrics = Metrics()
 
@@ -305,6 +320,7 @@ def create_app(
             "models": sorted(models),
             "indexes": sorted(indexes),
             "sentiment": sentiment is not None,
+            "caption": captioner is not None,
         }
 
     @app.get("/info")
@@ -314,6 +330,7 @@ def create_app(
             "models": [p.describe() for p in predictors],
             "indexes": [s.describe() for s in searchers],
             "sentiment": sentiment is not None,
+            "caption": captioner is not None,
             "max_upload_bytes": limit,
         }
 
@@ -434,6 +451,27 @@ def create_app(
             result: dict[str, Any] = await submit("sentiment", path)
         return result
 
+    @app.post("/caption")
+    async def caption(request: Request) -> dict[str, Any]:
+        """The caption of an uploaded image (field ``image``)."""
+        if captioner is None:
+            raise RequestError(
+                404,
+                "caption: this server captions no images; serve a captioning run "
+                "(`polymodal serve runs/NAME` of a task: captioning run).",
+                "image",
+            )
+        kinds = {"image": ModalityKind.IMAGE}
+        fields, uploads = await _read_request(request, kinds, limit)
+        if fields.get("image") is not None:
+            uploads["image"] = from_json("image", fields["image"], ModalityKind.IMAGE, limit)
+        if "image" not in uploads:
+            raise RequestError(400, "image: upload one image as 'image'.", "image")
+        size = captioner.encoder_config.image_size
+        with _temporary(uploads["image"]) as path:
+            image = await asyncio.to_thread(_decode_upload, path, size)
+        return {"caption": await submit("caption", image)}
+
     @app.get("/thumbnails/{index}/{path:path}")
     async def thumbnail(index: str, path: str) -> FileResponse:
         """An image of one of the index's items; anything else is a 404."""
@@ -444,6 +482,23 @@ def create_app(
         return FileResponse(file)
 
     return app
+
+
+def _decode_upload(path: Path, size: int) -> Any:
+    """An uploaded image as the captioner's input; a damaged one is the client's 400."""
+    from polymodal.data.decode import decode_image
+    from polymodal.data.decode.errors import DecodeError
+
+    try:
+        return decode_image(path, size=size, where="image")
+    except DecodeError as exc:
+        raise RequestError(400, f"image: {exc}", "image") from None
+
+
+def _caption_batch(captioner: Captioner, images: list[Any]) -> list[str]:
+    import torch
+
+    return captioner.caption_tensors(torch.stack(images))
 
 
 def _holds_file(value: Any) -> bool:

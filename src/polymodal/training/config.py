@@ -12,6 +12,8 @@ supervised   :class:`TrainConfig`      a :class:`~polymodal.models.MultimodalMod
 context      :class:`ContextTrainConfig` an utterance model plus a sequence model over
                                       each video's utterances
 contrastive  :class:`~polymodal.joint.train.JointTrainConfig`  a joint embedding space
+captioning   :class:`~polymodal.captioning.train.CaptionTrainConfig`  a caption decoder
+                                      on a frozen image encoder's feature sequence
 ============ ======================== ===============================================
 
 Every config is a :class:`polymodal.config.Config`: unknown keys fail with the valid ones

@@ -29,6 +29,7 @@ BUILTIN_TASKS = {
     "supervised": "polymodal.training.supervised",
     "context": "polymodal.training.context",
     "contrastive": "polymodal.joint.train",
+    "captioning": "polymodal.captioning.train",
 }
 
 TASKS: Registry[Strategy] = Registry("training task")
@@ -56,7 +57,8 @@ def _ensure(name: str) -> None:
 
 
 def task_config(name: str) -> type[RunConfig]:
-    """The config class of task ``name`` (``supervised``, ``context``, ``contrastive``)."""
+    """The config class of task ``name`` (``supervised``, ``context``, ``contrastive``,
+    ``captioning``)."""
     _ensure(name)
     return _CONFIGS[name]
 
