@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import logging
 import os
 import statistics
@@ -108,9 +109,46 @@ def write_examples(cfg: CaptionTrainConfig, result: TrainResult, path: Path) -> 
     path.write_text(page, encoding="utf-8")
 
 
+def finished_run(run_dir: Path) -> TrainResult | None:
+    """The result of a finished run in ``run_dir`` (its ``results.json`` and
+    ``metrics.jsonl``), or ``None`` when it has not finished."""
+    results = run_dir / "results.json"
+    if not results.is_file():
+        return None
+    done = json.loads(results.read_text())
+    history = [
+        json.loads(line)
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    return TrainResult(
+        best_val=done.get("val"),
+        test=done.get("test"),
+        epochs_run=int(done["epochs_run"]),
+        seconds=float(done["seconds"]),
+        history=history,
+        best_epoch=int(done["best_epoch"]),
+        run_dir=run_dir,
+        info={k: done[k] for k in ("feature_seconds", "feature_cache_hits") if k in done},
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1, help="seeds (0, 1, ...)")
+    parser.add_argument(
+        "--seed-list",
+        type=int,
+        nargs="+",
+        default=None,
+        help="these seeds instead of 0..--seeds-1 (e.g. one seed per process)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="a seed whose run folder under --runs-dir has finished (results.json) is read "
+        "back instead of trained again",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override optim.epochs")
     parser.add_argument(
         "--time-limit", type=float, default=None, help="optim.time_limit per seed (seconds)"
@@ -130,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="captioning-") as tmp:
         runs_root = args.runs_dir if args.runs_dir is not None else Path(tmp)
         runs: list[tuple[CaptionTrainConfig, TrainResult]] = []
-        for seed in range(args.seeds):
+        seeds = args.seed_list if args.seed_list is not None else list(range(args.seeds))
+        for seed in seeds:
             cfg = run_config(seed, runs_root / f"seed{seed}", args)
-            result = train(cfg)
+            result = finished_run(cfg.run_dir) if args.reuse else None
+            if result is None:
+                result = train(cfg)
             assert result.test is not None  # the config has a test split
             runs.append((cfg, result))
             print(
