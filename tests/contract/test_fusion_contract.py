@@ -266,4 +266,4 @@ def test_every_fusion_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -
 def test_every_training_task_is_listed_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "tasks"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
-    assert names == ["context", "contrastive", "supervised"]
+    assert names == ["captioning", "context", "contrastive", "supervised"]
