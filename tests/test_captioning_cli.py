@@ -12,8 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
+from polymodal.checkpoint import load_checkpoint
 from polymodal.cli.main import main
+from polymodal.training import load_config, train
+from polymodal.training.loop import Callback, Trainer
 
 pytestmark = pytest.mark.usefixtures("data_root")
 
@@ -147,3 +151,59 @@ def test_serve_captions_an_uploaded_image(run: dict[str, Any], data_root: Path) 
     with TestClient(create_app()) as c:
         r = c.post("/caption", files={"image": ("dogs.jpg", image, "image/jpeg")})
         assert r.status_code == 404 and "captioning run" in r.json()["error"]
+
+
+class _Killed(Exception):
+    """Stands for a SIGKILL right after a checkpoint was written."""
+
+
+class _KillAfterFirstLast(Callback):
+    def __init__(self) -> None:
+        self.killed = False
+
+    def on_checkpoint(self, trainer: Trainer, which: str, path: Path) -> None:
+        if which == "last" and not self.killed:
+            self.killed = True
+            raise _Killed(path)
+
+
+def test_killed_captioning_run_resumes_bit_for_bit(tmp_path: Path) -> None:
+    # dropout on: resuming must restore the RNG state as well as weights and optimiser
+    overrides = [
+        f"feature_cache={tmp_path / 'features'}",
+        "data.limit=4",
+        "data.min_count=1",
+        "encoder.image_size=64",
+        "model.dim=16",
+        "model.num_layers=1",
+        "model.num_heads=2",
+        "model.dropout=0.1",
+        "decode.beam_size=1",
+        "optim.epochs=2",
+        "patience=null",
+        "optim.batch_size=2",
+        "optim.warmup_steps=0",
+        "checkpoint_every_steps=1",
+        "progress=false",
+    ]
+
+    def config(out: Path) -> Any:
+        return load_config(CONFIG, [f"output_dir={out}", *overrides])
+
+    whole = train(config(tmp_path / "whole"))
+    with pytest.raises(_Killed):
+        train(config(tmp_path / "killed"), callbacks=[_KillAfterFirstLast()])
+    state = json.loads((tmp_path / "killed" / "checkpoints" / "last" / "state.json").read_text())
+    assert state["global_step"] == 1 and state["epoch"] == 0  # killed inside epoch 1 of 2
+    resumed = train(config(tmp_path / "killed"), resume=True)
+
+    drop = ("seconds",)
+    strip = [{k: v for k, v in row.items() if k not in drop} for row in resumed.history]
+    assert strip == [{k: v for k, v in row.items() if k not in drop} for row in whole.history]
+    assert resumed.test == whole.test and resumed.best_epoch == whole.best_epoch
+    for which in ("last", "best"):
+        a = load_checkpoint(tmp_path / "whole" / "checkpoints" / which)
+        b = load_checkpoint(tmp_path / "killed" / "checkpoints" / which)
+        assert sorted(a.weights) == sorted(b.weights)
+        for k in a.weights:
+            assert torch.equal(a.weights[k], b.weights[k]), (which, k)
