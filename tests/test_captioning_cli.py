@@ -17,7 +17,7 @@ import torch
 from polymodal.checkpoint import load_checkpoint
 from polymodal.cli.main import main
 from polymodal.training import load_config, train
-from polymodal.training.loop import Callback, Trainer
+from tests.cli.killing import kill_after_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("data_root")
 
@@ -153,20 +153,6 @@ def test_serve_captions_an_uploaded_image(run: dict[str, Any], data_root: Path) 
         assert r.status_code == 404 and "captioning run" in r.json()["error"]
 
 
-class _Killed(Exception):
-    """Stands for a SIGKILL right after a checkpoint was written."""
-
-
-class _KillAfterFirstLast(Callback):
-    def __init__(self) -> None:
-        self.killed = False
-
-    def on_checkpoint(self, trainer: Trainer, which: str, path: Path) -> None:
-        if which == "last" and not self.killed:
-            self.killed = True
-            raise _Killed(path)
-
-
 def test_killed_captioning_run_resumes_bit_for_bit(tmp_path: Path) -> None:
     # dropout on: resuming must restore the RNG state as well as weights and optimiser
     overrides = [
@@ -191,9 +177,8 @@ def test_killed_captioning_run_resumes_bit_for_bit(tmp_path: Path) -> None:
         return load_config(CONFIG, [f"output_dir={out}", *overrides])
 
     whole = train(config(tmp_path / "whole"))
-    with pytest.raises(_Killed):
-        train(config(tmp_path / "killed"), callbacks=[_KillAfterFirstLast()])
-    state = json.loads((tmp_path / "killed" / "checkpoints" / "last" / "state.json").read_text())
+    killed = [f"output_dir={tmp_path / 'killed'}", *overrides]
+    state = kill_after_first_checkpoint(CONFIG, killed, tmp_path / "held")  # a real SIGKILL
     assert state["global_step"] == 1 and state["epoch"] == 0  # killed inside epoch 1 of 2
     resumed = train(config(tmp_path / "killed"), resume=True)
 
