@@ -18,6 +18,13 @@ Run (from the repository root, ``POLYMODAL_DATA=../shared/data``)::
     python benchmarks/captioning.py                       # 1 seed, the config's epochs
     python benchmarks/captioning.py --seeds 3
     python benchmarks/captioning.py --epochs 4 --time-limit 2400   # a time-boxed run
+    python benchmarks/captioning.py --seeds 3 --scst-from R --budget 3600   # SCST stage
+
+``--scst-from R`` runs the second stage instead: ``configs/flickr8k_captioning_scst.yaml``
+(self-critical fine-tuning, CIDEr-D reward) from each seed's finished cross-entropy run
+``R/seed<seed>`` (``init_from``); its time limit is ``--budget`` minus that run's training
+time, and the training time reported is the two stages' sum.  The cross-entropy runs' own
+test scores are reported beside (read from their ``results.json``).
 
 Writes benchmarks/results/captioning.{json,md} and captioning_examples.html.
 """
@@ -50,6 +57,7 @@ from polymodal.training.tasks import build_strategy
 NAME = "captioning"
 DATASET = "flickr8k"
 CONFIG = REPO_ROOT / "configs" / "flickr8k_captioning.yaml"
+SCST_CONFIG = REPO_ROOT / "configs" / "flickr8k_captioning_scst.yaml"
 METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider_d")
 EXAMPLES = 12
 
@@ -59,15 +67,32 @@ def run_config(seed: int, output_dir: Path, args: argparse.Namespace) -> Caption
     extra = [f"seed={seed}", f"output_dir={output_dir}", "progress=false"]
     if args.epochs is not None:
         extra.append(f"optim.epochs={args.epochs}")
-    if args.time_limit is not None:
-        extra.append(f"optim.time_limit={args.time_limit}")
+    time_limit = args.time_limit
+    if args.scst_from is not None:
+        first = finished_run(args.scst_from / f"seed{seed}")
+        if first is None:
+            raise ValueError(
+                f"--scst-from {args.scst_from}: seed{seed}/ has no finished cross-entropy run "
+                "(results.json); train it first (without --scst-from)."
+            )
+        extra.append(f"init_from={first.run_dir}")
+        left = args.budget - first.seconds
+        time_limit = left if time_limit is None else min(time_limit, left)
+        if time_limit <= 0:
+            raise ValueError(
+                f"--budget {args.budget:.0f}s leaves no time for SCST after seed {seed}'s "
+                f"cross-entropy stage ({first.seconds:.0f}s)."
+            )
+    if time_limit is not None:
+        extra.append(f"optim.time_limit={time_limit}")
     if args.bf16:
         extra.append("precision=bf16")
     if args.limit is not None:  # a smoke test of the script
         extra += [f"data.limit={args.limit}", "data.min_count=1"]
-    cfg = load_config(CONFIG, extra)
+    config = CONFIG if args.scst_from is None else SCST_CONFIG
+    cfg = load_config(config, extra)
     if not isinstance(cfg, CaptionTrainConfig):
-        raise ValueError(f"{CONFIG} must be a task: captioning run; got {type(cfg).__name__}.")
+        raise ValueError(f"{config} must be a task: captioning run; got {type(cfg).__name__}.")
     return cfg
 
 
@@ -107,6 +132,29 @@ def write_examples(cfg: CaptionTrainConfig, result: TrainResult, path: Path) -> 
         f"<table>{''.join(rows)}</table>\n"
     )
     path.write_text(page, encoding="utf-8")
+
+
+def metric_records(
+    method: str, results: list[TrainResult], seconds: list[float], extra: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One record per metric: the mean and std of the runs' test scores."""
+    out = []
+    for key in METRICS:
+        values = [r.test[key] for r in results if r.test is not None]
+        out.append(
+            record(
+                NAME,
+                DATASET,
+                method,
+                key,
+                statistics.mean(values),
+                std=statistics.stdev(values) if len(values) > 1 else None,
+                n_seeds=len(values),
+                seconds=statistics.mean(seconds),
+                **extra,
+            )
+        )
+    return out
 
 
 def finished_run(run_dir: Path) -> TrainResult | None:
@@ -159,6 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--limit", type=int, default=None, help="first N images per split (smoke test only)"
     )
+    parser.add_argument(
+        "--scst-from",
+        type=Path,
+        default=None,
+        help="run the SCST stage from the cross-entropy runs DIR/seed<seed> (docstring)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=3600.0,
+        help="with --scst-from: the two stages' total training time per seed (seconds)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
@@ -184,12 +244,19 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         cfg0, first = runs[0]
+        stage1 = (
+            []
+            if args.scst_from is None
+            else [finished_run(args.scst_from / f"seed{s}") for s in seeds]
+        )
         seconds = [r.seconds for _, r in runs]
+        if stage1:  # the two stages' training time
+            seconds = [t + (x.seconds if x else 0.0) for t, x in zip(seconds, stage1, strict=True)]
         extra = {
             "threads": args.threads,
             "precision": cfg0.precision,
             "epochs": cfg0.optim.epochs,
-            "time_limit": args.time_limit,
+            "time_limit": args.time_limit if not stage1 else f"budget {args.budget:.0f}",
             "best_epoch": "/".join(str(r.best_epoch) for _, r in runs),
             "epochs_run": "/".join(str(r.epochs_run) for _, r in runs),
             "val_bleu_4": "/".join(f"{(r.best_val or {}).get('bleu_4', 0):.2f}" for _, r in runs),
@@ -198,21 +265,17 @@ def main(argv: list[str] | None = None) -> int:
             f"frozen effnet-lite0 7x7 + {cfg0.model.num_layers}-layer {cfg0.model.dim}-d "
             f"decoder, beam {cfg0.decode.beam_size}"
         )
-        for key in METRICS:
-            values = [r.test[key] for _, r in runs if r.test is not None]
-            records.append(
-                record(
-                    NAME,
-                    DATASET,
-                    method,
-                    key,
-                    statistics.mean(values),
-                    std=statistics.stdev(values) if len(values) > 1 else None,
-                    n_seeds=len(values),
-                    seconds=statistics.mean(seconds),
-                    **extra,
-                )
+        if stage1:
+            records += metric_records(
+                method + ", cross-entropy stage (the SCST runs' init_from)",
+                [x for x in stage1 if x is not None],
+                [x.seconds for x in stage1 if x is not None],
+                {"threads": args.threads, "precision": cfg0.precision},
             )
+            method += (
+                f", + SCST (CIDEr-D reward, {cfg0.optim.samples} samples, lr {cfg0.optim.lr:g})"
+            )
+        records += metric_records(method, [r for _, r in runs], seconds, extra)
         records.append(
             record(
                 NAME,

@@ -13,8 +13,11 @@ from polymodal.captioning.decoding import (
     generate,
     greedy,
     merge_repeats,
+    sample,
 )
+from polymodal.captioning.metrics import CiderD
 from polymodal.captioning.model import CaptionDecoder, CaptionModelConfig
+from polymodal.captioning.scst import leave_one_out_advantages, scst_loss, sequence_log_probs
 from polymodal.captioning.tokenizer import BOS, EOS, PAD, UNK, CaptionTokenizer
 
 CAPTIONS = [
@@ -125,6 +128,81 @@ def test_generate_decodes_text(tokenizer: CaptionTokenizer) -> None:
     model = _model(vocab=len(tokenizer))
     out = generate(model, torch.randn(3, 6, 16), tokenizer, DecodeConfig(beam_size=2, batch_size=2))
     assert len(out) == 3 and all(isinstance(c, str) for c in out)
+
+
+def test_decoders_never_emit_unknown_pieces() -> None:
+    model = _model(vocab=25, seed=4)
+    with torch.no_grad():  # make [UNK] by far the likeliest next piece everywhere
+        model.norm.weight.zero_()
+        model.norm.bias.fill_(1.0)  # every position's final state is all ones
+        model.token.weight[UNK] = 1.0
+    feats = torch.randn(4, 6, 16)
+    assert model(feats, torch.full((4, 1), BOS))[:, 0].argmax(-1).eq(UNK).all()
+    for hyps in (greedy(model, feats, 10), beam_search(model, feats, 10, beam_size=3)):
+        assert all(UNK not in h for h in hyps)
+
+
+def test_sampling_is_seeded_and_well_formed() -> None:
+    model = _model(vocab=25, seed=5)
+    feats = torch.randn(3, 6, 16)
+
+    def draw(seed: int) -> torch.Tensor:
+        return sample(model, feats, 12, 4, torch.Generator().manual_seed(seed), min_length=2)
+
+    a = draw(0)
+    assert a.shape[0] == 12 and a.shape[1] <= 12 and torch.equal(a, draw(0))
+    assert not torch.equal(a, draw(1))
+    assert a[:, 0].eq(BOS).all() and (a == EOS).sum(1).eq(1).all()
+    for row in a.tolist():
+        body = row[1 : row.index(EOS)]
+        assert len(body) >= 2 and not {PAD, BOS, UNK, EOS} & set(body)
+        assert set(row[row.index(EOS) + 1 :]) <= {PAD}
+
+
+def test_sequence_log_probs_of_each_caption() -> None:
+    model = _model(vocab=25, seed=6)
+    feats = torch.randn(2, 6, 16)
+    tokens = torch.tensor(
+        [
+            [BOS, 5, 6, EOS, PAD],
+            [BOS, 7, EOS, PAD, PAD],
+            [BOS, 8, 9, 10, EOS],
+            [BOS, EOS, PAD, PAD, PAD],
+        ]
+    )
+    got = sequence_log_probs(model, feats, tokens)  # 2 captions per image
+    for i, row in enumerate(tokens.tolist()):
+        n = row.index(EOS)
+        lp = model(feats[i // 2 : i // 2 + 1], tokens[i : i + 1, :n]).log_softmax(-1)[0]
+        want = lp.gather(1, tokens[i, 1 : n + 1, None])[:, 0]
+        torch.testing.assert_close(got[i, :n], want, atol=1e-5, rtol=1e-5)
+        assert got[i, n:].eq(0).all()
+
+
+def test_leave_one_out_baseline() -> None:
+    adv = leave_one_out_advantages(torch.tensor([[1.0, 2.0, 3.0], [4.0, 4.0, 4.0]]))
+    torch.testing.assert_close(adv, torch.tensor([[-1.5, 0.0, 1.5], [0.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        leave_one_out_advantages(torch.ones(3, 1))
+
+
+def test_self_critical_steps_raise_the_reward(tokenizer: CaptionTokenizer) -> None:
+    # two images whose references are fixed captions: SCST must learn to say them
+    refs = [[CAPTIONS[0]] * 2, [CAPTIONS[2]] * 2]
+    scorer = CiderD([*refs, [CAPTIONS[1]], [CAPTIONS[3]]])  # 4 images: non-zero idf
+    model = _model(vocab=len(tokenizer), seed=7).train()
+    feats = torch.randn(2, 6, 16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    rewards = []
+    for _ in range(50):
+        loss, reward = scst_loss(model, feats, [0, 1], scorer, tokenizer, 6, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rewards.append(reward)
+    assert model.training  # sampling ran in eval mode and restored it
+    assert sum(rewards[-10:]) / 10 > 1.4 * sum(rewards[:10]) / 10  # 0.73 -> 1.25
 
 
 def test_merge_repeats_into_time_ranges() -> None:

@@ -153,6 +153,39 @@ def test_serve_captions_an_uploaded_image(run: dict[str, Any], data_root: Path) 
         assert r.status_code == 404 and "captioning run" in r.json()["error"]
 
 
+def test_self_critical_fine_tuning_starts_from_a_run(run: dict[str, Any], tmp_path: Path) -> None:
+    from polymodal.training.tasks import build_strategy
+
+    base = [
+        f"feature_cache={run['tmp'] / 'features'}",
+        "data.limit=6",
+        "data.min_count=1",
+        "encoder.image_size=64",
+        "model.num_heads=2",
+        "model.dropout=0.0",
+        "decode.beam_size=2",
+        "optim.batch_size=3",
+        "optim.warmup_steps=0",
+        "progress=false",
+        f"init_from={run['run']}",
+    ]
+    cfg = load_config(CONFIG, [*base, "model.dim=32", f"output_dir={tmp_path / 'scst'}"])
+    start = build_strategy(cfg).model.state_dict()
+    best = load_checkpoint(run["run"] / "checkpoints" / "best").weights
+    assert all(torch.equal(start[k], best[k]) for k in best)  # the decoder starts from best
+    cfg = cfg.replace(  # type: ignore[attr-defined]
+        optim=cfg.optim.replace(objective="scst", samples=3, epochs=2, lr=1e-3)  # type: ignore[attr-defined]
+    )
+    result = train(cfg)
+    assert len(result.history) == 2
+    assert all(r["train_cider_d"] > 0 for r in result.history)  # the sampled reward, logged
+    assert result.test is not None and result.test["bleu_1"] > 0
+    with pytest.raises(ValueError, match=r"init_from=.*its decoder is .*use the same model"):
+        build_strategy(load_config(CONFIG, [*base, "model.dim=16"]))
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint folder"):
+        build_strategy(load_config(CONFIG, [*base[:-1], f"init_from={tmp_path}", "model.dim=32"]))
+
+
 def test_killed_captioning_run_resumes_bit_for_bit(tmp_path: Path) -> None:
     # dropout on: resuming must restore the RNG state as well as weights and optimiser
     overrides = [

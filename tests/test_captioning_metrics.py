@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from polymodal.captioning.metrics import caption_scores, caption_tokens, cider_d, corpus_bleu
+from polymodal.captioning.metrics import (
+    CiderD,
+    caption_scores,
+    caption_tokens,
+    cider_d,
+    corpus_bleu,
+)
 
 
 def test_tokens_lower_case_without_punctuation() -> None:
@@ -93,3 +99,14 @@ def test_caption_scores_in_percent_and_errors() -> None:
         corpus_bleu(["a", "b"], [["a"]])
     with pytest.raises(ValueError, match="has no reference"):
         cider_d(["a"], [[]])
+
+
+def test_cider_d_scorer_scores_each_image_as_the_corpus_score() -> None:
+    refs = [["a dog runs", "a brown dog"], ["two kids play", "kids play football"], ["a man"]]
+    hyps = ["a dog", "kids play", "a man climbs"]
+    scorer = CiderD(refs)
+    each = [scorer.score(h, i) for i, h in enumerate(hyps)]
+    assert sum(each) / 3 == pytest.approx(cider_d(hyps, refs))
+    assert scorer.score("a dog runs", 0) > scorer.score("a dog runs", 1) == 0.0
+    with pytest.raises(ValueError, match="at least one reference"):
+        CiderD([["a"], []])

@@ -11,8 +11,13 @@ among the best K is finished, with the score ``logp / ((5 + length) / 6) ** alph
 the others continue, K of them.  An image is done when it has K finished hypotheses;
 the best finished one is its caption.  With K = 1 this is greedy decoding, token for token.
 
-``min_length`` forbids ``[EOS]`` before that many tokens; ``no_repeat_ngram`` n > 0 forbids a token that would repeat an n-gram of the hypothesis
-("a dog in a dog in ..."), in both greedy and beam decoding.
+``min_length`` forbids ``[EOS]`` before that many tokens; ``no_repeat_ngram`` n > 0 forbids
+a token that would repeat an n-gram of the hypothesis ("a dog in a dog in ..."), in both
+greedy and beam decoding.  No decoder emits ``[UNK]`` (a piece too rare to keep in the
+vocabulary says nothing a reader can use), ``[PAD]`` or ``[BOS]``.
+
+:func:`sample` draws captions from the model's distribution instead (self-critical
+training, :mod:`polymodal.captioning.scst`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 from torch import Tensor
 
 from polymodal.captioning.model import CaptionDecoder
-from polymodal.captioning.tokenizer import BOS, EOS, PAD, CaptionTokenizer
+from polymodal.captioning.tokenizer import BOS, EOS, PAD, UNK, CaptionTokenizer
 from polymodal.config import Config, param
 
 
@@ -69,6 +74,7 @@ def _log_probs(logits: Tensor, last: bool, too_short: bool) -> Tensor:
     logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
     logp[:, PAD] = float("-inf")
     logp[:, BOS] = float("-inf")
+    logp[:, UNK] = float("-inf")
     if too_short:
         logp[:, EOS] = float("-inf")
     if last:  # the final position must end the caption
@@ -183,6 +189,50 @@ def beam_search(
 
 
 @torch.no_grad()
+def sample(
+    model: CaptionDecoder,
+    features: Tensor,
+    max_length: int,
+    samples: int,
+    generator: torch.Generator,
+    min_length: int = 1,
+) -> Tensor:
+    """``samples`` captions per image drawn token by token from the model's distribution.
+
+    Args:
+        model: the decoder (its train/eval mode is kept: call ``eval()`` for no dropout).
+        features: the images' feature sequences.
+        max_length: the longest caption in tokens, ``[BOS]``/``[EOS]`` included.
+        samples: captions per image.
+        generator: the random generator of the draws (a CPU generator).
+        min_length: the fewest word pieces before ``[EOS]``.
+
+    Shape:
+        features: (B, L, F); output: (B * samples, T) long, ``[BOS]`` first, each caption
+        closed by ``[EOS]`` and right-padded with ``[PAD]``, images in order (the
+        ``samples`` captions of image 0 first), T <= ``max_length``
+    """
+    b = features.shape[0] * samples
+    device = features.device
+    rows = torch.arange(features.shape[0], device=device).repeat_interleave(samples)
+    cache = model.start(features).select(rows)
+    out = torch.full((b, max_length), PAD, dtype=torch.long)
+    out[:, 0] = BOS
+    tokens = out[:, :1].to(device)
+    live = torch.ones(b, dtype=torch.bool)
+    for t in range(max_length - 1):
+        logits, cache = model.step(tokens, cache)
+        logp = _log_probs(logits, t == max_length - 2, t < min_length)
+        nxt = torch.multinomial(logp.exp().cpu(), 1, generator=generator)[:, 0]  # (N,)
+        out[live, t + 1] = nxt[live]
+        live &= nxt != EOS
+        if not live.any():
+            return out[:, : t + 2].to(device)
+        tokens = nxt[:, None].to(device)
+    return out.to(device)
+
+
+@torch.no_grad()
 def generate(
     model: CaptionDecoder,
     features: Tensor,
@@ -244,4 +294,4 @@ def merge_repeats(captions: Sequence[str], times: Sequence[float], end: float) -
     return out
 
 
-__all__ = ["DecodeConfig", "beam_search", "generate", "greedy", "merge_repeats"]
+__all__ = ["DecodeConfig", "beam_search", "generate", "greedy", "merge_repeats", "sample"]

@@ -115,6 +115,55 @@ def _tfidf(
     return out
 
 
+class CiderD:
+    """CIDEr-D scorer over a fixed reference corpus (module docstring).
+
+    The document frequencies and the references' TF-IDF vectors are computed once, so many
+    hypotheses can be scored against the same images cheaply (self-critical training scores
+    every sampled caption of every step against its training references).
+
+    Args:
+        references: the reference captions of each image (the corpus: document frequencies
+            count each image's set of references once).
+        sigma: of the length penalty.
+        max_n: the largest n-gram order.
+    """
+
+    def __init__(
+        self, references: Sequence[Sequence[str]], sigma: float = 6.0, max_n: int = 4
+    ) -> None:
+        if not references or any(not rs for rs in references):
+            raise ValueError("CiderD: every image needs at least one reference caption.")
+        self.sigma, self.max_n = sigma, max_n
+        orders = range(1, max_n + 1)
+        refs = [[caption_tokens(r) for r in rs] for rs in references]
+        counts = [[[ngrams(r, n) for n in orders] for r in rs] for rs in refs]
+        self.df: Counter[tuple[str, ...]] = Counter()
+        for image_counts in counts:
+            self.df.update({g for r in image_counts for c in r for g in c})
+        self.log_n = math.log(float(len(references)))
+        self.refs = [
+            [(len(r), _tfidf(rc, self.df, self.log_n)) for r, rc in zip(rs, cs, strict=True)]
+            for rs, cs in zip(refs, counts, strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def score(self, hypothesis: str, image: int) -> float:
+        """The CIDEr-D score of ``hypothesis`` against image ``image``'s references."""
+        h = caption_tokens(hypothesis)
+        h_vecs = _tfidf([ngrams(h, n) for n in range(1, self.max_n + 1)], self.df, self.log_n)
+        total = 0.0
+        for length, r_vecs in self.refs[image]:
+            penalty = math.exp(-((len(h) - length) ** 2) / (2 * self.sigma**2))
+            for (hv, hn), (rv, rn) in zip(h_vecs, r_vecs, strict=True):
+                if hn != 0 and rn != 0:
+                    dot = sum(min(v, rv[g]) * rv[g] for g, v in hv.items() if g in rv)
+                    total += dot / (hn * rn) * penalty
+        return total / self.max_n / len(self.refs[image]) * 10.0
+
+
 def cider_d(
     hypotheses: Sequence[str],
     references: Sequence[Sequence[str]],
@@ -130,27 +179,8 @@ def cider_d(
         the mean score (the toolkit's scale: x10 included; good models score ~0.5-1.2).
     """
     _check(hypotheses, references, "cider_d")
-    orders = range(1, max_n + 1)
-    refs = [[caption_tokens(r) for r in rs] for rs in references]
-    ref_counts = [[[ngrams(r, n) for n in orders] for r in rs] for rs in refs]
-    df: Counter[tuple[str, ...]] = Counter()
-    for image_counts in ref_counts:
-        df.update({g for r in image_counts for c in r for g in c})
-    log_n = math.log(float(len(references)))
-    total = 0.0
-    for hyp, rs, r_counts in zip(hypotheses, refs, ref_counts, strict=True):
-        h = caption_tokens(hyp)
-        h_vecs = _tfidf([ngrams(h, n) for n in orders], df, log_n)
-        score = [0.0] * max_n
-        for r, rc in zip(rs, r_counts, strict=True):
-            r_vecs = _tfidf(rc, df, log_n)
-            penalty = math.exp(-((len(h) - len(r)) ** 2) / (2 * sigma**2))
-            for k, ((hv, hn), (rv, rn)) in enumerate(zip(h_vecs, r_vecs, strict=True)):
-                dot = sum(min(v, rv[g]) * rv[g] for g, v in hv.items() if g in rv)
-                if hn != 0 and rn != 0:
-                    score[k] += dot / (hn * rn) * penalty
-        total += sum(score) / max_n / len(rs) * 10.0
-    return total / len(hypotheses)
+    scorer = CiderD(references, sigma, max_n)
+    return sum(scorer.score(h, i) for i, h in enumerate(hypotheses)) / len(hypotheses)
 
 
 def caption_scores(
@@ -162,4 +192,4 @@ def caption_scores(
     return out
 
 
-__all__ = ["caption_scores", "caption_tokens", "cider_d", "corpus_bleu", "ngrams"]
+__all__ = ["CiderD", "caption_scores", "caption_tokens", "cider_d", "corpus_bleu", "ngrams"]

@@ -34,8 +34,9 @@ from polymodal.captioning.features import (
     build_image_encoder,
     sequence_features,
 )
-from polymodal.captioning.metrics import caption_scores
+from polymodal.captioning.metrics import CiderD, caption_scores
 from polymodal.captioning.model import CaptionDecoder, CaptionModelConfig
+from polymodal.captioning.scst import scst_loss
 from polymodal.captioning.tokenizer import PAD, CaptionTokenizer
 from polymodal.config import Config, param
 from polymodal.training.config import OptimConfig, RunConfig
@@ -89,10 +90,17 @@ class CaptionOptim(OptimConfig):
     Args:
         batch_size: images per step (each with all its captions).
         label_smoothing: of the cross-entropy over the vocabulary.
+        objective: ``xe``, teacher-forced cross-entropy on the references; or ``scst``,
+            self-critical training on the model's own samples rewarded by CIDEr-D
+            (:mod:`polymodal.captioning.scst`), usually from an ``xe`` run (``init_from``)
+            with a learning rate ~10x lower.
+        samples: captions drawn per image per ``scst`` step.
     """
 
     batch_size: int = param(50, ge=1)
     label_smoothing: float = param(0.1, ge=0, lt=1)
+    objective: Literal["xe", "scst"] = "xe"
+    samples: int = param(5, ge=2)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +117,9 @@ class CaptionTrainConfig(RunConfig):
         monitor: ``bleu_4`` (default), ``bleu_1``..``bleu_3``, ``cider_d`` or ``loss`` (the
             teacher-forced cross-entropy).
         feature_cache: root of the cached feature sequences (``None``: the default).
+        init_from: a captioning run or checkpoint folder whose decoder weights start this
+            run (``None``: random); its vocabulary and ``model`` must equal this run's (the
+            same training captions and ``data.min_count``).
     """
 
     example = "See configs/flickr8k_captioning.yaml."
@@ -121,6 +132,7 @@ class CaptionTrainConfig(RunConfig):
     optim: CaptionOptim = field(default_factory=CaptionOptim)
     monitor: str = "bleu_4"
     feature_cache: str | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -189,6 +201,9 @@ class CaptionStrategy(Strategy):
         self.tokens = {name: self._encode(s.references) for name, s in splits.items()}
         self.feature_seconds = 0.0
         self.feature_hits = 0
+        self.sampler = torch.Generator().manual_seed(cfg.seed)
+        self.scorer: CiderD | None = None
+        self.rewards: list[float] = []
 
     def _encode(self, refs: list[list[str]]) -> Tensor:
         """Each image's captions as decoder ids, (N, R, T); R = the most captions of an
@@ -220,6 +235,8 @@ class CaptionStrategy(Strategy):
                 self.feature_hits += int(hit)
         self.feature_seconds = time.perf_counter() - start
         logger.info("feature sequences ready in %.1fs", self.feature_seconds)
+        if self.cfg.optim.objective == "scst":
+            self.scorer = CiderD(self.splits["train"].references)
         super().setup(device)
         for split in self.splits.values():
             assert split.features is not None
@@ -254,7 +271,31 @@ class CaptionStrategy(Strategy):
 
     def loss(self, batch: Tensor) -> tuple[Tensor, int]:
         rows = batch.to(self.device)
-        return self._loss("train", rows, self.cfg.optim.label_smoothing), int(rows.numel())
+        if self.scorer is None:
+            return self._loss("train", rows, self.cfg.optim.label_smoothing), int(rows.numel())
+        feats = self.splits["train"].features
+        assert feats is not None, "call setup() first"
+        loss, reward = scst_loss(
+            self.model,
+            feats[rows],
+            batch.tolist(),
+            self.scorer,
+            self.tokenizer,
+            self.cfg.optim.samples,
+            self.sampler,
+        )
+        self.rewards.append(reward)
+        return loss, int(rows.numel())
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        if not self.rewards:
+            return {}
+        mean = sum(self.rewards) / len(self.rewards)
+        self.rewards = []
+        return {"train_cider_d": 100.0 * mean}  # the epoch's mean sampled reward, percent
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"scst_sampler": self.sampler}
 
     def captions(self, split: str, decode: DecodeConfig | None = None) -> list[str]:
         """The generated captions of ``split``'s images (after :meth:`setup`)."""
@@ -324,7 +365,37 @@ def build_captioning(cfg: CaptionTrainConfig) -> CaptionStrategy:
         dim = encode_images(build_image_encoder(cfg.encoder), image).shape[-1]
     torch.manual_seed(cfg.seed)
     model = CaptionDecoder(cfg.model, len(tokenizer), int(dim))
+    if cfg.init_from is not None:
+        _init_from(model, tokenizer, cfg)
     return CaptionStrategy(cfg, model, tokenizer, splits)
+
+
+def _init_from(model: CaptionDecoder, tokenizer: CaptionTokenizer, cfg: CaptionTrainConfig) -> None:
+    """Load ``cfg.init_from``'s decoder weights into ``model`` after checking it matches."""
+    from polymodal.captioning.captioner import CAPTIONER_FILE, VOCAB_FILE
+    from polymodal.checkpoint import WEIGHTS, load_checkpoint, load_weights, resolve_checkpoint
+
+    assert cfg.init_from is not None
+    folder = resolve_checkpoint(cfg.init_from)
+    if not (folder / CAPTIONER_FILE).is_file():
+        raise ValueError(
+            f"init_from={cfg.init_from!r} is not a captioning run: its checkpoint {folder} has "
+            f"no {CAPTIONER_FILE}."
+        )
+    ckpt = load_checkpoint(folder, with_trainer_state=False)
+    theirs = CaptionModelConfig.from_dict(ckpt.json(CAPTIONER_FILE)["model"])
+    if theirs != cfg.model:
+        raise ValueError(
+            f"init_from={cfg.init_from!r}: its decoder is {theirs.to_dict()}, this run's model "
+            f"is {cfg.model.to_dict()}; use the same model settings."
+        )
+    if CaptionTokenizer.from_json(ckpt.text(VOCAB_FILE)).pieces != tokenizer.pieces:
+        raise ValueError(
+            f"init_from={cfg.init_from!r} was trained with another vocabulary; use the same "
+            "training captions and data.min_count as that run."
+        )
+    load_weights(model, ckpt.weights, str(folder / WEIGHTS))
+    logger.info("decoder initialised from %s", folder)
 
 
 __all__ = [
