@@ -366,7 +366,7 @@ def run_ann(
     exact = ExactIndex(dim)
     exact.add(base, ids, modality="text")
     truth = exact.search(queries, K).indices.numpy()
-    seconds = interleaved({"exact": lambda: exact.search(queries, K)}, 2)["exact"]
+    seconds = interleaved({"exact": lambda f=exact.search: f(queries, K)}, 2)["exact"]
     exact_qps = len(queries) / seconds
     del exact
     records.append(
@@ -386,7 +386,7 @@ def run_ann(
         for value in values:
             setattr(index, knob, value)
             index.search(queries[:50], K)  # applies the knob, warms up
-            t = interleaved({"s": lambda: index.search(queries, K)}, 2)["s"]
+            t = interleaved({"s": lambda f=index.search: f(queries, K)}, 2)["s"]
             found = index.search(queries, K).indices.numpy()
             curve.append((value, recall_at_k(found, truth), len(queries) / t, t))
         ok = [c for c in curve if c[1] >= TARGET_RECALL]
@@ -402,9 +402,7 @@ def run_ann(
             }
             method = f"{label} {knob}={value}"
             records.append(record(NAME, dataset, method, "recall@10", recall, seconds=t, **extra))
-            records.append(
-                record(NAME, dataset, method, "queries_per_s", qps, seconds=t, **extra)
-            )
+            records.append(record(NAME, dataset, method, "queries_per_s", qps, seconds=t, **extra))
             records.append(
                 record(
                     NAME, dataset, method, "speedup_vs_exact", qps / exact_qps, seconds=t, **extra
