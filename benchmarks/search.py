@@ -339,9 +339,9 @@ def caption_embeddings() -> dict[str, np.ndarray]:
 def ann_sweeps(n: int) -> list[tuple[str, dict[str, Any], str, list[int]]]:
     nlist = 1024 if n >= 500_000 else max(16, math.isqrt(n))
     return [
-        ("ivf", {"nlist": nlist}, "nprobe", [2, 4, 8, 16, 32, 64]),
-        ("hnsw", {"M": 32, "efConstruction": 40}, "efSearch", [16, 24, 32, 48, 64, 96, 128]),
-        ("ivfpq", {"nlist": nlist, "rerank": 10}, "nprobe", [4, 8, 16, 32, 64]),
+        ("ivf", {"nlist": nlist}, "nprobe", [4, 8, 16, 32, 64, 128]),
+        ("hnsw", {"M": 32, "efConstruction": 40}, "efSearch", [16, 32, 48, 64, 96, 128, 192, 256]),
+        ("ivfpq", {"nlist": nlist, "rerank": 10}, "nprobe", [4, 8, 16, 32, 64, 128]),
     ]
 
 

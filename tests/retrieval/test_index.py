@@ -194,8 +194,9 @@ def test_faiss_round_trip(faiss: Any, tmp_path: Path, kind: str, params: dict[st
 
 
 def test_ivfpq_checks_its_parameters(faiss: Any) -> None:
-    assert FaissIndex(384, "ivfpq").pq_m == 48  # dim // 8
-    assert FaissIndex(20, "ivfpq").pq_m == 2  # the largest divisor of 20 up to 20 // 8
+    assert FaissIndex(384, "ivfpq").pq_m == 192  # dim // 2
+    assert FaissIndex(18, "ivfpq").pq_m == 9  # the largest divisor of 18 up to 18 // 2
+    assert FaissIndex(14, "ivfpq").pq_m == 7
     with pytest.raises(ValueError, match=r"'pq_m' must divide dim=16 .* got 5"):
         FaissIndex(16, "ivfpq", pq_m=5)
     index = FaissIndex(16, "ivfpq", nlist=4)

@@ -50,13 +50,14 @@ class FaissIndex(Index):
         kind: ``"flat"`` (exact), ``"ivf"`` (inverted lists, ``nlist`` cells, ``nprobe``
             visited per query; needs at least ``nlist`` vectors when first built),
             ``"hnsw"`` (graph with ``M`` links per node, ``efSearch`` candidates per query)
-            or ``"ivfpq"`` (IVF whose lists hold product-quantised codes, ``pq_m`` bytes
-            per vector, the best ``rerank * k`` re-scored exactly on the stored vectors).
+            or ``"ivfpq"`` (IVF whose lists hold 4-bit product-quantised codes searched with
+            FAISS's SIMD "fast scan", ``pq_m / 2`` bytes per vector, the best
+            ``rerank * k`` re-scored exactly on the stored vectors).
         nlist, nprobe: IVF and IVF-PQ parameters; a rule of thumb is ``nlist ~ sqrt(N)``.
         M, efSearch, efConstruction: HNSW parameters (FAISS names); larger means better
             recall and a slower search (``efSearch``) or build (``M``, ``efConstruction``).
-        pq_m: IVF-PQ sub-quantizers (8-bit codes), a divisor of ``dim``; ``None`` picks
-            the largest divisor of ``dim`` not above ``dim // 8``.
+        pq_m: IVF-PQ sub-quantizers (4-bit codes), a divisor of ``dim``; ``None`` picks
+            the largest divisor of ``dim`` not above ``dim // 2`` (2 dimensions a code).
         rerank: IVF-PQ candidates re-scored exactly per result (``k_factor`` in FAISS).
 
     Requires ``faiss`` (``pip install "polymodal[retrieval]"``).
@@ -92,7 +93,7 @@ class FaissIndex(Index):
         self.efSearch = _check_int("FaissIndex", "efSearch", efSearch)
         self.efConstruction = _check_int("FaissIndex", "efConstruction", efConstruction)
         if pq_m is None:
-            pq_m = max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)
+            pq_m = max(m for m in range(1, max(1, dim // 2) + 1) if dim % m == 0)
         self.pq_m = _check_int("FaissIndex", "pq_m", pq_m)
         if dim % self.pq_m:
             raise ValueError(
@@ -119,7 +120,7 @@ class FaissIndex(Index):
                 if len(self) < needed:
                     raise ValueError(
                         f"FaissIndex(kind={self.faiss_kind!r}) trains nlist={self.nlist} cells"
-                        f"{'' if self.faiss_kind == 'ivf' else ' and 256 codes per sub-quantizer'}"
+                        f"{'' if self.faiss_kind == 'ivf' else ' and the PQ codebooks'}"
                         f" on the vectors present at the first search, so it needs at least "
                         f"{needed}, but holds only {len(self)}. Add more vectors first, lower "
                         f"nlist (about sqrt(N), e.g. {max(1, math.isqrt(len(self)))}), or use "
@@ -129,7 +130,7 @@ class FaissIndex(Index):
                     quantizer = faiss.IndexFlatIP(self.dim)
                     index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, ip)
                 else:
-                    spec = f"IVF{self.nlist},PQ{self.pq_m}x8,RFlat"
+                    spec = f"IVF{self.nlist},PQ{self.pq_m}x4fs,RFlat"
                     index = faiss.index_factory(self.dim, spec, ip)
                 show_library_logs()
                 label = "IVF" if self.faiss_kind == "ivf" else "IVF-PQ"
