@@ -56,8 +56,8 @@ class ExactIndex(Index):
         metric: str = "cosine",
         modalities: Sequence[str] | None = None,
         model: str | None = None,
-        chunk_size: int = 8192,
-        query_block: int = 256,
+        chunk_size: int = 4096,
+        query_block: int = 512,
     ) -> None:
         super().__init__(dim, metric=metric, modalities=modalities, model=model)
         self.chunk_size = _check_int("ExactIndex", "chunk_size", chunk_size)

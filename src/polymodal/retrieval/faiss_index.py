@@ -79,7 +79,7 @@ class FaissIndex(Index):
         efSearch: int = 64,  # FAISS's name
         efConstruction: int = 40,  # FAISS's name
         pq_m: int | None = None,
-        rerank: int = 4,
+        rerank: int = 10,
     ) -> None:
         super().__init__(dim, metric=metric, modalities=modalities, model=model)
         if kind not in FAISS_KINDS:
