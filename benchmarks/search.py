@@ -470,12 +470,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:
         merged = merge_records(kept, records, ("dataset", "method", "metric"))
+        # the table: exact rows, and per ANN curve only its chosen point (the figure and
+        # the JSON hold every point)
+        shown = [r for r in merged if r["part"] == "exact" or "kind" not in r or r["chosen"]]
         write_results(
             args.name,
             merged,
             title="Search: exact search against the matmul rate and FAISS; approximate "
             "search on real-structure vectors",
             notes=NOTES,
+            table_records=shown,
         )
         if any(r.get("part") == "ann" for r in merged):
             plot_curves(merged, RESULTS_DIR / f"{args.name}_ann.png")
@@ -540,6 +544,13 @@ IVF needed twice the nprobe of the mixture for the same recall at 35k, so on a r
 set expect IVF-PQ to need nprobe 32 (0.985 at 30x on the mixture) rather than 16.  At 1M
 the vectors are all drawn from the mixture: no 1M-sentence corpus is on this machine, and
 embedding one with MiniLM on 2 shared cores was beyond this run's budget.
+
+The table shows the exact rows and, per ANN curve, its chosen point; every point is in
+``search.json`` and ``search_ann.png``.  Provenance: the ``ann`` records were measured by
+``python benchmarks/search.py`` (both parts, 20 minutes) at ec8213c, whose ExactIndex
+used 256-query x 8,192-vector blocks (the 1M ExactIndex q/s behind ``speedup_vs_exact``);
+the ``exact`` records by ``python benchmarks/search.py --parts exact`` at the commit
+named on them, after the blocks became 512 x 4,096.
 """
 
 
