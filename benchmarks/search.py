@@ -1,44 +1,115 @@
-"""Search benchmark: exact and approximate nearest-neighbour search, speed and recall.
+"""Search benchmark: exact search against the matmul rate and FAISS; approximate search on
+1M vectors with the structure of real embeddings.
 
-``random``: search throughput and recall@10 against exact search over random unit 256-d
-vectors (``--sizes``, default 100k and 1M): :class:`~polymodal.retrieval.ExactIndex`
-(torch), :class:`~polymodal.retrieval.FaissIndex` flat / IVF / HNSW, and a numpy bound
-(float32 tiled matmul + argpartition, :func:`numpy_search`), all with one thread;
-ExactIndex and numpy interleaved, median of 3.  ``clustered``: the same on a Gaussian
-mixture (``--clustered-n``, default 100k), where IVF and HNSW have structure to exploit.
-For each FAISS variant, the wrapper's overhead: the very same FAISS index searched by
-``FaissIndex`` and by ``faiss`` itself.
+``exact`` (``--exact-n`` x 256 random unit vectors, default 100k, 1,000 queries, k=10, at
+1 and 2 threads, ``--threads``): :class:`~polymodal.retrieval.ExactIndex` (torch),
+``FaissIndex(kind="flat")`` and FAISS's ``IndexFlatIP`` called directly, against the
+bound: the same FLOPs (2 * Q * N * D) at the machine's matmul rate, measured in the same
+run as ``torch.mm`` over the very blocks ExactIndex scores (``query_block x chunk_size``
+into one preallocated buffer) and as one ``(Q, D) x (D, N)`` product.  All interleaved,
+``--repeats`` times, medians.  ``exact_vs_faiss_flat`` = ExactIndex q/s / IndexFlatIP
+q/s (the whole ``ExactIndex.search``, with its normalisation and id lookup, against
+FAISS's bare search).
 
-The numpy bound is a reference by design (what a careful numpy user would write), not a
-re-implementation of the library: the indexes measured are the library's.
+``ann`` (approximate indexes on real-structure vectors, one search thread):
 
-Run (from the repository root; 1M vectors take tens of minutes on one thread)::
+* real vectors: the MiniLM (384-d) embeddings of Flickr8k's captions, read through the
+  library's feature cache (:func:`~polymodal.joint.pairs.pair_features` on
+  ``configs/flickr8k.yaml``'s pair set): 30,000 train, 5,000 val, 5,000 test captions;
+* the 1M set (``--ann-n``): a mixture of probabilistic PCA models fitted to the 30,000
+  *train* captions (:func:`fit_mixture`: spherical k-means into 256 clusters; per
+  cluster its mean, its top 32 principal directions with their variances, and the mean
+  variance of the other directions), sampled (:func:`sample_mixture`: a cluster by its
+  share of the captions, then mean + the 32 directions times Gaussian scores + isotropic
+  Gaussian noise of the residual variance) and L2-normalised;
+* queries: 1,000 real *test* captions (never seen by the fit), so the query distribution
+  is real; truth: ExactIndex's top 10 (exact);
+* calibration: the same sweeps on the 35,000 real train+val captions and on 35,000
+  vectors drawn from the mixture, same queries: if the mixture were easier than real data,
+  its recall would be higher at the same settings;
+* the curve: per index kind one build and a sweep of its search-time knob (IVF and IVF-PQ
+  ``nprobe``, HNSW ``efSearch``); q/s, recall@10 and ``speedup_vs_exact`` (q/s over
+  ExactIndex's q/s on the same queries in the same run).  Builds use ``--build-threads``
+  threads (default 2; a single-threaded 1M HNSW build takes tens of minutes), searches one.
+  The chosen setting per kind is the fastest with recall@10 >= 0.95 (records with
+  ``chosen=True``); figure ``benchmarks/results/search_ann.png``.
 
-    python benchmarks/search.py                                  # both parts
-    python benchmarks/search.py --parts clustered --clustered-n 10000   # quick
+FAISS's bundled OpenBLAS (0.3.15 in faiss-cpu 1.15.1) does not recognise some newer
+x86 CPUs and falls back to its generic "Prescott" kernels (3x slower sgemm here), which
+would make FAISS's flat search look slower than it is; unless ``OPENBLAS_CORETYPE`` is
+set, this script sets it to ``SkylakeX`` on AVX-512 CPUs and ``Haswell`` on AVX2 CPUs
+before FAISS loads, and records the kernel OpenBLAS reports (``faiss_blas``).  It also
+sets ``OMP_WAIT_POLICY=PASSIVE`` unless set: torch and FAISS each bring their own OpenMP
+runtime, whose idle threads spin by default; with 2 threads on 2 shared cores the
+spinning threads of one runtime starved the other's (ExactIndex at 2 threads ran at
+180 q/s instead of 760 in a test run).
 
-Writes benchmarks/results/search.{json,md}; records of parts and sizes not re-run are kept.
+Run (from the repository root, ``POLYMODAL_DATA=../shared/data``)::
+
+    python benchmarks/search.py                        # both parts (~30 min on 2 cores)
+    python benchmarks/search.py --parts exact
+    python benchmarks/search.py --parts ann --ann-n 100000 --calibration-n 10000  # quick
+
+Writes benchmarks/results/search.{json,md} and search_ann.png; the records of a part not
+re-run are kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import glob
 import math
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+
+def _pick_openblas_core() -> None:
+    """Set ``OPENBLAS_CORETYPE`` from the CPU flags, before numpy or FAISS load OpenBLAS;
+    and ``OMP_WAIT_POLICY=PASSIVE`` (see the notes), unless they are set."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+    elif {"avx2", "fma"} <= flags:
+        os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+
+
+_pick_openblas_core()
+
+import numpy as np  # noqa: E402 - after the OpenBLAS kernel is chosen
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import merge_records, previous_records, print_table, record, write_results
+from _common import (  # noqa: E402
+    REPO_ROOT,
+    RESULTS_DIR,
+    merge_records,
+    previous_records,
+    print_table,
+    record,
+    write_results,
+)
 
 NAME = "search"
+K = 10
+PARTS = ("exact", "ann")
+TARGET_RECALL = 0.95
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -51,352 +122,435 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[:k]) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def random_unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """(n, dim) float32 unit vectors with isotropic Gaussian directions."""
+    x = rng.standard_normal((n, dim), dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
 
 
-def random_vectors(rng: np.random.Generator, n: int, dim: int, block: int = 1 << 17) -> np.ndarray:
-    """(n, dim) float32 unit vectors, isotropic Gaussian directions, drawn in blocks."""
-    out = np.empty((n, dim), dtype=np.float32)
-    for s in range(0, n, block):
-        out[s : s + block] = rng.standard_normal((min(block, n - s), dim), dtype=np.float32)
-    return _unit(out)
-
-
-def clustered_vectors(
-    rng: np.random.Generator, n: int, centres: np.ndarray, sigma: float
-) -> np.ndarray:
-    """(n, dim) unit vectors of a Gaussian mixture: a random centre plus sigma-norm noise."""
-    dim = centres.shape[1]
-    which = rng.integers(0, centres.shape[0], n)
-    noise = rng.standard_normal((n, dim), dtype=np.float32) * np.float32(sigma / math.sqrt(dim))
-    return _unit(centres[which] + noise)
-
-
-def numpy_search(
-    base: np.ndarray, queries: np.ndarray, k: int, q_chunk: int = 256, n_chunk: int = 16384
-) -> np.ndarray:
-    """Exact top-k indices (Q, k), best first: float32 matmul + argpartition on tiles.
-
-    The reference bound, written as a careful numpy user would: float32 throughout, the
-    score matrix computed tile by tile (``q_chunk`` queries x ``n_chunk`` vectors, 16 MB)
-    so it stays small instead of a (Q, N) matrix of gigabytes, ``np.argpartition`` per
-    tile (no negated copy), then one argpartition over the per-tile candidates.  Run it
-    under ``threadpool_limits(1)`` to match torch's thread count.
-
-    Shape:
-        base: (N, D) float32; queries: (Q, D) float32; output: (Q, k) int64, k <= N.
-    """
-    out = np.empty((queries.shape[0], k), dtype=np.int64)
-    for qs in range(0, queries.shape[0], q_chunk):
-        q = queries[qs : qs + q_chunk]  # (q, D)
-        cand_scores, cand_ids = [], []
-        for ns in range(0, base.shape[0], n_chunk):
-            scores = q @ base[ns : ns + n_chunk].T  # (q, c) float32
-            kk = min(k, scores.shape[1])
-            part = np.argpartition(scores, -kk, axis=1)[:, -kk:]  # (q, kk)
-            cand_ids.append(part + ns)
-            cand_scores.append(np.take_along_axis(scores, part, 1))
-        sc, ids = np.concatenate(cand_scores, 1), np.concatenate(cand_ids, 1)  # (q, C)
-        part = np.argpartition(sc, -k, axis=1)[:, -k:]  # (q, k)
-        order = np.argsort(-np.take_along_axis(sc, part, 1), axis=1)
-        out[qs : qs + q_chunk] = np.take_along_axis(np.take_along_axis(ids, part, 1), order, 1)
-    return out
-
-
-def _ann_variants(n: int, dim: int) -> list[tuple[str, Callable[[], Any]]]:
-    """FAISS variants per size; parameters chosen to keep the 1M build within minutes."""
-    from polymodal.retrieval import FaissIndex
-
-    nlist = math.isqrt(n)  # IVF trains on 256 * nlist samples: 1000 cells at 1M
-    m, ef = (32, 128) if n <= 100_000 else (16, 128)
-    return [
-        ("FaissIndex flat", lambda: FaissIndex(dim, kind="flat")),
-        (
-            f"FaissIndex ivf nlist={nlist} nprobe=32",
-            lambda: FaissIndex(dim, kind="ivf", nlist=nlist, nprobe=32),
-        ),
-        (
-            f"FaissIndex hnsw M={m} efConstruction=40 efSearch={ef}",
-            lambda: FaissIndex(dim, kind="hnsw", M=m, efSearch=ef),
-        ),
-    ]
-
-
-def run_search(
-    records: list[dict[str, Any]],
-    n: int,
-    dim: int,
-    n_queries: int,
-    clustered: bool = False,
-    repeats: int = 3,
-    save: Callable[[], None] | None = None,
-) -> None:
-    """Exact and approximate search over ``n`` vectors: q/s, recall@10, build seconds.
-
-    ``save`` (a callable) is called after every variant, so a long run keeps what it has.
-    """
+def faiss_blas() -> str:
+    """The kernel FAISS's bundled OpenBLAS runs ("SkylakeX", "Prescott", ...), if known."""
     import faiss
-    from threadpoolctl import threadpool_limits
 
-    from polymodal.retrieval import ExactIndex
+    libs = glob.glob(str(Path(faiss.__file__).parent.parent / "faiss*.libs" / "libopenblas*"))
+    try:
+        lib = ctypes.CDLL(libs[0])
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return str(lib.openblas_get_corename().decode())
+    except (IndexError, OSError, AttributeError):
+        return "unknown"
 
-    faiss.omp_set_num_threads(1)
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, the functions run in turn ``repeats`` times."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+# ------------------------------------------------------------------------------ exact
+
+
+def run_exact(
+    records: list[dict[str, Any]], n: int, dim: int, n_queries: int, threads: int, repeats: int
+) -> None:
+    """ExactIndex, FAISS flat and the matmul bound at ``threads`` threads, interleaved."""
+    import faiss
+
+    from polymodal.retrieval import ExactIndex, FaissIndex
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
     rng = np.random.default_rng(0)
-    if clustered:
-        n_centres = max(10, n // 100)
-        centres = random_vectors(rng, n_centres, dim)
-        base = clustered_vectors(rng, n, centres, sigma=0.5)
-        queries = clustered_vectors(rng, n_queries, centres, sigma=0.5)
-        dataset = f"clustered unit vectors N={n} d={dim} ({n_centres} Gaussian clusters, sigma=0.5)"
-    else:
-        base = random_vectors(rng, n, dim)
-        queries = random_vectors(rng, n_queries, dim)
-        dataset = f"random unit vectors N={n} d={dim}"
-    k = 10
+    base, queries = random_unit(rng, n, dim), random_unit(rng, n_queries, dim)
     ids = [str(i) for i in range(n)]
-    common = {"threads": 1, "n_queries": n_queries, "k": k}
-    print(f"{dataset}: {n_queries} queries", flush=True)
-
-    # exact: numpy bound (ground truth) and ExactIndex, interleaved, median of `repeats`
-    t = time.perf_counter()
     exact = ExactIndex(dim)
     exact.add(base, ids, modality="vector")
-    exact_build = time.perf_counter() - t
-    np_times: list[float] = []
-    ex_times: list[float] = []
-    with threadpool_limits(limits=1):
-        for _ in range(repeats):
-            t = time.perf_counter()
-            truth = numpy_search(base, queries, k)
-            np_times.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            res = exact.search(queries, k)
-            ex_times.append(time.perf_counter() - t)
-    exact_recall = recall_at_k(res.indices.numpy(), truth)
-    del exact, res
-    np_s, ex_s = statistics.median(np_times), statistics.median(ex_times)
-    timing = {**common, "n_repeats": repeats}
-    records.append(
-        record(
-            NAME,
-            dataset,
-            "numpy bound: float32 matmul + argpartition, 256x16384 tiles",
-            "queries_per_s",
-            n_queries / np_s,
-            seconds=np_s,
-            recall_at_10=1.0,
-            build_s=0.0,
-            **timing,
-        )
-    )
-    records.append(
-        record(
-            NAME,
-            dataset,
-            "ExactIndex (torch, chunked topk)",
-            "queries_per_s",
-            n_queries / ex_s,
-            seconds=ex_s,
-            recall_at_10=round(exact_recall, 4),
-            build_s=round(exact_build, 2),
-            **timing,
-        )
-    )
-    records.append(
-        record(
-            NAME,
-            dataset,
-            "ExactIndex q/s / numpy bound q/s (interleaved, medians)",
-            "ratio",
-            np_s / ex_s,
-            seconds=sum(np_times) + sum(ex_times),
-            **timing,
-        )
-    )
-    print(
-        f"numpy bound {n_queries / np_s:.0f} q/s, ExactIndex {n_queries / ex_s:.0f} q/s "
-        f"(recall {exact_recall:.3f}), ratio {np_s / ex_s:.2f}",
-        flush=True,
-    )
+    flat = FaissIndex(dim, kind="flat")
+    flat.add(base, ids, modality="vector")
+    raw = flat._build()  # the faiss.IndexFlatIP that FaissIndex searches
+    q_t, v_t = torch.from_numpy(queries), exact.vectors
+    block, chunk = exact.query_block, exact.chunk_size
+    buffer = torch.empty(block * chunk)
 
-    for name, make in _ann_variants(n, dim):
-        index = make()
-        t = time.perf_counter()
-        index.add(base, ids, modality="vector")
-        index.search(queries[:1], 1)  # builds / trains the FAISS index
-        build_s = time.perf_counter() - t
-        t = time.perf_counter()
-        found = index.search(queries, k).indices.numpy()
-        search_s = time.perf_counter() - t
-        recall = recall_at_k(found, truth)
+    def blocked_mm() -> None:  # the products ExactIndex computes, nothing else
+        for qs in range(0, n_queries, block):
+            q = q_t[qs : qs + block]
+            for start in range(0, n, chunk):
+                rows = v_t[start : start + chunk]
+                torch.mm(q, rows.T, out=buffer[: q.shape[0] * rows.shape[0]].view(-1, len(rows)))
+
+    fns = {
+        "matmul: torch.mm over ExactIndex's blocks": blocked_mm,
+        "matmul: one torch.mm (Q,D)x(D,N)": lambda: torch.mm(q_t, v_t.T),
+        "ExactIndex (torch, blocked mm + fused top-k)": lambda: exact.search(queries, K),
+        "FaissIndex flat": lambda: flat.search(queries, K),
+        "faiss IndexFlatIP (direct)": lambda: raw.search(queries, K),
+    }
+    fns["ExactIndex (torch, blocked mm + fused top-k)"]()  # warm-up: allocator, threads
+    seconds = interleaved(fns, repeats)
+    agree = recall_at_k(exact.search(queries, K).indices.numpy(), raw.search(queries, K)[1])
+    flops = 2.0 * n_queries * n * dim
+    bound = min(seconds[m] for m in fns if m.startswith("matmul"))
+    dataset = f"random unit vectors N={n} d={dim}"
+    common = {
+        "part": "exact",
+        "threads": threads,
+        "n_queries": n_queries,
+        "k": K,
+        "n_repeats": repeats,
+        "faiss_blas": faiss_blas(),
+    }
+    for method, s in seconds.items():
         records.append(
             record(
                 NAME,
                 dataset,
-                name,
+                f"{method}, {threads} thread{'s' if threads > 1 else ''}",
                 "queries_per_s",
-                n_queries / search_s,
-                seconds=search_s,
-                recall_at_10=round(recall, 4),
-                build_s=round(build_s, 2),
+                n_queries / s,
+                seconds=s,
+                gflops=round(flops / s / 1e9, 1),
+                fraction_of_matmul=round(bound / s, 3),
                 **common,
             )
         )
-        print(
-            f"{name}: {n_queries / search_s:.0f} q/s, recall@10 {recall:.3f}, build {build_s:.1f}s",
-            flush=True,
+    ex_s = seconds["ExactIndex (torch, blocked mm + fused top-k)"]
+    records.append(
+        record(
+            NAME,
+            dataset,
+            f"ExactIndex q/s / faiss IndexFlatIP q/s, {threads} thread"
+            + ("s" if threads > 1 else ""),
+            "exact_vs_faiss_flat",
+            seconds["faiss IndexFlatIP (direct)"] / ex_s,
+            seconds=ex_s,
+            recall_at_10=round(agree, 4),
+            **common,
         )
-        # the overhead check on at most ~1e8 query-vector pairs (flat at 1M is slow)
-        n_over = max(100, min(n_queries, 100_000_000 // n))
-        over = {**common, "n_queries": n_over}
-        _faiss_overhead(records, dataset, name, index, queries[:n_over], k, over)
-        del index
-        if save is not None:
-            save()
+    )
+    print(
+        f"{threads} thread(s): "
+        + ", ".join(f"{m}: {n_queries / s:.0f} q/s" for m, s in seconds.items())
+        + f"; exact_vs_faiss_flat {seconds['faiss IndexFlatIP (direct)'] / ex_s:.3f}; "
+        f"ExactIndex at {bound / ex_s:.0%} of the matmul rate; top-10 agreement {agree:.4f}",
+        flush=True,
+    )
 
 
-def _faiss_overhead(
-    records: list[dict[str, Any]],
-    dataset: str,
-    name: str,
-    index: Any,
-    queries: np.ndarray,
-    k: int,
-    common: dict[str, Any],
-    repeats: int = 3,
-) -> None:
-    """Time FaissIndex.search against a direct call on the very same FAISS index object.
+# ------------------------------------------------------------------------------ ann
 
-    Interleaved repeats (wrapper, direct, wrapper, ...); the ratio of medians is the
-    wrapper's overhead (query normalisation, tensor conversion, id lookup).
+
+@dataclass(frozen=True)
+class Mixture:
+    """A mixture of probabilistic PCA models (see :func:`fit_mixture`).
+
+    Shape:
+        means: (C, D); directions: (C, r, D) orthonormal rows; scales: (C, r) standard
+        deviations along them; noise: (C,) residual standard deviation per dimension;
+        weights: (C,) cluster shares.
     """
-    raw = index._build()  # the built faiss.Index the wrapper searches
-    q = np.ascontiguousarray(queries)
-    wrapper: list[float] = []
-    direct: list[float] = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        index.search(queries, k)
-        wrapper.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        raw.search(q, k)
-        direct.append(time.perf_counter() - t)
-    w, d = statistics.median(wrapper), statistics.median(direct)
-    n_q = len(queries)
-    records.append(
-        record(
-            NAME,
-            dataset,
-            f"{name}: faiss called directly",
-            "queries_per_s",
-            n_q / d,
-            seconds=d,
-            n_repeats=repeats,
-            **common,
-        )
+
+    means: np.ndarray
+    directions: np.ndarray
+    scales: np.ndarray
+    noise: np.ndarray
+    weights: np.ndarray
+
+
+def fit_mixture(x: np.ndarray, clusters: int = 256, rank: int = 32, seed: int = 0) -> Mixture:
+    """Fit a mixture of PPCA models to unit vectors ``x``: spherical k-means into
+    ``clusters`` cells, then per cell its mean, its top ``rank`` principal directions and
+    their variances, and the mean variance left in the other directions.
+
+    Shape:
+        x: (N, D) float32.
+    """
+    import faiss
+
+    d = x.shape[1]
+    km = faiss.Kmeans(d, clusters, niter=25, seed=seed, spherical=True, verbose=False)
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    assign = assign[:, 0]
+    means, dirs, scales, noise, weights = [], [], [], [], []
+    for c in range(clusters):
+        members = x[assign == c]
+        if len(members) < 2:
+            continue
+        mu = members.mean(axis=0)
+        _, sv, vt = np.linalg.svd(members - mu, full_matrices=False)
+        var = sv**2 / (len(members) - 1)  # (min(n_c, D),) variances along vt's rows
+        r = min(rank, len(var))
+        rest = var[r:].sum() / max(1, d - r)
+        means.append(mu)
+        dirs.append(np.pad(vt[:r], ((0, rank - r), (0, 0))))
+        scales.append(np.pad(np.sqrt(var[:r]), (0, rank - r)))
+        noise.append(math.sqrt(rest))
+        weights.append(len(members))
+    w = np.asarray(weights, dtype=np.float64)
+    return Mixture(
+        np.stack(means).astype(np.float32),
+        np.stack(dirs).astype(np.float32),
+        np.stack(scales).astype(np.float32),
+        np.asarray(noise, dtype=np.float32),
+        w / w.sum(),
     )
-    records.append(
-        record(
-            NAME,
-            dataset,
-            f"{name}: wrapper time / direct time",
-            "ratio",
-            w / d,
-            seconds=w + d,
-            n_repeats=repeats,
-            **common,
+
+
+def sample_mixture(model: Mixture, n: int, seed: int) -> np.ndarray:
+    """``n`` L2-normalised draws from the mixture, cluster by cluster (float32, (n, D))."""
+    rng = np.random.default_rng(seed)
+    which = rng.choice(len(model.weights), size=n, p=model.weights)
+    out = np.empty((n, model.means.shape[1]), dtype=np.float32)
+    for c in np.unique(which):
+        rows = np.flatnonzero(which == c)
+        z = rng.standard_normal((len(rows), model.scales.shape[1]), dtype=np.float32)
+        eps = rng.standard_normal((len(rows), out.shape[1]), dtype=np.float32)
+        out[rows] = (
+            model.means[c] + (z * model.scales[c]) @ model.directions[c] + eps * model.noise[c]
         )
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def caption_embeddings() -> dict[str, np.ndarray]:
+    """MiniLM embeddings of Flickr8k's captions per split, via the library's feature cache."""
+    from polymodal.joint.model import JointEmbeddingModel
+    from polymodal.joint.pairs import pair_features
+    from polymodal.training import load_config
+
+    cfg = load_config(REPO_ROOT / "configs" / "flickr8k.yaml", ["progress=false"])
+    pset = cfg.pairs["flickr8k"]  # type: ignore[attr-defined]
+    model = JointEmbeddingModel(cfg.model)  # type: ignore[attr-defined]
+    out = {}
+    for split in ("train", "val", "test"):
+        feats = pair_features(model, pset, "image", split).other_features.numpy()
+        out[split] = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    return out
+
+
+#: Per kind: (constructor arguments, the search-time knob, the values swept).
+def ann_sweeps(n: int) -> list[tuple[str, dict[str, Any], str, list[int]]]:
+    nlist = 1024 if n >= 500_000 else max(16, math.isqrt(n))
+    return [
+        ("ivf", {"nlist": nlist}, "nprobe", [4, 8, 16, 32, 64, 128]),
+        ("hnsw", {"M": 32, "efConstruction": 40}, "efSearch", [16, 32, 48, 64, 96, 128, 192, 256]),
+        ("ivfpq", {"nlist": nlist, "rerank": 10}, "nprobe", [4, 8, 16, 32, 64, 128]),
+    ]
+
+
+def run_ann(
+    records: list[dict[str, Any]],
+    base: np.ndarray,
+    queries: np.ndarray,
+    dataset: str,
+    build_threads: int,
+    save: Callable[[], None],
+) -> None:
+    """Exact q/s and truth, then each index kind: one build, a sweep of its search knob."""
+    import faiss
+
+    from polymodal.retrieval import ExactIndex, FaissIndex
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    n, dim = base.shape
+    ids = [str(i) for i in range(n)]
+    common = {"part": "ann", "threads": 1, "n_queries": len(queries), "k": K}
+    exact = ExactIndex(dim)
+    exact.add(base, ids, modality="text")
+    truth = exact.search(queries, K).indices.numpy()
+    seconds = interleaved({"exact": lambda f=exact.search: f(queries, K)}, 2)["exact"]
+    exact_qps = len(queries) / seconds
+    del exact
+    records.append(
+        record(NAME, dataset, "ExactIndex", "queries_per_s", exact_qps, seconds=seconds, **common)
     )
-    print(f"  {name}: direct {n_q / d:.0f} q/s, wrapper/direct time {w / d:.3f}", flush=True)
+    print(f"{dataset}: ExactIndex {exact_qps:.0f} q/s", flush=True)
+    for kind, params, knob, values in ann_sweeps(n):
+        index = FaissIndex(dim, kind=kind, **params)
+        index.add(base, ids, modality="text")
+        faiss.omp_set_num_threads(build_threads)
+        start = time.perf_counter()
+        index._build()
+        build_s = time.perf_counter() - start
+        faiss.omp_set_num_threads(1)
+        label = f"FaissIndex {kind} " + " ".join(f"{k}={v}" for k, v in params.items())
+        curve = []
+        for value in values:
+            setattr(index, knob, value)
+            index.search(queries[:50], K)  # applies the knob, warms up
+            t = interleaved({"s": lambda f=index.search: f(queries, K)}, 2)["s"]
+            found = index.search(queries, K).indices.numpy()
+            curve.append((value, recall_at_k(found, truth), len(queries) / t, t))
+        ok = [c for c in curve if c[1] >= TARGET_RECALL]
+        chosen = max(ok, key=lambda c: c[2])[0] if ok else None
+        for value, recall, qps, t in curve:
+            extra = {
+                **common,
+                "kind": kind,
+                knob: value,
+                "build_s": round(build_s, 1),
+                "build_threads": build_threads,
+                "chosen": value == chosen,
+            }
+            method = f"{label} {knob}={value}"
+            records.append(record(NAME, dataset, method, "recall@10", recall, seconds=t, **extra))
+            records.append(record(NAME, dataset, method, "queries_per_s", qps, seconds=t, **extra))
+            records.append(
+                record(
+                    NAME, dataset, method, "speedup_vs_exact", qps / exact_qps, seconds=t, **extra
+                )
+            )
+            print(
+                f"  {method}: recall@10 {recall:.4f}, {qps:.0f} q/s, "
+                f"{qps / exact_qps:.1f}x exact (build {build_s:.0f} s)",
+                flush=True,
+            )
+        del index
+        save()
+
+
+def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
+    """recall@10 against speedup over exact, one line per data set and index kind."""
+    from polymodal.plotting import pyplot, save_figure
+
+    plt = pyplot("the search benchmark's figure")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    rows = [r for r in records if r.get("part") == "ann" and "kind" in r]
+    for dataset in sorted({r["dataset"] for r in rows}):
+        for kind in ("ivf", "hnsw", "ivfpq"):
+            pts = {}
+            for r in rows:
+                if r["dataset"] == dataset and r["kind"] == kind:
+                    pts.setdefault(r["method"], {})[r["metric"]] = r["value"]
+            xs = [p["speedup_vs_exact"] for p in pts.values() if len(p) == 3]
+            ys = [p["recall@10"] for p in pts.values() if len(p) == 3]
+            if xs:
+                order = np.argsort(xs)
+                style = "-" if "mixture" in dataset and "1000000" in dataset else ":"
+                ax.plot(
+                    np.asarray(xs)[order],
+                    np.asarray(ys)[order],
+                    style,
+                    marker="o",
+                    ms=3,
+                    label=f"{kind}, {dataset}",
+                )
+    ax.axhline(TARGET_RECALL, color="grey", lw=0.8)
+    ax.axvline(10, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("speedup over ExactIndex (q/s ratio, one thread)")
+    ax.set_ylabel("recall@10")
+    ax.legend(fontsize=6)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--parts", nargs="+", default=["random", "clustered"], choices=["random", "clustered"]
-    )
-    parser.add_argument(
-        "--sizes",
-        nargs="+",
-        type=int,
-        default=[100_000, 1_000_000],
-        help="collection sizes of the random-vector part",
-    )
-    parser.add_argument(
-        "--clustered-n", type=int, default=100_000, help="vectors of the clustered set"
-    )
-    parser.add_argument(
-        "--queries",
-        type=int,
-        default=1000,
-        help="queries at N <= 100k; larger N uses max(200, queries * 100k / N)",
-    )
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--exact-n", type=int, default=100_000)
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ann-n", type=int, default=1_000_000)
+    parser.add_argument("--calibration-n", type=int, default=35_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--build-threads", type=int, default=2)
     parser.add_argument("--name", default=NAME, help="results file stem")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
     records: list[dict[str, Any]] = []
-    previous = previous_records(args.name)
+    kept = [r for r in previous_records(args.name) if r.get("part") in PARTS]
+    kept = [r for r in kept if r["part"] not in args.parts]
 
-    def save() -> None:  # after every variant, so a late failure keeps the earlier ones
-        # Records of sizes and parts not re-run here are kept.
+    def save() -> None:
+        merged = merge_records(kept, records, ("dataset", "method", "metric"))
+        # the table: exact rows, and per ANN curve only its chosen point (the figure and
+        # the JSON hold every point)
+        shown = [r for r in merged if r["part"] == "exact" or "kind" not in r or r["chosen"]]
         write_results(
             args.name,
-            merge_records(previous, records, ("dataset", "method", "metric")),
-            title="Search: exact and approximate nearest neighbours, speed and recall",
+            merged,
+            title="Search: exact search against the matmul rate and FAISS; approximate "
+            "search on real-structure vectors",
             notes=NOTES,
+            table_records=shown,
         )
+        if any(r.get("part") == "ann" for r in merged):
+            plot_curves(merged, RESULTS_DIR / f"{args.name}_ann.png")
 
-    searches = [(n, False) for n in args.sizes if "random" in args.parts]
-    if "clustered" in args.parts:
-        searches.append((args.clustered_n, True))
-    for n, clustered in sorted(searches):  # the largest (slowest) last
-        n_q = min(args.queries, max(200, args.queries * 100_000 // n))
-        run_search(records, n, 256, n_q, clustered=clustered, save=save)
+    if "exact" in args.parts:
+        for threads in args.threads:
+            run_exact(records, args.exact_n, 256, args.queries, threads, args.repeats)
+        save()
+    if "ann" in args.parts:
+        emb = caption_embeddings()
+        queries = np.ascontiguousarray(emb["test"][: args.queries])
+        real = np.concatenate([emb["train"], emb["val"]])[: args.calibration_n]
+        mixture = fit_mixture(emb["train"])
+        name = "MiniLM Flickr8k captions"
+        sets = [
+            (real, f"{name}, real train+val, N={len(real)}"),
+            (
+                sample_mixture(mixture, len(real), seed=1),
+                f"{name}, PPCA mixture fit on train, N={len(real)}",
+            ),
+        ]
+        for base, dataset in sets:
+            run_ann(records, base, queries, dataset, args.build_threads, save)
+        del sets
+        big = sample_mixture(mixture, args.ann_n, seed=2)
+        run_ann(
+            records,
+            big,
+            queries,
+            f"{name}, PPCA mixture fit on train, N={args.ann_n}",
+            args.build_threads,
+            save,
+        )
     print_table(records)
     save()
     return 0
 
 
 NOTES = """
-One thread for torch, numpy (``threadpoolctl``) and FAISS; k=10; 1,000 queries at
-N=100k and 200 at N=1M (``seconds`` is the time of all of them); recall@10 against the
-exact top 10 of the numpy bound; ``build_s`` is the time to add the vectors and
-build/train the index.  Uniformly random vectors in 256-d have no cluster structure, the
-worst case for IVF and HNSW (their recall there is a lower bound of what real embeddings
-give); the clustered set (a Gaussian mixture of N/100 random unit centres plus noise of
-norm 0.5, queries drawn from the same mixture) is where their recall means something.
-FAISS parameters: IVF nlist = sqrt(N) (316 at 100k, 1,000 at 1M; FAISS trains on
-256 * nlist samples, so a larger nlist costs minutes at 1M), nprobe 32; HNSW M=32 at
-100k, M=16 at 1M (efConstruction 40, the FAISS default; efSearch 128): the build is
-single-threaded and took 41 s at 100k with M=32, so M=16 keeps the 1M build to minutes.
-``faiss called directly`` / ``wrapper time / direct time``: the very same FAISS index
-searched by ``faiss`` itself and by ``FaissIndex`` (interleaved, median of 3; at 1M on
-100 queries).  At 1M the FAISS flat rate (10 q/s) is not comparable to its 100k rate:
-FAISS's exhaustive search is slow on small query batches (measured apart, one thread:
-6 M query-vector pairs/s with 200 queries vs 30 M with 1,000 at 100k, 8 M with 200 or
-400 at 1M).  HNSW with M=16 on 1M random vectors is of no use (recall 0.025 after a
-476 s build): on structureless data a graph index needs a far larger M and
-efConstruction than a one-thread build allows here; on the clustered set M=32 reaches
-0.996 at 4,600 q/s.
+``exact``: ``fraction_of_matmul`` is the faster matmul row's time over the method's time
+(1.0 = the search costs no more than its FLOPs at the matmul rate measured in the same run;
+``gflops`` = 2 Q N D / seconds); ``recall_at_10`` on the ratio row is the top-10 agreement
+of ExactIndex and IndexFlatIP.  FAISS flat runs its own blocked sgemm (OpenBLAS kernel in
+``faiss_blas``) and a heap per query.  With FAISS's OpenBLAS on its "Prescott" fallback
+(the kernel it picks by itself on this CPU) IndexFlatIP ran at 559 q/s (29 GFLOP/s) in a
+side test at 100k x 256, one thread, a third of its rate here.  The machine is 2 cores
+shared with other jobs (load average about 5 during these runs), so absolute q/s vary by
+tens of percent between runs; the ratios come from interleaved repeats (medians), and at
+2 threads the other jobs leave less than 2 cores.
 
-The numpy bound is a best-effort numpy search: float32 throughout, tiles of 256
-queries x 16,384 vectors (a 16 MB score block), ``np.argpartition`` per tile on the
-scores themselves and once over the candidates, OpenBLAS limited to 1 thread, and timed
-interleaved with ExactIndex (median of 3).  An earlier bound computed the whole (Q, N)
-score matrix in one go (400 MB at 100k), negated it into a second copy for
-``argpartition``, ran once, cold, and let OpenBLAS use 2 threads while torch used 1; on a
-contended smoke test at 100k the tiled version alone took the bound from 120 to 218 q/s
-(its bare matmul: 243 q/s).  The ``ratio`` row is ExactIndex q/s / numpy q/s from that
-interleaved run.
+``ann``: ``chosen=True`` marks, per data set and index kind, the fastest setting with
+recall@10 >= 0.95.  On the 1M mixture set (ExactIndex 97 q/s, one thread) IVF-PQ
+(nlist 1,024, 4-bit fast-scan codes, 10 x k re-ranked exactly) reaches recall@10 0.975
+at nprobe 16 with 45x exact's q/s (0.946 at nprobe 8, 57x); IVF-flat needs nprobe 8 for
+0.955 at 6.7x; HNSW (M 32, efConstruction 40, built with 2 threads in 510 s) reaches
+0.957 only at efSearch 256, at 5.7x.  Calibration (35,000 vectors, same 1,000 real test
+captions as queries): at the same settings the mixture gives IVF a higher recall than the
+real captions (nprobe 8: 0.98 vs 0.93) and HNSW a lower one (efSearch 16: 0.93 vs 0.96),
+so the mixture is no uniformly easier stand-in: its clusters are tighter than real
+captions', its isotropic residual noise gives it more local dimensions.  On real captions
+IVF needed twice the nprobe of the mixture for the same recall at 35k, so on a real 1M
+set expect IVF-PQ to need nprobe 32 (0.985 at 30x on the mixture) rather than 16.  At 1M
+the vectors are all drawn from the mixture: no 1M-sentence corpus is on this machine, and
+embedding one with MiniLM on 2 shared cores was beyond this run's budget.
 
-Provenance: these records were measured at commit 853d8b3 as part 2 of the former
-``benchmarks/retrieval.py`` (``python benchmarks/retrieval.py --parts flickr8k random
-clustered mnist --sizes 100000 1000000 --seeds 3``), on a 2-core machine shared with
-other jobs, and moved here unchanged when that script was split (only their
-``benchmark`` field, "retrieval" then, now reads "search").  This script runs the same
-code; re-run with ``python benchmarks/search.py`` (tens of minutes at 1M).
+The table shows the exact rows and, per ANN curve, its chosen point; every point is in
+``search.json`` and ``search_ann.png``.  Provenance: the ``ann`` records were measured by
+``python benchmarks/search.py`` (both parts, 20 minutes) at ec8213c, whose ExactIndex
+used 256-query x 8,192-vector blocks (the 1M ExactIndex q/s behind ``speedup_vs_exact``);
+the ``exact`` records by ``python benchmarks/search.py --parts exact`` at the commit
+named on them, after the blocks became 512 x 4,096.
 """
 
 

@@ -1,7 +1,8 @@
-"""The pure helpers of benchmarks/search.py: the numpy bound, recall@k, the vector sets."""
+"""The pure helpers of benchmarks/search.py: recall@k, vector sets, the PPCA mixture."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,23 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from polymodal.retrieval import ExactIndex
-from search import clustered_vectors, numpy_search, random_vectors, recall_at_k
+_ENV = dict(os.environ)  # the script sets OpenBLAS/OpenMP variables on import
+from search import fit_mixture, interleaved, random_unit, recall_at_k, sample_mixture  # noqa: E402
 
-
-def _brute_force(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    return np.argsort(-(queries @ base.T), axis=1, kind="stable")[:, :k]
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_numpy_bound_is_exact_top_k_in_order_across_tiles(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    base = random_vectors(rng, 45, 8)
-    queries = random_vectors(rng, 10, 8)
-    # 7-vector tiles: the last one (3 vectors) is smaller than k; 3-query chunks
-    found = numpy_search(base, queries, 5, q_chunk=3, n_chunk=7)
-    assert found.shape == (10, 5) and found.dtype == np.int64
-    np.testing.assert_array_equal(found, _brute_force(base, queries, 5))
+os.environ.clear()
+os.environ.update(_ENV)
 
 
 def test_recall_at_k_counts_the_true_top_k_among_the_first_k_found() -> None:
@@ -38,23 +27,31 @@ def test_recall_at_k_counts_the_true_top_k_among_the_first_k_found() -> None:
     assert recall_at_k(np.array([[9, 8, 0, 1], [2, 3, 0, 1]]), truth) == 0.5
 
 
-def test_vector_sets_are_unit_seeded_and_independent_of_the_block_size() -> None:
-    a = random_vectors(np.random.default_rng(3), 50, 16, block=7)
-    b = random_vectors(np.random.default_rng(3), 50, 16, block=7)
-    np.testing.assert_array_equal(a, b)
+def test_random_unit_vectors_are_unit_and_seeded() -> None:
+    a = random_unit(np.random.default_rng(3), 50, 16)
+    np.testing.assert_array_equal(a, random_unit(np.random.default_rng(3), 50, 16))
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
     assert a.dtype == np.float32
-    rng = np.random.default_rng(4)
-    centres = random_vectors(rng, 3, 16)
-    x = clustered_vectors(rng, 200, centres, sigma=0.1)
-    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
-    assert float((x @ centres.T).max(axis=1).min()) > 0.9  # each near its centre
 
 
-def test_exact_index_matches_the_numpy_bound() -> None:
-    rng = np.random.default_rng(5)
-    base, queries = random_vectors(rng, 300, 16), random_vectors(rng, 20, 16)
-    index = ExactIndex(16)
-    index.add(base, [str(i) for i in range(300)], modality="vector")
-    found = index.search(queries, 10).indices.numpy()
-    assert recall_at_k(found, numpy_search(base, queries, 10, n_chunk=64)) == 1.0
+def test_interleaved_times_every_function_each_repeat() -> None:
+    calls: list[str] = []
+    seconds = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b"] * 3
+    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+
+
+def test_mixture_samples_follow_the_fitted_clusters() -> None:
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(0)
+    centres = random_unit(rng, 4, 16)
+    x = centres[rng.integers(0, 4, 800)] + 0.05 * rng.standard_normal((800, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    model = fit_mixture(x, clusters=4, rank=3)
+    assert model.means.shape == (4, 16) and model.directions.shape == (4, 3, 16)
+    np.testing.assert_allclose(model.weights.sum(), 1.0)
+    draws = sample_mixture(model, 500, seed=1)
+    assert draws.shape == (500, 16) and draws.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(draws, axis=1), 1.0, rtol=1e-5)
+    assert float((draws @ centres.T).max(axis=1).min()) > 0.9  # each near a real centre
+    np.testing.assert_array_equal(draws, sample_mixture(model, 500, seed=1))

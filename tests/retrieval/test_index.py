@@ -149,7 +149,11 @@ def test_building_a_faiss_index_reports_progress_off_a_terminal(
 
 @pytest.mark.parametrize(
     ("kind", "params"),
-    [("ivf", {"nlist": 16, "nprobe": 12}), ("hnsw", {"M": 16, "efSearch": 64})],
+    [
+        ("ivf", {"nlist": 16, "nprobe": 12}),
+        ("hnsw", {"M": 16, "efSearch": 64}),
+        ("ivfpq", {"nlist": 16, "nprobe": 12, "pq_m": 8, "rerank": 8}),
+    ],
 )
 def test_approximate_recall_at_10(faiss: Any, kind: str, params: dict[str, Any]) -> None:
     vectors, queries = data(2000, seed=2), data(50, seed=3)
@@ -165,12 +169,17 @@ def test_approximate_recall_at_10(faiss: Any, kind: str, params: dict[str, Any])
 
 @pytest.mark.parametrize(
     ("kind", "params"),
-    [("flat", {}), ("ivf", {"nlist": 8, "nprobe": 8}), ("hnsw", {"M": 8, "efSearch": 32})],
+    [
+        ("flat", {}),
+        ("ivf", {"nlist": 8, "nprobe": 8}),
+        ("hnsw", {"M": 8, "efSearch": 32, "efConstruction": 20}),
+        ("ivfpq", {"nlist": 4, "nprobe": 4, "pq_m": 4, "rerank": 4}),
+    ],
 )
 def test_faiss_round_trip(faiss: Any, tmp_path: Path, kind: str, params: dict[str, Any]) -> None:
-    vectors, queries = data(100), data(5, seed=1)
+    vectors, queries = data(300), data(5, seed=1)  # IVF-PQ trains 256 codes: >= 256 vectors
     index = FaissIndex(16, kind, model="m1", **params)
-    index.add(vectors, names(100), [{"i": i} for i in range(100)], modality="audio")
+    index.add(vectors, names(300), [{"i": i} for i in range(300)], modality="audio")
     before = index.search(queries, 5)
     index.save(tmp_path)
     assert (tmp_path / "faiss.index").is_file()
@@ -182,6 +191,18 @@ def test_faiss_round_trip(faiss: Any, tmp_path: Path, kind: str, params: dict[st
     assert before.metadata == after.metadata
     loaded.add(data(3, seed=4), ["x", "y", "z"], modality="audio")  # added to the trained index
     assert loaded.search(data(3, seed=4), 1).ids == [["x"], ["y"], ["z"]]
+
+
+def test_ivfpq_checks_its_parameters(faiss: Any) -> None:
+    assert FaissIndex(384, "ivfpq").pq_m == 192  # dim // 2
+    assert FaissIndex(18, "ivfpq").pq_m == 9  # the largest divisor of 18 up to 18 // 2
+    assert FaissIndex(14, "ivfpq").pq_m == 7
+    with pytest.raises(ValueError, match=r"'pq_m' must divide dim=16 .* got 5"):
+        FaissIndex(16, "ivfpq", pq_m=5)
+    index = FaissIndex(16, "ivfpq", nlist=4)
+    index.add(data(100), names(100), modality="image")
+    with pytest.raises(ValueError, match=r"needs at least 256, but holds only 100"):
+        index.search(data(1), 3)
 
 
 def test_ivf_needs_enough_vectors_to_train(faiss: Any) -> None:
@@ -243,7 +264,7 @@ def test_add_errors() -> None:
 
 def test_faiss_kind_error(faiss: Any) -> None:
     with pytest.raises(
-        ValueError, match=r"'kind' must be one of \['flat', 'ivf', 'hnsw'\], got 'pq'"
+        ValueError, match=r"'kind' must be one of \['flat', 'ivf', 'hnsw', 'ivfpq'\], got 'pq'"
     ):
         FaissIndex(4, "pq")
 

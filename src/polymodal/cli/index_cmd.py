@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the index modules import torch: loaded by the verb, not the
 SOURCE_FILE = "source.json"
 #: ``--faiss`` choices: ``polymodal.retrieval.faiss_index.FAISS_KINDS``, restated so the
 #: parser needs no torch (tests/cli/test_fast_cli.py keeps them equal)
-FAISS_CHOICES = ("flat", "ivf", "hnsw")
+FAISS_CHOICES = ("flat", "ivf", "hnsw", "ivfpq")
 
 
 def add_parser(subparsers: Any) -> None:

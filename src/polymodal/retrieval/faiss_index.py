@@ -1,5 +1,5 @@
-"""A FAISS-backed index, flat, IVF or HNSW (:class:`FaissIndex`); ``faiss`` is optional
-and imported only when such an index is built or loaded.
+"""A FAISS-backed index, flat, IVF, HNSW or IVF-PQ (:class:`FaissIndex`); ``faiss`` is
+optional and imported only when such an index is built or loaded.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from polymodal.retrieval.index import FAISS_FILE, MANIFEST_FILE, Index, _check_i
 
 logger = logging.getLogger(__name__)
 
-FAISS_KINDS = ("flat", "ivf", "hnsw")
+FAISS_KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 #: Vectors added to the FAISS structure at a time (one progress step; HNSW adds are slow).
 ADD_CHUNK = 16384
 
@@ -48,10 +48,17 @@ class FaissIndex(Index):
     Args:
         dim, metric, modalities, model: see :class:`Index`.
         kind: ``"flat"`` (exact), ``"ivf"`` (inverted lists, ``nlist`` cells, ``nprobe``
-            visited per query; needs at least ``nlist`` vectors when first built) or
-            ``"hnsw"`` (graph with ``M`` links per node, ``efSearch`` candidates per query).
-        nlist, nprobe: IVF parameters; a rule of thumb is ``nlist ~ sqrt(N)``.
-        M, efSearch: HNSW parameters (FAISS names); larger means better recall, slower.
+            visited per query; needs at least ``nlist`` vectors when first built),
+            ``"hnsw"`` (graph with ``M`` links per node, ``efSearch`` candidates per query)
+            or ``"ivfpq"`` (IVF whose lists hold 4-bit product-quantised codes searched with
+            FAISS's SIMD "fast scan", ``pq_m / 2`` bytes per vector, the best
+            ``rerank * k`` re-scored exactly on the stored vectors).
+        nlist, nprobe: IVF and IVF-PQ parameters; a rule of thumb is ``nlist ~ sqrt(N)``.
+        M, efSearch, efConstruction: HNSW parameters (FAISS names); larger means better
+            recall and a slower search (``efSearch``) or build (``M``, ``efConstruction``).
+        pq_m: IVF-PQ sub-quantizers (4-bit codes), a divisor of ``dim``; ``None`` picks
+            the largest divisor of ``dim`` not above ``dim // 2`` (2 dimensions a code).
+        rerank: IVF-PQ candidates re-scored exactly per result (``k_factor`` in FAISS).
 
     Requires ``faiss`` (``pip install "polymodal[retrieval]"``).
     """
@@ -70,6 +77,9 @@ class FaissIndex(Index):
         nprobe: int = 10,
         M: int = 32,  # FAISS's name
         efSearch: int = 64,  # FAISS's name
+        efConstruction: int = 40,  # FAISS's name
+        pq_m: int | None = None,
+        rerank: int = 10,
     ) -> None:
         super().__init__(dim, metric=metric, modalities=modalities, model=model)
         if kind not in FAISS_KINDS:
@@ -81,6 +91,16 @@ class FaissIndex(Index):
         self.nprobe = _check_int("FaissIndex", "nprobe", nprobe)
         self.M = _check_int("FaissIndex", "M", M, minimum=2)
         self.efSearch = _check_int("FaissIndex", "efSearch", efSearch)
+        self.efConstruction = _check_int("FaissIndex", "efConstruction", efConstruction)
+        if pq_m is None:
+            pq_m = max(m for m in range(1, max(1, dim // 2) + 1) if dim % m == 0)
+        self.pq_m = _check_int("FaissIndex", "pq_m", pq_m)
+        if dim % self.pq_m:
+            raise ValueError(
+                f"FaissIndex: 'pq_m' must divide dim={dim} (each sub-quantizer codes "
+                f"dim/pq_m dimensions), got {pq_m}. Pick a divisor, or leave it None."
+            )
+        self.rerank = _check_int("FaissIndex", "rerank", rerank)
         self._faiss = _import_faiss()
         self._index: Any = None
 
@@ -94,23 +114,42 @@ class FaissIndex(Index):
                 index = faiss.IndexFlatIP(self.dim)
             elif self.faiss_kind == "hnsw":
                 index = faiss.IndexHNSWFlat(self.dim, self.M, ip)
+                index.hnsw.efConstruction = self.efConstruction
             else:
-                if len(self) < self.nlist:
+                needed = self.nlist if self.faiss_kind == "ivf" else max(self.nlist, 256)
+                if len(self) < needed:
                     raise ValueError(
-                        f"FaissIndex(kind='ivf') trains nlist={self.nlist} cells on the "
-                        f"vectors present at the first search, but holds only {len(self)}. "
-                        f"Add more vectors first, lower nlist (about sqrt(N), e.g. "
-                        f"{max(1, math.isqrt(len(self)))}), or use kind='flat'."
+                        f"FaissIndex(kind={self.faiss_kind!r}) trains nlist={self.nlist} cells"
+                        f"{'' if self.faiss_kind == 'ivf' else ' and the PQ codebooks'}"
+                        f" on the vectors present at the first search, so it needs at least "
+                        f"{needed}, but holds only {len(self)}. Add more vectors first, lower "
+                        f"nlist (about sqrt(N), e.g. {max(1, math.isqrt(len(self)))}), or use "
+                        "kind='flat'."
                     )
-                quantizer = faiss.IndexFlatIP(self.dim)
-                index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, ip)
+                if self.faiss_kind == "ivf":
+                    quantizer = faiss.IndexFlatIP(self.dim)
+                    index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, ip)
+                else:
+                    spec = f"IVF{self.nlist},PQ{self.pq_m}x4fs,RFlat"
+                    index = faiss.index_factory(self.dim, spec, ip)
                 show_library_logs()
+                label = "IVF" if self.faiss_kind == "ivf" else "IVF-PQ"
                 logger.info(
-                    "training the IVF index: %d cells on %d vectors ...", self.nlist, len(self)
+                    "training the %s index: %d cells on %d vectors ...",
+                    label,
+                    self.nlist,
+                    min(len(self), 256 * max(self.nlist, 256)),
                 )
                 start = time.perf_counter()
-                index.train(vectors)
-                logger.info("trained the IVF index in %.1f s", time.perf_counter() - start)
+                # FAISS's k-means samples 256 vectors per centroid anyway; sampling here
+                # also spares IVF-PQ the residuals of every vector
+                limit = 256 * max(self.nlist, 256)
+                sample = vectors
+                if len(vectors) > limit:
+                    rows = np.random.default_rng(0).choice(len(vectors), limit, replace=False)
+                    sample = vectors[np.sort(rows)]
+                index.train(sample)
+                logger.info("trained the %s index in %.1f s", label, time.perf_counter() - start)
             self._index = index
         starts = range(self._index.ntotal, len(self), ADD_CHUNK)
         desc = f"building index (faiss {self.faiss_kind}, {len(self):,} vectors)"
@@ -118,6 +157,9 @@ class FaissIndex(Index):
             self._index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK]))
         if self.faiss_kind == "ivf":
             self._index.nprobe = self.nprobe
+        elif self.faiss_kind == "ivfpq":
+            faiss.extract_index_ivf(self._index).nprobe = self.nprobe
+            self._index.k_factor = self.rerank
         elif self.faiss_kind == "hnsw":
             self._index.hnsw.efSearch = self.efSearch
         return self._index
@@ -135,6 +177,9 @@ class FaissIndex(Index):
             "nprobe": self.nprobe,
             "M": self.M,
             "efSearch": self.efSearch,
+            "efConstruction": self.efConstruction,
+            "pq_m": self.pq_m,
+            "rerank": self.rerank,
         }
 
     def _save_extra(self, folder: Path) -> None:

@@ -3,11 +3,11 @@
 Two implementations share one API (:class:`Index`):
 
 * :class:`ExactIndex`, the default, needs nothing beyond torch: brute-force search by a
-  chunked matrix product and ``torch.topk``; chunking bounds the memory a search over a
-  large collection takes.
-* :class:`FaissIndex` wraps a FAISS index (flat, IVF or HNSW) for large collections; it
-  needs the optional ``faiss`` dependency (``pip install "polymodal[retrieval]"``), which
-  is imported only when such an index is built or loaded.
+  blocked matrix product with the top-k selection fused into it (near the machine's
+  matmul rate; blocking bounds the memory a search over a large collection takes).
+* :class:`FaissIndex` wraps a FAISS index (flat, IVF, HNSW or IVF-PQ) for large
+  collections; it needs the optional ``faiss`` dependency (``pip install
+  "polymodal[retrieval]"``), which is imported only when such an index is built or loaded.
 
 Vectors are stored as float32; with ``metric="cosine"`` (the default) they are
 L2-normalised on the way in, so scores are cosine similarities; with ``metric="ip"``
