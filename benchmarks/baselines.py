@@ -32,7 +32,8 @@ from polymodal.training import TrainConfig, load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 
-# dataset -> (config file, modalities, extra method rows (name, modalities, fusion))
+# dataset -> (config file, modalities, extra method rows (name, modalities, fusion), and
+# "own": method -> a config of its own, run as it is but for seed and output folder)
 PLANS: dict[str, dict[str, Any]] = {
     "mosi": {
         "config": None,  # the demo's MiniLM-on-transcripts setup (apps.demo.demo_config)
@@ -46,6 +47,7 @@ PLANS: dict[str, dict[str, Any]] = {
         "config": "configs/av_digits.yaml",
         "modalities": ("audio", "image"),
         "extra": [],
+        "own": {"audio": "configs/av_digits_audio.yaml"},
     },
     "har_phone_watch": {
         "config": "configs/har_phone_watch.yaml",
@@ -56,13 +58,21 @@ PLANS: dict[str, dict[str, Any]] = {
 
 
 def method_config(
-    dataset: str, mods: tuple[str, ...], fusion: str, seed: int, out: str
+    dataset: str, mods: tuple[str, ...], fusion: str, seed: int, out: str, method: str = ""
 ) -> TrainConfig:
-    """One run's config: MOSI's is the demo's (``polymodal.apps.demo.demo_config``); the
-    others are the shipped config with ``fusion`` over ``mods``."""
+    """One run's config: MOSI's is the demo's (``polymodal.apps.demo.demo_config``); a
+    method with a config of its own (the plan's ``own``) runs that config; the others are
+    the shipped config with ``fusion`` over ``mods``."""
     plan = PLANS[dataset]
     if plan["config"] is None:
         return demo_config(mods, fusion, seed, output_dir=out)
+    own = plan.get("own", {}).get(method)
+    if own is not None:
+        cfg = load_config(REPO / own)
+        assert isinstance(cfg, TrainConfig)
+        return cfg.replace(
+            seed=seed, device="cpu", progress=False, output_dir=out, name=f"{cfg.name}_s{seed}"
+        )
     cfg = load_config(REPO / plan["config"])
     assert isinstance(cfg, TrainConfig)
     if fusion == "late":
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             secs: list[float] = []
             for seed in range(args.seeds):
                 with tempfile.TemporaryDirectory() as tmp:
-                    cfg = method_config(ds, ms, fusion, seed, tmp)
+                    cfg = method_config(ds, ms, fusion, seed, tmp, name)
                     t0 = time.perf_counter()
                     res = train(cfg)
                     secs.append(time.perf_counter() - t0)

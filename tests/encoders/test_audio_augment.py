@@ -207,3 +207,37 @@ def test_config_errors_name_the_field() -> None:
         build_augment([0.1], "audio_cnn")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="augment key 'pitch'"):
         build_encoder("audio_transformer", AUDIO, dim=8, augment={"pitch": 2})
+
+
+def test_speaker_norm_standardises_each_speakers_bands() -> None:
+    from polymodal.data.sample import Batch
+    from polymodal.inference import calibrate_groups
+
+    schema = Schema((AUDIO,), TargetSpec("classification", 2))
+    params = {"dim": 8, "channels": [4], "n_mels": 16, "cache_mb": 0, "speaker_norm": True}
+    cfg = ModelConfig.from_dict(
+        {
+            "encoders": {"speech": {"name": "audio_cnn", "params": params}},
+            "fusion": {"name": "early"},
+        }
+    )
+    model = build_model(cfg, schema).eval()
+    enc = model.encoders["speech"]
+    t = torch.arange(int(0.3 * SR)) / SR
+    wave = torch.stack([0.1 * torch.sin(2 * math.pi * f * t) for f in (300, 500, 1200, 1500)])
+    mb = ModalityBatch(wave, torch.ones(4, dtype=torch.bool), torch.full((4,), len(t)))
+    ids = ["a0", "a1", "b0", "b1"]
+    batch = Batch({"speech": mb}, None, ids)
+    with pytest.raises(
+        ValueError, match=r"no speaker statistics for example 'a0'.*calibrate_groups"
+    ):
+        model(batch)
+    assert calibrate_groups(model, [(batch, ["a", "a", "b", "b"])]) == 2
+    feats, mask = enc.cached_features(wave, mb.lengths)
+    normed = enc.groups.normalize(feats, ids)  # (4, F, 16)
+    for rows in ([0, 1], [2, 3]):  # each speaker's frames: every band mean 0, std 1
+        x = normed[rows][mask[rows]]  # (frames, 16)
+        torch.testing.assert_close(x.mean(0), torch.zeros(16), atol=1e-4, rtol=0)
+    assert model(batch).logits.shape == (4, 2)
+    plain = build_encoder("audio_cnn", AUDIO, dim=8, channels=(4,), n_mels=16)
+    assert not plain.uses_groups

@@ -25,6 +25,13 @@ samples), so a clip seen again in a later epoch skips the STFT; outputs are the 
 noise on the waveform, a mel-axis warp and SpecAugment's masks on the normalised log-mel),
 applied only in training mode and drawn from a generator seeded by the run's seed.
 
+``speaker_norm`` (every builder here; off by default) standardises each normalised log-mel
+band by its speaker's mean and standard deviation over all the speaker's clips (the data
+set's groups), as ``audio_ge2e(speaker_norm=true)`` does with its states:
+:func:`polymodal.inference.calibrate_groups` reads each group's unlabelled clips once, so
+at test time the statistics of a held-out speaker come from that speaker's own test clips
+(transductive: labels are never read, but the whole test speaker's audio is).
+
 Issue 13 (a user's audio_cnn near chance for its first epochs on acted emotional speech):
 with the fixed floor of 1e-6 of full-scale power, over half of a RAVDESS clip's log-mel
 values sit at that one floor, and averaging the CNN's features over mel rows and frames
@@ -56,7 +63,7 @@ from torch import Tensor, nn
 from polymodal.data.cache import FeatureCache, content_key
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
-from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
+from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, GroupStats, masked_mean
 from polymodal.encoders.timeseries import (
     SequenceGRU,
     SequenceTransformer,
@@ -280,6 +287,9 @@ class AudioEncoder(Encoder):
             least recently used first out): the front end has no trainable parameter and
             no randomness, so from the second epoch on a clip skips the STFT.  0 turns it
             off; it is bypassed when the waveform itself needs a gradient.
+        speaker_norm: standardise each mel band by the example's group's (speaker's) mean
+            and std (set by :func:`polymodal.inference.calibrate_groups`, applied after
+            ``cmvn``); ``forward`` then needs the example ids.
         augment: training-time augmentation, or ``None``; in training mode (when any of
             its strengths is non-zero) each batch's waveforms and log-mel frames go
             through it and the cache is bypassed; in eval mode it does nothing.
@@ -297,6 +307,7 @@ class AudioEncoder(Encoder):
         pool: str = "mean",
         cache_mb: float = 0.0,
         augment: AudioAugment | None = None,
+        speaker_norm: bool = False,
     ) -> None:
         super().__init__()
         if pool not in POOLS:
@@ -319,6 +330,34 @@ class AudioEncoder(Encoder):
         cacheable = not any(p.requires_grad for p in melspec.parameters())
         self.cache = FeatureCache(int(cache_mb * 2**20) if cacheable else 0)
         self.augment = augment
+        self.uses_groups = bool(speaker_norm)
+        self.groups = GroupStats(f"{name}(speaker_norm=true)", melspec.n_mels)
+
+    @torch.no_grad()
+    def moments(self, batch: ModalityBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Per example, the valid frame count, sum and sum of squares of the normalised
+        log-mel (float64; zeros where the example lacks the modality): what
+        :func:`polymodal.inference.calibrate_groups` adds up per group.
+
+        Shape:
+            output: n (B,), sum (B, n_mels), sum of squares (B, n_mels)
+        """
+        wave = tensor_values(batch, self.name, "(B, T) mono waveforms", 2)
+        sample_mask = sequence_mask(batch, wave, self.name)  # (B, T)
+        feats, mask = self.cached_features(wave, sample_mask.sum(1))  # (B, F, n_mels), (B, F)
+        m = (mask & batch.present.to(mask.device, torch.bool)[:, None]).to(torch.float64)
+        x = feats.to(torch.float64) * m.unsqueeze(-1)  # (B, F, n_mels)
+        return m.sum(1), x.sum(1), (x * feats.to(torch.float64)).sum(1)
+
+    def set_group_stats(
+        self, group_of: dict[str, str], stats: dict[str, tuple[Tensor, Tensor]]
+    ) -> None:
+        """Add example ids' groups and groups' (mean, std) of the log-mel, each (n_mels,)."""
+        self.groups.update(group_of, stats)
+
+    def known_ids(self) -> set[str]:
+        """The example ids whose group statistics are set."""
+        return self.groups.known_ids()
 
     def features(self, wave: Tensor, lengths: Tensor) -> Spectrogram:
         """Normalised log-mel frames of padded waveforms (the front end, uncached).
@@ -368,8 +407,12 @@ class AudioEncoder(Encoder):
         ).view(b, 1)
         return Spectrogram(feats, mask)
 
-    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+    def forward(self, batch: ModalityBatch, ids: Sequence[str] | None = None) -> EncoderOutput:
         """Encode padded waveforms; outputs are per (downsampled) mel frame.
+
+        Args:
+            batch: the audio modality of a batch.
+            ids: the B example ids (needed with ``speaker_norm``; ignored otherwise).
 
         Shape:
             batch.values: (B, T) waveforms
@@ -381,12 +424,16 @@ class AudioEncoder(Encoder):
         wave = tensor_values(batch, self.name, "(B, T) mono waveforms", 2)
         sample_mask = sequence_mask(batch, wave, self.name)  # (B, T)
         lengths = sample_mask.sum(1)  # (B,)
-        if self.training and self.augment is not None and self.augment.active:
-            wave, lengths = self.augment.waveform(wave, lengths)  # (B, T), (B,)
+        augment = self.training and self.augment is not None and self.augment.active
+        if augment:
+            wave, lengths = self.augment.waveform(wave, lengths)  # type: ignore[union-attr]
             feats, mask = self.features(wave, lengths)  # (B, F, n_mels), (B, F)
-            feats = self.augment.spectrogram(feats, mask)
         else:
             feats, mask = self.cached_features(wave, lengths)  # (B, F, n_mels), (B, F)
+        if self.uses_groups:
+            feats = self.groups.normalize(feats, ids) * mask.unsqueeze(-1).to(feats.dtype)
+        if augment:
+            feats = self.augment.spectrogram(feats, mask)  # type: ignore[union-attr]
         out = self.backbone(feats, mask)
         if isinstance(out, FrameSequence):
             seq, mask = out.values, out.mask  # (B, F', D), (B, F')
@@ -450,6 +497,7 @@ def audio_cnn(
     cache_mb: float = 256.0,
     init: str = "default",
     augment: dict[str, Any] | None = None,
+    speaker_norm: bool = False,
 ) -> Encoder:
     """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`).
 
@@ -464,7 +512,7 @@ def audio_cnn(
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_cnn")
     backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride, freq_pool, init)
     aug = build_augment(augment, "audio_cnn")
-    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn, pool, cache_mb, aug)
+    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn, pool, cache_mb, aug, speaker_norm)
 
 
 @ENCODERS.register(
@@ -486,6 +534,7 @@ def audio_gru(
     top_db: float | None = None,
     cache_mb: float = 256.0,
     augment: dict[str, Any] | None = None,
+    speaker_norm: bool = False,
 ) -> Encoder:
     """A (bi)GRU over standardised log-mel frames, projected to ``dim``."""
     check_spec(spec, "audio_gru")
@@ -493,7 +542,7 @@ def audio_gru(
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_gru")
     backbone = SequenceGRU(n_mels, dim, hidden_dim, num_layers, bidirectional, dropout)
     aug = build_augment(augment, "audio_gru")
-    return AudioEncoder("audio_gru", mel, backbone, dim, cmvn, pool, cache_mb, aug)
+    return AudioEncoder("audio_gru", mel, backbone, dim, cmvn, pool, cache_mb, aug, speaker_norm)
 
 
 @ENCODERS.register(
@@ -515,6 +564,7 @@ def audio_transformer(
     top_db: float | None = None,
     cache_mb: float = 256.0,
     augment: dict[str, Any] | None = None,
+    speaker_norm: bool = False,
 ) -> Encoder:
     """Linear frame embedding, sinusoidal positions and a pre-norm transformer."""
     check_spec(spec, "audio_transformer")
@@ -522,4 +572,6 @@ def audio_transformer(
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_transformer")
     backbone = SequenceTransformer(n_mels, dim, num_layers, num_heads, mlp_ratio, dropout)
     aug = build_augment(augment, "audio_transformer")
-    return AudioEncoder("audio_transformer", mel, backbone, dim, cmvn, pool, cache_mb, aug)
+    return AudioEncoder(
+        "audio_transformer", mel, backbone, dim, cmvn, pool, cache_mb, aug, speaker_norm
+    )
