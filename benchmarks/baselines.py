@@ -52,9 +52,9 @@ PLANS: dict[str, dict[str, Any]] = {
         # that speaker's own unlabelled test clips)
         "extra": [
             ("audio_speaker_norm", ("audio",), "early"),
-            ("early_audio_augment", ("audio", "image"), "early"),
+            ("early_tuned_audio", ("audio", "image"), "early"),
         ],
-        "encoders_from": {"early_audio_augment": "configs/av_digits_audio.yaml"},
+        "encoders_from": {"early_tuned_audio": "configs/av_digits_audio.yaml"},
         "own": {
             "audio": ("configs/av_digits_audio.yaml", []),
             "audio_speaker_norm": (

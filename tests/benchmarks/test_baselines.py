@@ -15,7 +15,7 @@ def test_a_method_with_its_own_config_runs_that_config() -> None:
     assert cfg.name == "audio_s2" and cfg.seed == 2 and cfg.output_dir == "out"
     assert list(cfg.model.encoders) == ["audio"] and cfg.device == "cpu"
     params = cfg.model.encoders["audio"].params
-    assert "augment" in params and not params.get("speaker_norm", False)
+    assert params["freq_pool"] == "flatten" and not params.get("speaker_norm", False)
     norm = bench.method_config("av_digits", ("audio",), "early", 0, "out", "audio_speaker_norm")
     assert norm.model.encoders["audio"].params["speaker_norm"] is True
     image = bench.method_config("av_digits", ("image",), "early", 1, "out", "image")
@@ -23,9 +23,9 @@ def test_a_method_with_its_own_config_runs_that_config() -> None:
     assert image.data.options["images_per_recording"] == 6
     fused = bench.method_config("av_digits", ("audio", "image"), "early", 0, "out", "early")
     assert sorted(fused.model.encoders) == ["audio", "image"]
-    assert "augment" not in fused.model.encoders["audio"].params
+    assert "freq_pool" not in fused.model.encoders["audio"].params
     aug = bench.method_config(
-        "av_digits", ("audio", "image"), "early", 0, "out", "early_audio_augment"
+        "av_digits", ("audio", "image"), "early", 0, "out", "early_tuned_audio"
     )
     assert aug.model.encoders["audio"] == cfg.model.encoders["audio"]  # the audio config's
     assert aug.model.encoders["image"] == fused.model.encoders["image"]
