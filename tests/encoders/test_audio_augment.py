@@ -74,14 +74,22 @@ def test_every_transform_is_the_identity_at_strength_zero() -> None:
     assert not AudioAugment().active and not AudioAugment(freq_masks=2).active
 
 
-def test_shapes_kept_and_lengths_follow_speed_and_shift() -> None:
+def test_no_clip_is_cut_and_lengths_follow_speed_and_shift() -> None:
     wave, lengths = waves()
     aug = AudioAugment(**ALL_ON)
     out, new = aug.waveform(wave, lengths)
-    assert out.shape == wave.shape and new.shape == lengths.shape
-    assert bool((new <= wave.shape[1]).all()) and bool((new > 0).all())
+    assert out.shape[0] == 2 and out.shape[1] == max(wave.shape[1], int(new.max()))
+    assert new.shape == lengths.shape and bool((new > 0).all())
     for i, n in enumerate(new.tolist()):
         assert bool((out[i, n:] == 0).all())  # padding stays zero
+    # a clip slowed down (or shifted) past the batch's T widens the batch: nothing is cut
+    slow, n_slow = speed_perturb(wave, lengths, 0.5, gen(0))
+    rate = torch.rand(2, generator=gen(0), dtype=torch.float64) * 1.0 + 0.5
+    assert n_slow[0] == round(int(lengths[0]) / float(rate[0]))
+    assert slow.shape[1] == max(wave.shape[1], int(n_slow.max()))
+    shifted, n_shift = time_shift(wave, lengths, 0.5, gen(0))
+    k = int(n_shift[0] - lengths[0])
+    assert torch.equal(shifted[0, k : k + int(lengths[0])], wave[0, : int(lengths[0])])
     feats = torch.randn(2, 31, 16)
     mask = torch.arange(31)[None, :] < torch.tensor([[31], [21]])
     assert aug.spectrogram(feats, mask).shape == feats.shape
@@ -96,10 +104,7 @@ def test_speed_resamples_by_the_drawn_factor() -> None:
     g = gen(1)
     rate = torch.rand(2, generator=gen(1), dtype=torch.float64) * 0.4 + 0.8  # what it draws
     _, new = speed_perturb(wave, lengths, 0.2, g)
-    expect = [
-        min(round(n / r), wave.shape[1])
-        for n, r in zip(lengths.tolist(), rate.tolist(), strict=True)
-    ]
+    expect = [round(n / r) for n, r in zip(lengths.tolist(), rate.tolist(), strict=True)]
     assert new.tolist() == expect
 
 

@@ -11,9 +11,9 @@ On the waveform (B, T) with per-example ``lengths`` (samples), in this order:
 
 * ``speed``: each clip resampled by a factor drawn uniformly from ``[1 - speed, 1 +
   speed]`` (Kaldi-style speed perturbation: tempo and pitch change together); a clip
-  played faster gets shorter, a slower one longer (cut at the batch's T).
+  played faster gets shorter, a slower one longer.
 * ``shift``: up to ``shift`` times the clip's length of silence put before it (a word
-  that starts later; a clip pushed past T is cut).
+  that starts later).
 * ``gain_db``: a gain drawn uniformly from ``[-gain_db, gain_db]`` dB.
 * ``noise_p``, ``noise_snr``: with probability ``noise_p``, white noise at an SNR drawn
   uniformly from ``noise_snr`` = ``(low, high)`` dB of the clip's RMS.
@@ -28,8 +28,8 @@ On the normalised log-mel frames (B, F, n_mels) with their frame mask (B, F):
   ``time_width`` valid frames (SpecAugment, Park et al. 2019), set to 0 (the mean of the
   normalised log-mel).
 
-Shapes never change; ``speed`` and ``shift`` change ``lengths`` (returned), the other
-transforms keep them.
+``speed`` and ``shift`` change ``lengths`` (returned) and widen the batch when a clip
+grows past its T (no clip is ever cut); the other transforms keep shapes and lengths.
 """
 
 from __future__ import annotations
@@ -71,50 +71,50 @@ def speed_perturb(
     """Resample each clip by a factor drawn from ``[1 - max_change, 1 + max_change]``.
 
     A clip of ``n`` samples played ``r`` times faster becomes ``round(n / r)`` samples
-    (linear interpolation), cut at T.  ``max_change=0`` returns the inputs unchanged.
+    (linear interpolation); the batch widens when a slowed clip needs it, so no clip is
+    cut.  ``max_change=0`` returns the inputs unchanged.
 
     Shape:
-        wave: (B, T); lengths: (B,) samples; output: (B, T), (B,)
+        wave: (B, T); lengths: (B,) samples; output: (B, T'), (B,) with
+        T' = max(T, the longest new clip)
     """
     if max_change == 0:
         return wave, lengths
     b, t = wave.shape
     rates = _uniform(generator, b, 1.0 - max_change, 1.0 + max_change, wave).tolist()
-    out = torch.zeros_like(wave)
-    new = lengths.clone()
-    for i, (n, r) in enumerate(zip(lengths.tolist(), rates, strict=True)):
+    sizes = [
+        int(n) if n < 2 else max(1, round(int(n) / r))
+        for n, r in zip(lengths.tolist(), rates, strict=True)
+    ]
+    out = wave.new_zeros(b, max([t, *sizes]))
+    for i, (n, m) in enumerate(zip(lengths.tolist(), sizes, strict=True)):
         n = int(n)
         if n < 2:
             out[i, :n] = wave[i, :n]
             continue
-        m = max(1, round(n / r))
         clip = F.interpolate(wave[i, None, None, :n], size=m, mode="linear", align_corners=True)
-        m = min(m, t)
-        out[i, :m] = clip[0, 0, :m]
-        new[i] = m
-    return out, new
+        out[i, :m] = clip[0, 0]
+    return out, torch.tensor(sizes, dtype=lengths.dtype, device=lengths.device)
 
 
 def time_shift(
     wave: Tensor, lengths: Tensor, max_fraction: float, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:
-    """Put up to ``max_fraction`` times each clip's length of silence before it.
+    """Put up to ``max_fraction`` times each clip's length of silence before it (the batch
+    widens when a clip needs it, so no clip is cut).
 
     Shape:
-        wave: (B, T); lengths: (B,) samples; output: (B, T), (B,)
+        wave: (B, T); lengths: (B,) samples; output: (B, T'), (B,) with T' >= T
     """
     if max_fraction == 0:
         return wave, lengths
     b, t = wave.shape
     u = torch.rand(b, generator=generator, dtype=torch.float64).tolist()
-    out = torch.zeros_like(wave)
-    new = lengths.clone()
-    for i, (n, f) in enumerate(zip(lengths.tolist(), u, strict=True)):
-        n = int(n)
-        k = min(int(f * max_fraction * n), t)
-        m = min(n, t - k)
-        out[i, k : k + m] = wave[i, :m]
-        new[i] = k + m
+    pads = [int(f * max_fraction * int(n)) for n, f in zip(lengths.tolist(), u, strict=True)]
+    new = torch.tensor(pads, dtype=lengths.dtype, device=lengths.device) + lengths
+    out = wave.new_zeros(b, max(t, int(new.max())))
+    for i, (n, k) in enumerate(zip(lengths.tolist(), pads, strict=True)):
+        out[i, k : k + int(n)] = wave[i, : int(n)]
     return out, new
 
 
@@ -289,7 +289,7 @@ class AudioAugment(nn.Module):
         """Speed, shift, gain and noise, in that order.
 
         Shape:
-            wave: (B, T); lengths: (B,) samples; output: (B, T), (B,)
+            wave: (B, T); lengths: (B,) samples; output: (B, T'), (B,) with T' >= T
         """
         g = self.generator
         wave, lengths = speed_perturb(wave, lengths, self.speed, g)
