@@ -32,7 +32,10 @@ from polymodal.training import TrainConfig, load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 
-# dataset -> (config file, modalities, extra method rows (name, modalities, fusion))
+# dataset -> (config file, modalities, extra method rows (name, modalities, fusion),
+# "own": method -> (a config of its own, key=value overrides), run as it is but for seed
+# and output folder, and "encoders_from": method -> a config whose encoders replace the
+# shipped config's)
 PLANS: dict[str, dict[str, Any]] = {
     "mosi": {
         "config": None,  # the demo's MiniLM-on-transcripts setup (apps.demo.demo_config)
@@ -45,7 +48,20 @@ PLANS: dict[str, dict[str, Any]] = {
     "av_digits": {
         "config": "configs/av_digits.yaml",
         "modalities": ("audio", "image"),
-        "extra": [],
+        # audio_speaker_norm: transductive (each test speaker's band statistics come from
+        # that speaker's own unlabelled test clips)
+        "extra": [
+            ("audio_speaker_norm", ("audio",), "early"),
+            ("early_tuned_audio", ("audio", "image"), "early"),
+        ],
+        "encoders_from": {"early_tuned_audio": "configs/av_digits_audio.yaml"},
+        "own": {
+            "audio": ("configs/av_digits_audio.yaml", []),
+            "audio_speaker_norm": (
+                "configs/av_digits_audio.yaml",
+                ["model.encoders.audio.params.speaker_norm=true"],
+            ),
+        },
     },
     "har_phone_watch": {
         "config": "configs/har_phone_watch.yaml",
@@ -56,22 +72,38 @@ PLANS: dict[str, dict[str, Any]] = {
 
 
 def method_config(
-    dataset: str, mods: tuple[str, ...], fusion: str, seed: int, out: str
+    dataset: str, mods: tuple[str, ...], fusion: str, seed: int, out: str, method: str = ""
 ) -> TrainConfig:
-    """One run's config: MOSI's is the demo's (``polymodal.apps.demo.demo_config``); the
-    others are the shipped config with ``fusion`` over ``mods``."""
+    """One run's config: MOSI's is the demo's (``polymodal.apps.demo.demo_config``); a
+    method with a config of its own (the plan's ``own``) runs that config; the others are
+    the shipped config with ``fusion`` over ``mods`` (and, for a method in the plan's
+    ``encoders_from``, the encoders of that config)."""
     plan = PLANS[dataset]
     if plan["config"] is None:
         return demo_config(mods, fusion, seed, output_dir=out)
+    own = plan.get("own", {}).get(method)
+    if own is not None:
+        path, overrides = own
+        cfg = load_config(REPO / path, overrides)
+        assert isinstance(cfg, TrainConfig)
+        return cfg.replace(
+            seed=seed, device="cpu", progress=False, output_dir=out, name=f"{method}_s{seed}"
+        )
     cfg = load_config(REPO / plan["config"])
     assert isinstance(cfg, TrainConfig)
     if fusion == "late":
         fusion_cfg = {"name": "late", "params": {"combine": "mean"}}
     else:
         fusion_cfg = {"name": "early", "params": dict(cfg.model.fusion.params)}
+    encoders = {m: cfg.model.encoders[m].to_dict() for m in mods}
+    source = plan.get("encoders_from", {}).get(method)
+    if source is not None:
+        other = load_config(REPO / source)
+        assert isinstance(other, TrainConfig)
+        encoders.update({m: e.to_dict() for m, e in other.model.encoders.items() if m in mods})
     drop = cfg.model.modality_dropout
     changes: dict[str, Any] = {
-        "model.encoders": {m: cfg.model.encoders[m].to_dict() for m in mods},
+        "model.encoders": encoders,
         "model.fusion": fusion_cfg,
         "model.modality_dropout": {m: drop.get(m, 0.3) for m in mods} if len(mods) > 1 else {},
         "data.options.modalities": list(mods),
@@ -79,7 +111,7 @@ def method_config(
         "device": "cpu",
         "progress": False,
         "output_dir": out,
-        "name": f"{cfg.name}_{fusion}_{'_'.join(mods)}_s{seed}",
+        "name": f"{cfg.name}_{method if source else fusion}_{'_'.join(mods)}_s{seed}",
     }
     if fusion == "late":
         changes["model.head"] = {}
@@ -113,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             secs: list[float] = []
             for seed in range(args.seeds):
                 with tempfile.TemporaryDirectory() as tmp:
-                    cfg = method_config(ds, ms, fusion, seed, tmp)
+                    cfg = method_config(ds, ms, fusion, seed, tmp, name)
                     t0 = time.perf_counter()
                     res = train(cfg)
                     secs.append(time.perf_counter() - t0)

@@ -130,7 +130,7 @@ def test_speaker_norm_standardises_each_speakers_frames() -> None:
         zeros = torch.zeros(256, dtype=torch.float64)
         torch.testing.assert_close(normed.mean(0), zeros, atol=1e-4, rtol=0)
     # the two speakers' statistics differ
-    assert not torch.allclose(enc._group_stats["a"][0], enc._group_stats["b"][0], atol=1e-3)
+    assert not torch.allclose(enc.groups.stats["a"][0], enc.groups.stats["b"][0], atol=1e-3)
 
 
 def test_speaker_norm_without_statistics_says_how_to_get_them() -> None:

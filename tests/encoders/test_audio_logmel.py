@@ -12,7 +12,7 @@ from polymodal.data.decode import decode_audio
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders import ENCODERS, build_encoder
-from polymodal.encoders.audio import LogMelVector
+from polymodal.encoders.audio_logmel import LogMelVector
 from polymodal.joint.features import cached_features
 
 SR = 8000

@@ -24,6 +24,8 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("top_db", "float | None", "null"),
                 ("cache_mb", "float", "256.0"),
                 ("init", "str", "default"),
+                ("augment", "dict[str, Any] | None", "null"),
+                ("speaker_norm", "bool", "false"),
             ),
         ),
         (
@@ -57,6 +59,8 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("pool", "str", "mean"),
                 ("top_db", "float | None", "null"),
                 ("cache_mb", "float", "256.0"),
+                ("augment", "dict[str, Any] | None", "null"),
+                ("speaker_norm", "bool", "false"),
             ),
         ),
         (
@@ -89,6 +93,8 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("pool", "str", "mean"),
                 ("top_db", "float | None", "null"),
                 ("cache_mb", "float", "256.0"),
+                ("augment", "dict[str, Any] | None", "null"),
+                ("speaker_norm", "bool", "false"),
             ),
         ),
         (

@@ -26,7 +26,16 @@ Pretrained encoders need ``pip install "polymodal[pretrained]"`` (``audio_ge2e``
 ``polymodal[video]``).
 """
 
-from polymodal.encoders import audio, image, tabular, text, timeseries, video, voice
+from polymodal.encoders import (
+    audio,
+    audio_logmel,
+    image,
+    tabular,
+    text,
+    timeseries,
+    video,
+    voice,
+)
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, build_encoder, masked_mean
 
 __all__ = [
@@ -34,6 +43,7 @@ __all__ = [
     "Encoder",
     "EncoderOutput",
     "audio",
+    "audio_logmel",
     "build_encoder",
     "image",
     "masked_mean",

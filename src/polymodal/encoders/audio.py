@@ -17,9 +17,20 @@ samples), so a clip seen again in a later epoch skips the STFT; outputs are the 
   mapped to D): a sequence over time at ``hop * time_stride ** len(channels)``.
 * ``audio_gru``: a bidirectional GRU over packed mel frames.
 * ``audio_transformer``: a transformer over mel frames with a key padding mask.
-* ``audio_logmel``: no sequence model and no weights: one fixed vector per clip (silence
-  trimmed, log-mel resampled to a fixed number of frames, plus band means and stds), for
-  projections or classifiers trained on cached features.
+* ``audio_logmel`` (in :mod:`polymodal.encoders.audio_logmel`): no sequence model and no
+  weights: one fixed vector per clip, for projections or classifiers on cached features.
+
+``augment`` (every builder here) adds training-time augmentation
+(:class:`~polymodal.layers.audio_augment.AudioAugment`: speed, leading silence, gain and
+noise on the waveform, a mel-axis warp and SpecAugment's masks on the normalised log-mel),
+applied only in training mode and drawn from a generator seeded by the run's seed.
+
+``speaker_norm`` (every builder here; off by default) standardises each normalised log-mel
+band by its speaker's mean and standard deviation over all the speaker's clips (the data
+set's groups), as ``audio_ge2e(speaker_norm=true)`` does with its states:
+:func:`polymodal.inference.calibrate_groups` reads each group's unlabelled clips once, so
+at test time the statistics of a held-out speaker come from that speaker's own test clips
+(transductive: labels are never read, but the whole test speaker's audio is).
 
 Issue 13 (a user's audio_cnn near chance for its first epochs on acted emotional speech):
 with the fixed floor of 1e-6 of full-scale power, over half of a RAVDESS clip's log-mel
@@ -43,7 +54,7 @@ standardisation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +63,7 @@ from torch import Tensor, nn
 from polymodal.data.cache import FeatureCache, content_key
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
-from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
+from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, GroupStats, masked_mean
 from polymodal.encoders.timeseries import (
     SequenceGRU,
     SequenceTransformer,
@@ -62,6 +73,7 @@ from polymodal.encoders.timeseries import (
     tensor_values,
     zero_invalid,
 )
+from polymodal.layers.audio_augment import AudioAugment, build_augment
 from polymodal.layers.melspec import (
     LogMelSpectrogram,
     Spectrogram,
@@ -74,7 +86,7 @@ FREQ_POOLS = ("flatten", "mean")
 POOLS = ("stats", "mean")
 
 
-def _sample_rate(spec: ModalitySpec, sample_rate: float | None, encoder: str) -> float:
+def sample_rate_of(spec: ModalitySpec, sample_rate: float | None, encoder: str) -> float:
     sr = spec.sample_rate if sample_rate is None else sample_rate
     if sr is None or sr <= 0:
         raise ValueError(
@@ -275,6 +287,12 @@ class AudioEncoder(Encoder):
             least recently used first out): the front end has no trainable parameter and
             no randomness, so from the second epoch on a clip skips the STFT.  0 turns it
             off; it is bypassed when the waveform itself needs a gradient.
+        speaker_norm: standardise each mel band by the example's group's (speaker's) mean
+            and std (set by :func:`polymodal.inference.calibrate_groups`, applied after
+            ``cmvn``); ``forward`` then needs the example ids.
+        augment: training-time augmentation, or ``None``; in training mode (when any of
+            its strengths is non-zero) each batch's waveforms and log-mel frames go
+            through it and the cache is bypassed; in eval mode it does nothing.
     """
 
     kind = ModalityKind.AUDIO
@@ -288,6 +306,8 @@ class AudioEncoder(Encoder):
         cmvn: str | bool,
         pool: str = "mean",
         cache_mb: float = 0.0,
+        augment: AudioAugment | None = None,
+        speaker_norm: bool = False,
     ) -> None:
         super().__init__()
         if pool not in POOLS:
@@ -309,6 +329,35 @@ class AudioEncoder(Encoder):
         self.pool_proj = nn.Linear(2 * out_dim, out_dim) if pool == "stats" else None
         cacheable = not any(p.requires_grad for p in melspec.parameters())
         self.cache = FeatureCache(int(cache_mb * 2**20) if cacheable else 0)
+        self.augment = augment
+        self.uses_groups = bool(speaker_norm)
+        self.groups = GroupStats(f"{name}(speaker_norm=true)", melspec.n_mels)
+
+    @torch.no_grad()
+    def moments(self, batch: ModalityBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Per example, the valid frame count, sum and sum of squares of the normalised
+        log-mel (float64; zeros where the example lacks the modality): what
+        :func:`polymodal.inference.calibrate_groups` adds up per group.
+
+        Shape:
+            output: n (B,), sum (B, n_mels), sum of squares (B, n_mels)
+        """
+        wave = tensor_values(batch, self.name, "(B, T) mono waveforms", 2)
+        sample_mask = sequence_mask(batch, wave, self.name)  # (B, T)
+        feats, mask = self.cached_features(wave, sample_mask.sum(1))  # (B, F, n_mels), (B, F)
+        m = (mask & batch.present.to(mask.device, torch.bool)[:, None]).to(torch.float64)
+        x = feats.to(torch.float64) * m.unsqueeze(-1)  # (B, F, n_mels)
+        return m.sum(1), x.sum(1), (x * feats.to(torch.float64)).sum(1)
+
+    def set_group_stats(
+        self, group_of: dict[str, str], stats: dict[str, tuple[Tensor, Tensor]]
+    ) -> None:
+        """Add example ids' groups and groups' (mean, std) of the log-mel, each (n_mels,)."""
+        self.groups.update(group_of, stats)
+
+    def known_ids(self) -> set[str]:
+        """The example ids whose group statistics are set."""
+        return self.groups.known_ids()
 
     def features(self, wave: Tensor, lengths: Tensor) -> Spectrogram:
         """Normalised log-mel frames of padded waveforms (the front end, uncached).
@@ -358,8 +407,12 @@ class AudioEncoder(Encoder):
         ).view(b, 1)
         return Spectrogram(feats, mask)
 
-    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+    def forward(self, batch: ModalityBatch, ids: Sequence[str] | None = None) -> EncoderOutput:
         """Encode padded waveforms; outputs are per (downsampled) mel frame.
+
+        Args:
+            batch: the audio modality of a batch.
+            ids: the B example ids (needed with ``speaker_norm``; ignored otherwise).
 
         Shape:
             batch.values: (B, T) waveforms
@@ -370,7 +423,17 @@ class AudioEncoder(Encoder):
         """
         wave = tensor_values(batch, self.name, "(B, T) mono waveforms", 2)
         sample_mask = sequence_mask(batch, wave, self.name)  # (B, T)
-        feats, mask = self.cached_features(wave, sample_mask.sum(1))  # (B, F, n_mels), (B, F)
+        lengths = sample_mask.sum(1)  # (B,)
+        augment = self.training and self.augment is not None and self.augment.active
+        if augment:
+            wave, lengths = self.augment.waveform(wave, lengths)  # type: ignore[union-attr]
+            feats, mask = self.features(wave, lengths)  # (B, F, n_mels), (B, F)
+        else:
+            feats, mask = self.cached_features(wave, lengths)  # (B, F, n_mels), (B, F)
+        if self.uses_groups:
+            feats = self.groups.normalize(feats, ids) * mask.unsqueeze(-1).to(feats.dtype)
+        if augment:
+            feats = self.augment.spectrogram(feats, mask)  # type: ignore[union-attr]
         out = self.backbone(feats, mask)
         if isinstance(out, FrameSequence):
             seq, mask = out.values, out.mask  # (B, F', D), (B, F')
@@ -404,7 +467,7 @@ def _melspec(
     top_db: float | None,
     encoder: str,
 ) -> LogMelSpectrogram:
-    sr = _sample_rate(spec, sample_rate, encoder)
+    sr = sample_rate_of(spec, sample_rate, encoder)
     # With a floor relative to the clip (top_db), the absolute floor only guards log(0).
     floor = 1e-6 if top_db is None else 1e-10
     return LogMelSpectrogram(
@@ -433,18 +496,23 @@ def audio_cnn(
     top_db: float | None = None,
     cache_mb: float = 256.0,
     init: str = "default",
+    augment: dict[str, Any] | None = None,
+    speaker_norm: bool = False,
 ) -> Encoder:
     """Blocks stride 2 along mel and ``time_stride`` along time (see :class:`MelConv2d`).
 
     ``freq_pool="flatten", pool="stats", top_db=80`` keep clips apart at initialisation
     but did not learn better on RAVDESS (see the module's notes); ``cache_mb`` caches each
-    clip's log-mel (see :class:`AudioEncoder`).
+    clip's log-mel (see :class:`AudioEncoder`); ``augment`` maps augmentation names to
+    strengths (see :class:`~polymodal.layers.audio_augment.AudioAugment`), e.g.
+    ``{speed: 0.1, freq_masks: 2, freq_width: 4}``.
     """
     check_spec(spec, "audio_cnn")
     check_dim(dim, "audio_cnn")
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_cnn")
     backbone = MelConv2d(n_mels, dim, channels, dropout, time_stride, freq_pool, init)
-    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn, pool, cache_mb)
+    aug = build_augment(augment, "audio_cnn")
+    return AudioEncoder("audio_cnn", mel, backbone, dim, cmvn, pool, cache_mb, aug, speaker_norm)
 
 
 @ENCODERS.register(
@@ -465,13 +533,16 @@ def audio_gru(
     pool: str = "mean",
     top_db: float | None = None,
     cache_mb: float = 256.0,
+    augment: dict[str, Any] | None = None,
+    speaker_norm: bool = False,
 ) -> Encoder:
     """A (bi)GRU over standardised log-mel frames, projected to ``dim``."""
     check_spec(spec, "audio_gru")
     check_dim(dim, "audio_gru")
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_gru")
     backbone = SequenceGRU(n_mels, dim, hidden_dim, num_layers, bidirectional, dropout)
-    return AudioEncoder("audio_gru", mel, backbone, dim, cmvn, pool, cache_mb)
+    aug = build_augment(augment, "audio_gru")
+    return AudioEncoder("audio_gru", mel, backbone, dim, cmvn, pool, cache_mb, aug, speaker_norm)
 
 
 @ENCODERS.register(
@@ -492,109 +563,15 @@ def audio_transformer(
     pool: str = "mean",
     top_db: float | None = None,
     cache_mb: float = 256.0,
+    augment: dict[str, Any] | None = None,
+    speaker_norm: bool = False,
 ) -> Encoder:
     """Linear frame embedding, sinusoidal positions and a pre-norm transformer."""
     check_spec(spec, "audio_transformer")
     check_dim(dim, "audio_transformer")
     mel = _melspec(spec, sample_rate, n_mels, win_ms, hop_ms, top_db, "audio_transformer")
     backbone = SequenceTransformer(n_mels, dim, num_layers, num_heads, mlp_ratio, dropout)
-    return AudioEncoder("audio_transformer", mel, backbone, dim, cmvn, pool, cache_mb)
-
-
-@ENCODERS.register(
-    "audio_logmel",
-    "fixed log-mel vector of a short clip: trimmed, resampled frames + band stats (no weights)",
-    kind=ModalityKind.AUDIO,
-)
-class LogMelVector(Encoder):
-    """A fixed-size log-mel vector of a short utterance (a spoken word); no learned weights.
-
-    For each clip: log-mel frames (``n_mels`` bands, 25 ms windows every 10 ms, of its valid
-    samples only); the frames whose energy (mean log-mel over bands) lies more than ``trim``
-    nats below the clip's loudest frame are trimmed from both ends (leading and trailing
-    silence); the rest is linearly resampled to ``frames`` frames and flattened band by band,
-    followed by each band's mean and standard deviation over the kept frames.  So
-    ``out_dim = n_mels * (frames + 2)`` (1,360 with the defaults).
-
-    With ``dim=None`` (the default) the encoder has no parameters: it counts as frozen, its
-    features can be cached (:func:`~polymodal.joint.features.cached_features`), and a
-    projection or classifier learns on top.  The vector is not standardised: per-feature
-    statistics belong to the training data, so standardise where training happens (e.g. a
-    joint projection's ``input_norm: batch``).  ``dim`` adds a trainable linear map to
-    ``dim`` (as ``efficientnet_lite0`` does).
-
-    Each clip is processed alone on its own valid samples, so a clip gives the same vector
-    alone or padded in any batch; an absent clip, or one with no valid sample, gives zeros.
-
-    Args:
-        spec: the audio modality (its ``sample_rate`` sizes the windows).
-        n_mels: mel bands.
-        frames: frames the trimmed log-mel is resampled to.
-        trim: frames more than this many nats below the loudest frame are trimmed from
-            both ends (``log`` power: 5 nats is about 22 dB).
-        sample_rate: Hz, instead of ``spec.sample_rate``.
-        dim: ``None`` for the fixed ``n_mels * (frames + 2)`` vector, or a projection size.
-    """
-
-    kind = ModalityKind.AUDIO
-
-    def __init__(
-        self,
-        spec: ModalitySpec,
-        n_mels: int = 40,
-        frames: int = 32,
-        trim: float = 5.0,
-        sample_rate: float | None = None,
-        dim: int | None = None,
-    ) -> None:
-        super().__init__()
-        check_spec(spec, "audio_logmel")
-        check_dim(n_mels, "audio_logmel", "n_mels")
-        check_dim(frames, "audio_logmel", "frames")
-        if isinstance(trim, bool) or not isinstance(trim, int | float) or not trim > 0:
-            raise ValueError(
-                f"audio_logmel: trim must be a positive number of nats (5.0 trims frames "
-                f"~22 dB below the loudest), got {trim!r}"
-            )
-        if dim is not None:
-            check_dim(dim, "audio_logmel")
-        self.mel = LogMelSpectrogram(_sample_rate(spec, sample_rate, "audio_logmel"), n_mels)
-        self.frames = frames
-        self.trim = float(trim)
-        self.native_dim = n_mels * (frames + 2)
-        self.out_dim = self.native_dim if dim is None else dim
-        self.proj = None if dim is None else nn.Linear(self.native_dim, dim)
-
-    def vector(self, frames: Tensor) -> Tensor:
-        """The fixed vector of one clip's valid log-mel frames.
-
-        Shape:
-            frames: (F, n_mels) with F >= 1
-            output: (n_mels * (frames + 2),)
-        """
-        energy = frames.mean(dim=1)  # (F,)
-        loud = (energy > energy.max() - self.trim).nonzero().flatten()
-        x = frames[int(loud[0]) : int(loud[-1]) + 1]  # (F', n_mels)
-        grid = F.interpolate(x.T[None], size=self.frames, mode="linear", align_corners=True)
-        return torch.cat([grid[0].flatten(), x.mean(0), x.std(0, unbiased=False)])
-
-    def forward(self, batch: ModalityBatch) -> EncoderOutput:
-        """Encode padded waveforms into one fixed vector each.
-
-        Shape:
-            batch.values: (B, T) waveforms
-            batch.lengths: (B,) samples (or batch.mask: (B, T))
-            output.pooled: (B, D) with D = n_mels * (frames + 2), or ``dim``
-            output.sequence: (B, 1, D); output.mask: (B, 1), False for absent or empty clips
-        """
-        wave = tensor_values(batch, "audio_logmel", "(B, T) mono waveforms", 2)
-        sample_mask = sequence_mask(batch, wave, "audio_logmel")  # (B, T)
-        with torch.no_grad():
-            spec = self.mel(wave, sample_mask.sum(1))  # (B, F, n_mels), (B, F)
-            valid = spec.mask.any(dim=1)  # (B,)
-            pooled = wave.new_zeros(wave.shape[0], self.native_dim)  # (B, D)
-            for b in valid.nonzero().flatten().tolist():
-                pooled[b] = self.vector(spec.features[b][spec.mask[b]])
-        if self.proj is not None:
-            pooled = self.proj(pooled) * valid[:, None].to(pooled.dtype)  # (B, dim)
-        return EncoderOutput(pooled[:, None], valid[:, None], pooled)
+    aug = build_augment(augment, "audio_transformer")
+    return AudioEncoder(
+        "audio_transformer", mel, backbone, dim, cmvn, pool, cache_mb, aug, speaker_norm
+    )

@@ -11,6 +11,7 @@ modality's :class:`~polymodal.data.modality.ModalitySpec`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -42,6 +43,62 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
 
+class GroupStats:
+    """Each group's (speaker's) mean and standard deviation of an encoder's features, and
+    the group of each example id: what an encoder with ``uses_groups`` standardises by.
+
+    :func:`polymodal.inference.calibrate_groups` fills it (through the encoder's
+    ``set_group_stats``) from the data's unlabelled examples; it is data, not weights, so
+    it is not in ``state_dict``.
+
+    Args:
+        encoder: the encoder's description for messages, e.g. ``"audio_ge2e(speaker_norm=true)"``.
+        dim: D, the size of the statistics.
+    """
+
+    def __init__(self, encoder: str, dim: int) -> None:
+        self.encoder, self.dim = encoder, dim
+        self.group_of: dict[str, str] = {}  # example id -> group
+        self.stats: dict[str, tuple[Tensor, Tensor]] = {}  # group -> (mean, std), (D,)
+
+    def update(self, group_of: dict[str, str], stats: dict[str, tuple[Tensor, Tensor]]) -> None:
+        """Add example ids' groups and groups' (mean, std); later calls overwrite the ids
+        and groups they name."""
+        self.group_of.update(group_of)
+        self.stats.update({g: (m.float().cpu(), s.float().cpu()) for g, (m, s) in stats.items()})
+
+    def known_ids(self) -> set[str]:
+        """The example ids whose group statistics are set."""
+        return set(self.group_of)
+
+    def normalize(self, x: Tensor, ids: Sequence[str] | None) -> Tensor:
+        """``(x - mean_g) / std_g`` with each example's group g (identity for a group
+        without statistics).
+
+        Shape:
+            x: (B, F, D); output: (B, F, D)
+        """
+        if ids is None:
+            raise ValueError(
+                f"{self.encoder} standardises each example by its speaker's statistics, so "
+                "it needs the examples' ids: call it through MultimodalModel (which passes "
+                "batch.ids), or pass ids=."
+            )
+        unknown = [i for i in ids if i not in self.group_of]
+        if unknown:
+            raise ValueError(
+                f"{self.encoder} has no speaker statistics for example {unknown[0]!r} "
+                f"({len(unknown)} of {len(ids)} in this batch). Compute them from the data "
+                "first with polymodal.inference.calibrate_groups(model, dataset) (train, "
+                "evaluate and predict do it)."
+            )
+        identity = (torch.zeros(self.dim), torch.ones(self.dim))
+        pairs = [self.stats.get(self.group_of[i], identity) for i in ids]
+        mean = torch.stack([p[0] for p in pairs]).to(x)  # (B, D)
+        std = torch.stack([p[1] for p in pairs]).to(x)  # (B, D)
+        return (x - mean[:, None]) / std[:, None]
+
+
 def weights_fingerprint(model: nn.Module) -> str:
     """A cheap digest of a module's weights (sums and sizes of every tensor): the key under
     which frozen encoders share cached outputs, so weights that differ never share."""
@@ -67,4 +124,4 @@ def build_encoder(name: str, spec: ModalitySpec, **kwargs: Any) -> Encoder:
     return ENCODERS.build(name, spec=spec, **kwargs)
 
 
-__all__ = ["ENCODERS", "Encoder", "EncoderOutput", "build_encoder", "masked_mean"]
+__all__ = ["ENCODERS", "Encoder", "EncoderOutput", "GroupStats", "build_encoder", "masked_mean"]

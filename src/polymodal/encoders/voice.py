@@ -44,6 +44,7 @@ from polymodal.encoders.base import (
     ENCODERS,
     Encoder,
     EncoderOutput,
+    GroupStats,
     masked_mean,
     weights_fingerprint,
 )
@@ -142,12 +143,11 @@ class GE2EFrames(Encoder):
         self._fingerprint: str | None = None
         self.sample_rate = int(rate)
         self.uses_groups = bool(speaker_norm)
-        self._group_of: dict[str, str] = {}  # example id -> group (not saved: data, not weights)
-        self._group_stats: dict[str, tuple[Tensor, Tensor]] = {}  # group -> (mean, std) (D,)
         self.layers = tuple(chosen)
         self.ge2e = SpeakerEncoder.pretrained()
         self.ge2e.requires_grad_(False)
         self.native_dim = GE2E_HIDDEN * len(chosen)
+        self.groups = GroupStats("audio_ge2e(speaker_norm=true)", self.native_dim)
         self.out_dim = self.native_dim if dim is None else dim
         self.adapter = (
             None
@@ -241,36 +241,11 @@ class GE2EFrames(Encoder):
     ) -> None:
         """Add example ids' groups and groups' (mean, std) of the frozen states, each
         (native_dim,); later calls overwrite the ids and groups they name."""
-        self._group_of.update(group_of)
-        self._group_stats.update(
-            {g: (m.float().cpu(), s.float().cpu()) for g, (m, s) in stats.items()}
-        )
+        self.groups.update(group_of, stats)
 
     def known_ids(self) -> set[str]:
         """The example ids whose group statistics are set."""
-        return set(self._group_of)
-
-    def _normalize(self, states: Tensor, ids: Sequence[str] | None) -> Tensor:
-        """``(states - mean_g) / std_g`` with each example's group g. Shape: (B, F, D)."""
-        if ids is None:
-            raise ValueError(
-                "audio_ge2e(speaker_norm=true) standardises each example by its speaker's "
-                "statistics, so it needs the examples' ids: call it through MultimodalModel "
-                "(which passes batch.ids), or pass ids=."
-            )
-        unknown = [i for i in ids if i not in self._group_of]
-        if unknown:
-            raise ValueError(
-                f"audio_ge2e(speaker_norm=true) has no speaker statistics for example "
-                f"{unknown[0]!r} ({len(unknown)} of {len(ids)} in this batch). Compute them "
-                "from the data first with polymodal.inference.calibrate_groups(model, "
-                "dataset) (train, evaluate and predict do it)."
-            )
-        identity = (torch.zeros(self.native_dim), torch.ones(self.native_dim))
-        pairs = [self._group_stats.get(self._group_of[i], identity) for i in ids]
-        mean = torch.stack([p[0] for p in pairs]).to(states)  # (B, D)
-        std = torch.stack([p[1] for p in pairs]).to(states)  # (B, D)
-        return (states - mean[:, None]) / std[:, None]
+        return self.groups.known_ids()
 
     def forward(self, batch: ModalityBatch, ids: Sequence[str] | None = None) -> EncoderOutput:
         """Encode padded waveforms into per-frame (10 ms) features.
@@ -286,7 +261,7 @@ class GE2EFrames(Encoder):
         """
         seq, mask = self._batch_states(batch)
         if self.uses_groups:
-            seq = self._normalize(seq, ids)
+            seq = self.groups.normalize(seq, ids)
         if self.adapter is not None:
             seq = self.adapter(seq)  # (B, F, D)
         seq = seq * mask.unsqueeze(-1).to(seq.dtype)

@@ -24,6 +24,7 @@ from polymodal.data.modality import ModalitySpec, Schema
 from polymodal.encoders.base import ENCODERS, Encoder
 from polymodal.errors import did_you_mean
 from polymodal.fusion.base import FUSIONS
+from polymodal.layers.audio_augment import AudioAugment
 from polymodal.layers.mlp import MLP
 from polymodal.models.config import EncoderConfig, HeadConfig, ModelConfig
 from polymodal.models.multimodal import MultimodalModel
@@ -138,7 +139,8 @@ def build_model(cfg: ModelConfig, schema: Schema, *, seed: int = 0) -> Multimoda
     Args:
         cfg: the architecture.
         schema: the data set's schema (``dataset.schema``).
-        seed: seed of the model's modality-dropout generator.
+        seed: seed of the model's modality-dropout generator and of its encoders'
+            training augmentation (``augment``).
 
     Raises:
         ValueError: a modality the schema lacks, an encoder of the wrong kind, a name that is
@@ -186,7 +188,7 @@ def build_model(cfg: ModelConfig, schema: Schema, *, seed: int = 0) -> Multimoda
     else:
         fusion = fusion_entry.builder(in_dims=in_dims, **cfg.fusion.params)
         head = build_head(fusion.out_dim, num_outputs, cfg.head)
-    return MultimodalModel(
+    model = MultimodalModel(
         encoders,
         fusion,
         head,
@@ -195,6 +197,11 @@ def build_model(cfg: ModelConfig, schema: Schema, *, seed: int = 0) -> Multimoda
         modality_dropout=cfg.modality_dropout,
         seed=seed,
     )
+    # each encoder's training augmentation draws from its own stream of the run's seed
+    augments = [m for m in model.modules() if isinstance(m, AudioAugment)]
+    for k, augment in enumerate(augments):
+        augment.manual_seed(seed + 1000 * (k + 1))
+    return model
 
 
 __all__ = [

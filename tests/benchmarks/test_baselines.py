@@ -1,0 +1,32 @@
+"""benchmarks/baselines.py: which config each method's runs use."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import baselines as bench
+
+
+def test_a_method_with_its_own_config_runs_that_config() -> None:
+    cfg = bench.method_config("av_digits", ("audio",), "early", 2, "out", "audio")
+    assert cfg.name == "audio_s2" and cfg.seed == 2 and cfg.output_dir == "out"
+    assert list(cfg.model.encoders) == ["audio"] and cfg.device == "cpu"
+    params = cfg.model.encoders["audio"].params
+    assert params["freq_pool"] == "flatten" and not params.get("speaker_norm", False)
+    norm = bench.method_config("av_digits", ("audio",), "early", 0, "out", "audio_speaker_norm")
+    assert norm.model.encoders["audio"].params["speaker_norm"] is True
+    image = bench.method_config("av_digits", ("image",), "early", 1, "out", "image")
+    assert image.name == "av_digits_early_image_s1"
+    assert image.data.options["images_per_recording"] == 6
+    fused = bench.method_config("av_digits", ("audio", "image"), "early", 0, "out", "early")
+    assert sorted(fused.model.encoders) == ["audio", "image"]
+    assert "freq_pool" not in fused.model.encoders["audio"].params
+    aug = bench.method_config(
+        "av_digits", ("audio", "image"), "early", 0, "out", "early_tuned_audio"
+    )
+    assert aug.model.encoders["audio"] == cfg.model.encoders["audio"]  # the audio config's
+    assert aug.model.encoders["image"] == fused.model.encoders["image"]
+    assert aug.model.modality_dropout == fused.model.modality_dropout
