@@ -12,6 +12,7 @@ from polymodal.captioning.decoding import (
     beam_search,
     generate,
     greedy,
+    keyframes,
     merge_repeats,
     sample,
 )
@@ -203,6 +204,22 @@ def test_self_critical_steps_raise_the_reward(tokenizer: CaptionTokenizer) -> No
         rewards.append(reward)
     assert model.training  # sampling ran in eval mode and restored it
     assert sum(rewards[-10:]) / 10 > 1.4 * sum(rewards[:10]) / 10  # 0.73 -> 1.25
+
+
+def test_keyframes_are_the_first_frame_of_each_shot() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 48, 64, generator=gen), torch.rand(3, 48, 64, generator=gen)
+    a = a * 0.5  # a dark shot, then a brighter one: a cut
+    still = [a + 0.01 * torch.rand(3, 48, 64, generator=gen) for _ in range(3)]  # noise only
+    frames = torch.stack([*still, b, b, a])  # (6, 3, H, W)
+    keep, last = keyframes(frames, 0.05)
+    assert keep.tolist() == [True, False, False, True, False, True]
+    assert last is not None and last.shape == (32, 32)
+    keep, _ = keyframes(frames[:2], 0.05, last)  # the next chunk compares with chunk 1's last
+    assert keep.tolist() == [False, False]
+    assert keyframes(frames, 0.0)[0].all()
+    with pytest.raises(ValueError, match="threshold must be >= 0"):
+        keyframes(frames, -1.0)
 
 
 def test_merge_repeats_into_time_ranges() -> None:

@@ -106,13 +106,17 @@ def test_caption_a_video_merges_repeated_captions(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    code, out = _caption([str(run["run"]), str(video), "--fps", "2", "--json"])
-    assert code == 0
-    segments = json.loads(out)["segments"]
-    assert 1 <= len(segments) <= 8 and segments[0]["start"] == 0.0
-    assert segments[-1]["end"] == pytest.approx(4.0)
-    for a, b in itertools.pairwise(segments):
-        assert a["end"] == b["start"] and a["caption"] != b["caption"]
+    for threshold, most in (("0.05", 2), ("0", 8)):  # keyframes: one per shot; every frame
+        argv = [str(run["run"]), str(video), "--fps", "2", "--scene-threshold", threshold]
+        code, out = _caption([*argv, "--json"])
+        assert code == 0
+        segments = json.loads(out)["segments"]
+        assert 1 <= len(segments) <= most and segments[0]["start"] == 0.0
+        assert segments[-1]["end"] == pytest.approx(4.0)
+        if len(segments) == 2:  # the second shot starts at 2 s
+            assert segments[1]["start"] == pytest.approx(2.0)
+        for a, b in itertools.pairwise(segments):
+            assert a["end"] == b["start"] and a["caption"] != b["caption"]
 
 
 def test_caption_errors_name_the_problem(run: dict[str, Any], tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polymodal.captioning.decoding import DecodeConfig, generate, merge_repeats
+from polymodal.captioning.decoding import DecodeConfig, generate, keyframes, merge_repeats
 from polymodal.captioning.features import (
     ImageEncoderConfig,
     build_image_encoder,
@@ -98,9 +98,15 @@ class Captioner:
         path: str | os.PathLike[str],
         fps: float = 1.0,
         decode: DecodeConfig | None = None,
+        scene_threshold: float = 0.05,
     ) -> list[dict[str, Any]]:
-        """Captions of a video's frames sampled at ``fps``, repeated consecutive captions
-        merged: ``[{"start": s, "end": e, "caption": c}, ...]`` (seconds)."""
+        """Captions of a video's keyframes, repeated consecutive captions merged:
+        ``[{"start": s, "end": e, "caption": c}, ...]`` (seconds).
+
+        Frames are sampled at ``fps``; a sampled frame is a keyframe when it differs from
+        the last keyframe by more than ``scene_threshold`` (:func:`keyframes`; 0: every
+        sampled frame), and only keyframes are captioned: a still shot costs one caption.
+        """
         from polymodal.data.decode.image import IMAGENET_MEAN, IMAGENET_STD
         from polymodal.data.decode.stream import iter_video_frames
 
@@ -109,8 +115,12 @@ class Captioner:
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         captions: list[str] = []
         times: list[float] = []
+        last = None
         for frames, t in iter_video_frames(path, fps, size=size, where=str(path)):
-            captions += self.caption_tensors((frames - mean) / std, decode)  # (n, 3, S, S)
+            keep, last = keyframes(frames, scene_threshold, last)  # (n,)
+            said = iter(self.caption_tensors((frames[keep] - mean) / std, decode))
+            for k in keep.tolist():  # a frame that is not a keyframe says what the last one said
+                captions.append(next(said) if k else captions[-1])
             times += [float(x) for x in t]
         end = times[-1] + 1.0 / fps if times else 0.0
         return merge_repeats(captions, times, end)

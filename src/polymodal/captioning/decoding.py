@@ -271,6 +271,39 @@ def generate(
     return out
 
 
+def keyframes(
+    frames: Tensor, threshold: float, last: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """Which frames start a new shot: the first, and each that differs from the last kept one.
+
+    A frame's difference is the mean absolute difference of 32 x 32 grey thumbnails (pixel
+    values in [0, 1]); a cut between two scenes is typically above 0.1, a still or slowly
+    moving shot below 0.03.  ``threshold`` 0 keeps every frame.
+
+    Args:
+        frames: consecutive video frames, values in [0, 1].
+        threshold: the smallest difference that makes a keyframe (>= 0).
+        last: the thumbnail of the last keyframe of an earlier chunk (``None``: none yet).
+
+    Returns:
+        ``(keep, last)``: a (n,) bool mask, and the last keyframe's thumbnail for the next
+        chunk.
+
+    Shape:
+        frames: (n, 3, H, W); keep: (n,); last: (32, 32)
+    """
+    if not threshold >= 0:
+        raise ValueError(f"keyframes: threshold must be >= 0, got {threshold!r}.")
+    grey = frames.float().mean(1, keepdim=True)  # (n, 1, H, W)
+    thumbs = torch.nn.functional.adaptive_avg_pool2d(grey, 32)[:, 0]  # (n, 32, 32)
+    keep = torch.zeros(frames.shape[0], dtype=torch.bool)
+    for i, thumb in enumerate(thumbs):
+        if last is None or threshold == 0 or float((thumb - last).abs().mean()) > threshold:
+            keep[i] = True
+            last = thumb
+    return keep, last
+
+
 def merge_repeats(captions: Sequence[str], times: Sequence[float], end: float) -> list[dict]:
     """Consecutive equal captions of a video's frames as time ranges.
 
@@ -294,4 +327,12 @@ def merge_repeats(captions: Sequence[str], times: Sequence[float], end: float) -
     return out
 
 
-__all__ = ["DecodeConfig", "beam_search", "generate", "greedy", "merge_repeats", "sample"]
+__all__ = [
+    "DecodeConfig",
+    "beam_search",
+    "generate",
+    "greedy",
+    "keyframes",
+    "merge_repeats",
+    "sample",
+]

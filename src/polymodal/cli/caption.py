@@ -1,9 +1,10 @@
 """``polymodal caption RUN IMAGE_OR_VIDEO...``: caption images and videos with a trained model.
 
 ``RUN`` is a ``task: captioning`` run folder (its best checkpoint) or a checkpoint
-folder.  Each image gets one caption.  A video is captioned from frames sampled at
-``--fps`` (default 1 per second); consecutive frames with the same caption are merged
-into one time range.  ``--json`` prints one JSON object per file instead of text.
+folder.  Each image gets one caption.  A video is captioned from its keyframes: frames
+sampled at ``--fps`` (default 1 per second), of which those that differ from the last
+keyframe by more than ``--scene-threshold`` are captioned (a new shot); consecutive
+frames with the same caption are merged into one time range.  ``--json`` prints one JSON object per file instead of text.
 Decoding defaults to the run's (``decode`` in its config); ``--beam`` overrides the
 beam size (1: greedy).
 """
@@ -29,6 +30,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--fps", type=float, default=1.0, help="video frames captioned per second (default 1)"
     )
+    p.add_argument(
+        "--scene-threshold",
+        type=float,
+        default=0.05,
+        metavar="D",
+        help="a sampled frame is captioned when its grey 32x32 thumbnail differs from the last "
+        "captioned frame's by more than D (mean absolute, pixels in [0, 1]; 0: every frame; "
+        "default 0.05)",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(func=run)
@@ -48,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--beam must be >= 1, got {args.beam}.")
     if not args.fps > 0:
         raise ValueError(f"--fps must be > 0, got {args.fps}.")
+    if not args.scene_threshold >= 0:
+        raise ValueError(f"--scene-threshold must be >= 0, got {args.scene_threshold}.")
     for f in args.files:
         if not Path(f).is_file():
             raise FileNotFoundError(f"{f!r} is not a file; pass image or video files.")
@@ -64,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"{f}\t{by_image[f]}")
             continue
-        ranges = captioner.caption_video(f, args.fps, decode)
+        ranges = captioner.caption_video(f, args.fps, decode, args.scene_threshold)
         if args.json:
             print(json.dumps({"file": f, "segments": ranges}))
         else:
