@@ -190,9 +190,13 @@ def test_self_critical_fine_tuning_starts_from_a_run(run: dict[str, Any], tmp_pa
         build_strategy(load_config(CONFIG, [*base[:-1], f"init_from={tmp_path}", "model.dim=32"]))
 
 
-def test_killed_captioning_run_resumes_bit_for_bit(tmp_path: Path) -> None:
-    # dropout on: resuming must restore the RNG state as well as weights and optimiser
+@pytest.mark.parametrize("objective", ["xe", "scst"])
+def test_killed_captioning_run_resumes_bit_for_bit(tmp_path: Path, objective: str) -> None:
+    # dropout on: resuming must restore the RNG state as well as weights and optimiser;
+    # scst also its sampler and the epoch's rewards so far
     overrides = [
+        f"optim.objective={objective}",
+        "optim.samples=2",
         f"feature_cache={tmp_path / 'features'}",
         "data.limit=4",
         "data.min_count=1",

@@ -203,7 +203,7 @@ class CaptionStrategy(Strategy):
         self.feature_hits = 0
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.scorer: CiderD | None = None
-        self.rewards: list[float] = []
+        self.rewards = torch.zeros(2, dtype=torch.float64)  # the epoch's reward sum, steps
 
     def _encode(self, refs: list[list[str]]) -> Tensor:
         """Each image's captions as decoder ids, (N, R, T); R = the most captions of an
@@ -284,15 +284,22 @@ class CaptionStrategy(Strategy):
             self.cfg.optim.samples,
             self.sampler,
         )
-        self.rewards.append(reward)
+        self.rewards += torch.tensor([reward, 1.0], dtype=torch.float64)
         return loss, int(rows.numel())
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
-        if not self.rewards:
+        if not self.rewards[1]:
             return {}
-        mean = sum(self.rewards) / len(self.rewards)
-        self.rewards = []
+        mean = float(self.rewards[0] / self.rewards[1])
+        self.rewards = torch.zeros(2, dtype=torch.float64)
         return {"train_cider_d": 100.0 * mean}  # the epoch's mean sampled reward, percent
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {"scst_rewards": self.rewards.clone()}  # a run killed mid-epoch keeps them
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        if "scst_rewards" in state:
+            self.rewards = state["scst_rewards"].clone().to(torch.float64)
 
     def generators(self) -> dict[str, torch.Generator]:
         return {"scst_sampler": self.sampler}
