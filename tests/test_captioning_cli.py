@@ -17,7 +17,7 @@ import torch
 from polymodal.checkpoint import load_checkpoint
 from polymodal.cli.main import main
 from polymodal.training import load_config, train
-from tests.cli.killing import kill_after_first_checkpoint
+from tests.cli.killing import assert_same_checkpoints, kill_after_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("data_root")
 
@@ -227,9 +227,4 @@ def test_killed_captioning_run_resumes_bit_for_bit(tmp_path: Path, objective: st
     strip = [{k: v for k, v in row.items() if k not in drop} for row in resumed.history]
     assert strip == [{k: v for k, v in row.items() if k not in drop} for row in whole.history]
     assert resumed.test == whole.test and resumed.best_epoch == whole.best_epoch
-    for which in ("last", "best"):
-        a = load_checkpoint(tmp_path / "whole" / "checkpoints" / which)
-        b = load_checkpoint(tmp_path / "killed" / "checkpoints" / which)
-        assert sorted(a.weights) == sorted(b.weights)
-        for k in a.weights:
-            assert torch.equal(a.weights[k], b.weights[k]), (which, k)
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "killed")

@@ -1,4 +1,5 @@
-"""Kill a ``polymodal train`` process with SIGKILL right after its first ``checkpoints/last``.
+"""Kill a ``polymodal train`` process with SIGKILL right after its first ``checkpoints/last``;
+compare a resumed run's checkpoints with an uninterrupted run's.
 
 The child runs a config like ``polymodal train`` does, but holds (sleeps) once the first
 ``checkpoints/last`` is on disk and says so with a marker file; the parent waits for that
@@ -50,3 +51,22 @@ def kill_after_first_checkpoint(config: Path, overrides: list[str], held: Path) 
     assert held.exists(), proc.stderr.read().decode() if proc.stderr else ""
     state: dict[str, Any] = json.loads((Path(held.read_text()) / "state.json").read_text())
     return state
+
+
+def assert_same_checkpoints(whole: Path, resumed: Path, strategy_state: bool = False) -> None:
+    """The ``best`` and ``last`` checkpoints of two run folders hold equal weights (and, with
+    ``strategy_state``, equal strategy tensors: the losses' temperatures)."""
+    import torch
+
+    from polymodal.checkpoint import load_checkpoint
+
+    for which in ("last", "best"):
+        a = load_checkpoint(whole / "checkpoints" / which)
+        b = load_checkpoint(resumed / "checkpoints" / which)
+        assert sorted(a.weights) == sorted(b.weights)
+        for k in a.weights:
+            assert torch.equal(a.weights[k], b.weights[k]), (which, k)
+        if strategy_state:
+            assert sorted(a.trainer_state["strategy"]) == sorted(b.trainer_state["strategy"])
+            for k, v in a.trainer_state["strategy"].items():
+                assert torch.equal(v, b.trainer_state["strategy"][k]), (which, k)

@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
-from polymodal.checkpoint import load_checkpoint
 from polymodal.cli.main import main
 from polymodal.joint.checkpoint import load_joint_checkpoint
-from tests.cli.killing import kill_after_first_checkpoint
+from tests.cli.killing import assert_same_checkpoints, kill_after_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("data_root")
 
@@ -152,16 +150,7 @@ def test_kill_and_resume_matches_uninterrupted_run(run: dict[str, Any]) -> None:
 
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["train", str(run["config"]), *overrides, "--resume"]) == 0
-    for sub in ("best", "last"):
-        a = load_checkpoint(ref / "checkpoints" / sub)
-        b = load_checkpoint(cut / "checkpoints" / sub)
-        assert a.weights.keys() == b.weights.keys()
-        for k in a.weights:
-            assert torch.equal(a.weights[k], b.weights[k]), (sub, k)
-        temperatures = a.trainer_state["strategy"]  # the losses' learnt logit scales
-        assert temperatures.keys() == b.trainer_state["strategy"].keys()
-        for k, v in temperatures.items():
-            assert torch.equal(v, b.trainer_state["strategy"][k]), (sub, k)
+    assert_same_checkpoints(ref, cut, strategy_state=True)  # weights, learnt logit scales
     assert _history(cut) == _history(ref) and len(_history(ref)) == 3
     res_ref = json.loads((ref / "results.json").read_text())
     res_cut = json.loads((cut / "results.json").read_text())

@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 
-from polymodal.checkpoint import load_checkpoint
 from polymodal.data.modality import ModalitySpec
 from polymodal.joint.checkpoint import CONFIG_FILE as JOINT_CONFIG_FILE
 from polymodal.joint.checkpoint import load_joint_checkpoint
@@ -21,6 +20,7 @@ from polymodal.joint.train import ContrastiveOptim, ContrastiveStrategy, JointTr
 from polymodal.models.config import EncoderConfig
 from polymodal.training import load_config
 from polymodal.training.loop import Callback, Trainer, TrainResult
+from tests.cli.killing import assert_same_checkpoints
 
 
 def _mod(name: str, in_dim: int, projection: str = "mlp", **kw: Any) -> JointModalityConfig:
@@ -246,15 +246,7 @@ def test_killed_run_resumes_bit_for_bit(tmp_path: Path) -> None:
     assert resumed.epochs_run == whole.epochs_run == 3
     assert resumed.best_epoch == whole.best_epoch and resumed.best_val == whole.best_val
     assert resumed.info["temperatures"] == whole.info["temperatures"]
-    for which in ("last", "best"):
-        a = load_checkpoint(tmp_path / "whole" / "checkpoints" / which)
-        b = load_checkpoint(tmp_path / "killed" / "checkpoints" / which)
-        assert sorted(a.weights) == sorted(b.weights)
-        for k in a.weights:
-            assert torch.equal(a.weights[k], b.weights[k]), (which, k)
-        assert sorted(a.trainer_state["strategy"]) == sorted(b.trainer_state["strategy"])
-        for k, v in a.trainer_state["strategy"].items():  # the losses' temperatures
-            assert torch.equal(v, b.trainer_state["strategy"][k]), (which, k)
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "killed", strategy_state=True)
 
 
 def test_load_joint_checkpoint_accepts_the_run_folder(tmp_path: Path) -> None:

@@ -373,32 +373,33 @@ def build_captioning(cfg: CaptionTrainConfig) -> CaptionStrategy:
     torch.manual_seed(cfg.seed)
     model = CaptionDecoder(cfg.model, len(tokenizer), int(dim))
     if cfg.init_from is not None:
-        _init_from(model, tokenizer, cfg)
+        _init_from(model, tokenizer, cfg.init_from, cfg.model)
     return CaptionStrategy(cfg, model, tokenizer, splits)
 
 
-def _init_from(model: CaptionDecoder, tokenizer: CaptionTokenizer, cfg: CaptionTrainConfig) -> None:
-    """Load ``cfg.init_from``'s decoder weights into ``model`` after checking it matches."""
+def _init_from(
+    model: CaptionDecoder, tokenizer: CaptionTokenizer, init_from: str, config: CaptionModelConfig
+) -> None:
+    """Load ``init_from``'s decoder weights into ``model`` after checking they match."""
     from polymodal.captioning.captioner import CAPTIONER_FILE, VOCAB_FILE
     from polymodal.checkpoint import WEIGHTS, load_checkpoint, load_weights, resolve_checkpoint
 
-    assert cfg.init_from is not None
-    folder = resolve_checkpoint(cfg.init_from)
+    folder = resolve_checkpoint(init_from)
     if not (folder / CAPTIONER_FILE).is_file():
         raise ValueError(
-            f"init_from={cfg.init_from!r} is not a captioning run: its checkpoint {folder} has "
+            f"init_from={init_from!r} is not a captioning run: its checkpoint {folder} has "
             f"no {CAPTIONER_FILE}."
         )
     ckpt = load_checkpoint(folder, with_trainer_state=False)
     theirs = CaptionModelConfig.from_dict(ckpt.json(CAPTIONER_FILE)["model"])
-    if theirs != cfg.model:
+    if theirs != config:
         raise ValueError(
-            f"init_from={cfg.init_from!r}: its decoder is {theirs.to_dict()}, this run's model "
-            f"is {cfg.model.to_dict()}; use the same model settings."
+            f"init_from={init_from!r}: its decoder is {theirs.to_dict()}, this run's model "
+            f"is {config.to_dict()}; use the same model settings."
         )
     if CaptionTokenizer.from_json(ckpt.text(VOCAB_FILE)).pieces != tokenizer.pieces:
         raise ValueError(
-            f"init_from={cfg.init_from!r} was trained with another vocabulary; use the same "
+            f"init_from={init_from!r} was trained with another vocabulary; use the same "
             "training captions and data.min_count as that run."
         )
     load_weights(model, ckpt.weights, str(folder / WEIGHTS))
