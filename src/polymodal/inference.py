@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -318,8 +318,13 @@ def predict_videos(
     batch_videos: int = 8,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    transform: Callable[[Batch], Batch] | None = None,
 ) -> Predictions:
     """Run a context model in eval mode over every video; one row per real utterance.
+
+    ``transform`` maps each batch's utterances (the collated CPU :class:`Batch`) before the
+    model sees them, e.g. :func:`polymodal.robustness.drop_modalities` to evaluate without
+    a modality.
 
     Returns:
         :class:`Predictions` with the N utterance ids, (N, K) logits, (N,) targets.
@@ -327,6 +332,8 @@ def predict_videos(
     device = torch.device(device)
 
     def rows(batch: VideoBatch) -> tuple[list[str], Tensor, Tensor | None]:
+        if transform is not None:
+            batch = replace(batch, utterances=transform(batch.utterances))
         batch = batch.to(device)
         with autocast(device, precision):
             out = model(batch)
@@ -351,9 +358,11 @@ def evaluate_videos(
     batch_videos: int = 8,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    transform: Callable[[Batch], Batch] | None = None,
 ) -> dict[str, float]:
-    """Per-utterance ``accuracy``, ``macro_f1``, ``auroc`` (2 classes) and ``loss``."""
-    pred = predict_videos(model, dataset, batch_videos, device, precision)
+    """Per-utterance ``accuracy``, ``macro_f1``, ``auroc`` (2 classes) and ``loss``
+    (``transform``: as :func:`predict_videos`)."""
+    pred = predict_videos(model, dataset, batch_videos, device, precision, transform)
     if pred.targets is None:
         raise ValueError(
             f"Data set {dataset.name!r} (split {dataset.split!r}) has no labels; use "

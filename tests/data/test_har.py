@@ -242,3 +242,24 @@ def test_unknown_label_names_the_file(mini_root: Path, tmp_path: Path) -> None:
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"s01_02_sp.csv: could not parse.*label in \['WALKING'"):
         har_phone_watch(split="all", root=mini_root, cache=False)
+
+
+def test_videos_are_recordings_in_time_order(har_all: HARPhoneWatch) -> None:
+    """``videos()``: every window once, grouped by its recording, in time order; what a
+    context model (``task: context``) reads as one sequence."""
+    from polymodal.data.context import VideoDataset
+
+    videos = har_all.videos()
+    assert sorted(i for idx in videos.values() for i in idx) == list(range(len(har_all)))
+    assert len(videos) == 223
+    for rec, idx in list(videos.items())[::20]:
+        samples = [har_all[i] for i in idx]
+        assert {s.meta["recording"] for s in samples} == {rec}
+        starts = [s.meta["start"] for s in samples]
+        assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    # validation carved by subject, as the supervised trainer carves it: whole recordings
+    train, val = VideoDataset(har_all).split_videos(0.2, seed=0)
+    groups = har_all.groups()
+    subjects = {side: {groups[i] for i in v.utterance_indices()} for side, v in (("t", train), ("v", val))}
+    assert subjects["t"].isdisjoint(subjects["v"]) and len(subjects["v"]) >= 4
+    assert train.num_utterances + val.num_utterances == len(har_all)

@@ -162,3 +162,28 @@ def test_robustness_cli_errors(runs: tuple[Path, Path], capsys: pytest.CaptureFi
     assert "Unknown modality 'camera'. Valid modalitys: phone, watch." in capsys.readouterr().err
     assert main([*base, "--reference", "late"]) == 2
     assert "--reference must be one of the runs given" in capsys.readouterr().err
+
+
+def test_evaluate_drop_on_a_context_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``evaluate --drop`` also takes a ``task: context`` run: HAR's recordings as sequences
+    of windows (``videos()``), each window classified in the context of its recording."""
+    path = _config(tmp_path, "ctx", {"name": "early", "params": {"hidden_dim": 8}}, 1)
+    cfg = yaml.safe_load(path.read_text())
+    cfg.update(task="context", context={"hidden_dim": 4})
+    cfg["data"]["batch_size"] = 16  # recordings per step
+    cfg["optim"]["max_steps"] = 3
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 0
+    capsys.readouterr()
+
+    def loss(*extra: str) -> float:
+        assert main(["evaluate", str(tmp_path / "ctx"), "--device", "cpu", *extra]) == 0
+        out = capsys.readouterr().out
+        assert ("without watch" in out) == bool(extra)
+        return float(next(x for x in out.splitlines() if x.startswith("loss")).split()[1])
+
+    assert loss() != loss("--drop", "watch")
+    assert main(["evaluate", str(tmp_path / "ctx"), "--drop", "camera"]) == 2
+    assert "--drop must name modalities the model uses (phone, watch)" in capsys.readouterr().err

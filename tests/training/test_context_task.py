@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from polymodal.data.context import IGNORE_INDEX, VideoDataset
+from polymodal.data.sample import Batch
 from polymodal.inference import evaluate_videos, load_trained, predict_videos
 from polymodal.losses import sequence_loss
 from polymodal.models import EncoderConfig, FusionConfig, ModelConfig
@@ -89,6 +90,29 @@ def test_fit_and_evaluate(tmp_path: Path) -> None:
         ContextStrategy(cfg, model, train_videos, train_videos, None)
     with pytest.raises(ValueError, match=r"monitor='auroc' is not computed per utterance"):
         cfg.replace(monitor="auroc")
+
+
+def test_evaluate_videos_without_a_modality() -> None:
+    """``transform=drop_modalities`` evaluates a context model with a modality absent: the
+    outputs then no longer depend on that modality's values, and differ from the full ones."""
+    from polymodal.robustness import drop_modalities
+
+    def drop_b(batch: Batch) -> Batch:
+        return drop_modalities(batch, ["b"])
+
+    model = context_model("gru").eval()
+    data = ToyVideos()
+    videos = VideoDataset(data)
+    full = predict_videos(model, videos)
+    without = predict_videos(model, videos, transform=drop_b)
+    assert without.ids == full.ids
+    assert not torch.allclose(without.outputs, full.outputs)
+    data.b = data.b * 10.0 + 3.0  # other values of the dropped modality: the same outputs
+    torch.testing.assert_close(predict_videos(model, videos, transform=drop_b).outputs, without.outputs)
+    assert not torch.allclose(predict_videos(model, videos).outputs, full.outputs)
+    metrics = evaluate_videos(model, videos, transform=drop_b)
+    expected = torch.nn.functional.cross_entropy(without.outputs, without.targets)
+    assert metrics["loss"] == pytest.approx(float(expected))
 
 
 def test_training_changes_the_weights_and_lowers_the_loss(tmp_path: Path) -> None:

@@ -313,12 +313,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = trained.model.to(device)
     transform = _drop_transform(trained, args.drop)
     if trained.task == "context":
-        if transform is not None:
-            raise CLIError("--drop takes a supervised run; this is a 'context' run.")
         from polymodal.data.context import VideoDataset
 
         metrics = evaluate_videos(
-            model, VideoDataset(dataset), batch_size, device, trained.precision
+            model, VideoDataset(dataset), batch_size, device, trained.precision, transform
         )
     else:
         task = trained.schema.target.task

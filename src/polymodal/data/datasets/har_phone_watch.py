@@ -350,6 +350,16 @@ class HARPhoneWatch(MultimodalDataset):
     def groups(self) -> list[str]:
         return [self._rec_subject[int(r)] for r in self._rec]
 
+    def videos(self) -> dict[str, list[int]]:
+        """Each recording's window indices, in time order: the sequences a context model
+        (``task: context``) reads.  Recordings appear in the order of their first window."""
+        out: dict[str, list[int]] = {}
+        for i, r in enumerate(self._rec):
+            out.setdefault(self._recordings[int(r)], []).append(i)
+        for idx in out.values():
+            idx.sort(key=lambda i: float(self._start[i]))
+        return out
+
 
 def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
