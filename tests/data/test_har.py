@@ -260,6 +260,8 @@ def test_videos_are_recordings_in_time_order(har_all: HARPhoneWatch) -> None:
     # validation carved by subject, as the supervised trainer carves it: whole recordings
     train, val = VideoDataset(har_all).split_videos(0.2, seed=0)
     groups = har_all.groups()
-    subjects = {side: {groups[i] for i in v.utterance_indices()} for side, v in (("t", train), ("v", val))}
+    subjects = {
+        side: {groups[i] for i in v.utterance_indices()} for side, v in (("t", train), ("v", val))
+    }
     assert subjects["t"].isdisjoint(subjects["v"]) and len(subjects["v"]) >= 4
     assert train.num_utterances + val.num_utterances == len(har_all)

@@ -104,6 +104,18 @@ def test_video_view_groups_by_video_in_numeric_order() -> None:
         assert ids == [f"{video}_{n}" for n in range(1, LENGTHS[video] + 1)]
 
 
+def test_video_view_of_a_subset_keeps_the_base_order() -> None:
+    """A subset (e.g. validation carved from train) keeps its base's ``videos()`` order."""
+    base = ToyVideos()
+    keep = [i for i, (v, _) in enumerate(base.rows) if v in ("v2", "v4")][::-1]
+    sub = VideoDataset(base.subset(keep))
+    assert sub.videos == ["v2", "v4"]
+    for video, idx in zip(sub.videos, sub, strict=True):
+        ids = [sub.base[i].id for i in idx]
+        assert ids == [f"{video}_{n}" for n in range(1, LENGTHS[video] + 1)]
+    assert ToyVideos(with_videos=False).subset([0, 1]).videos() is None
+
+
 def test_video_view_without_videos_keeps_base_order() -> None:
     base = ToyVideos(with_videos=False)
     ds = VideoDataset(base)
@@ -261,6 +273,7 @@ def test_config_builds_the_model_it_describes() -> None:
         "num_layers": 1,
         "dropout": 0.1,
         "num_heads": 2,
+        "modality_dropout": "utterance",
     }
     assert ContextConfig.from_yaml(cfg.to_yaml()) == cfg
     model = ContextModel(utterance_model(), **cfg.to_dict())
@@ -285,3 +298,49 @@ def test_config_builds_the_model_it_describes() -> None:
 def test_sinusoidal_positions_odd_dim() -> None:
     pe = sinusoidal_positions(4, 5)
     assert pe.shape == (4, 5) and pe[0, 1] == 1.0
+
+
+def test_modality_dropout_by_video() -> None:
+    """``modality_dropout="video"``: in training, every utterance of a video loses a
+    modality together (the default hides each utterance's on its own); eval hides none."""
+    seen: dict[str, list[torch.Tensor]] = {"utterance": [], "video": []}
+    videos = VideoDataset(ToyVideos())
+    batch = videos.batch(list(range(len(videos))))
+    for unit in seen:
+        torch.manual_seed(0)
+        um = build_model(
+            ModelConfig(
+                {"a": EncoderConfig("mlp", {"dim": 8}), "b": EncoderConfig("mlp", {"dim": 8})},
+                FusionConfig("early", {}),
+                modality_dropout={"a": 0.5, "b": 0.5},
+            ),
+            SCHEMA,
+        )
+        model = ContextModel(um, hidden_dim=8, modality_dropout=unit).train()
+        calls: list[torch.Tensor] = []
+        drop = um.drop_modalities
+
+        def spy(b: Any, groups: Any = None, drop: Any = drop, calls: Any = calls) -> Any:
+            out = drop(b, groups)
+            calls.append(torch.stack([out["a"].present, out["b"].present], dim=1))
+            return out
+
+        um.drop_modalities = spy  # type: ignore[method-assign]
+        for _ in range(20):
+            model(batch)
+        seen[unit] = calls
+    starts = torch.cumsum(batch.lengths, 0) - batch.lengths
+    for unit, calls in seen.items():
+        kept = torch.stack(calls)  # (20, N, 2): each utterance's modalities after dropout
+        per_video = [kept[:, s : s + n] for s, n in zip(starts, batch.lengths, strict=True)]
+        uniform = all(bool((v == v[:, :1]).all()) for v in per_video)
+        assert uniform == (unit == "video"), unit
+        assert kept.any(-1).all()  # never both hidden
+        assert not kept.all()  # some modality was hidden somewhere
+    model.eval()
+    calls.clear()
+    model(batch)
+    assert not calls  # no dropout in eval
+    with pytest.raises(ValueError, match="Unknown modality_dropout 'recording'"):
+        ContextModel(utterance_model(), modality_dropout="recording")
+    assert ContextConfig(modality_dropout="video").modality_dropout == "video"

@@ -369,6 +369,23 @@ def test_modality_dropout_never_drops_all_modalities() -> None:
     assert 0.1 < dropped["tab"].present.float().mean() < 0.7
 
 
+def test_modality_dropout_by_group() -> None:
+    """``groups``: the examples of a group lose a modality together, at rate p per group; a
+    group never loses all of its modalities either."""
+    model = _dropout_model({"tab": 0.3})
+    groups = torch.arange(6000) // 3  # 2000 groups of 3 examples
+    dropped = model.drop_modalities(_big_batch(6000), groups)
+    kept = dropped["tab"].present.view(2000, 3)
+    assert (kept == kept[:, :1]).all()  # one draw per group
+    assert abs(1 - kept[:, 0].float().mean().item() - 0.3) < 0.035
+    both = _dropout_model({"tab": 0.9, "acc": 0.9})
+    dropped = both.drop_modalities(_big_batch(6000), groups)
+    tab, acc = (dropped[m].present.view(2000, 3) for m in ("tab", "acc"))
+    assert ((tab | acc).all()) and (tab == tab[:, :1]).all() and (acc == acc[:, :1]).all()
+    with pytest.raises(ValueError, match=r"groups must be \(B,\) = \(8,\) integer group"):
+        model.drop_modalities(_big_batch(8), torch.zeros(8))
+
+
 def test_modality_dropout_only_in_training_and_seeded() -> None:
     batch = _big_batch(64)
     a, b, c = (

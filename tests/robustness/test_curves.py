@@ -164,9 +164,7 @@ def test_robustness_cli_errors(runs: tuple[Path, Path], capsys: pytest.CaptureFi
     assert "--reference must be one of the runs given" in capsys.readouterr().err
 
 
-def test_evaluate_drop_on_a_context_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_evaluate_drop_on_a_context_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``evaluate --drop`` also takes a ``task: context`` run: HAR's recordings as sequences
     of windows (``videos()``), each window classified in the context of its recording."""
     path = _config(tmp_path, "ctx", {"name": "early", "params": {"hidden_dim": 8}}, 1)
@@ -185,5 +183,11 @@ def test_evaluate_drop_on_a_context_run(
         return float(next(x for x in out.splitlines() if x.startswith("loss")).split()[1])
 
     assert loss() != loss("--drop", "watch")
+    # the validation windows are read per recording, as the trainer read them
+    assert main(["evaluate", str(tmp_path / "ctx"), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    f1 = float(next(x for x in out.splitlines() if x.startswith("macro_f1")).split()[1])
+    best = json.loads((tmp_path / "ctx" / "results.json").read_text())["val"]["macro_f1"]
+    assert f1 == pytest.approx(best, abs=1e-4)
     assert main(["evaluate", str(tmp_path / "ctx"), "--drop", "camera"]) == 2
     assert "--drop must name modalities the model uses (phone, watch)" in capsys.readouterr().err

@@ -108,7 +108,9 @@ def test_evaluate_videos_without_a_modality() -> None:
     assert without.ids == full.ids
     assert not torch.allclose(without.outputs, full.outputs)
     data.b = data.b * 10.0 + 3.0  # other values of the dropped modality: the same outputs
-    torch.testing.assert_close(predict_videos(model, videos, transform=drop_b).outputs, without.outputs)
+    torch.testing.assert_close(
+        predict_videos(model, videos, transform=drop_b).outputs, without.outputs
+    )
     assert not torch.allclose(predict_videos(model, videos).outputs, full.outputs)
     metrics = evaluate_videos(model, videos, transform=drop_b)
     expected = torch.nn.functional.cross_entropy(without.outputs, without.targets)

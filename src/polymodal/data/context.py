@@ -99,8 +99,9 @@ class VideoDataset:
             video keeps the utterances of it that are among ``indices``.
 
     Utterance order within a video: ``base.videos()`` when the base has it (MOSI orders
-    ``<video>_<n>`` by ``n`` as a number), else the order of the examples in ``base``.
-    Videos are ``base.groups()``; they appear in the order of their first utterance.
+    ``<video>_<n>`` by ``n`` as a number; a subset keeps its base's order), else the order
+    of the examples in ``base``.  Videos are the keys of ``base.videos()``, else
+    ``base.groups()``; they appear in the order of their first utterance.
     """
 
     def __init__(self, base: MultimodalDataset, indices: Sequence[int] | None = None) -> None:
@@ -117,11 +118,9 @@ class VideoDataset:
                 raise IndexError(
                     f"VideoDataset: indices {bad[:5]} out of range for a base of {n} examples."
                 )
-        ordered: Mapping[str, list[int]]
         videos_fn = getattr(base, "videos", None)
-        if callable(videos_fn):
-            ordered = videos_fn()
-        else:
+        ordered: Mapping[str, list[int]] | None = videos_fn() if callable(videos_fn) else None
+        if ordered is None:
             grouped: dict[str, list[int]] = {}
             for i, g in enumerate(base.groups()):
                 grouped.setdefault(str(g), []).append(i)

@@ -174,3 +174,17 @@ class SubsetDataset(MultimodalDataset):
     def ids(self) -> list[str]:
         ids = self.base.ids()
         return [ids[i] for i in self.indices]
+
+    def videos(self) -> dict[str, list[int]] | None:
+        """The base's ``videos()`` (each sequence's examples in order) restricted to this
+        subset, as positions in it; ``None`` when the base has no ``videos()``."""
+        videos_fn = getattr(self.base, "videos", None)
+        if not callable(videos_fn):
+            return None
+        position = {b: k for k, b in enumerate(self.indices)}
+        out: dict[str, list[int]] = {}
+        for video, idx in videos_fn().items():
+            chosen = [position[i] for i in idx if i in position]
+            if chosen:
+                out[video] = chosen
+        return out

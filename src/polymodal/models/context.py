@@ -46,6 +46,10 @@ class ContextConfig(Config):
         num_layers: stacked GRU / transformer layers.
         dropout: dropout on the context input, between layers and before the classifier.
         num_heads: attention heads of the transformer (ignored by the GRU).
+        modality_dropout: what the utterance model's ``modality_dropout`` hides a modality
+            from: ``"utterance"`` (each utterance on its own) or ``"video"`` (every
+            utterance of the video at once: a sensor that failed for a whole recording,
+            which is how a modality goes missing at test time).
     """
 
     context: Literal["gru", "transformer"] = "gru"
@@ -53,6 +57,7 @@ class ContextConfig(Config):
     num_layers: int = param(1, ge=1)
     dropout: float = param(0.1, ge=0, lt=1)
     num_heads: int = param(4, ge=1)
+    modality_dropout: Literal["utterance", "video"] = "utterance"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -109,6 +114,9 @@ class ContextModel(nn.Module):
         num_layers: stacked GRU / transformer layers (>= 1).
         dropout: dropout on the context input, between layers and before the classifier.
         num_heads: attention heads of the transformer (ignored by the GRU).
+        modality_dropout: ``"utterance"`` or ``"video"``: the unit the utterance model's
+            training-time modality dropout hides a modality from (see
+            :class:`ContextConfig`).
 
     The utterance model's head is not used for the prediction (only for
     ``ContextOutput.utterance_logits``); a new linear classifier reads
@@ -123,6 +131,7 @@ class ContextModel(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.1,
         num_heads: int = 4,
+        modality_dropout: str = "utterance",
     ) -> None:
         super().__init__()
         if not isinstance(utterance_model, MultimodalModel):
@@ -145,6 +154,8 @@ class ContextModel(nn.Module):
             )
         if context not in CONTEXTS:
             raise unknown_name_error("context", context, list(CONTEXTS))
+        if modality_dropout not in ("utterance", "video"):
+            raise unknown_name_error("modality_dropout", modality_dropout, ["utterance", "video"])
         hidden, layers, heads = hidden_dim, num_layers, num_heads
         for name, value in (
             ("hidden_dim", hidden),
@@ -162,6 +173,7 @@ class ContextModel(nn.Module):
             )
         self.utterance_model = utterance_model
         self.context = context
+        self.modality_dropout = modality_dropout
         self.task = "classification"
         self.num_outputs = utterance_model.num_outputs
         in_dim = int(utterance_model.fusion.out_dim)
@@ -229,7 +241,10 @@ class ContextModel(nn.Module):
         lengths = batch.lengths
         if bool((lengths < 1).any()):
             raise ValueError(f"Every video needs >= 1 utterance; got lengths {lengths.tolist()}.")
-        out = self.utterance_model(batch.utterances)  # features (N, D), logits (N, K)
+        groups = None
+        if self.modality_dropout == "video" and self.training:  # a video loses a modality whole
+            groups = torch.repeat_interleave(torch.arange(len(lengths)), lengths.cpu())  # (N,)
+        out = self.utterance_model(batch.utterances, groups)  # features (N, D), logits (N, K)
         assert out.features is not None  # feature-level fusion, checked in __init__
         fused = pad_utterances(out.features, lengths)  # (V, U, D)
         mask = batch.mask.to(fused.device)

@@ -161,7 +161,7 @@ class MultimodalModel(nn.Module):
 
     # ------------------------------------------------------------------ modality dropout
 
-    def drop_modalities(self, batch: Batch) -> Batch:
+    def drop_modalities(self, batch: Batch, groups: Tensor | None = None) -> Batch:
         """Hide modalities at random, as training-time modality dropout does.
 
         Each present modality m of each example is hidden (``present=False``, values
@@ -171,6 +171,10 @@ class MultimodalModel(nn.Module):
         uniformly at random, is kept (so the realised rate is slightly below p when the
         other modalities are dropped too).  Modalities the model does not encode pass
         through unchanged.
+
+        ``groups`` (B,) long, group indices 0..G-1: the examples of one group lose a
+        modality together (one draw per group and modality), as when a sensor fails for a
+        whole recording; ``None``: each example on its own.
         """
         if not self.modality_dropout:
             return batch
@@ -182,10 +186,23 @@ class MultimodalModel(nn.Module):
             return x.to(dev, non_blocking=True)
 
         p = to_dev(torch.tensor([self.modality_dropout.get(n, 0.0) for n in self.names]))
-        u = to_dev(torch.rand((b, m), generator=self.generator))  # (B, M)
+        if groups is None:
+            u = to_dev(torch.rand((b, m), generator=self.generator))  # (B, M)
+        else:
+            if groups.shape != (b,) or groups.is_floating_point():
+                raise ValueError(
+                    f"drop_modalities: groups must be (B,) = ({b},) integer group indices, "
+                    f"got {tuple(groups.shape)} {groups.dtype}."
+                )
+            g = to_dev(groups.long())
+            u = to_dev(torch.rand((int(g.max()) + 1, m), generator=self.generator))[g]  # (B, M)
         keep = pres & (u >= p)  # (B, M)
         lost_all = pres.any(dim=1) & ~keep.any(dim=1)  # (B,)
-        score = to_dev(torch.rand((b, m), generator=self.generator)).masked_fill(~pres, -1.0)
+        if groups is None:
+            score = to_dev(torch.rand((b, m), generator=self.generator))
+        else:  # one draw per group: a group that lost everything keeps one modality together
+            score = to_dev(torch.rand((int(g.max()) + 1, m), generator=self.generator))[g]
+        score = score.masked_fill(~pres, -1.0)
         rescue = torch.zeros_like(keep)
         rescue[torch.arange(b, device=dev), score.argmax(dim=1)] = True  # a random present one
         keep |= rescue & lost_all[:, None]
@@ -197,11 +214,13 @@ class MultimodalModel(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, batch: Batch) -> ModelOutput:
+    def forward(self, batch: Batch, dropout_groups: Tensor | None = None) -> ModelOutput:
         """Predict from a collated batch.
 
         Args:
             batch: a :class:`Batch` holding (at least) every modality in ``self.names``.
+            dropout_groups: (B,) group indices for training-time modality dropout: the
+                examples of a group lose a modality together (:meth:`drop_modalities`).
 
         Shape:
             - batch[m].values: per kind, see :class:`~polymodal.data.modality.ModalityKind`
@@ -213,7 +232,7 @@ class MultimodalModel(nn.Module):
         """
         self.check_batch(batch)
         if self.training and self.modality_dropout:
-            batch = self.drop_modalities(batch)
+            batch = self.drop_modalities(batch, dropout_groups)
         encoded: dict[str, EncoderOutput] = {}
         present: dict[str, Tensor] = {}
         for name in self.names:  # sorted
