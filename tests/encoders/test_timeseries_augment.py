@@ -24,6 +24,7 @@ from polymodal.layers.timeseries_augment import (
 )
 from polymodal.models.build import build_model
 from polymodal.models.config import ModelConfig
+from polymodal.training.params import module_generators
 
 IMU = ModalitySpec("imu", ModalityKind.TIMESERIES, shape=(6,), sample_rate=50)
 ALL_ON = {"rotation": 30.0, "scale": 0.2, "time_warp": 0.2, "jitter": 0.1}
@@ -223,6 +224,7 @@ def test_model_from_yaml_config_trains_a_step_and_seeds_from_the_run() -> None:
     model = build_model(cfg, schema, seed=3)
     aug = model.encoders["imu"].augment
     assert isinstance(aug, TimeSeriesAugment) and aug.groups == TRIPLETS
+    assert module_generators(model)["encoders.imu.augment:generator"] is aug.generator  # saved
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     before = [p.detach().clone() for p in model.parameters()]
     model.train()

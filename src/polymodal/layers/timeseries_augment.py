@@ -173,7 +173,7 @@ def time_warp(values: Tensor, mask: Tensor, max_warp: float, generator: torch.Ge
     Shape:
         values: (B, T, C); mask: (B, T) bool; output: (B, T, C)
     """
-    if max_warp == 0:
+    if max_warp == 0 or values.shape[1] < 2:
         return values
     b, t, c = values.shape
     lengths = mask.sum(1).cpu()  # (B,)
