@@ -185,6 +185,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("num_layers", "int", "3"),
                 ("kernel_size", "int", "5"),
                 ("dropout", "float", "0.0"),
+                ("augment", "dict[str, Any] | None", "null"),
             ),
         ),
         (
@@ -197,6 +198,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("num_layers", "int", "1"),
                 ("bidirectional", "bool", "true"),
                 ("dropout", "float", "0.0"),
+                ("augment", "dict[str, Any] | None", "null"),
             ),
         ),
         (
@@ -209,6 +211,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("num_heads", "int", "4"),
                 ("mlp_ratio", "float", "4.0"),
                 ("dropout", "float", "0.0"),
+                ("augment", "dict[str, Any] | None", "null"),
             ),
         ),
         (

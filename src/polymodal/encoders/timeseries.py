@@ -13,7 +13,10 @@ alone or padded in a batch (eval mode).  Pooling is a masked mean, so a length-0
 * :class:`SequenceTransformer`: a linear embedding, sinusoidal positions and a
   pre-norm transformer with a key padding mask.
 
-Encoders: ``ts_cnn``, ``ts_gru``, ``ts_transformer``.
+Encoders: ``ts_cnn``, ``ts_gru``, ``ts_transformer``.  Their ``augment`` parameter adds
+training-time augmentation (:class:`~polymodal.layers.timeseries_augment.TimeSeriesAugment`:
+time warp, 3-D rotation of channel triplets, scale, jitter), e.g.
+``augment={rotation: 15, scale: 0.1, time_warp: 0.1, jitter: 0.05}``.
 
 The module also holds the input checks shared by all encoders (:func:`check_spec`,
 :func:`tensor_values`, :func:`sequence_mask`).
@@ -22,6 +25,7 @@ The module also holds the input checks shared by all encoders (:func:`check_spec
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
+from polymodal.layers.timeseries_augment import TimeSeriesAugment, build_timeseries_augment
 from polymodal.layers.transformer import SinusoidalPositionalEncoding, TransformerEncoder
 
 # ---------------------------------------------------------------------------------------
@@ -337,16 +342,27 @@ class TimeSeriesEncoder(Encoder):
         spec: the modality (kind ``timeseries``, ``shape=(C,)``).
         backbone: maps ((B, T, C), (B, T) mask) to (B, T, D).
         out_dim: D.
+        augment: training-time augmentation, or ``None``; in training mode (when any of
+            its strengths is non-zero) each batch's valid steps go through it; in eval mode
+            it does nothing.
     """
 
     kind = ModalityKind.TIMESERIES
 
-    def __init__(self, name: str, spec: ModalitySpec, backbone: nn.Module, out_dim: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: ModalitySpec,
+        backbone: nn.Module,
+        out_dim: int,
+        augment: TimeSeriesAugment | None = None,
+    ) -> None:
         super().__init__()
         self.name = name
         self.in_channels = spec_channels(spec, name, "(C,)")
         self.backbone = backbone
         self.out_dim = out_dim
+        self.augment = augment
 
     def forward(self, batch: ModalityBatch) -> EncoderOutput:
         """Encode a padded batch of series.
@@ -359,6 +375,8 @@ class TimeSeriesEncoder(Encoder):
         x = tensor_values(batch, self.name, f"(B, T, {self.in_channels})", 3, (self.in_channels,))
         mask = sequence_mask(batch, x, self.name)  # (B, T)
         x = zero_invalid(x, mask)  # (B, T, C)
+        if self.training and self.augment is not None and self.augment.active:
+            x = self.augment(x, mask)  # (B, T, C)
         seq = self.backbone(x, mask)  # (B, T, D)
         return EncoderOutput(seq, mask, masked_mean(seq, mask))
 
@@ -375,13 +393,20 @@ def ts_cnn(
     num_layers: int = 3,
     kernel_size: int = 5,
     dropout: float = 0.0,
+    augment: dict[str, Any] | None = None,
 ) -> Encoder:
-    """A padding-aware 1-D CNN (receptive field ``1 + (k-1)(2**num_layers - 1)`` steps)."""
+    """A padding-aware 1-D CNN (receptive field ``1 + (k-1)(2**num_layers - 1)`` steps).
+
+    ``augment`` maps augmentation names to strengths (see
+    :class:`~polymodal.layers.timeseries_augment.TimeSeriesAugment`), e.g.
+    ``{rotation: 15, scale: 0.1, time_warp: 0.1, jitter: 0.05}``.
+    """
     check_spec(spec, "ts_cnn")
     check_dim(dim, "ts_cnn")
     c = spec_channels(spec, "ts_cnn", "(C,)")
     backbone = SequenceCNN(c, dim, channels, num_layers, kernel_size, dropout)
-    return TimeSeriesEncoder("ts_cnn", spec, backbone, dim)
+    aug = build_timeseries_augment(augment, "ts_cnn", c)
+    return TimeSeriesEncoder("ts_cnn", spec, backbone, dim, aug)
 
 
 @ENCODERS.register(
@@ -394,13 +419,15 @@ def ts_gru(
     num_layers: int = 1,
     bidirectional: bool = True,
     dropout: float = 0.0,
+    augment: dict[str, Any] | None = None,
 ) -> Encoder:
     """A (bi)GRU on packed sequences, projected to ``dim``."""
     check_spec(spec, "ts_gru")
     check_dim(dim, "ts_gru")
     c = spec_channels(spec, "ts_gru", "(C,)")
     backbone = SequenceGRU(c, dim, hidden_dim, num_layers, bidirectional, dropout)
-    return TimeSeriesEncoder("ts_gru", spec, backbone, dim)
+    aug = build_timeseries_augment(augment, "ts_gru", c)
+    return TimeSeriesEncoder("ts_gru", spec, backbone, dim, aug)
 
 
 @ENCODERS.register(
@@ -415,10 +442,12 @@ def ts_transformer(
     num_heads: int = 4,
     mlp_ratio: float = 4.0,
     dropout: float = 0.0,
+    augment: dict[str, Any] | None = None,
 ) -> Encoder:
     """Linear step embedding, sinusoidal positions, pre-norm transformer, masked mean."""
     check_spec(spec, "ts_transformer")
     check_dim(dim, "ts_transformer")
     c = spec_channels(spec, "ts_transformer", "(C,)")
     backbone = SequenceTransformer(c, dim, num_layers, num_heads, mlp_ratio, dropout)
-    return TimeSeriesEncoder("ts_transformer", spec, backbone, dim)
+    aug = build_timeseries_augment(augment, "ts_transformer", c)
+    return TimeSeriesEncoder("ts_transformer", spec, backbone, dim, aug)

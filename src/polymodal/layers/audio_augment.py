@@ -40,9 +40,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from polymodal.errors import unknown_name_error
+from polymodal.layers.augment import Augment, build_from_mapping, check_count, check_number
 
 #: The keys of an ``augment`` mapping and their defaults (all off).
 AUGMENT_DEFAULTS: dict[str, Any] = {
@@ -213,7 +213,7 @@ def spec_augment(
     return feats * keep.to(feats.device, feats.dtype)
 
 
-class AudioAugment(nn.Module):
+class AudioAugment(Augment):
     """The augmentations of an audio encoder, drawn from ``self.generator``; see the module
     docstring for what each argument does.  Holds no parameters; the generator's state
     is saved with a run's checkpoints (so a resumed run draws the same numbers), and
@@ -233,6 +233,9 @@ class AudioAugment(nn.Module):
         seed: the generator's seed.
     """
 
+    defaults = AUGMENT_DEFAULTS
+    example = "{speed: 0.1, freq_masks: 2, freq_width: 4}"
+
     def __init__(
         self,
         speed: float = 0.0,
@@ -247,11 +250,11 @@ class AudioAugment(nn.Module):
         time_width: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.speed = _number("speed", speed, 0.0, 0.5)
-        self.shift = _number("shift", shift, 0.0, 1.0)
-        self.gain_db = _number("gain_db", gain_db, 0.0, math.inf)
-        self.noise_p = _number("noise_p", noise_p, 0.0, 1.0)
+        super().__init__(seed)
+        self.speed = check_number("speed", speed, 0.0, 0.5)
+        self.shift = check_number("shift", shift, 0.0, 1.0)
+        self.gain_db = check_number("gain_db", gain_db, 0.0, math.inf)
+        self.noise_p = check_number("noise_p", noise_p, 0.0, 1.0)
         if (
             not isinstance(noise_snr, tuple | list)
             or len(noise_snr) != 2
@@ -261,18 +264,13 @@ class AudioAugment(nn.Module):
                 "The 'noise_snr' augmentation must be [low, high] in dB with low <= high, "
                 f"e.g. [10, 40]; got {noise_snr!r}."
             )
-        snr = tuple(_number("noise_snr", v, -math.inf, math.inf) for v in noise_snr)
+        snr = tuple(check_number("noise_snr", v, -math.inf, math.inf) for v in noise_snr)
         self.noise_snr: tuple[float, float] = (snr[0], snr[1])
-        self.freq_warp = _number("freq_warp", freq_warp, 0.0, 0.5)
-        self.freq_masks = _count("freq_masks", freq_masks)
-        self.freq_width = _count("freq_width", freq_width)
-        self.time_masks = _count("time_masks", time_masks)
-        self.time_width = _count("time_width", time_width)
-        self.generator = torch.Generator().manual_seed(int(seed))
-
-    def manual_seed(self, seed: int) -> None:
-        """Restart the generator from ``seed``."""
-        self.generator.manual_seed(int(seed))
+        self.freq_warp = check_number("freq_warp", freq_warp, 0.0, 0.5)
+        self.freq_masks = check_count("freq_masks", freq_masks)
+        self.freq_width = check_count("freq_width", freq_width)
+        self.time_masks = check_count("time_masks", time_masks)
+        self.time_width = check_count("time_width", time_width)
 
     @property
     def waveform_active(self) -> bool:
@@ -309,26 +307,6 @@ class AudioAugment(nn.Module):
             feats, mask, self.freq_masks, self.freq_width, self.time_masks, self.time_width, g
         )
 
-    def extra_repr(self) -> str:
-        on = {
-            k: getattr(self, k) for k in AUGMENT_DEFAULTS if getattr(self, k) != AUGMENT_DEFAULTS[k]
-        }
-        return ", ".join(f"{k}={v}" for k, v in on.items())
-
-
-def _number(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(
-            f"The {name!r} augmentation must be a number in [{low}, {high}]; got {value!r}."
-        )
-    return float(value)
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"The {name!r} augmentation must be an int >= 0; got {value!r}.")
-    return value
-
 
 def build_augment(augment: Mapping[str, Any] | None, encoder: str) -> AudioAugment | None:
     """The :class:`AudioAugment` of an encoder's ``augment`` parameter (``None``: none).
@@ -338,21 +316,7 @@ def build_augment(augment: Mapping[str, Any] | None, encoder: str) -> AudioAugme
             the encoder's ``augment`` parameter.
         TypeError: ``augment`` is not a mapping.
     """
-    if augment is None:
-        return None
-    if not isinstance(augment, Mapping):
-        raise TypeError(
-            f"The 'augment' parameter of {encoder} must be a mapping of augmentation names to "
-            f"strengths (e.g. {{speed: 0.1, freq_masks: 2, freq_width: 4}}) or null; got "
-            f"{type(augment).__name__}."
-        )
-    for key in augment:
-        if key not in AUGMENT_DEFAULTS:
-            raise unknown_name_error(f"{encoder} augment key", key, AUGMENT_DEFAULTS)
-    try:
-        return AudioAugment(**augment)
-    except ValueError as e:
-        raise ValueError(f"{encoder} augment: {e}") from None
+    return build_from_mapping(AudioAugment, augment, encoder)
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from polymodal.data.modality import ModalitySpec, Schema
 from polymodal.encoders.base import ENCODERS, Encoder
 from polymodal.errors import did_you_mean
 from polymodal.fusion.base import FUSIONS
-from polymodal.layers.audio_augment import AudioAugment
+from polymodal.layers.augment import Augment
 from polymodal.layers.mlp import MLP
 from polymodal.models.config import EncoderConfig, HeadConfig, ModelConfig
 from polymodal.models.multimodal import MultimodalModel
@@ -198,7 +198,7 @@ def build_model(cfg: ModelConfig, schema: Schema, *, seed: int = 0) -> Multimoda
         seed=seed,
     )
     # each encoder's training augmentation draws from its own stream of the run's seed
-    augments = [m for m in model.modules() if isinstance(m, AudioAugment)]
+    augments = [m for m in model.modules() if isinstance(m, Augment)]
     for k, augment in enumerate(augments):
         augment.manual_seed(seed + 1000 * (k + 1))
     return model
