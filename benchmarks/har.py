@@ -11,13 +11,14 @@ it is a reference for the policy, not a row to rank against the others.
 Methods (``--methods``):
 
 * ``early_2s``: the shipped window-level config (early fusion of two 1-D CNNs), 2 s windows;
-* ``early``: the same window-level model under the policy, each device hidden from 30 % of
-  the training windows (as the context rows);
+* ``early``: the same window-level model under the policy, with the context config's IMU
+  augmentation and each device hidden from 30 % of the training windows;
 * ``early+gru``: ``configs/har_phone_watch_context.yaml``: the window model plus a
-  bidirectional GRU over each recording's windows (``task: context``);
-* ``early+gru+aug``: the same with IMU augmentation of both devices (``--augment``);
-* ``phone+gru`` / ``watch+gru``: the context model on one device, trained on it alone: what a
-  fused model without the other device is compared with.
+  bidirectional GRU over each recording's windows (``task: context``), IMU augmentation,
+  each device hidden from 30 % of the training recordings;
+* ``early+gru-aug``: the same without the IMU augmentation;
+* ``phone+gru`` / ``watch+gru``: the context config on one device, trained on it alone: what
+  a fused model without the other device is compared with.
 
 Fused rows also report ``macro_f1_without_<device>`` / ``accuracy_without_<device>``: the same
 trained model evaluated on the test split with that device absent from every window
@@ -46,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, record, write_results
+from _common import merge_records, previous_records, print_table, record, write_results
 from polymodal.data.context import VideoDataset
 from polymodal.inference import evaluate, evaluate_videos, load_trained
 from polymodal.robustness import drop_modalities
@@ -57,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEVICES = ("phone", "watch")
 #: The window policy of every row but ``early_2s`` (see the module docstring).
 POLICY = ["data.options.window=1.0", "data.options.hop=0.5"]
+CONTEXT = "configs/har_phone_watch_context.yaml"
 #: method -> (config, devices, overrides on top of the config).
 METHODS: dict[str, tuple[str, tuple[str, ...], list[str]]] = {
     "early_2s": ("configs/har_phone_watch.yaml", DEVICES, []),
@@ -65,17 +67,30 @@ METHODS: dict[str, tuple[str, tuple[str, ...], list[str]]] = {
         DEVICES,
         [*POLICY, "model.modality_dropout={phone: 0.3, watch: 0.3}"],
     ),
-    "early+gru": ("configs/har_phone_watch_context.yaml", DEVICES, []),
-    "early+gru+aug": ("configs/har_phone_watch_context.yaml", DEVICES, []),
-    "phone+gru": ("configs/har_phone_watch_context.yaml", ("phone",), []),
-    "watch+gru": ("configs/har_phone_watch_context.yaml", ("watch",), []),
+    "early+gru": (CONTEXT, DEVICES, []),
+    "early+gru-aug": (
+        CONTEXT,
+        DEVICES,
+        [f"model.encoders.{d}.params.augment=null" for d in DEVICES],
+    ),
+    "phone+gru": (CONTEXT, ("phone",), []),
+    "watch+gru": (CONTEXT, ("watch",), []),
 }
 
 
-def method_config(method: str, seed: int, out: str, augment: str) -> RunConfig:
+def context_augment() -> dict[str, Any]:
+    """The IMU augmentation of the context config (the same for both devices)."""
+    cfg = load_config(REPO / CONTEXT)
+    return dict(cfg.model.encoders["phone"].params["augment"])  # type: ignore[attr-defined]
+
+
+def method_config(method: str, seed: int, out: str) -> RunConfig:
     """The run config of ``method`` at ``seed``, training into ``out``."""
     path, devices, overrides = METHODS[method]
     changes = [*overrides, f"seed={seed}", "device=cpu", "progress=false", f"output_dir={out}"]
+    if method == "early":  # the window-level model with the context config's augmentation
+        aug = context_augment()
+        changes += [f"model.encoders.{d}.params.augment={aug}" for d in devices]
     if len(devices) == 1:
         (d,) = devices
         changes += [f"data.options.modalities=[{d}]", f"model.modality_dropout={{{d}: 0.0}}"]
@@ -83,16 +98,14 @@ def method_config(method: str, seed: int, out: str, augment: str) -> RunConfig:
         cfg = load_config(REPO / path, changes)
         encoders = {k: v for k, v in cfg.model.encoders.items() if k != other}  # type: ignore[attr-defined]
         return cfg.replace(**{"model.encoders": {k: v.to_dict() for k, v in encoders.items()}})
-    if method.endswith("+aug"):
-        changes += [f"model.encoders.{d}.params.augment={augment}" for d in devices]
     return load_config(REPO / path, changes)
 
 
-def run(method: str, seed: int, augment: str) -> dict[str, Any]:
+def run(method: str, seed: int) -> dict[str, Any]:
     """Train ``method`` at ``seed``; its test metrics, with each device dropped if fused."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = method_config(method, seed, f"{tmp}/run", augment)
+        cfg = method_config(method, seed, f"{tmp}/run")
         res = train(cfg)
         trained = load_trained(res.run_dir)
         test = dataset_for_split(cfg.data, seed, "test")
@@ -123,11 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument(
-        "--augment",
-        default="{rotation: 15, scale: 0.1, time_warp: 0.1, jitter: 0.05}",
-        help="the IMU augmentation of the +aug rows (a ts encoder's augment mapping)",
-    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results-dir", default=None)
     args = ap.parse_args(argv)
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.methods:
         runs = []
         for seed in range(args.seeds):
-            r = run(method, seed, args.augment)
+            r = run(method, seed)
             runs.append(r)
             m = r["metrics"]
             extra = "  ".join(
@@ -172,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     print_table(records)
+    records = merge_records(previous_records("har", args.results_dir), records)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/har.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
@@ -186,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             "purity 0.85); early_2s is the shipped 2 s config (mean purity 0.70, other test "
             "windows). `_without_<device>`: the same trained model with that device absent "
             "from every test window. +gru: configs/har_phone_watch_context.yaml (bidirectional "
-            f"GRU over each recording's windows). +aug: IMU augmentation {args.augment}. "
+            "GRU over each recording's windows, IMU augmentation "
+            f"{context_augment()}, a device hidden per recording); -aug: without the "
+            "augmentation. Runs of other methods are kept from earlier invocations. "
             f"seconds: mean wall time of one run ({args.threads} torch threads)."
         ),
         command=cmd.strip(),
