@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         ""
         if args.finetune is None
         else (
+            " MOSI's labels here are the release's 0/1 only (no sentiment scores), so one "
+            "binary convention; negative vs positive without the zeros cannot be formed."
             f" Rows marked ftN fine-tune MiniLM's last N blocks (--finetune {args.finetune}) at "
             f"{args.encoder_lr_scale} x the learning rate (optim.lr_scale), layer decay "
             f"{args.layer_decay} (optim.layer_decay), {args.epochs} epochs at most."
@@ -252,8 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         title="Context across utterances (MOSI): utterance-level vs ContextModel",
         notes=(
             "Test metrics per utterance on MOSI's test split (752 utterances, 31 videos): mean "
-            "and std over seeds. transcript = frozen all-MiniLM-L6-v2 (transcripts encoded "
-            "once before the runs); audio = openSMILE features (MLP). Rows without a context are the utterance-level model (task: supervised) trained by "
+            "and std over seeds. transcript = all-MiniLM-L6-v2, "
+            + (
+                "frozen (transcripts encoded once before the runs)"
+                if args.finetune is None
+                else "fine-tuned (ftN rows)"
+            )
+            + "; audio = openSMILE features (MLP). Rows without a context are the utterance-level model (task: supervised) trained by "
             "the library loop; `+gru` / `+transformer` (task: context) wrap the same utterance model in "
             f"ContextModel (hidden {args.hidden}, 1 layer, dropout {args.dropout}, "
             f"{args.batch_videos} videos per batch), trained jointly. Validation: a fifth of "
