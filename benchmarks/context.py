@@ -20,11 +20,19 @@ utterance, so the rows compare directly.
 Setups are ``modalities:fusion``, modalities joined by ``+``.  Every transcript is encoded
 by MiniLM once before the runs (the cache is shared), so ``seconds`` is training time.
 
+``--finetune N`` fine-tunes MiniLM's last N blocks instead (no cache: every step runs the
+encoder), the encoder at ``--encoder-lr-scale`` times ``optim.lr`` (``optim.lr_scale``) and,
+with ``--layer-decay``, each block below the top at a further factor (``optim.layer_decay``);
+``configs/mosi_context_finetune.yaml`` is this with the chosen setting:
+
+    POLYMODAL_DATA=../shared/data python benchmarks/context.py --contexts gru \\
+        --setups transcript:early --finetune 2 --encoder-lr-scale 0.1 --epochs 8
+
     POLYMODAL_DATA=../shared/data python benchmarks/context.py               # 3 seeds
     POLYMODAL_DATA=../shared/data python benchmarks/context.py --seeds 1 \
         --setups transcript+audio:early
 
-Writes benchmarks/results/context.{json,md}.
+Writes benchmarks/results/context.{json,md} (with ``--finetune``: context_finetune.{json,md}).
 """
 
 from __future__ import annotations
@@ -91,9 +99,13 @@ def context_config(
 ) -> RunConfig:
     """``configs/mosi_context.yaml`` around the same utterance model, with ``context``."""
     utterance = utterance_config(modalities, fusion, seed, epochs, out)
+    if args.finetune is not None:
+        utterance = finetuned(utterance, "utterance_model.", args)
     return load_config(REPO / "configs" / "mosi_context.yaml").replace(
         **{
             "model": utterance.model.to_dict(),
+            "optim.lr_scale": utterance.optim.lr_scale,
+            "optim.layer_decay": utterance.optim.layer_decay,
             "data.options.modalities": list(modalities),
             "data.batch_size": args.batch_videos,
             "context.context": context,
@@ -105,6 +117,19 @@ def context_config(
             "device": "cpu",
             "progress": False,
             "output_dir": out,
+        }
+    )
+
+
+def finetuned(cfg: TrainConfig, path: str, args: argparse.Namespace) -> TrainConfig:
+    """``cfg`` with MiniLM's last ``args.finetune`` blocks trained, the transcript encoder
+    (at ``<path>encoders.transcript``) at ``args.encoder_lr_scale`` times the rate."""
+    params = {"trainable_layers": args.finetune, "cache": False}
+    return cfg.replace(
+        **{
+            "model.encoders.transcript.params": params,
+            "optim.lr_scale": {f"{path}encoders.transcript": args.encoder_lr_scale},
+            "optim.layer_decay": args.layer_decay,
         }
     )
 
@@ -139,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-videos", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results-dir", default=None)
+    ap.add_argument("--finetune", type=int, default=None, help="train MiniLM's last N blocks")
+    ap.add_argument("--encoder-lr-scale", type=float, default=0.1)
+    ap.add_argument("--layer-decay", type=float, default=None)
     args = ap.parse_args(argv)
     if not os.environ.get("POLYMODAL_DATA"):
         os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
@@ -151,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     warmed: set[tuple[str, ...]] = set()
     for modalities, fusion in setups:
-        if modalities not in warmed:
+        if modalities not in warmed and args.finetune is None:
             t0 = time.perf_counter()
             warm_minilm(modalities)
             warmed.add(modalities)
@@ -159,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         name = "+".join(modalities)
         for context in args.contexts:
             method = f"{name}:{fusion}" + ("" if context == "none" else f"+{context}")
+            if args.finetune is not None:
+                method += f" ft{args.finetune}"
             scores: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
             secs: list[float] = []
+            val_accs: list[float] = []
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
                 with tempfile.TemporaryDirectory() as tmp:
@@ -168,12 +199,15 @@ def main(argv: list[str] | None = None) -> int:
                         cfg: RunConfig = utterance_config(
                             modalities, fusion, seed, args.epochs, tmp
                         )
+                        if args.finetune is not None:
+                            cfg = finetuned(cfg, "", args)
                     else:
                         cfg = context_config(
                             modalities, fusion, context, seed, args.epochs, tmp, args
                         )
                     res, val_acc, epochs = run(cfg)
                 secs.append(time.perf_counter() - t0)
+                val_accs.append(val_acc)
                 for k in scores:
                     scores[k].append(float(res[k]))
                 print(
@@ -196,25 +230,43 @@ def main(argv: list[str] | None = None) -> int:
                         modalities=name,
                         fusion=fusion,
                         context=context,
+                        val_accuracy=statistics.mean(val_accs),
                     )
                 )
     print_table(records)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/context.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
+    tuned = (
+        ""
+        if args.finetune is None
+        else (
+            " MOSI's labels here are the release's 0/1 only (no sentiment scores), so one "
+            "binary convention; negative vs positive without the zeros cannot be formed."
+            f" Rows marked ftN fine-tune MiniLM's last N blocks (--finetune {args.finetune}) at "
+            f"{args.encoder_lr_scale} x the learning rate (optim.lr_scale), layer decay "
+            f"{args.layer_decay} (optim.layer_decay), {args.epochs} epochs at most."
+        )
+    )
     write_results(
-        "context",
+        "context" if args.finetune is None else "context_finetune",
         records,
         title="Context across utterances (MOSI): utterance-level vs ContextModel",
         notes=(
             "Test metrics per utterance on MOSI's test split (752 utterances, 31 videos): mean "
-            "and std over seeds. transcript = frozen all-MiniLM-L6-v2 (transcripts encoded "
-            "once before the runs); audio = openSMILE features (MLP). Rows without a context are the utterance-level model (task: supervised) trained by "
+            "and std over seeds. transcript = all-MiniLM-L6-v2, "
+            + (
+                "frozen (transcripts encoded once before the runs)"
+                if args.finetune is None
+                else "fine-tuned (ftN rows)"
+            )
+            + "; audio = openSMILE features (MLP). Rows without a context are the utterance-level model (task: supervised) trained by "
             "the library loop; `+gru` / `+transformer` (task: context) wrap the same utterance model in "
             f"ContextModel (hidden {args.hidden}, 1 layer, dropout {args.dropout}, "
             f"{args.batch_videos} videos per batch), trained jointly. Validation: a fifth of "
             "the training videos, the same videos for every method at a given seed. "
-            "seconds: mean wall time of one run on this machine."
+            "seconds: mean wall time of one run on this machine; val_accuracy: mean best "
+            "validation accuracy." + tuned
         ),
         command=cmd.strip(),
         results_dir=args.results_dir,

@@ -154,6 +154,8 @@ HASH_SKIPS_DEFAULT: dict[str, Any] = {
         "local_loss": True,
     },
     "optim.time_limit": None,
+    "optim.lr_scale": {},
+    "optim.layer_decay": None,
     "optim.balance.unimodal_weight": BalanceConfig().unimodal_weight,
 }
 

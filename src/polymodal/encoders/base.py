@@ -42,6 +42,11 @@ class Encoder(nn.Module):
     def forward(self, batch: ModalityBatch) -> EncoderOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def layer_blocks(self) -> list[nn.Module]:
+        """The encoder's blocks in order, input side first (``optim.layer_decay`` gives the
+        last the largest rate); ``[]`` for encoders without such a stack."""
+        return []
+
 
 class GroupStats:
     """Each group's (speaker's) mean and standard deviation of an encoder's features, and

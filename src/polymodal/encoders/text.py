@@ -389,6 +389,10 @@ class MiniLM(Encoder):
             module.eval()
         return self
 
+    def layer_blocks(self) -> list[nn.Module]:
+        """The token embeddings, then the 6 transformer blocks (``optim.layer_decay``)."""
+        return [self.model.embeddings, *self.model.encoder.layer]
+
     def _attach_shared_cache(self) -> None:
         key = (str(minilm_dir()), self.max_length, weights_fingerprint(self.model))
         self._cache = _SHARED_CACHES.setdefault(key, _Cache())

@@ -133,6 +133,16 @@ class OptimConfig(Config):
             resumptions; ``None``: no limit); the run then finishes as any other: best
             checkpoint, test metrics, ``results.json`` (see
             :mod:`polymodal.training.timelimit`).
+        lr_scale: learning-rate multipliers by parameter name: ``{prefix: multiplier}``, a
+            prefix being a dotted module path of the trained model (``encoders.transcript``;
+            under ``task: context`` ``utterance_model.encoders.transcript``); the longest
+            prefix that covers a parameter wins, others get 1.  A prefix that matches no
+            trainable parameter is an error.  The schedule scales each group's own rate.
+        layer_decay: layer-wise learning-rate decay for encoders with ordered blocks
+            (``minilm``: embeddings then 6 transformer blocks): the last block's parameters
+            get ``lr * layer_decay``, the one below ``lr * layer_decay**2``, ..., the
+            embeddings ``lr * layer_decay**7``; heads, fusion and other encoders keep ``lr``.
+            Multiplies ``lr_scale``.  ``None``: no decay.
     """
 
     lr: float = param(1e-3, gt=0)
@@ -145,6 +155,8 @@ class OptimConfig(Config):
     min_lr_ratio: float = param(0.0, ge=0, le=1)
     grad_clip: float | None = param(1.0, gt=0)
     time_limit: float | None = param(None, gt=0)
+    lr_scale: dict[str, float] = param(default_factory=dict, gt=0)
+    layer_decay: float | None = param(None, gt=0, le=1)
 
 
 #: The modality-imbalance methods of :class:`BalanceConfig` (``none`` changes nothing).

@@ -63,7 +63,7 @@ from polymodal.training.rundir import (
     claim_run_dir,
     write_logs,
 )
-from polymodal.training.schedule import WarmupCosine, warmup_steps_for
+from polymodal.training.schedule import WarmupCosine, scheduled_lr, warmup_steps_for
 from polymodal.training.seed import rng_state, seed_everything
 from polymodal.training.selection import improves
 from polymodal.training.steps import LossSum
@@ -407,7 +407,11 @@ class Trainer:
         self._step_loss = dist.DataParallel(strategy, self.dist, cfg)  # DDP/FSDP, compile
         total = self._total_steps()
         self._optimizer = torch.optim.AdamW(
-            param_groups(strategy.trainable(), opt.weight_decay), lr=opt.lr, betas=opt.betas
+            param_groups(
+                strategy.trainable(), opt.weight_decay, opt.lr, opt.lr_scale, opt.layer_decay
+            ),
+            lr=opt.lr,
+            betas=opt.betas,
         )
         self._scheduler_obj = self._scheduler(self._optimizer, total)
         state = LoopState(monitor=cfg.monitor)
@@ -499,7 +503,7 @@ class Trainer:
         row: dict[str, Any] = {
             "epoch": epoch,
             "step": state.global_step,
-            "lr": self._scheduler_obj.get_last_lr()[0],
+            "lr": scheduled_lr(self._scheduler_obj, self.optim.lr),
             "train_loss": state.loss_sum / max(1, state.loss_count),
             **{f"val_{k}": v for k, v in (val or {}).items()},
             **extra,

@@ -57,4 +57,11 @@ def build_scheduler(
     return LambdaLR(optimizer, fn)
 
 
-__all__ = ["WarmupCosine", "build_scheduler", "warmup_steps_for"]
+def scheduled_lr(scheduler: LambdaLR, lr: float) -> float:
+    """The schedule's current rate for the peak ``lr`` (the first group's, unscaled when
+    ``optim.lr_scale`` or ``optim.layer_decay`` gave that group another base)."""
+    last, base = scheduler.get_last_lr()[0], scheduler.base_lrs[0]
+    return float(last if base == lr else last * lr / base)
+
+
+__all__ = ["WarmupCosine", "build_scheduler", "scheduled_lr", "warmup_steps_for"]
