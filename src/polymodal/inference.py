@@ -311,6 +311,45 @@ def prediction_metrics(
     return metrics
 
 
+def ensemble_predictions(preds: Sequence[Predictions], task: str) -> Predictions:
+    """One prediction from several models' predictions on the same examples (a seed ensemble).
+
+    Classification averages the class probabilities (the outputs returned are the log of the
+    mean, so softmax/argmax/cross-entropy read them as logits); multilabel averages each
+    label's probability (returned as its logit); regression averages the outputs.
+
+    Raises:
+        ValueError: fewer than one prediction, or predictions on different examples (ids in
+            another order, or other targets).
+    """
+    if not preds:
+        raise ValueError("ensemble_predictions: got no predictions; pass at least one.")
+    first = preds[0]
+    for k, p in enumerate(preds[1:], start=1):
+        if p.ids != first.ids or p.outputs.shape != first.outputs.shape:
+            raise ValueError(
+                f"ensemble_predictions: prediction {k} is on other examples than prediction 0 "
+                f"({len(p.ids)} vs {len(first.ids)} ids, outputs {tuple(p.outputs.shape)} vs "
+                f"{tuple(first.outputs.shape)}); ensemble models evaluated on the same split."
+            )
+        if (p.targets is None) != (first.targets is None) or (
+            p.targets is not None and not torch.equal(p.targets, first.targets)  # type: ignore[arg-type]
+        ):
+            raise ValueError(
+                f"ensemble_predictions: prediction {k} has other targets than prediction 0 for "
+                "the same ids; were the models trained on the same labels?"
+            )
+    outs = torch.stack([p.outputs.float() for p in preds])  # (R, N, K)
+    if task == "classification":
+        mean = outs.softmax(dim=-1).mean(dim=0).clamp_min(torch.finfo(torch.float32).tiny)
+        out = mean.log()
+    elif task == "multilabel":
+        out = torch.logit(outs.sigmoid().mean(dim=0), eps=1e-7)
+    else:
+        out = outs.mean(dim=0)
+    return Predictions(list(first.ids), out, first.targets)
+
+
 @torch.no_grad()
 def predict_videos(
     model: nn.Module,
@@ -494,6 +533,7 @@ __all__ = [
     "build_run_model",
     "calibrate_groups",
     "data_loader",
+    "ensemble_predictions",
     "evaluate",
     "evaluate_videos",
     "load_trained",

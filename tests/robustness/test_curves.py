@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from polymodal.cli.main import main
@@ -114,6 +115,64 @@ def test_evaluate_drop(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[st
     assert len({full, no_watch, neither}) == 3
     assert main(["evaluate", str(early), "--drop", "camera"]) == 2
     assert "--drop must name modalities the model uses (phone, watch)" in capsys.readouterr().err
+
+
+def test_evaluate_an_ensemble(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs on one split are one ensemble: the mean of their class probabilities."""
+    from polymodal.inference import load_trained, predict
+
+    early, late = runs
+    capsys.readouterr()
+    assert main(["evaluate", str(early), str(late), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble of 2 runs" in out
+    loss = float(next(x for x in out.splitlines() if x.startswith("loss")).split()[1])
+    # the same by hand: average the two models' probabilities on the test windows
+    probs, target = [], None
+    for run in runs:
+        trained = load_trained(run)
+        from polymodal.cli.train import run_split
+
+        pred = predict(trained.model, run_split(trained, "test"), "cpu", 256)
+        probs.append(pred.outputs.softmax(-1))
+        target = pred.targets
+    mean = (probs[0] + probs[1]) / 2
+    assert target is not None
+    expected = torch.nn.functional.nll_loss(mean.log(), target.long())
+    assert loss == pytest.approx(float(expected), abs=1e-4)
+    assert main(["evaluate", str(early), str(early), "--probe"]) == 2
+    assert "--probe takes one run" in capsys.readouterr().err
+
+
+def test_ensemble_refuses_runs_of_other_data(
+    runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    early, late = runs
+
+    def copy_with(name: str, **changes: object) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(late, dst)
+        for path in dst.rglob("config.yaml"):  # the run's and each checkpoint's copy
+            cfg = yaml.safe_load(path.read_text())
+            for key, value in changes.items():
+                section, _, field = key.partition(".")
+                if field:
+                    cfg[section][field] = value
+                else:
+                    cfg[section] = value
+            path.write_text(yaml.safe_dump(cfg))
+        return dst
+
+    capsys.readouterr()
+    other = copy_with("other_data", **{"data.val_fraction": 0.3})
+    assert main(["evaluate", str(early), str(other)]) == 2
+    assert "has another data than" in capsys.readouterr().err
+    seed1 = copy_with("seed1", seed=1)
+    assert main(["evaluate", str(early), str(seed1), "--split", "val"]) == 2
+    assert "with their own seeds (0, 1)" in capsys.readouterr().err
+    assert main(["evaluate", str(early), str(seed1)]) == 0  # the test split is shared
 
 
 def test_robustness_cli(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,10 +12,12 @@
 * ``train DATA.csv --label COL [--group COL] [--task regression]``: a default model for a
   manifest's columns (:func:`polymodal.training.auto.manifest_config`), saved as
   ``runs/<name>.yaml``; ``--task`` overrides the task inferred from the label column.
-* ``evaluate CHECKPOINT_DIR [--split test] [--drop MODALITY ...] [--probe]``: rebuild the
-  model from the config saved with the checkpoint, load its weights and print the metrics of
-  one split; ``--drop`` evaluates with those modalities absent from every example;
-  ``--probe`` adds each modality's linear-probe accuracy next to the fused accuracy
+* ``evaluate CHECKPOINT_DIR [CHECKPOINT_DIR ...] [--split test] [--drop MODALITY ...]
+  [--probe]`` (:mod:`polymodal.cli.evaluate`): rebuild the model from the config saved with
+  the checkpoint, load its weights and print the metrics of one split; several runs of one
+  task and data are evaluated as one ensemble (class probabilities averaged); ``--drop``
+  evaluates with those modalities absent from every example; ``--probe`` adds each
+  modality's linear-probe accuracy next to the fused accuracy
   (:func:`polymodal.training.probe.probe_modalities`).
 * ``predict CHECKPOINT_DIR MANIFEST -o predictions.csv``: predict every row of a CSV/JSONL
   manifest; writes ``id``, ``prediction`` and one probability column per class.
@@ -31,7 +33,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +45,6 @@ if TYPE_CHECKING:  # torch and the library load in the commands, not with the pa
 
     from polymodal.data.dataset import MultimodalDataset
     from polymodal.data.modality import Schema
-    from polymodal.data.sample import Batch
     from polymodal.inference import TrainedModel
 
 
@@ -119,7 +120,13 @@ def add_parser(subparsers: Any) -> None:
         help="metrics of a trained checkpoint on one split",
         description="Rebuild a trained model from its checkpoint and print its metrics.",
     )
-    e.add_argument("checkpoint", metavar="CHECKPOINT_DIR", help="runs/NAME or a checkpoint folder")
+    e.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT_DIR",
+        nargs="+",
+        help="runs/NAME or a checkpoint folder; several runs of one task and data (e.g. seeds) "
+        "are evaluated as one ensemble: their class probabilities averaged",
+    )
     e.add_argument(
         "--split",
         default="test",
@@ -156,6 +163,8 @@ def add_parser(subparsers: Any) -> None:
     )
     e.add_argument("--html", action="store_true", help="also write DIR/report.html (needs -o)")
     _add_runtime_args(e)
+    from polymodal.cli.evaluate import cmd_evaluate  # it imports this module's helpers
+
     e.set_defaults(func=cmd_evaluate)
 
     r = subparsers.add_parser(
@@ -297,131 +306,6 @@ def run_split(trained: TrainedModel, split: str) -> MultimodalDataset:
 
     data = DataConfig.from_dict(trained.config["data"], "data")
     return dataset_for_split(data, int(trained.config.get("seed", 0)), split)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from polymodal.device import resolve_device
-    from polymodal.inference import evaluate_videos, load_trained, predict, prediction_metrics
-
-    trained = load_trained(args.checkpoint)
-    config = trained.config
-    device = resolve_device(args.device, "--device")
-    dataset = (
-        run_split(trained, args.split) if args.manifest is None else _manifest_split(args, trained)
-    )
-    batch_size = _batch_size(args, trained.batch_size)
-    model = trained.model.to(device)
-    transform = _drop_transform(trained, args.drop)
-    if trained.task == "context":
-        from polymodal.data.context import VideoDataset
-
-        metrics = evaluate_videos(
-            model, VideoDataset(dataset), batch_size, device, trained.precision, transform
-        )
-    else:
-        task = trained.schema.target.task
-        pred = predict(model, dataset, device, batch_size, trained.precision, transform=transform)
-        loss = str(config.get("optim", {}).get("regression_loss", "mse"))
-        metrics = prediction_metrics(pred, dataset, task, loss)
-    dropped = f", without {', '.join(args.drop)}" if args.drop else ""
-    print(
-        f"checkpoint {trained.path} (epoch {trained.state.get('best_epoch', '?')}), "
-        f"split {args.split!r}: {len(dataset)} examples{dropped}"
-    )
-    print(format_table({args.split: metrics}))
-    if trained.task != "context":
-        _report(args, trained, pred, metrics)
-    if args.probe:
-        _print_probe(trained, dataset, metrics, batch_size, device)
-    return 0
-
-
-def _manifest_split(args: argparse.Namespace, trained: TrainedModel) -> MultimodalDataset:
-    """``--manifest``: a labelled manifest read with the model's schema (as ``predict`` reads
-    one, and with its labels, which must be among the model's classes)."""
-    from polymodal.data.manifest import ManifestDataset, read_manifest
-
-    if args.split != "test":
-        raise CLIError("--manifest and --split exclude each other: the manifest is the split.")
-    schema = predict_schema(trained)
-    table = read_manifest(args.manifest)
-    check_manifest_columns(table.columns, model_columns(schema), str(args.manifest))
-    args.split = Path(args.manifest).name
-    return ManifestDataset(args.manifest, schema=schema)
-
-
-def _report(args: argparse.Namespace, trained: TrainedModel, pred: Any, metrics: Any) -> None:
-    """The per-class table, and with ``-o`` the report's files (``--html``: one page)."""
-    from polymodal.report import (
-        classification_report,
-        format_classes,
-        regression_report,
-        write_report,
-    )
-
-    task = trained.schema.target.task
-    if pred.targets is None or task not in ("classification", "regression"):
-        if args.output is not None:
-            raise CLIError(f"-o writes reports of classifiers and regressors; this run is {task}.")
-        return
-    if task == "classification":
-        report: Any = classification_report(
-            pred.outputs, pred.targets.long(), trained.schema.target.class_names
-        )
-        print(format_classes(report))
-    else:
-        report = regression_report(pred.outputs[:, 0], pred.targets)
-    if args.output is None:
-        if args.html:
-            raise CLIError("--html writes DIR/report.html: give the folder with -o DIR.")
-        return
-    title = f"{Path(str(trained.path)).parent.parent.name} ({args.split})"
-    try:
-        written = write_report(report, args.output, title, dict(metrics), html_page=args.html)
-    except ImportError as e:
-        raise CLIError(str(e)) from e
-    except ValueError as e:
-        raise CLIError(str(e)) from e
-    print(f"wrote {', '.join(str(p) for p in written)}")
-
-
-def _drop_transform(trained: TrainedModel, drop: Sequence[str]) -> Callable[[Batch], Batch] | None:
-    """A batch transform that removes the modalities ``drop`` (``None`` when empty)."""
-    if not drop:
-        return None
-    from polymodal.robustness import drop_modalities
-
-    used = [m for m in trained.schema.names if m in trained.config["model"]["encoders"]]
-    unknown = [m for m in drop if m not in used]
-    if unknown:
-        raise CLIError(
-            f"--drop must name modalities the model uses ({', '.join(used)}); got "
-            f"{', '.join(unknown)}."
-        )
-    names = list(drop)
-    return lambda batch: drop_modalities(batch, names)
-
-
-def _print_probe(
-    trained: Any,
-    dataset: Any,
-    metrics: Mapping[str, float],
-    batch_size: int,
-    device: torch.device,
-) -> None:
-    """``--probe``: fused accuracy and each modality's linear-probe accuracy, side by side."""
-    from polymodal.training.probe import probe_modalities
-
-    if trained.task != "supervised" or "accuracy" not in metrics:
-        raise CLIError("--probe needs a supervised classification run (it reports accuracy).")
-    train, val = (run_split(trained, s) for s in ("train", "val"))
-    try:
-        probe = probe_modalities(trained, train, val, dataset, batch_size=batch_size, device=device)
-    except ValueError as e:
-        raise CLIError(str(e)) from e
-    columns = {"fused": {"accuracy": metrics["accuracy"]}}
-    columns.update({f"probe:{m}": {"accuracy": acc} for m, acc in probe.items()})
-    print(format_table(columns))
 
 
 def _batch_size(args: argparse.Namespace, default: int) -> int:
