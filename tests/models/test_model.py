@@ -384,6 +384,8 @@ def test_modality_dropout_by_group() -> None:
     assert ((tab | acc).all()) and (tab == tab[:, :1]).all() and (acc == acc[:, :1]).all()
     with pytest.raises(ValueError, match=r"groups must be \(B,\) = \(8,\) integer group"):
         model.drop_modalities(_big_batch(8), torch.zeros(8))
+    with pytest.raises(ValueError, match=r"integer group indices >= 0, .*\(min -1\)"):
+        model.drop_modalities(_big_batch(2), torch.tensor([0, -1]))
 
 
 def test_modality_dropout_only_in_training_and_seeded() -> None:

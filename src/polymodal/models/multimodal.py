@@ -189,10 +189,11 @@ class MultimodalModel(nn.Module):
         if groups is None:
             u = to_dev(torch.rand((b, m), generator=self.generator))  # (B, M)
         else:
-            if groups.shape != (b,) or groups.is_floating_point():
+            if groups.shape != (b,) or groups.is_floating_point() or bool((groups < 0).any()):
                 raise ValueError(
-                    f"drop_modalities: groups must be (B,) = ({b},) integer group indices, "
-                    f"got {tuple(groups.shape)} {groups.dtype}."
+                    f"drop_modalities: groups must be (B,) = ({b},) integer group indices "
+                    f">= 0, got {tuple(groups.shape)} {groups.dtype} (min "
+                    f"{int(groups.min()) if groups.numel() else 'none'})."
                 )
             g = to_dev(groups.long())
             u = to_dev(torch.rand((int(g.max()) + 1, m), generator=self.generator))[g]  # (B, M)
