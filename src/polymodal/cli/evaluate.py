@@ -53,11 +53,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     batch_size = _batch_size(args, trained.batch_size)
     task = trained.schema.target.task
+    videos = VideoDataset(dataset) if trained.task == "context" else None  # same task: checked
     preds = []
     for run in runs:
         model, transform = run.model.to(device), _drop_transform(run, args.drop)
-        if run.task == "context":
-            videos = VideoDataset(dataset)
+        if videos is not None:
             preds.append(
                 predict_videos(model, videos, batch_size, device, run.precision, transform)
             )

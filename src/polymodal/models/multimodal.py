@@ -181,29 +181,28 @@ class MultimodalModel(nn.Module):
         b, m = batch.batch_size, len(self.names)
         pres = torch.stack([batch[n].present for n in self.names], dim=1)  # (B, M)
         dev = pres.device
+        if groups is not None and (
+            groups.shape != (b,) or groups.is_floating_point() or bool((groups < 0).any())
+        ):
+            raise ValueError(
+                f"drop_modalities: groups must be (B,) = ({b},) integer group indices "
+                f">= 0, got {tuple(groups.shape)} {groups.dtype} (min "
+                f"{int(groups.min()) if groups.numel() else 'none'})."
+            )
+        # one draw per example, or per group (its examples share it)
+        index = None if groups is None else groups.long().to(dev)
+        units = b if index is None else int(index.max()) + 1
 
-        def to_dev(x: Tensor) -> Tensor:  # drawn on the CPU generator; never waits on a GPU
-            return x.to(dev, non_blocking=True)
+        def draw() -> Tensor:  # (B, M), drawn on the CPU generator; never waits on a GPU
+            r = torch.rand((units, m), generator=self.generator).to(dev, non_blocking=True)
+            return r if index is None else r[index]
 
-        p = to_dev(torch.tensor([self.modality_dropout.get(n, 0.0) for n in self.names]))
-        if groups is None:
-            u = to_dev(torch.rand((b, m), generator=self.generator))  # (B, M)
-        else:
-            if groups.shape != (b,) or groups.is_floating_point() or bool((groups < 0).any()):
-                raise ValueError(
-                    f"drop_modalities: groups must be (B,) = ({b},) integer group indices "
-                    f">= 0, got {tuple(groups.shape)} {groups.dtype} (min "
-                    f"{int(groups.min()) if groups.numel() else 'none'})."
-                )
-            g = to_dev(groups.long())
-            u = to_dev(torch.rand((int(g.max()) + 1, m), generator=self.generator))[g]  # (B, M)
-        keep = pres & (u >= p)  # (B, M)
+        p = torch.tensor([self.modality_dropout.get(n, 0.0) for n in self.names])
+        p = p.to(dev, non_blocking=True)
+        keep = pres & (draw() >= p)  # (B, M)
         lost_all = pres.any(dim=1) & ~keep.any(dim=1)  # (B,)
-        if groups is None:
-            score = to_dev(torch.rand((b, m), generator=self.generator))
-        else:  # one draw per group: a group that lost everything keeps one modality together
-            score = to_dev(torch.rand((int(g.max()) + 1, m), generator=self.generator))[g]
-        score = score.masked_fill(~pres, -1.0)
+        # a random present modality to keep (a group that lost everything keeps one together)
+        score = draw().masked_fill(~pres, -1.0)
         rescue = torch.zeros_like(keep)
         rescue[torch.arange(b, device=dev), score.argmax(dim=1)] = True  # a random present one
         keep |= rescue & lost_all[:, None]
