@@ -15,7 +15,9 @@ Methods (``--methods``):
   augmentation and each device hidden from 30 % of the training windows;
 * ``early+gru``: ``configs/har_phone_watch_context.yaml``: the window model plus a
   bidirectional GRU over each recording's windows (``task: context``), IMU augmentation,
-  each device hidden from 30 % of the training recordings;
+  each device hidden from 30 % of the training recordings, and the epoch kept by the mean
+  validation macro-F1 over both devices, the phone alone and the watch alone
+  (``monitor_without``);
 * ``early+gru-aug``: the same without the IMU augmentation;
 * ``phone+gru`` / ``watch+gru``: the context config on one device, trained on it alone: what
   a fused model without the other device is compared with.
@@ -93,7 +95,11 @@ def method_config(method: str, seed: int, out: str) -> RunConfig:
         changes += [f"model.encoders.{d}.params.augment={aug}" for d in devices]
     if len(devices) == 1:
         (d,) = devices
-        changes += [f"data.options.modalities=[{d}]", f"model.modality_dropout={{{d}: 0.0}}"]
+        changes += [
+            f"data.options.modalities=[{d}]",
+            f"model.modality_dropout={{{d}: 0.0}}",
+            "monitor_without=[]",  # one device: nothing to select over
+        ]
         other = next(x for x in DEVICES if x != d)
         cfg = load_config(REPO / path, changes)
         encoders = {k: v for k, v in cfg.model.encoders.items() if k != other}  # type: ignore[attr-defined]

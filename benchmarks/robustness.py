@@ -146,6 +146,7 @@ def run_config(
 HASH_SKIPS_DEFAULT: dict[str, Any] = {
     "compile": False,
     "min_epochs": 0,
+    "monitor_without": [],
     "data.shards": None,
     "distributed": {
         "parallel": "ddp",

@@ -297,6 +297,11 @@ def resume_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def mean_over_missing(monitor: str) -> str:
+    """The selection metric of ``monitor_without``: ``<monitor>_mean_over_missing``."""
+    return f"{monitor}_mean_over_missing"
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConfig(Config):
     """What every run has, whatever its task.
@@ -313,6 +318,11 @@ class RunConfig(Config):
             An epoch that ties the best ``monitor`` with a lower validation loss counts as
             better.
         min_epochs: never stop early before this many epochs.
+        monitor_without: modalities that validation also hides, one at a time (supervised
+            and context runs; :mod:`polymodal.training.missing`): the best epoch is then the
+            one with the best mean ``monitor`` over every modality present and each of
+            these absent (``<monitor>_mean_over_missing``), for a model meant to work when
+            a modality is missing (pair it with ``model.modality_dropout``).
         output_dir: the run folder (``None``: ``runs/<name>``).
         checkpoint_every_steps: also save ``last/`` every this many steps (``None``: at the
             end of each epoch only).
@@ -334,6 +344,7 @@ class RunConfig(Config):
     monitor: str = "accuracy"
     patience: int | None = param(5, ge=1)
     min_epochs: int = param(0, ge=0)
+    monitor_without: tuple[str, ...] = ()
     output_dir: str | None = None
     checkpoint_every_steps: int | None = param(None, ge=1)
     log_every: int = param(10, ge=1)
@@ -351,6 +362,12 @@ class RunConfig(Config):
             raise ValueError(
                 f"name must be a non-empty folder name without slashes, got {self.name!r}"
             )
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric that selects the best epoch: ``monitor``, or its mean over
+        the presence conditions of ``monitor_without``."""
+        return mean_over_missing(self.monitor) if self.monitor_without else self.monitor
 
     @property
     def run_dir(self) -> Path:

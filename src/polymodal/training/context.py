@@ -27,6 +27,7 @@ from polymodal.training.config import ContextTrainConfig
 from polymodal.training.data import EpochBatches, split_loader
 from polymodal.training.distributed import current
 from polymodal.training.loop import CONFIG_FILE, Strategy
+from polymodal.training.missing import check_monitor_without, with_missing
 from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import register_task
 
@@ -42,6 +43,7 @@ class ContextStrategy(Strategy):
 
     cfg: ContextTrainConfig
     model: ContextModel
+    drops_modalities = True  # monitor_without
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class ContextStrategy(Strategy):
                 f"Videos {shared[:3]} are in both train and validation; carve validation by "
                 "video (VideoDataset.split_videos)."
             )
+        check_monitor_without(cfg.monitor_without, val.schema.names)
         self.cfg = cfg
         self.model = model
         self.splits = {"train": train, "val": val, "test": test}
@@ -93,8 +96,13 @@ class ContextStrategy(Strategy):
         ds = self.splits[split]
         if ds is None:
             return None
-        return evaluate_videos(
-            self.model, ds, self.cfg.data.batch_size, self.device, self.cfg.precision
+        cfg = self.cfg
+        return with_missing(
+            lambda transform: evaluate_videos(
+                self.model, ds, cfg.data.batch_size, self.device, cfg.precision, transform
+            ),
+            cfg.monitor,
+            cfg.monitor_without,
         )
 
     def files(self) -> dict[str, str]:

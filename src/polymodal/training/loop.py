@@ -56,13 +56,7 @@ from polymodal.training import distributed as dist
 from polymodal.training.config import RunConfig, resume_differences
 from polymodal.training.params import module_generators, param_groups
 from polymodal.training.resume import RESUME_ADVICE, check_resumable_state, restore_trainer_state
-from polymodal.training.rundir import (
-    LOG_CSV,
-    LOG_JSONL,
-    RESULTS_FILE,
-    claim_run_dir,
-    write_logs,
-)
+from polymodal.training.rundir import LOG_CSV, LOG_JSONL, RESULTS_FILE, claim_run_dir, write_logs
 from polymodal.training.schedule import WarmupCosine, scheduled_lr, warmup_steps_for
 from polymodal.training.seed import rng_state, seed_everything
 from polymodal.training.selection import improves
@@ -87,6 +81,8 @@ class Strategy(ABC):
     #: ``distributed.parallel=fsdp`` may shard :meth:`trainable`: it is the model whose
     #: forward :meth:`loss` and :meth:`evaluate` call, its state dict :meth:`weights`.
     shardable: bool = False
+    #: :meth:`evaluate` can hide a modality from every example (``monitor_without``).
+    drops_modalities: bool = False
 
     def setup(self, device: torch.device) -> None:
         """Prepare to train on ``device`` (move the model; cache features); called once."""
@@ -274,6 +270,11 @@ class Trainer:
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / CHECKPOINTS
         self.higher = strategy.higher_is_better(cfg.monitor)
+        if cfg.monitor_without and not strategy.drops_modalities:
+            raise ValueError(
+                f"monitor_without={list(cfg.monitor_without)} is for supervised and context "
+                f"runs; a {cfg.task!r} run cannot hide a modality from validation. Remove it."
+            )
         optim = getattr(cfg, "optim", None)
         if optim is None:
             raise TypeError(f"{type(cfg).__name__} has no 'optim' section; the loop needs one.")
@@ -414,7 +415,7 @@ class Trainer:
             betas=opt.betas,
         )
         self._scheduler_obj = self._scheduler(self._optimizer, total)
-        state = LoopState(monitor=cfg.monitor)
+        state = LoopState(monitor=cfg.selection_metric)
         if resume:
             state = self._resume(state)
         elif self.dist.is_main:
@@ -474,7 +475,7 @@ class Trainer:
                 losses.flush(state, opt.lr)
                 shown = {"loss": f"{state.loss_sum / max(1, state.loss_count):.4f}"}
                 if state.best is not None:
-                    shown[f"best_val_{cfg.monitor}"] = f"{state.best:.4f}"
+                    shown[f"best_val_{cfg.selection_metric}"] = f"{state.best:.4f}"
                 bar.set_postfix(shown)
             out_of_steps = state.global_step >= total
             every = cfg.checkpoint_every_steps
@@ -494,9 +495,9 @@ class Trainer:
         epoch = state.epoch + 1
         val = self._step_loss.on_main(lambda: strategy.evaluate("val"))  # sent to all ranks
         extra = strategy.end_epoch(epoch)
-        if val is not None and cfg.monitor not in val:
+        if val is not None and cfg.selection_metric not in val:
             raise ValueError(
-                f"monitor={cfg.monitor!r} could not be computed on the validation set (got "
+                f"monitor={cfg.selection_metric!r} could not be computed on the validation set (got "
                 f"{sorted(val)}); auroc needs both classes in it. Choose another monitor or a "
                 "larger validation set."
             )
@@ -511,7 +512,7 @@ class Trainer:
         }
         state.history.append(row)
         state.epoch, state.step_in_epoch, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
-        value = None if val is None else float(val[cfg.monitor])
+        value = None if val is None else float(val[cfg.selection_metric])
         loss = None if val is None or "loss" not in val else float(val["loss"])
         if val is None or improves(value, loss, state.best, state.best_loss, self.higher):
             state.best, state.best_loss, state.best_epoch, state.bad_epochs = value, loss, epoch, 0
@@ -525,7 +526,7 @@ class Trainer:
             row["train_loss"],
             ""
             if value is None
-            else f"  val_{cfg.monitor} {value:.4f}  (best {state.best:.4f} at epoch "
+            else f"  val_{cfg.selection_metric} {value:.4f}  (best {state.best:.4f} at epoch "
             f"{state.best_epoch})",
         )
         for cb in self.callbacks:
@@ -536,7 +537,9 @@ class Trainer:
             and epoch >= cfg.min_epochs
         )
         if stop_early:
-            logger.info("early stop: no better val_%s for %d epochs", cfg.monitor, state.bad_epochs)
+            logger.info(
+                "early stop: no better val_%s for %d epochs", cfg.selection_metric, state.bad_epochs
+            )
         if stop_early or out_of_steps or state.epoch >= self.optim.epochs:
             state.finished = True
 
@@ -573,7 +576,7 @@ class Trainer:
         """``(validation metrics of checkpoints/best, test metrics with its weights)``."""
         if not checkpoint_exists(self.ckpt_dir / "best"):
             raise FloatingPointError(
-                f"No epoch had a finite val_{self.cfg.monitor} (all NaN), so there is no best "
+                f"No epoch had a finite val_{self.cfg.selection_metric} (all NaN), so there is no best "
                 f"checkpoint in {self.ckpt_dir}. Check the validation set and the monitor."
             )
         best = load_checkpoint(self.ckpt_dir / "best")

@@ -34,6 +34,7 @@ from polymodal.training.config import TrainConfig
 from polymodal.training.data import EpochBatches, build_datasets
 from polymodal.training.distributed import current
 from polymodal.training.loop import CONFIG_FILE, Strategy, module_generators
+from polymodal.training.missing import check_monitor_without, with_missing
 from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import register_task
 
@@ -51,6 +52,7 @@ class SupervisedStrategy(Strategy):
 
     cfg: TrainConfig
     shardable = True  # distributed.parallel=fsdp (the loss and evaluate call model's forward)
+    drops_modalities = True  # monitor_without
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class SupervisedStrategy(Strategy):
                 f"monitor={cfg.monitor!r} is not computed for a {self.task} task with "
                 f"{num_outputs} outputs; choose one of {names}, e.g. monitor={names[0]}."
             )
+        check_monitor_without(cfg.monitor_without, self.schema.names)
         for name, ds in self.splits.items():
             if ds is not None and len(ds) == 0:
                 raise ValueError(f"The {name} data set is empty; check data.* in the config.")
@@ -194,15 +197,21 @@ class SupervisedStrategy(Strategy):
         if ds is None:
             return None
         model = self.model if self.balancer is None else self.balancer.eval_model()
-        return evaluate(
-            model,
-            ds,
-            self.task,
-            self.device,
-            self.cfg.data.batch_size,
-            self.cfg.precision,
-            self.cfg.optim.regression_loss,
-            self.cfg.data.num_workers,
+        cfg = self.cfg
+        return with_missing(
+            lambda transform: evaluate(
+                model,
+                ds,
+                self.task,
+                self.device,
+                cfg.data.batch_size,
+                cfg.precision,
+                cfg.optim.regression_loss,
+                cfg.data.num_workers,
+                transform=transform,
+            ),
+            cfg.monitor,
+            cfg.monitor_without,
         )
 
     def extra_state(self) -> dict[str, Tensor]:
