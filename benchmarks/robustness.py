@@ -6,7 +6,9 @@ and ``method_config``, so the two benchmarks train the same models), trains for 
 
 * every fusion in ``--fusions`` (default early, late, attention, gmu, mult) over both
   modalities, with modality dropout (the data set's rate, at least
-  ``MIN_MODALITY_DROPOUT``), and measures on the test split:
+  ``MIN_MODALITY_DROPOUT``), its epoch chosen by ``monitor_without`` (the data set's monitor
+  averaged over both modalities present and each one absent, on validation: a model meant
+  to work with a modality missing is also selected for it), and measures on the test split:
   ``accuracy``/``macro_f1``; ``accuracy_without_<m>``/``macro_f1_without_<m>`` (modality
   ``m`` absent from every test example, through the presence mask, as
   ``polymodal evaluate --drop m`` does); ``probe_accuracy_<m>`` (a linear probe on each
@@ -20,14 +22,16 @@ and ``method_config``, so the two benchmarks train the same models), trains for 
 * early fusion with each imbalance method of ``--balance`` (``early+ogm_ge`` ...): fused
   accuracy and probe accuracies, for the imbalance table; ``early+unimodal`` (the model's
   loss on each modality alone added to the fused loss) is also measured like the fusions
-  and is a candidate for the best fusion (``ROBUST_BALANCE``).
+  and is a candidate for the best fusion (``ROBUST_BALANCE``), selected like the fusions;
+  the other balance methods select on the plain monitor.
 
 Relative and effective robustness (:func:`polymodal.robustness.robustness_summary`, the
 reference being ``late`` fusion of the same seed) are computed per training seed and per
 (modality, perturbation) curve, then averaged over the curves (``modality="all"``) and
 reported as mean ± std over seeds.  Validation is carved from train by video, speaker or
 subject; the "best fusion" of a data set is the one with the highest mean validation score
-(the data set's monitor), never chosen on test.
+(``val_score``: the score that selected each run's epoch, so for the fusions the monitor's
+mean over the presence conditions), never chosen on test.
 
 Writes ``benchmarks/results/robustness.{json,md}`` (curve points are records with
 ``modality``, ``perturbation`` and ``severity`` columns) and ``robustness_<dataset>.png``.
@@ -132,6 +136,8 @@ def run_config(
         changes["model.modality_dropout"] = {
             m: max(drop.get(m, 0.0), MIN_MODALITY_DROPOUT) for m in mods
         }
+        if balance in ROBUST_BALANCE:  # the models of the missing-modality table
+            changes["monitor_without"] = list(mods)
     for m, enc in cfg.model.encoders.items():
         if enc.name == "minilm":
             changes[f"model.encoders.{m}.params.cache_size"] = MINILM_CACHE
@@ -213,7 +219,7 @@ def run_one(
         assert res.best_val is not None
         out: dict[str, Any] = {
             "metrics": scores(),
-            "val": float(res.best_val[cfg.monitor]),
+            "val": float(res.best_val[cfg.selection_metric]),
             "epochs": res.epochs_run,
             "train_seconds": train_s,
         }

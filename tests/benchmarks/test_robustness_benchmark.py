@@ -130,7 +130,7 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
 def test_hash_skips_only_fields_at_their_default(monkeypatch: pytest.MonkeyPatch) -> None:
     # every skipped field holds exactly the listed default in the benchmark's configs, so a
     # logged run is reused only when it ran with that value; another value is hashed
-    cfg = bench.run_config("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, "o")
+    cfg = bench.run_config("har_phone_watch", ("phone", "watch"), "early", "ogm_ge", 0, "o")
     blob = cfg.to_dict()
     for dotted, default in bench.HASH_SKIPS_DEFAULT.items():
         node = blob
@@ -147,3 +147,21 @@ def test_hash_skips_only_fields_at_their_default(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(bench, "run_config", heavier)
     other = bench.run_key("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, evals)
     assert other != key
+    monkeypatch.setattr(bench, "run_config", original)
+    # the missing-modality models select on monitor_without (so runs logged before it, which
+    # selected on the plain monitor, are not reused); the other balance methods do not
+    fused = bench.run_config("har_phone_watch", ("phone", "watch"), "late", "none", 0, "o")
+    assert fused.monitor_without == ("phone", "watch")
+    assert cfg.monitor_without == ()
+    assert (
+        bench.run_config("har_phone_watch", ("phone",), "early", "none", 0, "o").monitor_without
+        == ()
+    )
+
+    def plain(*args: object) -> object:
+        return original(*args).replace(monitor_without=[])  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench, "run_config", plain)
+    assert (
+        bench.run_key("har_phone_watch", ("phone", "watch"), "early", "unimodal", 0, evals) != key
+    )
