@@ -268,6 +268,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("fusion_layer", "int", "0"),
                 ("dropout", "float", "0.0"),
                 ("missing_token", "bool", "false"),
+                ("attn_dropout", "float", "0.0"),
             ),
         ),
         (
@@ -280,6 +281,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("num_layers", "int", "2"),
                 ("dropout", "float", "0.0"),
                 ("missing_token", "bool", "false"),
+                ("attn_dropout", "float", "0.0"),
             ),
         ),
         (
@@ -345,6 +347,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("num_layers", "int", "2"),
                 ("dropout", "float", "0.0"),
                 ("missing_token", "bool", "false"),
+                ("attn_dropout", "float", "0.0"),
             ),
         ),
         (

@@ -193,7 +193,9 @@ class ImageViT(Encoder):
         for p in (self.cls_token, self.cls_pos, self.pos_embed):
             nn.init.trunc_normal_(p, std=0.02)
         self.drop = nn.Dropout(dropout)
-        self.encoder = TransformerEncoder(dim, num_layers, num_heads, mlp_ratio, dropout)
+        self.encoder = TransformerEncoder(
+            dim, num_layers, num_heads, mlp_ratio, dropout, attn_dropout=dropout
+        )
 
     def _positions(self, gh: int, gw: int) -> Tensor:
         """(1, gh*gw, D) patch position embeddings, interpolated if the grid differs."""

@@ -159,7 +159,9 @@ class TextTransformer(Encoder):
         nn.init.normal_(self.token_embed.weight, std=0.02)
         self.pos_embed = LearnedPositionalEmbedding(max_length, dim)
         self.drop = nn.Dropout(dropout)
-        self.encoder = TransformerEncoder(dim, num_layers, num_heads, mlp_ratio, dropout)
+        self.encoder = TransformerEncoder(
+            dim, num_layers, num_heads, mlp_ratio, dropout, attn_dropout=dropout
+        )
 
     def tokenize(self, texts: list[str], device: torch.device) -> tuple[Tensor, Tensor]:
         """Token ids (B, L) long and a (B, L) bool mask of real tokens, on ``device``."""

@@ -302,7 +302,7 @@ class SequenceTransformer(nn.Module):
         num_layers: transformer blocks.
         num_heads: attention heads; must divide ``out_dim``.
         mlp_ratio: MLP width as a multiple of D.
-        dropout: dropout in the blocks.
+        dropout: dropout in the blocks (on the attention weights and the residual branches).
     """
 
     def __init__(
@@ -317,7 +317,9 @@ class SequenceTransformer(nn.Module):
         super().__init__()
         self.embed = nn.Linear(in_dim, out_dim)
         self.pos = SinusoidalPositionalEncoding(out_dim)
-        self.encoder = TransformerEncoder(out_dim, num_layers, num_heads, mlp_ratio, dropout)
+        self.encoder = TransformerEncoder(
+            out_dim, num_layers, num_heads, mlp_ratio, dropout, attn_dropout=dropout
+        )
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Shape:

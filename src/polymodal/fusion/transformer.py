@@ -179,7 +179,9 @@ class MulTFusion(Fusion):
         hidden_dim: common width of the cross-modal streams.
         num_heads: attention heads (must divide ``hidden_dim``).
         num_layers: blocks in each cross-modal transformer and in each self-attention stack.
-        dropout: dropout on attention weights and residual branches.
+        dropout: dropout on the residual branches.
+        attn_dropout: dropout on the attention weights (default 0, so training keeps the
+            fused attention kernels of ``scaled_dot_product_attention``).
         missing_token: learn one token per modality that stands in for it where it is
             absent (see the module docstring; train with modality dropout so it is seen).
     """
@@ -192,12 +194,14 @@ class MulTFusion(Fusion):
         num_layers: int = 2,
         dropout: float = 0.0,
         missing_token: bool = False,
+        attn_dropout: float = 0.0,
     ) -> None:
         super().__init__(in_dims)
         owner = type(self).__name__
         _check_two_modalities(self)
         _check_attention_sizes(owner, hidden_dim, num_heads, num_layers)
         dropout = check_probability(owner, "dropout", dropout)
+        attn_dropout = check_probability(owner, "attn_dropout", attn_dropout)
         m = len(self.names)
         self.embed = _Embed(self.in_dims, hidden_dim, _check_flag(owner, missing_token))
         self.cross = nn.ModuleDict(
@@ -205,7 +209,9 @@ class MulTFusion(Fusion):
                 t: nn.ModuleDict(
                     {
                         s: nn.ModuleList(
-                            CrossAttentionBlock(hidden_dim, num_heads, dropout=dropout)
+                            CrossAttentionBlock(
+                                hidden_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout
+                            )
                             for _ in range(num_layers)
                         )
                         for s in self.names
@@ -217,7 +223,13 @@ class MulTFusion(Fusion):
         )
         self.memory = nn.ModuleDict(
             {
-                t: TransformerEncoder((m - 1) * hidden_dim, num_layers, num_heads, dropout=dropout)
+                t: TransformerEncoder(
+                    (m - 1) * hidden_dim,
+                    num_layers,
+                    num_heads,
+                    dropout=dropout,
+                    attn_dropout=attn_dropout,
+                )
                 for t in self.names
             }
         )
@@ -286,7 +298,9 @@ class CoAttentionFusion(Fusion):
         hidden_dim: width of every stream.
         num_heads: attention heads (must divide ``hidden_dim``).
         num_layers: co-attention + self-attention layers.
-        dropout: dropout on attention weights and residual branches.
+        dropout: dropout on the residual branches.
+        attn_dropout: dropout on the attention weights (default 0, so training keeps the
+            fused attention kernels of ``scaled_dot_product_attention``).
         missing_token: learn one token per modality that stands in for it where it is
             absent (see the module docstring; train with modality dropout so it is seen).
     """
@@ -299,22 +313,34 @@ class CoAttentionFusion(Fusion):
         num_layers: int = 2,
         dropout: float = 0.0,
         missing_token: bool = False,
+        attn_dropout: float = 0.0,
     ) -> None:
         super().__init__(in_dims)
         owner = type(self).__name__
         _check_two_modalities(self)
         _check_attention_sizes(owner, hidden_dim, num_heads, num_layers)
         dropout = check_probability(owner, "dropout", dropout)
+        attn_dropout = check_probability(owner, "attn_dropout", attn_dropout)
         self.embed = _Embed(self.in_dims, hidden_dim, _check_flag(owner, missing_token))
         self.co_blocks = nn.ModuleList(
             nn.ModuleDict(
-                {n: CrossAttentionBlock(hidden_dim, num_heads, dropout=dropout) for n in self.names}
+                {
+                    n: CrossAttentionBlock(
+                        hidden_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout
+                    )
+                    for n in self.names
+                }
             )
             for _ in range(num_layers)
         )
         self.self_blocks = nn.ModuleList(
             nn.ModuleDict(
-                {n: TransformerBlock(hidden_dim, num_heads, dropout=dropout) for n in self.names}
+                {
+                    n: TransformerBlock(
+                        hidden_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout
+                    )
+                    for n in self.names
+                }
             )
             for _ in range(num_layers)
         )
@@ -388,7 +414,9 @@ class BottleneckFusion(Fusion):
         num_layers: transformer blocks per stream.
         num_bottlenecks: number of shared bottleneck tokens.
         fusion_layer: index of the first layer that uses the bottleneck (0 = all layers).
-        dropout: dropout on attention weights and residual branches.
+        dropout: dropout on the residual branches.
+        attn_dropout: dropout on the attention weights (default 0, so training keeps the
+            fused attention kernels of ``scaled_dot_product_attention``).
         missing_token: learn one token per modality that stands in for it where it is
             absent (see the module docstring; train with modality dropout so it is seen).
     """
@@ -403,6 +431,7 @@ class BottleneckFusion(Fusion):
         fusion_layer: int = 0,
         dropout: float = 0.0,
         missing_token: bool = False,
+        attn_dropout: float = 0.0,
     ) -> None:
         super().__init__(in_dims)
         owner = type(self).__name__
@@ -415,11 +444,17 @@ class BottleneckFusion(Fusion):
                 f"least one layer exchanges information through the bottleneck, got {fusion_layer}."
             )
         dropout = check_probability(owner, "dropout", dropout)
+        attn_dropout = check_probability(owner, "attn_dropout", attn_dropout)
         self.embed = _Embed(self.in_dims, hidden_dim, _check_flag(owner, missing_token))
         self.bottleneck = nn.Parameter(torch.randn(num_bottlenecks, hidden_dim) * 0.02)
         self.blocks = nn.ModuleList(
             nn.ModuleDict(
-                {n: TransformerBlock(hidden_dim, num_heads, dropout=dropout) for n in self.names}
+                {
+                    n: TransformerBlock(
+                        hidden_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout
+                    )
+                    for n in self.names
+                }
             )
             for _ in range(num_layers)
         )

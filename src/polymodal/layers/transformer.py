@@ -197,8 +197,10 @@ class TransformerBlock(nn.Module):
         dim: feature size D.
         num_heads: attention heads; must divide ``dim``.
         mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
-        dropout: dropout on attention weights and residual branches.
+        dropout: dropout on the residual branches (after attention, and in and after the MLP).
         activation: the MLP's activation.
+        attn_dropout: dropout on the attention weights (default 0, as in timm: with 0,
+            ``scaled_dot_product_attention`` keeps its fused kernels while training).
     """
 
     def __init__(
@@ -208,10 +210,11 @@ class TransformerBlock(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         activation: str = "gelu",
+        attn_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.attn = MultiHeadAttention(dim, num_heads, dropout=attn_dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, dim, int(dim * mlp_ratio), 2, activation, dropout)
         self.drop = nn.Dropout(dropout)
@@ -238,8 +241,10 @@ class CrossAttentionBlock(nn.Module):
         num_heads: attention heads; must divide ``dim``.
         context_dim: feature size of ``context``; ``None`` means ``dim``.
         mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
-        dropout: dropout on attention weights and residual branches.
+        dropout: dropout on the residual branches (after attention, and in and after the MLP).
         activation: the MLP's activation.
+        attn_dropout: dropout on the attention weights (default 0; see
+            :class:`TransformerBlock`).
     """
 
     def __init__(
@@ -250,12 +255,13 @@ class CrossAttentionBlock(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         activation: str = "gelu",
+        attn_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         cdim = dim if context_dim is None else context_dim
         self.norm_q = nn.LayerNorm(dim)
         self.norm_kv = nn.LayerNorm(cdim)
-        self.attn = MultiHeadAttention(dim, num_heads, kv_dim=cdim, dropout=dropout)
+        self.attn = MultiHeadAttention(dim, num_heads, kv_dim=cdim, dropout=attn_dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, dim, int(dim * mlp_ratio), 2, activation, dropout)
         self.drop = nn.Dropout(dropout)
@@ -282,8 +288,9 @@ class TransformerEncoder(nn.Module):
         depth: number of blocks.
         num_heads: attention heads; must divide ``dim``.
         mlp_ratio: MLP hidden width as a multiple of ``dim``.
-        dropout: dropout inside the blocks.
+        dropout: dropout on the blocks' residual branches.
         activation: the MLPs' activation.
+        attn_dropout: dropout on the attention weights (default 0).
     """
 
     def __init__(
@@ -294,13 +301,15 @@ class TransformerEncoder(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         activation: str = "gelu",
+        attn_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"TransformerEncoder depth must be >= 1, got {depth}")
         _check_heads(dim, num_heads, "TransformerEncoder")
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, num_heads, mlp_ratio, dropout, activation) for _ in range(depth)
+            TransformerBlock(dim, num_heads, mlp_ratio, dropout, activation, attn_dropout)
+            for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
 
