@@ -5,7 +5,10 @@ loss on a regression target, as MMSA trains MulT on MOSI) on the same synthetic 
 drawn from a seeded ``torch.Generator``, at MOSI's unaligned shapes: text (B, 50, 768),
 audio (B, 375, 5), video (B, 500, 20), B = 32.  MulT hyper-parameters: d = 30, 6 heads, 4 levels (4
 cross-modal blocks per direction and 4 self-attention blocks per target, MMSA's
-``max(nlevels, 3)``), kernel-1 projections, the same dropout everywhere (``--dropout``).
+``max(nlevels, 3)``), kernel-1 projections, the same dropout on both sides: ``--dropout`` on
+the residual branches, MLP hidden units and the head, ``--attn-dropout`` on the attention
+weights (default 0, polymodal's default: a nonzero rate sends CPU attention to its unfused
+path).
 
 polymodal's side is a :class:`~polymodal.models.multimodal.MultimodalModel` built from the
 library's parts: a pass-through encoder per modality (the features as an
@@ -85,8 +88,10 @@ class MulTSetup:
         heads: attention heads (must divide ``d_model``).
         layers: cross-modal blocks per direction and self-attention blocks per target
             (MMSA ``nlevels``; its memory transformers use ``max(nlevels, 3)``).
-        dropout: on attention weights, residual branches, MLP hidden units and the head
-            (MMSA ``attn_dropout*``, ``res_dropout``, ``relu_dropout``, ``output_dropout``).
+        dropout: on residual branches, MLP hidden units and the head (MMSA ``res_dropout``,
+            ``relu_dropout``, ``output_dropout``).
+        attn_dropout: on the attention weights (MMSA ``attn_dropout``, ``attn_dropout_a``,
+            ``attn_dropout_v``; polymodal ``mult``'s ``attn_dropout``).
         seed: seed of the generators for the synthetic batch and the weights.
     """
 
@@ -97,6 +102,7 @@ class MulTSetup:
     heads: int = 6
     layers: int = 4
     dropout: float = 0.0
+    attn_dropout: float = 0.0
     seed: int = 0
 
     def to_json(self) -> str:
@@ -242,6 +248,7 @@ def build_polymodal_mult(setup: MulTSetup) -> nn.Module:
         num_heads=setup.heads,
         num_layers=setup.layers,
         dropout=setup.dropout,
+        attn_dropout=setup.attn_dropout,
     )
     encoders = {name: FeatureSequence(dim) for name, dim in in_dims.items()}
     head = ResidualHead(fusion.out_dim, 1, setup.dropout)
@@ -307,7 +314,7 @@ def import_mmsa_mult() -> type[nn.Module]:
 
 def mmsa_args(setup: MulTSetup) -> types.SimpleNamespace:
     """MMSA's MulT arguments (config_regression.json 'mult' / mosi, unaligned) at ``setup``."""
-    p = setup.dropout
+    p, a = setup.dropout, setup.attn_dropout
     return types.SimpleNamespace(
         use_bert=False,  # text is 768-d precomputed features, as polymodal's side
         use_finetune=False,
@@ -316,9 +323,9 @@ def mmsa_args(setup: MulTSetup) -> types.SimpleNamespace:
         dst_feature_dim_nheads=(setup.d_model, setup.heads),
         feature_dims=setup.dims,
         nlevels=setup.layers,
-        attn_dropout=p,
-        attn_dropout_a=p,
-        attn_dropout_v=p,
+        attn_dropout=a,
+        attn_dropout_a=a,
+        attn_dropout_v=a,
         relu_dropout=p,
         res_dropout=p,
         output_dropout=p,
@@ -458,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--attn-dropout", type=float, default=0.0)
     ap.add_argument("--lengths", type=int, nargs=3, default=[50, 375, 500], metavar="L")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--worker", choices=["mmsa"], default=None, help=argparse.SUPPRESS)
@@ -468,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         return mmsa_worker(MulTSetup.from_json(args.setup_json), args.threads)
 
     sys.path.insert(0, str(HERE))
-    from _common import print_table, record, write_results
+    from _common import merge_records, previous_records, print_table, record, write_results
 
     torch.set_num_threads(args.threads)
     setup = MulTSetup(
@@ -478,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         heads=args.heads,
         layers=args.layers,
         dropout=args.dropout,
+        attn_dropout=args.attn_dropout,
     )
     b = setup.batch_size
     print(f"setup: {setup}", flush=True)
@@ -529,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         "heads": setup.heads,
         "layers": setup.layers,
         "dropout": setup.dropout,
+        "attn_dropout": setup.attn_dropout,
     }
     records: list[dict[str, Any]] = []
     for side in sides:
@@ -583,6 +593,13 @@ def main(argv: list[str] | None = None) -> int:
             f"MMSA side SKIPPED: {skipped}. Set up MMSA's venv as the docstring of "
             "benchmarks/mult_speed.py says and pass --mmsa-python."
         )
+    # keep the other dropout settings' rows (rows from before --attn-dropout dropped the
+    # attention weights at --dropout)
+    previous = [
+        {**r, "attn_dropout": r.get("attn_dropout", r["dropout"])}
+        for r in previous_records("mult_speed", args.results_dir)
+    ]
+    records = merge_records(previous, records, key=("dataset", "method", "dropout", "attn_dropout"))
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/mult_speed.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
