@@ -288,7 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     print(
         f"run {result.run_dir}: best epoch {result.best_epoch} of {result.epochs_run} "
-        f"(monitor val {cfg.monitor}), {result.seconds:.1f} s{extra}; checkpoint "
+        f"(monitor val {cfg.selection_metric}), {result.seconds:.1f} s{extra}; checkpoint "
         f"{result.checkpoint}"
     )
     print(format_table({"val": result.best_val, "test": result.test}))
