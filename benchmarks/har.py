@@ -189,14 +189,17 @@ def main(argv: list[str] | None = None) -> int:
         title="HAR phone + watch, subject-held-out: window policy, context, missing devices",
         notes=(
             "Test metrics on the 5 held-out subjects (per window), mean and std over seeds; "
-            "val_macro_f1 is the selected epoch's validation score. Window policy of every "
+            "val_macro_f1 is the selected epoch's validation macro-F1 (both devices). Window "
+            "policy of every "
             "row but early_2s: 1 s windows every 0.5 s at 50 Hz, labelled by majority (mean "
             "purity 0.85); early_2s is the shipped 2 s config (mean purity 0.70, other test "
             "windows). `_without_<device>`: the same trained model with that device absent "
             "from every test window. +gru: configs/har_phone_watch_context.yaml (bidirectional "
             "GRU over each recording's windows, IMU augmentation "
-            f"{context_augment()}, a device hidden per recording); -aug: without the "
-            "augmentation. Runs of other methods are kept from earlier invocations. "
+            f"{context_augment()}, a device hidden per recording, the epoch kept by the mean "
+            "validation macro-F1 over both devices, no phone and no watch: monitor_without); "
+            "-aug: without the augmentation. Runs of other methods are kept from earlier "
+            "invocations (each row's commit is in har.json). "
             f"seconds: mean wall time of one run ({args.threads} torch threads)."
         ),
         command=cmd.strip(),
