@@ -265,9 +265,17 @@ def polymodal_batch(feats: dict[str, Tensor], target: Tensor) -> Any:
     return Batch(mods, target, [str(i) for i in range(b)])
 
 
-def polymodal_step_fn(setup: MulTSetup) -> tuple[Callable[[], float], nn.Module]:
-    """One training step of polymodal's MulT on the synthetic batch, and the model."""
+def polymodal_step_fn(
+    setup: MulTSetup, compiled: bool = False
+) -> tuple[Callable[[], float], nn.Module]:
+    """One training step of polymodal's MulT on the synthetic batch, and the model
+    (``compiled``: its forward compiled as ``compile: true`` does, before the first step)."""
     model = build_polymodal_mult(setup).train()
+    if compiled:
+        from polymodal.training.compiled import compile_model
+
+        if not compile_model(model, torch.device("cpu")):
+            raise RuntimeError("--compile: inductor cannot build CPU kernels here (see the log)")
     batch = polymodal_batch(*synthetic_batch(setup))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
 
@@ -466,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--attn-dropout", type=float, default=0.0)
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time polymodal's MulT compiled (compile: true), in the same rounds",
+    )
     ap.add_argument("--lengths", type=int, nargs=3, default=[50, 375, 500], metavar="L")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--worker", choices=["mmsa"], default=None, help=argparse.SUPPRESS)
@@ -499,6 +512,15 @@ def main(argv: list[str] | None = None) -> int:
     # The FLOP-counting step is also each side's warm-up step.
     poly = SideResult("polymodal_mult", num_params(poly_model), count_flops(poly_step) / b)
     sides = [poly]
+    compiled: tuple[SideResult, Callable[[], float]] | None = None
+    if args.compile:
+        comp_step, comp_model = polymodal_step_fn(setup, compiled=True)
+        t0 = time.perf_counter()
+        comp_step()  # the first step compiles (forward and backward graphs)
+        print(f"compiled in {time.perf_counter() - t0:.0f} s", flush=True)
+        comp = SideResult("polymodal_mult_compiled", num_params(comp_model), poly.flops_per_sample)
+        compiled = (comp, comp_step)
+        sides.append(comp)
     mmsa: SideResult | None = None
     if isinstance(worker, MMSAWorker):
         mmsa = SideResult("mmsa_mult", worker.info["params"], worker.info["flops"] / b)
@@ -519,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             poly.samples_per_s.append(b * args.steps / time_steps(poly_step, args.steps))
             msg = f"round {r + 1}/{args.rounds}: polymodal {poly.samples_per_s[-1]:.2f} samples/s"
+            if compiled is not None:
+                side, step = compiled
+                side.samples_per_s.append(b * args.steps / time_steps(step, args.steps))
+                msg += f", compiled {side.samples_per_s[-1]:.2f}"
             if mmsa is not None and isinstance(worker, MMSAWorker):
                 mmsa.samples_per_s.append(b * args.mmsa_steps / worker.run(args.mmsa_steps))
                 msg += f", MMSA {mmsa.samples_per_s[-1]:.2f} samples/s"
@@ -565,6 +591,21 @@ def main(argv: list[str] | None = None) -> int:
             )
         )  # fmt: skip
         print(f"samples/s ratio polymodal / MMSA: {ratio:.2f}", flush=True)
+    if compiled is not None:  # the compiled model against MMSA and against eager, per round
+        comp = compiled[0].samples_per_s
+        pairs = [("polymodal_compiled_vs_eager", poly.samples_per_s)]
+        if mmsa is not None:
+            pairs.append(("polymodal_compiled_vs_mmsa", mmsa.samples_per_s))
+        for method, other in pairs:
+            per_round = [c / o for c, o in zip(comp, other, strict=True)]
+            ratio = statistics.median(comp) / statistics.median(other)
+            records.append(
+                record(
+                    "mult_speed", dataset, method, "ratio", ratio,
+                    std=_stats(per_round)[1], n_seeds=len(per_round), **common,
+                )
+            )  # fmt: skip
+            print(f"samples/s ratio {method}: {ratio:.2f}", flush=True)
     print_table(records)
 
     notes = [
@@ -587,6 +628,11 @@ def main(argv: list[str] | None = None) -> int:
         "biases, and MMSA's cross-modal stacks end with a LayerNorm each; polymodal pools a "
         "masked mean over steps where MMSA takes the last step, and uses GELU (MMSA ReLU) and "
         "sinusoidal positions (MMSA none, a sqrt(d) input scale).",
+        "dropout: on residual branches, MLP hidden units and the head; attn_dropout: on the "
+        "attention weights (rows from before the two were split, commit 853d8b3, ran at "
+        "dropout 0, i.e. attn_dropout 0). polymodal_mult_compiled (--compile): the same model "
+        "with its forward compiled by torch.compile (inductor, C++ kernels), timed in the same "
+        "rounds after a first, compiling step; its FLOPs are the eager model's.",
     ]
     if skipped is not None:
         notes.append(
