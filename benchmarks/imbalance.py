@@ -1,0 +1,190 @@
+"""Modality imbalance on a shipped config: does a balance method train the weaker encoder?
+
+Trains a run config (default ``configs/av_digits.yaml``, the spoken-digit + handwritten-digit
+set as shipped: 6 images per recording, 5 epochs, early fusion) once per seed with plain
+joint training (``optim.balance=none``) and with each method of ``--balance``
+(:mod:`polymodal.training.balance`: OGM-GE, Gradient-Blending, MLA, unimodal losses), and
+measures on the test split, with the best epoch's weights:
+
+* ``accuracy``: the fused model;
+* ``probe_accuracy_<m>``: a linear probe on each frozen encoder (fitted on train, L2 chosen
+  on validation: :func:`polymodal.training.probe.probe_modalities`);
+* ``val_score``: the best epoch's validation monitor.
+
+The target (issue 11): a method raises the probe accuracy of the weakest encoder under plain
+training by at least ``PROBE_GAIN`` (5 points) while the fused accuracy falls by at most
+``PROBE_MAX_COST`` (0.3 points), means over seeds.  ``benchmarks/robustness.py`` asks the
+same of the fusion benchmark's smaller av_digits plan (2 images per recording, 4 epochs);
+this file measures it on the config a user trains.  Validation is carved from train by
+speaker; the test split is read once per trained model.
+
+    POLYMODAL_DATA=../shared/data python benchmarks/imbalance.py            # 3 seeds, 2 jobs
+
+Writes benchmarks/results/imbalance.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import merge_records, previous_records, print_table, record, write_results
+from robustness import BALANCE, PROBE_GAIN, PROBE_MAX_COST
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "imbalance"
+
+
+def run_one(config: str, balance: str, seed: int) -> dict[str, Any]:
+    """Train ``config`` with ``balance`` at ``seed``; fused test accuracy and probes."""
+    from polymodal.inference import evaluate, load_trained
+    from polymodal.training import Trainer, load_config
+    from polymodal.training.data import dataset_for_split
+    from polymodal.training.probe import probe_modalities
+    from polymodal.training.tasks import build_strategy
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(
+            REPO / config,
+            [
+                f"optim.balance={balance}",
+                f"seed={seed}",
+                "device=cpu",
+                "progress=false",
+                f"output_dir={tmp}/run",
+            ],
+        )
+        res = Trainer(cfg, build_strategy(cfg)).fit()
+        trained = load_trained(res.checkpoint)
+        splits = {s: dataset_for_split(cfg.data, seed, s) for s in ("train", "val", "test")}
+        size = cfg.data.batch_size
+        test = evaluate(trained.model, splits["test"], batch_size=size)
+        probes = probe_modalities(
+            trained, splits["train"], splits["val"], splits["test"], batch_size=size
+        )
+        assert res.best_val is not None
+        return {
+            "accuracy": float(test["accuracy"]),
+            "val": float(res.best_val[cfg.selection_metric]),
+            "probe": probes,
+            "epochs": res.epochs_run,
+            "seconds": time.perf_counter() - t0,
+        }
+
+
+def verdicts(records: list[dict[str, Any]], dataset: str) -> list[str]:
+    """The target's verdict per balance method, against plain training's weakest encoder."""
+    get = {(r["method"], r["metric"]): r["value"] for r in records if r["dataset"] == dataset}
+    probes = {k[1][len("probe_accuracy_") :]: v for k, v in get.items() if k[0] == "none" and k[1].startswith("probe_accuracy_")}  # fmt: skip
+    if not probes or ("none", "accuracy") not in get:
+        return []
+    weak = min(probes, key=lambda m: probes[m])
+    out = []
+    for method in dict.fromkeys(r["method"] for r in records if r["dataset"] == dataset):
+        if method == "none" or (method, f"probe_accuracy_{weak}") not in get:
+            continue
+        gain = get[(method, f"probe_accuracy_{weak}")] - probes[weak]
+        cost = get[("none", "accuracy")] - get[(method, "accuracy")]
+        ok = gain >= PROBE_GAIN - 1e-9 and cost <= PROBE_MAX_COST + 1e-9
+        out.append(
+            f"- {dataset}, {method}: probe accuracy of the weakest encoder ({weak}) "
+            f"{gain * 100:+.1f} points over plain training, fused accuracy {-cost * 100:+.1f}: "
+            f"{'meets' if ok else 'misses'} the target (>= +{PROBE_GAIN * 100:.0f}, "
+            f">= -{PROBE_MAX_COST * 100:.1f})"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--config", default="configs/av_digits.yaml")
+    ap.add_argument("--balance", nargs="*", default=list(BALANCE), choices=list(BALANCE))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (1 thread each)")
+    ap.add_argument("--results-dir", default=None)
+    args = ap.parse_args(argv)
+    if not os.environ.get("POLYMODAL_DATA"):
+        os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
+    dataset = f"{Path(args.config).stem} (shipped config)"
+    methods = ["none", *args.balance]
+    tasks = [(m, s) for m in methods for s in range(args.seeds)]
+    runs: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in methods}
+    t_start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, args.config, m, s): (m, s) for m, s in tasks}
+        for fut in as_completed(futures):
+            method, seed = futures[fut]
+            r = runs[method][seed] = fut.result()
+            probes = "  ".join(f"probe {k} {v:.4f}" for k, v in r["probe"].items())
+            print(
+                f"{method:9} seed {seed}: test acc {r['accuracy']:.4f}  {probes}  val "
+                f"{r['val']:.4f}  epochs {r['epochs']}  ({r['seconds']:.0f} s)  "
+                f"[{time.perf_counter() - t_start:.0f} s]",
+                flush=True,
+            )
+    records: list[dict[str, Any]] = []
+    for method in methods:
+        seed_runs = [runs[method][s] for s in sorted(runs[method])]
+        secs = statistics.mean(r["seconds"] for r in seed_runs)
+        metrics = {
+            "accuracy": [r["accuracy"] for r in seed_runs],
+            "val_score": [r["val"] for r in seed_runs],
+            **{
+                f"probe_accuracy_{m}": [r["probe"][m] for r in seed_runs]
+                for m in seed_runs[0]["probe"]
+            },
+        }
+        for metric, vals in metrics.items():
+            records.append(
+                record(
+                    NAME,
+                    dataset,
+                    method,
+                    metric,
+                    statistics.mean(vals),
+                    std=statistics.stdev(vals) if len(vals) > 1 else None,
+                    n_seeds=len(vals),
+                    seconds=secs,
+                    config=args.config,
+                )
+            )
+    print_table(records)
+    lines = verdicts(records, dataset)
+    print("\n".join(lines))
+    records = merge_records(previous_records(NAME, args.results_dir), records)
+    cmd = "POLYMODAL_DATA=../shared/data python benchmarks/imbalance.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    write_results(
+        NAME,
+        records,
+        title="Modality imbalance on a shipped config: the weaker encoder's probe accuracy",
+        notes=(
+            "Test accuracy of the fused model and of a linear probe on each frozen encoder "
+            "(L2 chosen on validation), mean ± std over seeds, plain joint training (none) "
+            "against each balance method (optim.balance). val_score: the best epoch's "
+            f"validation monitor. seconds: mean wall time of one run ({args.jobs} worker "
+            "processes of 1 thread each).\n\n### Target\n\n" + "\n".join(lines)
+        ),
+        command=cmd.strip(),
+        results_dir=args.results_dir,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
