@@ -165,6 +165,30 @@ def test_all_positives_training_reaches_perfect_retrieval(tmp_path: Path) -> Non
         ContrastiveOptim(loss="siglip", all_positives=True)
 
 
+@pytest.mark.parametrize("all_positives", [False, True])
+def test_max_violation_training_reaches_perfect_retrieval(
+    tmp_path: Path, all_positives: bool
+) -> None:
+    config = JointConfig((_mod("image", 6), _mod("text", 5)), dim=8)
+    model = JointEmbeddingModel(config)
+    pairs = _captioned(16, 3, seed=2)
+    before = evaluate_pairs(model, [pairs])["r1_mean"]
+    cfg = _run_config(
+        config,
+        tmp_path / "run",
+        epochs=60,
+        batch_size=16,
+        loss="max_violation",
+        margin=0.2,
+        all_positives=all_positives,
+    )
+    result = _fit(cfg, model, {"image-text": pairs}, {"image-text": pairs})
+    assert before < 0.5
+    assert result.best_val is not None and result.best_val["r1_mean"] == 1.0
+    assert result.info["temperatures"] == {}  # the hinge loss has no temperature
+    assert json.loads((result.run_dir / "results.json").read_text())["temperatures"] == {}
+
+
 def test_the_run_seed_seeds_the_pairing() -> None:
     config = JointConfig((_mod("image", 6), _mod("text", 5)), dim=8)
     pairs = {"image-text": _captioned(16, 3, seed=3)}

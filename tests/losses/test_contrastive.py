@@ -17,9 +17,11 @@ from torch import Tensor
 from polymodal.losses import (
     ClipLoss,
     DistributedContext,
+    MaxViolationLoss,
     SigLipLoss,
     clip_loss,
     gather_features,
+    max_violation_loss,
     multi_positive_clip_loss,
     siglip_loss,
 )
@@ -197,6 +199,77 @@ def test_errors_name_the_problem() -> None:
         ClipLoss(rank=0, world_size=2)(a, b)
 
 
+# --------------------------------------------------------------------------- max violation
+
+
+def test_max_violation_matches_hand_worked_example() -> None:
+    # Unit vectors, so the scores are the dot products.
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[0.8, 0.6], [0.6, 0.8]])
+    # s = [[0.8, 0.6], [0.6, 0.8]]: positives 0.8, every hardest negative 0.6.
+    # Each hinge: max(0, 0.5 - 0.8 + 0.6) = 0.3, in both directions.
+    loss = max_violation_loss(a, b, margin=0.5)
+    torch.testing.assert_close(loss, torch.tensor(0.3))
+    # A margin below the gap (0.2) leaves no violation at all.
+    assert max_violation_loss(a, b, margin=0.1).item() == 0.0
+
+
+def test_max_violation_counts_only_the_hardest_negative() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 4, generator=g)
+    b = a + 0.3 * torch.randn(5, 4, generator=g)
+    scores = torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
+    pos = scores.diag()
+    off = scores - 2 * torch.eye(5)  # the positives can never be the hardest negative
+    expected = (
+        (0.2 - pos + off.amax(dim=1)).clamp(min=0).mean()
+        + (0.2 - pos + off.amax(dim=0)).clamp(min=0).mean()
+    ) / 2
+    torch.testing.assert_close(max_violation_loss(a, b), expected)
+    # Gradient: a b row that is nobody's hardest negative and whose own pair does not
+    # violate gets none.
+    b = b.clone().requires_grad_(True)
+    max_violation_loss(a, b, margin=0.2).backward()
+    assert b.grad is not None
+    hardest = set(off.argmax(dim=1).tolist())
+    for j in range(5):
+        violated = bool((0.2 - pos[j] + off[j].max()) > 0 or (0.2 - pos[j] + off[:, j].max()) > 0)
+        if j not in hardest and not violated:
+            assert b.grad[j].abs().max() == 0
+
+
+def test_max_violation_with_owners_never_uses_a_rows_own_positives() -> None:
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # Image 0 owns captions 0 and 1, image 1 owns caption 2.
+    b = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    owner = torch.tensor([0, 0, 1])
+    # s = [[1, 0.6, 0], [0, 0.8, 1]].  Image 0's hardest negative is caption 2 (0), not its
+    # own caption 1 (0.6); image 1's is caption 1 (0.8).
+    # a -> b hinges (margin 0.5): caption 0: 0.5-1+0 -> 0; caption 1: 0.5-0.6+0 -> 0;
+    # caption 2: 0.5-1+0.8 = 0.3.  b -> a: caption 0: 0.5-1+0 -> 0; caption 1: 0.5-0.6+0.8
+    # = 0.7; caption 2: 0.5-1+0 -> 0.  Means 0.1 and 0.7/3, averaged.
+    loss = max_violation_loss(a, b, margin=0.5, owner=owner)
+    torch.testing.assert_close(loss, torch.tensor((0.1 + 0.7 / 3) / 2))
+    # owner = arange is the one-positive form.
+    x, y = pair(6, 4, seed=3)
+    torch.testing.assert_close(
+        max_violation_loss(x, y, owner=torch.arange(6)), max_violation_loss(x, y)
+    )
+    torch.testing.assert_close(MaxViolationLoss(margin=0.2)(x, y), max_violation_loss(x, y))
+
+
+def test_max_violation_errors_name_the_problem() -> None:
+    a, b = pair(4, 3)
+    with pytest.raises(ValueError, match=r"'margin' must be a number > 0, got 0"):
+        max_violation_loss(a, b, margin=0)
+    with pytest.raises(ValueError, match=r"'owner' must be a \(4,\) long tensor"):
+        max_violation_loss(a, b, owner=torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"must have the same shape"):
+        max_violation_loss(a, b[:3])
+    with pytest.raises(ValueError, match=r"MaxViolationLoss: 'margin' must be a number > 0"):
+        MaxViolationLoss(margin=-0.1)
+
+
 # --------------------------------------------------------------------------- 2 processes
 
 WORLD = 2
@@ -271,6 +344,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             loss = multi_positive_clip_loss(a, b, owner, 1.5, ctx=ctx, **opts)
             loss.backward()
             results[name] = {"loss": loss.detach(), "a": a.grad, "b": b.grad}
+        a = a_full[rows].clone().requires_grad_(True)
+        b = b_full[rank * per * G : (rank + 1) * per * G].clone().requires_grad_(True)
+        loss = MaxViolationLoss(rank, WORLD, margin=0.5)(a, b, owner)
+        loss.backward()
+        results["max_violation"] = {"loss": loss.detach(), "a": a.grad, "b": b.grad}
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
         # both ranks done with every collective before either tears gloo down (a rank that
         # destroys the group while the other still talks to it can abort with SIGABRT)
@@ -348,3 +426,21 @@ def test_two_processes_match_one_process_with_several_positives(
         torch.testing.assert_close(
             r["b"] / WORLD, b.grad[rank * per * G : (rank + 1) * per * G], atol=1e-6, rtol=0
         )
+
+
+def test_two_processes_match_one_process_max_violation(two_process_results: list[dict]) -> None:
+    a, b, owner = _multi_batch()
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    full = max_violation_loss(a, b, margin=0.5, owner=owner)
+    full.backward()
+    assert a.grad is not None and b.grad is not None and full.item() > 0
+    per = N // WORLD
+    for rank, r in enumerate(res["max_violation"] for res in two_process_results):
+        # every rank scores the whole global batch: its loss is the full loss, and its
+        # rows get world_size times the full gradient (DDP's mean divides it back)
+        torch.testing.assert_close(r["loss"], full.detach(), atol=1e-6, rtol=0)
+        rows = slice(rank * per, (rank + 1) * per)
+        torch.testing.assert_close(r["a"] / WORLD, a.grad[rows], atol=1e-6, rtol=0)
+        brows = slice(rank * per * G, (rank + 1) * per * G)
+        torch.testing.assert_close(r["b"] / WORLD, b.grad[brows], atol=1e-6, rtol=0)

@@ -54,6 +54,7 @@ from polymodal.joint.pairs import PairedFeatures, PairSetConfig, check_pairs, ev
 from polymodal.losses.contrastive import (
     MAX_LOGIT_SCALE,
     ClipLoss,
+    MaxViolationLoss,
     SigLipLoss,
     multi_positive_clip_loss,
 )
@@ -72,12 +73,16 @@ class ContrastiveOptim(OptimConfig):
     Args:
         batch_size: pairs per step and pair set, over all processes of a ``torchrun`` run
             (each of N takes ``batch_size / N``).
-        loss: ``"clip"`` (symmetric InfoNCE) or ``"siglip"``.
+        loss: ``"clip"`` (symmetric InfoNCE), ``"siglip"``, or ``"max_violation"`` (VSE++'s
+            hinge on each pair's hardest negative in the batch, Faghri et al. 2018; no
+            temperature).
         temperature: initial temperature (CLIP: the logit scale starts at ``1 / t``).
         learn_temperature: train the temperature with the projections.
+        margin: ``max_violation``: the hinge's margin on the cosine scale (VSE++: 0.2).
         all_positives: each step takes every other row of the batch's anchors (all five
-            captions of each image) and uses the multi-positive InfoNCE (CLIP loss only);
-            otherwise one other row per anchor, drawn anew each epoch.
+            captions of each image) and uses the multi-positive form of the loss (``clip``:
+            a multi-positive InfoNCE; ``max_violation``: no row of the same anchor is a
+            negative); otherwise one other row per anchor, drawn anew each epoch.
     """
 
     moved: ClassVar[dict[str, str]] = {
@@ -89,17 +94,18 @@ class ContrastiveOptim(OptimConfig):
     warmup_steps: int | None = param(50, ge=0)
     grad_clip: float | None = param(None, gt=0)
     batch_size: int = param(256, ge=2)
-    loss: Literal["clip", "siglip"] = "clip"
+    loss: Literal["clip", "siglip", "max_violation"] = "clip"
     temperature: float = param(0.05, gt=0)
     learn_temperature: bool = True
+    margin: float = param(0.2, gt=0)
     all_positives: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.all_positives and self.loss != "clip":
+        if self.all_positives and self.loss == "siglip":
             raise ValueError(
-                "optim.all_positives=true needs optim.loss=clip (the multi-positive InfoNCE), "
-                f"got loss={self.loss!r}."
+                "optim.all_positives=true needs optim.loss=clip (the multi-positive InfoNCE) "
+                f"or max_violation, got loss={self.loss!r}."
             )
 
 
@@ -178,16 +184,17 @@ def build_loss(
             init_logit_scale=init,
             learn_logit_scale=optim.learn_temperature,
         )
+    elif optim.loss == "max_violation":
+        loss = MaxViolationLoss(info.rank, info.world_size, margin=optim.margin)
     else:
         loss = SigLipLoss(info.rank, info.world_size, init_logit_scale=init)
         loss.logit_scale.requires_grad_(optim.learn_temperature)
     return loss
 
 
-def _temperature(loss: nn.Module) -> float:
-    scale = loss.logit_scale
-    assert isinstance(scale, Tensor)  # both losses own a logit_scale parameter
-    return math.exp(-float(scale.detach()))
+def _temperature(loss: nn.Module) -> float | None:
+    scale = getattr(loss, "logit_scale", None)  # max_violation has no temperature
+    return None if scale is None else math.exp(-float(scale.detach()))
 
 
 def _batches_with_negatives(n: int, batch_size: int) -> int:
@@ -382,17 +389,20 @@ class ContrastiveStrategy(Strategy):
                     valid = rows >= 0
                     rows, owner = rows[valid], owner[valid]  # (M,)
                 zo = self.model.project(p.other, p.other_features[rows])
-                scale = loss_fn.logit_scale
-                assert isinstance(scale, Tensor) and isinstance(loss_fn, ClipLoss)
-                value = multi_positive_clip_loss(
-                    za,
-                    zo,
-                    owner,
-                    scale.clamp(max=MAX_LOGIT_SCALE),
-                    ctx=loss_fn.ctx,
-                    gather_with_grad=loss_fn.gather_with_grad,
-                    local_loss=loss_fn.local_loss,
-                )
+                if isinstance(loss_fn, MaxViolationLoss):
+                    value = loss_fn(za, zo, owner)
+                else:
+                    scale = loss_fn.logit_scale
+                    assert isinstance(scale, Tensor) and isinstance(loss_fn, ClipLoss)
+                    value = multi_positive_clip_loss(
+                        za,
+                        zo,
+                        owner,
+                        scale.clamp(max=MAX_LOGIT_SCALE),
+                        ctx=loss_fn.ctx,
+                        gather_with_grad=loss_fn.gather_with_grad,
+                        local_loss=loss_fn.local_loss,
+                    )
             else:
                 zo = self.model.project(p.other, p.other_features[o_rows])
                 value = loss_fn(za, zo)
@@ -444,7 +454,9 @@ class ContrastiveStrategy(Strategy):
     def info(self) -> dict[str, Any]:
         return {
             "feature_seconds": self.feature_seconds,
-            "temperatures": {name: _temperature(fn) for name, fn in self.losses.items()},
+            "temperatures": {
+                name: t for name, fn in self.losses.items() if (t := _temperature(fn)) is not None
+            },
         }
 
 

@@ -2,7 +2,8 @@
 
 Supervised objectives (:func:`task_loss`, :func:`sequence_loss`) and contrastive objectives
 for joint embeddings (:func:`clip_loss` / :class:`ClipLoss`,
-:func:`siglip_loss` / :class:`SigLipLoss`) take their distributed context (rank, world
+:func:`siglip_loss` / :class:`SigLipLoss`, :func:`max_violation_loss` /
+:class:`MaxViolationLoss`) take their distributed context (rank, world
 size) as constructor arguments, so they run and are tested on one CPU process.
 """
 
@@ -12,8 +13,10 @@ from polymodal.losses.contrastive import (
     SIGLIP_INIT_LOGIT_BIAS,
     SIGLIP_INIT_LOGIT_SCALE,
     ClipLoss,
+    MaxViolationLoss,
     SigLipLoss,
     clip_loss,
+    max_violation_loss,
     multi_positive_clip_loss,
     siglip_loss,
 )
@@ -28,9 +31,11 @@ __all__ = [
     "SIGLIP_INIT_LOGIT_SCALE",
     "ClipLoss",
     "DistributedContext",
+    "MaxViolationLoss",
     "SigLipLoss",
     "clip_loss",
     "gather_features",
+    "max_violation_loss",
     "multi_positive_clip_loss",
     "sequence_loss",
     "siglip_loss",

@@ -1,8 +1,9 @@
-"""Contrastive objectives for joint embeddings: CLIP's symmetric InfoNCE and SigLIP's sigmoid.
+"""Contrastive objectives for joint embeddings: CLIP's InfoNCE, SigLIP's sigmoid, VSE++'s hinge.
 
-Each objective comes as a function (:func:`clip_loss`, :func:`siglip_loss`) taking the
-temperature explicitly, and as an ``nn.Module`` (:class:`ClipLoss`, :class:`SigLipLoss`)
-that owns the learnable temperature (and bias) and its :class:`DistributedContext`.
+Each objective comes as a function (:func:`clip_loss`, :func:`siglip_loss`,
+:func:`max_violation_loss`) taking its settings explicitly, and as an ``nn.Module``
+(:class:`ClipLoss`, :class:`SigLipLoss`, :class:`MaxViolationLoss`) that owns the learnable
+temperature (and bias), if any, and its :class:`DistributedContext`.
 
 Row ``i`` of ``a`` and row ``i`` of ``b`` are the positive pair (two modalities of the same
 example); every other row of the other modality, on every rank, is a negative.
@@ -250,6 +251,77 @@ def multi_positive_clip_loss(
     return (a_to_b + b_to_a) / 2
 
 
+def max_violation_loss(
+    a: Tensor,
+    b: Tensor,
+    *,
+    margin: float = 0.2,
+    owner: Tensor | None = None,
+    ctx: DistributedContext | None = None,
+    normalize: bool = True,
+) -> Tensor:
+    """VSE++'s hinge loss on the hardest negative of each pair (Faghri et al., BMVC 2018).
+
+    With ``s = a @ b.T`` (cosine similarities), each positive pair ``(i, j)`` (``b`` row
+    ``j`` belongs to ``a`` row ``i``) costs, in each direction, the hinge of its *hardest*
+    negative only (the "max of hinges", not the sum over all negatives)::
+
+        a -> b:  max(0, margin - s_ij + max over b rows j' not of i  s_ij')
+        b -> a:  max(0, margin - s_ij + max over a rows i' != i      s_i'j)
+
+    The loss is the mean over positive pairs of each direction, the two directions
+    averaged.  With ``owner``, several ``b`` rows may belong to one ``a`` row (an image's
+    five captions): none of them is a negative of that row.  There is no temperature: the
+    margin is on the cosine scale.
+
+    Args:
+        a, b: embeddings of two modalities.
+        margin: the hinge's margin (VSE++: 0.2); must be > 0.
+        owner: the ``a`` row of each ``b`` row; ``None`` means row ``j`` of ``b`` belongs
+            to row ``j`` of ``a`` (then ``a`` and ``b`` have the same shape).
+        ctx: the distributed context; ``None`` means a single process.  Every rank gathers
+            all ranks' rows (a differentiable gather) and scores the whole global batch, so
+            the mean of the per-rank losses is the single-process loss of the global batch;
+            every rank must pass the same shapes.
+        normalize: L2-normalise ``a`` and ``b`` first (cosine similarity).
+
+    Shape:
+        a: (B, D); b: (M, D) (M = B without ``owner``); owner: (M,) long, values in
+        ``[0, B)``; output: () scalar.
+    """
+    owner_name = "max_violation_loss"
+    if owner is None:
+        a, b = _check_pair(owner_name, a, b)
+        owner = torch.arange(a.shape[0], device=a.device)
+    else:
+        a, b = _check_embedding(owner_name, "a", a), _check_embedding(owner_name, "b", b)
+        if owner.shape != (b.shape[0],) or owner.dtype != torch.long:
+            raise ValueError(
+                f"{owner_name}: 'owner' must be a ({b.shape[0]},) long tensor (the 'a' row of "
+                f"each 'b' row), got shape {tuple(owner.shape)} and dtype {owner.dtype}."
+            )
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or margin <= 0:
+        raise ValueError(f"{owner_name}: 'margin' must be a number > 0, got {margin!r}.")
+    ctx = ctx if ctx is not None else DistributedContext()
+    if normalize:
+        a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    if ctx.is_distributed:
+        offset = ctx.rank * a.shape[0]
+        owner = gather_features(owner + offset, ctx, with_grad=False)  # (W*M,)
+        a = gather_features(a, ctx, with_grad=True)  # (W*B, D)
+        b = gather_features(b, ctx, with_grad=True)  # (W*M, D)
+    scores = a @ b.T  # (B, M)
+    cols = torch.arange(b.shape[0], device=a.device)
+    positive = scores[owner, cols]  # (M,) s of each positive pair
+    mine = owner[None, :] == torch.arange(a.shape[0], device=a.device)[:, None]  # (B, M)
+    negatives = scores.masked_fill(mine, float("-inf"))
+    hardest_b = negatives.amax(dim=1)[owner]  # (M,) the hardest b row of each pair's a row
+    hardest_a = negatives.amax(dim=0)  # (M,) the hardest other a row of each b row
+    a_to_b = (margin - positive + hardest_b).clamp(min=0).mean()
+    b_to_a = (margin - positive + hardest_a).clamp(min=0).mean()
+    return (a_to_b + b_to_a) / 2
+
+
 class ClipLoss(nn.Module):
     """Symmetric InfoNCE (CLIP) with a learnable temperature; see :func:`clip_loss`.
 
@@ -367,3 +439,36 @@ class SigLipLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"rank={self.ctx.rank}, world_size={self.ctx.world_size}"
+
+
+class MaxViolationLoss(nn.Module):
+    """VSE++'s hardest-negative hinge loss; see :func:`max_violation_loss`.
+
+    Args:
+        rank, world_size: this process's place in the data-parallel job (see
+            :class:`DistributedContext`); the defaults mean a single process.
+        margin: the hinge's margin on the cosine scale (VSE++: 0.2).
+        group: the ``torch.distributed`` process group (``None``: the default group).
+
+    It has no parameters (no temperature).
+
+    Shape:
+        a: (B, D); b: (M, D); owner: (M,) long or ``None`` (then M = B).
+        output: () scalar loss.
+    """
+
+    def __init__(
+        self, rank: int = 0, world_size: int = 1, *, margin: float = 0.2, group: object = None
+    ) -> None:
+        super().__init__()
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin <= 0:
+            raise ValueError(f"MaxViolationLoss: 'margin' must be a number > 0, got {margin!r}.")
+        self.ctx = DistributedContext(rank, world_size, group)
+        self.margin = float(margin)
+
+    def forward(self, a: Tensor, b: Tensor, owner: Tensor | None = None) -> Tensor:
+        """The loss for this rank's rows (``owner``: the ``a`` row of each ``b`` row)."""
+        return max_violation_loss(a, b, margin=self.margin, owner=owner, ctx=self.ctx)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, rank={self.ctx.rank}, world_size={self.ctx.world_size}"
