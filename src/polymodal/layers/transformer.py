@@ -120,6 +120,13 @@ def _check_heads(dim: int, num_heads: int, who: str) -> None:
 class MultiHeadAttention(nn.Module):
     """Multi-head attention; queries and keys/values may come from different sequences.
 
+    The projections are fused: when keys/values have the queries' width, one ``(3D, D)``
+    weight (``in_proj``) holds the query, key and value projections, so self-attention
+    projects its input with one matrix product, and cross-attention with two (queries;
+    keys and values together).  Otherwise ``q_proj`` and a fused ``kv_proj`` are used.
+    Checkpoints with separate ``q_proj``/``k_proj``/``v_proj`` weights (polymodal before
+    the fused layout) load unchanged.
+
     Args:
         dim: feature size of the queries and of the output.
         num_heads: attention heads; must divide ``dim``.
@@ -142,10 +149,46 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.dropout = dropout
         kv = dim if kv_dim is None else kv_dim
-        self.q_proj = nn.Linear(dim, dim, bias=bias)
-        self.k_proj = nn.Linear(kv, dim, bias=bias)
-        self.v_proj = nn.Linear(kv, dim, bias=bias)
+        self.in_proj: nn.Linear | None = None
+        self.q_proj: nn.Linear | None = None
+        self.kv_proj: nn.Linear | None = None
+        if kv == dim:
+            self.in_proj = nn.Linear(dim, 3 * dim, bias=bias)  # rows: q, k, v
+        else:
+            self.q_proj = nn.Linear(dim, dim, bias=bias)
+            self.kv_proj = nn.Linear(kv, 2 * dim, bias=bias)  # rows: k, v
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+
+    def _project(self, query: Tensor, kv: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v of ``query`` and ``kv`` (``None``: self-attention), each (B, *, D)."""
+        d = query.shape[-1]
+        if self.in_proj is not None:
+            if kv is None:
+                q, k, v = self.in_proj(query).split(d, dim=-1)  # one product for all three
+                return q, k, v
+            w, b = self.in_proj.weight, self.in_proj.bias
+            q = F.linear(query, w[:d], None if b is None else b[:d])
+            k, v = F.linear(kv, w[d:], None if b is None else b[d:]).split(d, dim=-1)
+            return q, k, v
+        assert self.q_proj is not None and self.kv_proj is not None
+        k, v = self.kv_proj(query if kv is None else kv).split(d, dim=-1)
+        return self.q_proj(query), k, v
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Tensor], prefix: str, *args: object, **kwargs: object
+    ) -> None:
+        """Fuse the separate q/k/v projections of checkpoints written before the fused layout."""
+        if f"{prefix}k_proj.weight" in state_dict:
+            for t in ("weight", "bias"):
+                if f"{prefix}k_proj.{t}" not in state_dict:
+                    continue
+                q, k, v = (state_dict.pop(f"{prefix}{n}_proj.{t}") for n in "qkv")
+                if self.in_proj is not None:
+                    state_dict[f"{prefix}in_proj.{t}"] = torch.cat([q, k, v])
+                else:
+                    state_dict[f"{prefix}q_proj.{t}"] = q
+                    state_dict[f"{prefix}kv_proj.{t}"] = torch.cat([k, v])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
 
     def forward(
         self,
@@ -166,12 +209,12 @@ class MultiHeadAttention(nn.Module):
             key_padding_mask: (B, S) bool
             output: (B, L, D)
         """
-        kv = query if key_value is None else key_value
         b, lq, d = query.shape
-        s = kv.shape[1]
-        q = self.q_proj(query).view(b, lq, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(kv).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(kv).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
+        s = lq if key_value is None else key_value.shape[1]
+        q, k, v = self._project(query, key_value)  # (B, L, D), (B, S, D), (B, S, D)
+        q = q.view(b, lq, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
+        v = v.view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
         # q: (B, H, L, Dh); k, v: (B, H, S, Dh)
         attn_mask = None
         any_valid = None

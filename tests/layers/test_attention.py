@@ -1,0 +1,85 @@
+"""``MultiHeadAttention``: fused projections, checked against multi-head attention by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from polymodal.layers import MultiHeadAttention
+
+D, H = 8, 2
+
+
+def _by_hand(query: Tensor, kv: Tensor, w: dict[str, Tensor], mask: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(Dh)) v per head, with separate q/k/v projections."""
+    b, lq, _ = query.shape
+    dh = D // H
+
+    def heads(x: Tensor) -> Tensor:
+        return x.view(b, x.shape[1], H, dh).transpose(1, 2)  # (B, H, L, Dh)
+
+    q = heads(query @ w["q_proj.weight"].T + w["q_proj.bias"])
+    k = heads(kv @ w["k_proj.weight"].T + w["k_proj.bias"])
+    v = heads(kv @ w["v_proj.weight"].T + w["v_proj.bias"])
+    scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # (B, H, L, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+    out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, lq, D)
+    return out @ w["out_proj.weight"].T + w["out_proj.bias"]
+
+
+def _separate_weights(kv_dim: int, seed: int = 0) -> dict[str, Tensor]:
+    """A state dict in the layout before the fused projections (q_proj, k_proj, v_proj)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"q_proj": (D, D), "k_proj": (D, kv_dim), "v_proj": (D, kv_dim), "out_proj": (D, D)}
+    out = {}
+    for name, shape in shapes.items():
+        out[f"{name}.weight"] = torch.randn(shape, generator=g) / math.sqrt(shape[1])
+        out[f"{name}.bias"] = torch.randn(shape[0], generator=g)
+    return out
+
+
+@pytest.mark.parametrize("kv_dim", [D, 5])
+def test_old_checkpoints_load_and_match_attention_by_hand(kv_dim: int) -> None:
+    attn = MultiHeadAttention(D, H, kv_dim=kv_dim).eval()
+    weights = _separate_weights(kv_dim)
+    attn.load_state_dict(dict(weights))  # strict: every old key is used, none is missing
+    g = torch.Generator().manual_seed(1)
+    x, ctx = torch.randn(3, 4, D, generator=g), torch.randn(3, 6, kv_dim, generator=g)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    with torch.no_grad():
+        got = attn(x, ctx, key_padding_mask=mask)
+        torch.testing.assert_close(got, _by_hand(x, ctx, weights, mask))
+        if kv_dim == D:  # self-attention: the one fused product
+            torch.testing.assert_close(attn(x), _by_hand(x, x, weights, None))
+
+
+def test_fused_layout_holds_one_weight_when_widths_match() -> None:
+    same, other = MultiHeadAttention(D, H), MultiHeadAttention(D, H, kv_dim=5)
+    assert set(same.state_dict()) == {"in_proj.weight", "in_proj.bias", "out_proj.weight", "out_proj.bias"}  # fmt: skip
+    assert same.in_proj is not None and same.in_proj.weight.shape == (3 * D, D)
+    assert set(other.state_dict()) == {
+        "q_proj.weight",
+        "q_proj.bias",
+        "kv_proj.weight",
+        "kv_proj.bias",
+        "out_proj.weight",
+        "out_proj.bias",
+    }
+    # the new layout round-trips
+    copy = MultiHeadAttention(D, H)
+    copy.load_state_dict(same.state_dict())
+    x = torch.randn(2, 3, D)
+    torch.testing.assert_close(copy(x), same(x))
+
+
+def test_old_checkpoint_without_biases_loads() -> None:
+    attn = MultiHeadAttention(D, H, bias=False)
+    weights = {k: v for k, v in _separate_weights(D).items() if k.endswith("weight")}
+    attn.load_state_dict(weights)
+    assert attn.in_proj is not None
+    torch.testing.assert_close(attn.in_proj.weight[D : 2 * D], weights["k_proj.weight"])
