@@ -67,7 +67,7 @@ def run_one(
         cfg = load_config(
             REPO / config,
             [
-                f"optim.balance={balance}",
+                f"optim.balance.method={balance}",
                 f"seed={seed}",
                 "device=cpu",
                 "progress=false",

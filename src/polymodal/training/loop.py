@@ -54,7 +54,7 @@ from polymodal.device import autocast, check_precision
 from polymodal.metrics import HIGHER_IS_BETTER
 from polymodal.training import distributed as dist
 from polymodal.training.config import RunConfig, resume_differences
-from polymodal.training.params import module_generators, param_groups
+from polymodal.training.params import adamw, module_generators, param_groups
 from polymodal.training.resume import RESUME_ADVICE, check_resumable_state, restore_trainer_state
 from polymodal.training.rundir import LOG_CSV, LOG_JSONL, RESULTS_FILE, claim_run_dir, write_logs
 from polymodal.training.schedule import WarmupCosine, scheduled_lr, warmup_steps_for
@@ -407,13 +407,10 @@ class Trainer:
         strategy.setup(self.device)
         self._step_loss = dist.DataParallel(strategy, self.dist, cfg)  # DDP/FSDP, compile
         total = self._total_steps()
-        self._optimizer = torch.optim.AdamW(
-            param_groups(
-                strategy.trainable(), opt.weight_decay, opt.lr, opt.lr_scale, opt.layer_decay
-            ),
-            lr=opt.lr,
-            betas=opt.betas,
+        groups = param_groups(
+            strategy.trainable(), opt.weight_decay, opt.lr, opt.lr_scale, opt.layer_decay
         )
+        self._optimizer = adamw(groups, opt.lr, opt.betas)
         self._scheduler_obj = self._scheduler(self._optimizer, total)
         state = LoopState(monitor=cfg.selection_metric)
         if resume:
