@@ -330,7 +330,16 @@ def _weights_after_fit(tmp_path: Path, balance: Any) -> dict[str, Tensor]:
 GOLDEN_NONE_TIES = 14.30938033903658
 
 
+def _unfused_adamw(groups: Any, lr: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
 def test_balance_none_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The golden values predate the fused AdamW kernel, which rounds differently (~1e-9):
+    # the loop's logic is pinned here with torch's default kernel.
+    import polymodal.training.loop as loop
+
+    monkeypatch.setattr(loop, "adamw", _unfused_adamw)
     default = _weights_after_fit(tmp_path / "a", None)
     explicit = _weights_after_fit(tmp_path / "b", "none")
     assert all(torch.equal(default[k], v) for k, v in explicit.items())

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.encoders import build_encoder
@@ -134,3 +134,41 @@ def test_resume_with_scaled_groups_is_exact(
     for k, v in _weights(whole).items():
         assert torch.equal(resumed.state_dict()[k], v), k
     assert res.test == ref.test
+
+
+# ------------------------------------------------------------------ the optimiser
+
+
+def test_adamw_is_fused_on_cpu_and_matches_the_default_kernel() -> None:
+    from polymodal.training.params import adamw
+
+    def run(fused: bool) -> tuple[torch.optim.AdamW, list[Tensor]]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 7), nn.LayerNorm(7), nn.Linear(7, 2))
+        init.extend(p.detach().clone() for p in model.parameters())
+        groups = param_groups(model, 0.1, 1e-2)
+        opt = adamw(groups, 1e-2, (0.9, 0.99)) if fused else torch.optim.AdamW(groups, lr=1e-2, betas=(0.9, 0.99))  # fmt: skip
+        x = torch.randn(16, 5, generator=torch.Generator().manual_seed(1))
+        for _ in range(20):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+        return opt, [p.detach().clone() for p in model.parameters()]
+
+    init: list[Tensor] = []
+    fused_opt, fused = run(True)
+    plain_opt, plain = run(False)
+    assert all(g["fused"] for g in fused_opt.param_groups)
+    assert not any(g["fused"] for g in plain_opt.param_groups)
+    assert [g["weight_decay"] for g in fused_opt.param_groups] == [0.1, 0.0]  # groups kept
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(fused[0], init[0], atol=1e-3)  # the steps moved the weights
+
+
+def test_adamw_keeps_the_default_kernel_for_integer_or_meta_parameters() -> None:
+    from polymodal.training.params import adamw
+
+    meta = nn.Parameter(torch.empty(3, device="meta"))
+    opt = adamw([{"params": [meta], "weight_decay": 0.0}], 1e-3, (0.9, 0.999))
+    assert not opt.param_groups[0]["fused"]

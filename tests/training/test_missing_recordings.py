@@ -15,7 +15,7 @@ from polymodal.data.manifest import ManifestDataset
 from polymodal.inference import load_trained
 
 
-def _manifest(path: Path, n: int = 48) -> None:
+def _manifest(path: Path, n: int = 96) -> None:
     """Label = sign of the first feature of ``good``; ``noise`` carries nothing.
 
     Every third example lacks ``good`` (its sensor failed for the whole recording) and
