@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import merge_records, previous_records, print_table, record, write_results
+from _common import commit, merge_records, previous_records, print_table, record, write_results
 from robustness import BALANCE, PROBE_GAIN, PROBE_MAX_COST
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,9 +93,27 @@ def run_one(
         }
 
 
+def label(override: str) -> str:
+    """``optim.balance.unimodal_weight=0.3`` -> ``unimodal_weight=0.3`` (a method's name)."""
+    key, _, value = override.partition("=")
+    return f"{key.rsplit('.', 1)[-1]}={value}"
+
+
 def verdicts(records: list[dict[str, Any]], dataset: str) -> list[str]:
-    """The target's verdict per balance method, against plain training's weakest encoder."""
-    get = {(r["method"], r["metric"]): r["value"] for r in records if r["dataset"] == dataset}
+    """The target's verdict per balance method, against plain training's weakest encoder.
+
+    Each invocation's methods (records' ``run``) are compared with that invocation's plain
+    run, so that kept results of an older commit never meet a newer baseline.
+    """
+    records = [r for r in records if r["dataset"] == dataset]
+    out: list[str] = []
+    for run in dict.fromkeys(r.get("run") for r in records):
+        out += _verdicts([r for r in records if r.get("run") == run], dataset, run)
+    return out
+
+
+def _verdicts(records: list[dict[str, Any]], dataset: str, run: str | None) -> list[str]:
+    get = {(r["method"], r["metric"]): r["value"] for r in records}
     probes = {k[1][len("probe_accuracy_") :]: v for k, v in get.items() if k[0] == "none" and k[1].startswith("probe_accuracy_")}  # fmt: skip
     if not probes or ("none", "accuracy") not in get:
         return []
@@ -108,12 +126,25 @@ def verdicts(records: list[dict[str, Any]], dataset: str) -> list[str]:
         cost = get[("none", "accuracy")] - get[(method, "accuracy")]
         ok = gain >= PROBE_GAIN - 1e-9 and cost <= PROBE_MAX_COST + 1e-9
         out.append(
-            f"- {dataset}, {method}: probe accuracy of the weakest encoder ({weak}) "
+            f"- {dataset}{f' (run {run})' if run else ''}, {method}: probe accuracy of the weakest encoder ({weak}) "
             f"{gain * 100:+.1f} points over plain training, fused accuracy {-cost * 100:+.1f}: "
             f"{'meets' if ok else 'misses'} the target (>= +{PROBE_GAIN * 100:.0f}, "
             f">= -{PROBE_MAX_COST * 100:.1f})"
         )
     return out
+
+
+def notes(lines: list[str], jobs: int) -> str:
+    """The results file's notes: what the columns mean, then the verdicts."""
+    return (
+        "Test accuracy of the fused model and of a linear probe on each frozen encoder "
+        "(L2 chosen on validation), mean ± std over seeds, plain joint training (none) "
+        "against each balance method (optim.balance; a method's name lists the overrides "
+        "of its settings). val_score: the best epoch's validation monitor. run: the commit "
+        "of the invocation; each invocation trains its own plain runs, and its methods are "
+        f"compared with those. seconds: mean wall time of one run ({jobs} worker processes "
+        "of 1 thread each).\n\n### Target\n\n" + "\n".join(lines)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
     dataset = f"{Path(args.config).stem} (shipped config)"
     overrides = tuple(args.override)
-    suffix = "".join(f" {o.rsplit('.', 1)[-1]}" for o in overrides)
+    suffix = "".join(f" {label(o)}" for o in overrides)
     name = {m: m + suffix if m != "none" else m for m in ["none", *args.balance]}
     methods = list(name.values())
     tasks = [(m, s) for m in name for s in range(args.seeds)]
@@ -181,10 +212,12 @@ def main(argv: list[str] | None = None) -> int:
                     n_seeds=len(vals),
                     seconds=secs,
                     config=args.config,
+                    run=commit(),  # the invocation: its methods are compared with its plain run
                 )
             )
     print_table(records)
-    records = merge_records(previous_records(NAME, args.results_dir), records)
+    key = ("dataset", "method", "run")
+    records = merge_records(previous_records(NAME, args.results_dir), records, key)
     lines = verdicts(records, dataset)  # every method on record, against the latest plain run
     print("\n".join(lines))
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/imbalance.py " + " ".join(
@@ -194,13 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         NAME,
         records,
         title="Modality imbalance on a shipped config: the weaker encoder's probe accuracy",
-        notes=(
-            "Test accuracy of the fused model and of a linear probe on each frozen encoder "
-            "(L2 chosen on validation), mean ± std over seeds, plain joint training (none) "
-            "against each balance method (optim.balance). val_score: the best epoch's "
-            f"validation monitor. seconds: mean wall time of one run ({args.jobs} worker "
-            "processes of 1 thread each).\n\n### Target\n\n" + "\n".join(lines)
-        ),
+        notes=notes(lines, args.jobs),
         command=cmd.strip(),
         results_dir=args.results_dir,
     )

@@ -35,3 +35,23 @@ def test_verdicts_compare_the_weakest_encoder_and_the_fused_cost() -> None:
     assert "fused accuracy -1.0: misses" in lines[1]
     assert "+4.0 points" in lines[2] and "misses" in lines[2]
     assert bench.verdicts(records[3:6], "d") == []  # no plain run: no reference
+
+
+def test_each_run_is_judged_against_its_own_plain_training() -> None:
+    records = [
+        {**_rec("none", "accuracy", 0.95), "run": "a"},
+        {**_rec("none", "probe_accuracy_audio", 0.76), "run": "a"},
+        {**_rec("gblend", "accuracy", 0.95), "run": "a"},  # +4 over run a's plain: misses
+        {**_rec("gblend", "probe_accuracy_audio", 0.80), "run": "a"},
+        {**_rec("none", "accuracy", 0.95), "run": "b"},
+        {**_rec("none", "probe_accuracy_audio", 0.70), "run": "b"},
+        {**_rec("mla", "accuracy", 0.95), "run": "b"},
+        {**_rec("mla", "probe_accuracy_audio", 0.76), "run": "b"},  # +6 over run b's: meets
+    ]
+    lines = bench.verdicts(records, "d")
+    assert len(lines) == 2
+    assert lines[0].startswith("- d (run a), gblend:") and "+4.0 points" in lines[0]
+    assert "misses" in lines[0]
+    assert lines[1].startswith("- d (run b), mla:") and "+6.0 points" in lines[1]
+    assert "meets" in lines[1]
+    assert bench.label("optim.balance.unimodal_weight=0.3") == "unimodal_weight=0.3"
