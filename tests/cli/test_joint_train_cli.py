@@ -170,3 +170,21 @@ def test_unknown_key_is_one_line_error(
     err = capsys.readouterr().err
     assert "Unknown config key 'pairs.flickr8k.limt'" in err and "Did you mean 'limit'?" in err
     assert err.count("\n") == 1
+
+
+def test_attention_pooling_trains_on_cached_maps_and_embeds(run: dict[str, Any]) -> None:
+    tmp = run["tmp"] / "attention"
+    argv = ["train", str(run["config"]), "model.modalities.image.pool=attention"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*argv, "model.modalities.image.pool_heads=4", f"output_dir={tmp}"]) == 0
+    # the image maps are cached once per split, as sequences, next to the pooled entries
+    folders = [p.name for p in (run["tmp"] / "features").iterdir()]
+    assert sum("-image_seq-" in f for f in folders) == 3
+    info = json.loads(next((run["tmp"] / "features").glob("*-train-image_seq-*/info.json")).read_text())  # fmt: skip
+    assert info["dim"] == 4 * 1280  # 64 px images: a 2 x 2 map of 1280 features
+    model, _ = load_joint_checkpoint(tmp / "checkpoints" / "best")
+    assert model.pools_sequence("image") and not model.pools_sequence("text")
+    out = tmp / "emb"
+    argv = ["embed", str(tmp / "checkpoints" / "best"), "flickr8k", "--split", "test"]
+    assert main([*argv, "--limit", "2", "-o", str(out)]) == 0
+    assert json.loads((out / "embeddings.json").read_text())["counts"] == {"image": 2, "text": 10}

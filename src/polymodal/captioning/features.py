@@ -23,7 +23,6 @@ from polymodal.config import Config
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import Encoder, build_encoder
-from polymodal.outputs import EncoderOutput
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +54,6 @@ def build_image_encoder(cfg: ImageEncoderConfig) -> Encoder:
     enc = build_encoder(cfg.name, spec, **{**cfg.params, "freeze": True})
     enc.requires_grad_(False)
     return enc.eval()
-
-
-class _Flattened(nn.Module):
-    """An encoder whose ``pooled`` output is its sequence flattened (to cache it as rows)."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, batch: ModalityBatch) -> EncoderOutput:
-        out = self.encoder(batch)
-        return EncoderOutput(out.sequence, out.mask, out.sequence.flatten(1))  # (B, L*F)
 
 
 @torch.no_grad()
@@ -104,7 +91,7 @@ def sequence_features(
     Shape:
         output: (N, L, F) float32 on the CPU
     """
-    from polymodal.joint.features import cached_features, tensor_batch
+    from polymodal.joint.features import SequenceRows, cached_features, tensor_batch
 
     def make_batch(positions: Sequence[int]) -> ModalityBatch:
         return tensor_batch([dataset[i].modalities["image"] for i in positions])
@@ -112,7 +99,7 @@ def sequence_features(
     probe = encode_images(encoder, dataset[0].modalities["image"][None])  # (1, L, F)
     length, dim = probe.shape[1:]
     fs = cached_features(
-        _Flattened(encoder),
+        SequenceRows(encoder),
         make_batch,
         ids,
         dataset=name,

@@ -46,6 +46,7 @@ from polymodal.checkpoint import weights_checksum
 from polymodal.data.paths import cache_dir
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.disk_cache import cache_folder, paused
+from polymodal.outputs import EncoderOutput
 from polymodal.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
@@ -323,6 +324,26 @@ def cached_features(
     return FeatureSet(features, ids, key, path, False, time.perf_counter() - start)
 
 
+class SequenceRows(nn.Module):
+    """An encoder whose ``pooled`` output is its sequence flattened, to cache sequences as rows.
+
+    :func:`cached_features` stores (N, L * F) rows of it; ``.view(N, L, F)`` gives the
+    sequences back.  Only for encoders whose sequences all have the same length L (image
+    maps).
+
+    Shape:
+        output.pooled: (B, L * F)
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, batch: ModalityBatch) -> EncoderOutput:
+        out = self.encoder(batch)
+        return EncoderOutput(out.sequence, out.mask, out.sequence.flatten(1))  # (B, L*F)
+
+
 def text_batch(texts: Sequence[str]) -> ModalityBatch:
     """A text :class:`ModalityBatch` of ``texts``, every example present."""
     return ModalityBatch(list(texts), torch.ones(len(texts), dtype=torch.bool))
@@ -337,6 +358,7 @@ def tensor_batch(values: Sequence[Tensor]) -> ModalityBatch:
 __all__ = [
     "CACHE_VERSION",
     "FeatureSet",
+    "SequenceRows",
     "cached_features",
     "default_root",
     "embed_pooled",

@@ -39,11 +39,12 @@ from torch import Tensor, nn
 
 from polymodal.checkpoint import weights_checksum
 from polymodal.config import Config, check_mapping, param
-from polymodal.data.modality import ModalitySpec
+from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import Encoder, build_encoder
 from polymodal.errors import did_you_mean
 from polymodal.layers.mlp import MLP
+from polymodal.layers.pooling import AttentionPool
 from polymodal.models.config import EncoderConfig
 
 PROJECTIONS = ("linear", "mlp", "residual")
@@ -69,6 +70,12 @@ class JointModalityConfig(Config):
             its training statistics (a BatchNorm without affine parameters: batch
             statistics while training, their running averages in eval mode).  Both help
             when frozen features have very different scales per dimension.
+        pool: what the projection reads: ``"encoder"``, the encoder's pooled vector;
+            ``"attention"``, its sequence (an image encoder's spatial map) through a
+            learned :class:`~polymodal.layers.AttentionPool` of ``pool_heads`` heads that
+            starts as mean pooling and learns which regions to weigh (image modalities,
+            whose maps have a fixed number of steps; cached as sequences).
+        pool_heads: heads of the attention pool (must divide the encoder's feature size).
     """
 
     moved: ClassVar[dict[str, str]] = {
@@ -82,6 +89,17 @@ class JointModalityConfig(Config):
     num_layers: int = param(2, ge=1)
     dropout: float = param(0.0, ge=0, lt=1)
     input_norm: bool | Literal["layer", "batch"] = False
+    pool: Literal["encoder", "attention"] = "encoder"
+    pool_heads: int = param(8, ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pool == "attention" and self.spec.kind is not ModalityKind.IMAGE:
+            raise ValueError(
+                f"modalities.{self.spec.name}.pool='attention' needs an image modality (a "
+                f"spatial map of fixed length), got kind {self.spec.kind.value!r}; use "
+                "pool='encoder' for it."
+            )
 
 
 @dataclass(frozen=True)
@@ -194,6 +212,18 @@ class ResidualProjection(nn.Module):
 
 
 def _projection(cfg: JointModalityConfig, in_dim: int, dim: int) -> nn.Module:
+    head = _head(cfg, in_dim, dim)
+    if cfg.pool != "attention":
+        return head
+    if in_dim % cfg.pool_heads:
+        raise ValueError(
+            f"modalities.{cfg.spec.name}.pool_heads must divide the encoder's feature size "
+            f"{in_dim}, got {cfg.pool_heads}; pick a divisor such as 8."
+        )
+    return nn.Sequential(AttentionPool(in_dim, cfg.pool_heads), *head)  # (B, L, E) -> (B, D)
+
+
+def _head(cfg: JointModalityConfig, in_dim: int, dim: int) -> nn.Sequential:
     norm: nn.Module = nn.Identity()
     if cfg.input_norm is True or cfg.input_norm == "layer":
         norm = nn.LayerNorm(in_dim)
@@ -281,19 +311,27 @@ class JointEmbeddingModel(nn.Module):
             if not any(p.requires_grad for p in enc.parameters())
         ]
 
+    def pools_sequence(self, modality: str) -> bool:
+        """Whether ``modality``'s projection reads the encoder's sequence (``pool: attention``)."""
+        self._check(modality)
+        return self.config[modality].pool == "attention"
+
     def project(self, modality: str, features: Tensor) -> Tensor:
-        """Project pooled encoder features (e.g. cached ones) into the joint space.
+        """Project encoder features (e.g. cached ones) into the joint space.
 
         Shape:
-            features: (B, E) with E the modality encoder's ``out_dim``.
+            features: (B, E) pooled, with E the modality encoder's ``out_dim``; with
+                ``pool: attention``, the encoder's sequence (B, L, E).
             output: (B, D), unit L2 norm.
         """
         self._check(modality)
         expected = _out_dim(self.encoders[modality])
-        if features.dim() != 2 or features.shape[1] != expected:
+        seq = self.pools_sequence(modality)
+        if features.dim() != (3 if seq else 2) or features.shape[-1] != expected:
+            want = f"(B, L, {expected}) (the {modality} encoder's sequence: pool is 'attention')" if seq else f"(B, {expected}) (the {modality} encoder's pooled output)"  # fmt: skip
             raise ValueError(
-                f"JointEmbeddingModel.project({modality!r}): features must have shape (B, "
-                f"{expected}) (the {modality} encoder's output), got {tuple(features.shape)}."
+                f"JointEmbeddingModel.project({modality!r}): features must have shape {want}, "
+                f"got {tuple(features.shape)}."
             )
         return F.normalize(self.projections[modality](features), dim=-1)  # (B, D)
 
@@ -304,9 +342,9 @@ class JointEmbeddingModel(nn.Module):
             batch.values: as the modality's encoder expects (e.g. (B, 3, H, W), B strings).
             output: (B, D), unit L2 norm.
         """
-        self._check(modality)
-        pooled = self.encoders[modality](batch).pooled  # (B, E)
-        return self.project(modality, pooled)
+        out = self.encoders[modality](batch)
+        features = out.sequence if self.pools_sequence(modality) else out.pooled  # (B, [L,] E)
+        return self.project(modality, features)
 
     def forward(self, modality: str, batch: ModalityBatch) -> Tensor:
         """Same as :meth:`encode`.

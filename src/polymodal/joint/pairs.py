@@ -26,7 +26,7 @@ from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.datasets import load_dataset
 from polymodal.data.modality import ModalityKind
 from polymodal.data.sample import ModalityBatch
-from polymodal.joint.features import cached_features, text_batch
+from polymodal.joint.features import SequenceRows, cached_features, text_batch
 from polymodal.joint.model import JointEmbeddingModel
 from polymodal.retrieval.metrics import retrieval_metrics
 
@@ -87,13 +87,15 @@ class PairedFeatures:
 
     Args:
         anchor, other: modality names of the joint model.
-        anchor_features: pooled encoder features of the anchor rows.
-        other_features: pooled encoder features of the other rows.
+        anchor_features: encoder features of the anchor rows: pooled, or sequences for a
+            modality whose projection pools them (``pool: attention``).
+        other_features: encoder features of the other rows, likewise.
         other_to_anchor: for each other row, the anchor row it pairs with; ``None``
             means row ``i`` pairs with row ``i`` (equal counts).
 
     Shape:
-        anchor_features: (Na, Ea); other_features: (No, Eo); other_to_anchor: (No,) long.
+        anchor_features: (Na, Ea) or (Na, L, Ea); other_features: (No, Eo) or (No, L, Eo);
+        other_to_anchor: (No,) long.
     """
 
     anchor: str
@@ -106,8 +108,10 @@ class PairedFeatures:
         where = f"PairedFeatures({self.anchor!r}, {self.other!r})"
         for name in ("anchor_features", "other_features"):
             x = getattr(self, name)
-            if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] == 0:
-                raise ValueError(f"{where}: {name!r} must be a non-empty (N, E) tensor.")
+            if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.shape[0] == 0:
+                raise ValueError(
+                    f"{where}: {name!r} must be a non-empty (N, E) tensor (or (N, L, E) sequences)."
+                )
         na, no = self.anchor_features.shape[0], self.other_features.shape[0]
         if self.other_to_anchor is None:
             if na != no:
@@ -175,11 +179,22 @@ def check_pairs(
                     f"the model lacks; it has {model.modalities}."
                 )
             expected = model.feature_dim(name)
-            if feats.shape[1] != expected:
+            if feats.shape[-1] != expected:
                 raise ValueError(
-                    f"{what} features of {name!r} have {feats.shape[1]} dims, but the "
+                    f"{what} features of {name!r} have {feats.shape[-1]} dims, but the "
                     f"model's {name} encoder outputs {expected}. Cache the features with the "
                     "model's own encoder."
+                )
+            seq = model.pools_sequence(name)
+            if feats.dim() != (3 if seq else 2):
+                raise ValueError(
+                    f"{what} features of {name!r} have shape {tuple(feats.shape)}, but the "
+                    f"model's {name} projection reads "
+                    + (
+                        "(N, L, E) sequences (pool: attention)."
+                        if seq
+                        else "(N, E) pooled vectors."
+                    )
                 )
     return out
 
@@ -263,20 +278,29 @@ def pair_features(
         params: dict[str, Any] = dict(enc_cfg.params)
         if pset.options:  # other loader options, other inputs: part of the cache key
             params["data_options"] = dict(pset.options)
+        encoder, modality = model.encoders[m], m
+        seq = model.pools_sequence(m)
+        if seq:  # the spatial maps, as captioning caches them (same key: one entry for both)
+            encoder, modality = SequenceRows(encoder), f"{m}_seq"
+            shape = model.config[m].spec.shape
+            if shape is not None:
+                params["image_size"] = shape[-1]
         if progress is not None:
-            progress(f"features: {pset.dataset} {split} {m} ({len(ids)} rows)")
-        feats[m] = cached_features(
-            model.encoders[m],
+            progress(f"features: {pset.dataset} {split} {modality} ({len(ids)} rows)")
+        found = cached_features(
+            encoder,
             make,
             ids,
             dataset=pset.dataset,
             split=split,
-            modality=m,
+            modality=modality,
             encoder_name=enc_cfg.name,
             encoder_params=params,
             root=cache_root,
             batch_size=pset.embed_batch_size,
         ).features
+        e = model.feature_dim(m)
+        feats[m] = found.view(len(ids), found.shape[1] // e, e) if seq else found  # (N, [L,] E)
     return PairedFeatures(
         anchor, pset.other, feats[anchor], feats[pset.other], torch.tensor(owners)
     )

@@ -7,6 +7,7 @@ from polymodal.layers.melspec import (
     mel_filterbank,
 )
 from polymodal.layers.mlp import MLP, make_activation
+from polymodal.layers.pooling import AttentionPool
 from polymodal.layers.transformer import (
     CrossAttentionBlock,
     LearnedPositionalEmbedding,
@@ -19,6 +20,7 @@ from polymodal.layers.transformer import (
 
 __all__ = [
     "MLP",
+    "AttentionPool",
     "CrossAttentionBlock",
     "LearnedPositionalEmbedding",
     "LogMelSpectrogram",
