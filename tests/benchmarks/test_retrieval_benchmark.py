@@ -19,6 +19,7 @@ from polymodal.training import load_config
 from retrieval import (
     CONFIG,
     R_AT_K,
+    SETUP_KEYS,
     SETUPS,
     ensemble_metrics,
     run_config,
@@ -27,10 +28,27 @@ from retrieval import (
 
 
 def test_residual_row_is_the_shipped_config(tmp_path: Path) -> None:
-    [(_, overrides)] = [s for s in SETUPS if "residual" in s[0]]
+    [(_, overrides)] = [s for s in SETUPS if s[0].startswith("linear + MLP (residual)")]
     got = run_config(overrides, 2, tmp_path).to_dict()
     shipped = load_config(CONFIG, ["seed=2", f"output_dir={tmp_path}", "progress=false"])
     assert got == shipped.to_dict()
+
+
+def test_the_other_rows_change_one_thing_of_the_shipped_config(tmp_path: Path) -> None:
+    rows = dict(SETUPS)
+    [pool] = [v for k, v in rows.items() if "attention pooling" in k]
+    cfg = run_config(pool, 0, tmp_path)
+    assert cfg.model["image"].pool == "attention" and cfg.model["text"].pool == "encoder"
+    [hinge] = [v for k, v in rows.items() if "max-violation" in k]
+    o = run_config(hinge, 0, tmp_path).optim
+    assert (o.loss, o.batch_size, o.lr, o.margin, o.all_positives) == (
+        "max_violation",
+        128,
+        2e-4,
+        0.2,
+        True,
+    )
+    assert len(SETUP_KEYS) == len(SETUPS)
 
 
 def test_linear_row_reproduces_the_linear_probe(tmp_path: Path) -> None:
