@@ -342,6 +342,7 @@ class JointEmbeddingModel(nn.Module):
             batch.values: as the modality's encoder expects (e.g. (B, 3, H, W), B strings).
             output: (B, D), unit L2 norm.
         """
+        self._check(modality)
         out = self.encoders[modality](batch)
         features = out.sequence if self.pools_sequence(modality) else out.pooled  # (B, [L,] E)
         return self.project(modality, features)
