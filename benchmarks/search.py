@@ -527,9 +527,9 @@ of ExactIndex and IndexFlatIP.  FAISS flat runs its own blocked sgemm (OpenBLAS 
 (the kernel it picks by itself on this CPU) IndexFlatIP ran at 559 q/s (29 GFLOP/s) in a
 side test at 100k x 256, one thread, a third of its rate here.  The ratios come from
 interleaved repeats (medians) in one run.  The exact rows here were measured on a quiet
-machine (load average about 1, nothing else running); three such runs one after another
-gave ``exact_vs_faiss_flat`` 0.996 / 0.962 / 1.054 at one thread and 0.967 / 1.032 /
-1.001 at two (the table holds the last).  An earlier run beside other jobs (load average
+machine (load average about 1, nothing else running); four such runs one after another
+gave ``exact_vs_faiss_flat`` 0.996 / 0.962 / 1.054 / 0.935 at one thread and 0.967 /
+1.032 / 1.001 / 0.981 at two (the table holds the last).  An earlier run beside other jobs (load average
 about 5) gave 0.87 and 0.79: the blocked product holds up under load less well than
 FAISS's kernel does, and at 2 threads the other jobs left less than 2 cores.
 
