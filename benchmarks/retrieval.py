@@ -362,6 +362,16 @@ pooled 1280-d, frozen MiniLM 384-d) are computed once and cached
 (``polymodal.joint.features``; about 25 min for 8,000 images and 40,000 captions with one
 thread, then read back in seconds); the ``embed`` row is the first run's feature time.
 
+The attention-pooling and max-violation rows (``--setups attention_pool``, 3 seeds, and
+``--setups max_violation --seeds 1``) change one thing of the shipped setup each.  The
+attention pool starts as the mean of the 7 x 7 map (the shipped features) and learns
+per-head weights over it; best epochs 9-13 of 13-17, test R@1 29.3 / 22.6 against the
+shipped setup's 29.7 / 23.3: no gain.  VSE++'s hinge on the hardest
+negative, at VSE++'s batch 128 and lr 2e-4, reaches val R@1 25.1 / 17.3 at epoch 18 of 20
+and 26.5 / 17.3 on test; at the shipped batch (1024, so 5,115 negatives per caption) and
+lr 2e-3 its val R@1 peaked at epoch 3 (12.0 mean) and fell, and at batch 128 with lr 1e-3
+it tracked the lr 2e-4 run (17.3 mean at epoch 8) when stopped.
+
 Model selection used the val split only (R@1 of both directions; the test split is read
 once per run, at the end, and was not looked at to choose).  Earlier settings (val R@1
 i2t / t2i, seed 0): linear, one caption per image and epoch 26.2 / 19.1; MLP 512-d
