@@ -328,7 +328,11 @@ class JointEmbeddingModel(nn.Module):
         expected = _out_dim(self.encoders[modality])
         seq = self.pools_sequence(modality)
         if features.dim() != (3 if seq else 2) or features.shape[-1] != expected:
-            want = f"(B, L, {expected}) (the {modality} encoder's sequence: pool is 'attention')" if seq else f"(B, {expected}) (the {modality} encoder's pooled output)"  # fmt: skip
+            want = (
+                f"(B, L, {expected}) (the {modality} encoder's sequence: pool is 'attention')"
+                if seq
+                else f"(B, {expected}) (the {modality} encoder's pooled output)"
+            )
             raise ValueError(
                 f"JointEmbeddingModel.project({modality!r}): features must have shape {want}, "
                 f"got {tuple(features.shape)}."
