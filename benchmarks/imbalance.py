@@ -19,6 +19,11 @@ this file measures it on the config a user trains.  Validation is carved from tr
 speaker; the test split is read once per trained model.
 
     POLYMODAL_DATA=../shared/data python benchmarks/imbalance.py            # 3 seeds, 2 jobs
+    POLYMODAL_DATA=../shared/data python benchmarks/imbalance.py --balance unimodal \
+        --override optim.balance.unimodal_weight=0.3    # a method's setting; own plain runs
+
+Each invocation trains its own plain runs; its methods are judged against those (records
+carry ``run``, the invocation's commit), and earlier invocations' records are kept.
 
 Writes benchmarks/results/imbalance.{json,md}.
 """
