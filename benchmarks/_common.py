@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -175,6 +176,32 @@ def record(
     }
     out.update(extra)
     return out
+
+
+def seed_record(
+    benchmark: str,
+    dataset: str,
+    method: str,
+    metric: str,
+    values: Sequence[float],
+    seconds: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """:func:`record` of the mean of ``values`` (one per seed), their standard deviation
+    (``None`` for a single seed) and ``n_seeds = len(values)``."""
+    vals = list(values)
+    std = statistics.stdev(vals) if len(vals) > 1 else None
+    return record(
+        benchmark,
+        dataset,
+        method,
+        metric,
+        statistics.mean(vals),
+        std=std,
+        n_seeds=len(vals),
+        seconds=seconds,
+        **extra,
+    )
 
 
 def _fmt(v: Any) -> str:

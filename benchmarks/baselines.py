@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import merge_records, previous_records, print_table, record, write_results
+from _common import merge_records, previous_records, print_table, seed_record, write_results
 from polymodal.apps.demo import demo_config
 from polymodal.training import TrainConfig, load_config, train
 
@@ -160,14 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for metric, vals in scores.items():
                 records.append(
-                    record(
+                    seed_record(
                         "baselines",
                         ds,
                         name,
                         metric,
-                        statistics.mean(vals),
-                        std=statistics.stdev(vals) if len(vals) > 1 else None,
-                        n_seeds=len(vals),
+                        vals,
                         seconds=statistics.mean(secs),
                         modalities="+".join(ms),
                         fusion=fusion,

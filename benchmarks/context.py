@@ -50,7 +50,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, record, write_results
+from _common import print_table, seed_record, write_results
 from polymodal.apps.demo import demo_config
 from polymodal.data.datasets import load_dataset
 from polymodal.encoders import build_encoder
@@ -218,14 +218,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for metric, vals in scores.items():
                 records.append(
-                    record(
+                    seed_record(
                         "context",
                         "mosi",
                         method,
                         metric,
-                        statistics.mean(vals),
-                        std=statistics.stdev(vals) if len(vals) > 1 else None,
-                        n_seeds=len(vals),
+                        vals,
                         seconds=statistics.mean(secs),
                         modalities=name,
                         fusion=fusion,

@@ -56,7 +56,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import merge_records, previous_records, print_table, record, write_results
+from _common import merge_records, previous_records, print_table, seed_record, write_results
 from polymodal.data.collate import collate
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.datasets import load_dataset
@@ -235,14 +235,12 @@ def summarise(
     ):
         vals = [r[metric] for r in runs]
         out.append(
-            record(
+            seed_record(
                 "fusion",
                 dataset,
                 name,
                 metric,
-                statistics.mean(vals),
-                std=statistics.stdev(vals) if len(vals) > 1 else None,
-                n_seeds=len(vals),
+                vals,
                 seconds=seconds,
                 modalities="+".join(mods),
                 fusion=fusion,

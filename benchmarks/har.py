@@ -49,7 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import merge_records, previous_records, print_table, record, write_results
+from _common import merge_records, previous_records, print_table, seed_record, write_results
 from polymodal.data.context import VideoDataset
 from polymodal.inference import evaluate, evaluate_videos, load_trained
 from polymodal.robustness import drop_modalities
@@ -165,14 +165,12 @@ def main(argv: list[str] | None = None) -> int:
             metrics[key] = [r["metrics"][key] for r in runs]
         for metric, vals in metrics.items():
             records.append(
-                record(
+                seed_record(
                     "har",
                     "har_phone_watch",
                     method,
                     metric,
-                    statistics.mean(vals),
-                    std=statistics.stdev(vals) if len(vals) > 1 else None,
-                    n_seeds=len(vals),
+                    vals,
                     seconds=secs,
                     devices="+".join(METHODS[method][1]),
                     windows="2 s / 1 s" if method == "early_2s" else "1 s / 0.5 s",

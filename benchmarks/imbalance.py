@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import commit, merge_records, previous_records, print_table, record, write_results
+from _common import commit, merge_records, previous_records, print_table, seed_record, write_results
 from robustness import BALANCE, PROBE_GAIN, PROBE_MAX_COST
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,14 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         for metric, vals in metrics.items():
             records.append(
-                record(
+                seed_record(
                     NAME,
                     dataset,
                     method,
                     metric,
-                    statistics.mean(vals),
-                    std=statistics.stdev(vals) if len(vals) > 1 else None,
-                    n_seeds=len(vals),
+                    vals,
                     seconds=secs,
                     config=args.config,
                     run=commit(),  # the invocation: its methods are compared with its plain run

@@ -216,10 +216,11 @@ def run_setup(
     seeds: int,
     runs_root: Path,
     fast: bool = False,
+    slug: str = "setup",
 ) -> list[SeedRun]:
-    """Train one setup with seeds 0..``seeds``-1; append its records; return the runs."""
+    """Train one setup with seeds 0..``seeds``-1 (run folders ``<slug>-seed<k>``); append
+    its records; return the runs."""
     runs: list[SeedRun] = []
-    slug = dict(zip(SETUPS, SETUP_KEYS, strict=True)).get((name, tuple(overrides)), "setup")
     for seed in range(seeds):
         cfg = run_config(overrides, seed, runs_root / f"{slug}-seed{seed}", fast)
         run = train_seed(cfg)
@@ -324,11 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="retrieval-") as tmp:
         runs_root = args.runs_dir if args.runs_dir is not None else Path(tmp)
         first: SeedRun | None = None
-        chosen = [
-            setup for key, setup in zip(SETUP_KEYS, SETUPS, strict=True) if key in args.setups
-        ]
-        for name, overrides in chosen:
-            runs = run_setup(records, name, overrides, args.seeds, runs_root, args.fast)
+        for key, (name, overrides) in zip(SETUP_KEYS, SETUPS, strict=True):
+            if key not in args.setups:
+                continue
+            runs = run_setup(records, name, overrides, args.seeds, runs_root, args.fast, key)
             first = first or runs[0]
             if len(runs) > 1:
                 run_ensemble(records, name, runs)

@@ -10,13 +10,28 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from _common import RECORD_KEYS, merge_records, previous_records, record, write_results
+from _common import (
+    RECORD_KEYS,
+    merge_records,
+    previous_records,
+    record,
+    seed_record,
+    write_results,
+)
 
 
 def test_record_has_the_shared_keys_and_extras() -> None:
     r = record("b", "mosi", "early", "accuracy", 0.75, std=0.01, n_seeds=3, seconds=2.0, x=1)
     assert set(RECORD_KEYS) <= set(r)
     assert (r["value"], r["std"], r["n_seeds"], r["x"]) == (0.75, 0.01, 3, 1)
+
+
+def test_seed_record_is_the_mean_and_std_over_seeds() -> None:
+    r = seed_record("b", "d", "m", "accuracy", [0.5, 0.7, 0.9], seconds=2.0, fusion="late")
+    assert r["value"] == pytest.approx(0.7) and r["std"] == pytest.approx(0.2)
+    assert (r["n_seeds"], r["seconds"], r["fusion"]) == (3, 2.0, "late")
+    one = seed_record("b", "d", "m", "accuracy", [0.5])
+    assert (one["value"], one["std"], one["n_seeds"]) == (0.5, None, 1)
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "i2t_r@1", "t2i_r@10", "queries_per_s"])
