@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from _common import print_table, record, write_results
+from _common import print_table, record, seed_record, write_results
 from polymodal.data import collate
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.encoders import build_encoder
@@ -240,16 +240,13 @@ def summarise(method: str, runs: list[dict[str, Any]], **extra: Any) -> list[dic
     rows = []
     for metric in ("accuracy", "macro_f1"):
         values = [r[metric] for r in runs]
-        std = statistics.stdev(values) if len(values) > 1 else None
         rows.append(
-            record(
+            seed_record(
                 NAME,
                 DATASET,
                 method,
                 metric,
-                statistics.mean(values),
-                std=std,
-                n_seeds=len(runs),
+                values,
                 per_seed=[round(v, 4) for v in values],
                 val_accuracy=round(statistics.mean(r["val_accuracy"] for r in runs), 4),
                 **extra,
