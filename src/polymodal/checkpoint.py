@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -440,13 +440,17 @@ def _check_values(own: Mapping[str, Tensor], weights: Mapping[str, Tensor], sour
                 )
 
 
-def weights_checksum(module: nn.Module) -> str:
+def weights_checksum(module: nn.Module, exclude: Collection[str] = ()) -> str:
     """SHA-256 (first 16 hex digits) of every tensor of ``module.state_dict()``, in order.
 
-    Equal for equal weights whatever their device; any changed byte changes it.
+    Equal for equal weights whatever their device; any changed byte changes it.  Entries
+    named in ``exclude`` are left out (e.g. the parameters that train, to key what only
+    the frozen ones decide).
     """
     h = hashlib.sha256()
     for name, t in module.state_dict().items():
+        if name in exclude:
+            continue
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())

@@ -19,7 +19,7 @@ from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders import ENCODERS, Encoder, EncoderOutput, build_encoder
 from polymodal.encoders.image import IMAGENET_MEAN, IMAGENET_STD
-from polymodal.encoders.text import length_groups
+from polymodal.encoders.lengths import length_groups
 from polymodal.layers import (
     CrossAttentionBlock,
     LogMelSpectrogram,

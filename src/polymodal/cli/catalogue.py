@@ -103,9 +103,10 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
             "pretrained EfficientNet-Lite0 (ImageNet), 1280-d",
             (
                 ("dim", "int | None", "null"),
-                ("freeze", "bool", "true"),
+                ("freeze", "bool | None", "null"),
                 ("input_normalization", "str", "imagenet"),
                 ("disk_cache", "bool | None", "null"),
+                ("trainable_layers", "int | None", "null"),
             ),
         ),
         (

@@ -47,6 +47,39 @@ class Encoder(nn.Module):
         last the largest rate); ``[]`` for encoders without such a stack."""
         return []
 
+    # A frozen stem and a trained tail: ``forward(b) == forward_tail(*forward_stem(b))``, every
+    # trainable parameter in the tail.  Fine-tuning the last blocks then needs the stem's
+    # outputs only once: a joint space caches them (polymodal.joint.features) and trains the
+    # tail and its projection on them, the way frozen encoders' pooled features are cached.
+
+    @property
+    def has_stem(self) -> bool:
+        """Whether :meth:`forward_stem` and :meth:`forward_tail` split this encoder (frozen stem, trained
+        tail); e.g. ``minilm`` or ``efficientnet_lite0`` with ``trainable_layers`` set."""
+        return False
+
+    def forward_stem(self, batch: ModalityBatch) -> tuple[Tensor, Tensor]:
+        """The frozen part's output: the states that enter the trained blocks.
+
+        Shape:
+            output: sequence (B, L, E) and mask (B, L), True at real steps.
+        """
+        raise TypeError(
+            f"{type(self).__name__} has no frozen stem (has_stem is False); set its "
+            "trainable_layers to fine-tune its last blocks on cached inputs."
+        )
+
+    def forward_tail(self, sequence: Tensor, mask: Tensor) -> EncoderOutput:
+        """The trained part: :meth:`forward_stem`'s output in, the encoder's output out.
+
+        Shape:
+            sequence: (B, L, E); mask: (B, L); output as :meth:`forward`'s.
+        """
+        raise TypeError(
+            f"{type(self).__name__} has no trained tail (has_stem is False); set its "
+            "trainable_layers to fine-tune its last blocks on cached inputs."
+        )
+
 
 class GroupStats:
     """Each group's (speaker's) mean and standard deviation of an encoder's features, and

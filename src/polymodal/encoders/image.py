@@ -30,6 +30,8 @@ from polymodal.encoders.timeseries import check_dim, check_spec, tensor_values
 from polymodal.layers.transformer import TransformerEncoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+#: EfficientNet-Lite0's layers that ``trainable_layers`` counts: 16 MBConv blocks, the head.
+N_LAYERS = 17
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
@@ -272,7 +274,14 @@ class EfficientNetLite0(Encoder):
         spec: the image modality.
         dim: ``None`` for the native 1280, or a projection size.
         freeze: keep the backbone frozen (no gradients, eval mode even while the parent
-            model trains, run under ``torch.no_grad``).
+            model trains, run under ``torch.no_grad``).  ``None`` (default): frozen unless
+            ``trainable_layers`` is given.
+        trainable_layers: fine-tune only the last N of its 17 layers (16 MBConv blocks,
+            then the 1x1 head convolution to 1280); the rest, after the stem convolution
+            (always frozen), is a frozen :meth:`forward_stem` whose
+            outputs a joint space caches (``has_stem``).  The trained layers' BatchNorms
+            keep their ImageNet statistics (eval mode; their scales and shifts train), so
+            small fine-tuning runs do not drift them.
         input_normalization: ``"imagenet"`` (default) or ``"unit"``.
         disk_cache: keep the frozen feature maps on disk in eval mode (``None``: when
             frozen; ``POLYMODAL_FEATURE_CACHE=off`` turns it off everywhere).
@@ -287,12 +296,26 @@ class EfficientNetLite0(Encoder):
         self,
         spec: ModalitySpec,
         dim: int | None = None,
-        freeze: bool = True,
+        freeze: bool | None = None,
         input_normalization: str = "imagenet",
         disk_cache: bool | None = None,
+        trainable_layers: int | None = None,
     ) -> None:
         super().__init__()
         check_spec(spec, "efficientnet_lite0")
+        if freeze is None:
+            freeze = trainable_layers is None
+        if freeze and trainable_layers is not None:
+            raise ValueError(
+                f"efficientnet_lite0: freeze=True contradicts trainable_layers="
+                f"{trainable_layers}; pass freeze=False (or leave freeze unset) to fine-tune "
+                "the last layers."
+            )
+        if trainable_layers is not None and not 0 <= trainable_layers <= N_LAYERS:
+            raise ValueError(
+                f"efficientnet_lite0: trainable_layers must be in [0, {N_LAYERS}] (16 MBConv "
+                f"blocks and the head convolution), got {trainable_layers}."
+            )
         if disk_cache is None:
             disk_cache = freeze
         if disk_cache and not freeze:
@@ -322,6 +345,8 @@ class EfficientNetLite0(Encoder):
         del net._fc, net._dropout, net._avg_pooling
         self.backbone: Any = net
         self.freeze = freeze
+        self.trainable_layers = trainable_layers
+        self.image_hw = _image_hw(spec, "efficientnet_lite0", 224)
         self.input_normalization = input_normalization
         self.out_dim = self.native_dim if dim is None else dim
         self.proj = None if dim is None else nn.Linear(self.native_dim, dim)
@@ -332,6 +357,9 @@ class EfficientNetLite0(Encoder):
         if freeze:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
+        elif trainable_layers is not None:
+            for module in self._stem_modules():
+                module.requires_grad_(False)
         self.disk_cache = disk_cache
         self._identity: str | None = None
         self.register_load_state_dict_post_hook(_forget_identity)
@@ -377,13 +405,114 @@ class EfficientNetLite0(Encoder):
         super().train(mode)
         if self.freeze:
             self.backbone.eval()
+        elif self.trainable_layers is not None:
+            for module in self._stem_modules():
+                module.eval()
+            for module in self.backbone.modules():  # ImageNet statistics, as documented
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def _features(self, x: Tensor) -> Tensor:
+        return self.backbone.extract_features(self._scaled(x))  # type: ignore[no-any-return]
+
+    def _scaled(self, x: Tensor) -> Tensor:
         if self.input_normalization == "imagenet":
             x = x * self.in_std + self.in_mean  # back to [0, 1]
-        x = x * (255.0 / 128.0) - 127.0 / 128.0  # [0, 1] -> [-1, 1] as in TF
-        return self.backbone.extract_features(x)  # type: ignore[no-any-return]
+        return x * (255.0 / 128.0) - 127.0 / 128.0  # [0, 1] -> [-1, 1] as in TF
+
+    def layer_blocks(self) -> list[nn.Module]:
+        """The 16 MBConv blocks, then the head convolution (``optim.layer_decay``)."""
+        net = self.backbone
+        return [*net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
+
+    # -------------------------------------------------- frozen stem, trained tail
+
+    @property
+    def has_stem(self) -> bool:
+        """True with ``trainable_layers`` set: the first ``17 - trainable_layers`` layers
+        are the frozen stem, the rest (and ``dim``'s projection) the tail."""
+        return self.trainable_layers is not None
+
+    def _split(self) -> int:
+        """The number of frozen layers (the stem's), of the 17."""
+        if self.trainable_layers is None:
+            raise TypeError(
+                "efficientnet_lite0 has no frozen stem (trainable_layers is None); set "
+                "trainable_layers to split it into a frozen stem and trained last layers."
+            )
+        return N_LAYERS - self.trainable_layers
+
+    def _stem_modules(self) -> list[nn.Module]:
+        net, split = self.backbone, self._split()
+        head = [net._conv_head, net._bn1] if split == N_LAYERS else []
+        return [net._conv_stem, net._bn0, *net._blocks[:split], *head]
+
+    def _layers(self, x: Tensor, start: int, stop: int) -> Tensor:
+        """Layers ``[start, stop)`` of the 17 (blocks, then the head), as ``extract_features``
+        runs them (with its drop-connect rates while training); from the images, with the
+        stem convolution (always frozen) first, when ``start`` is ``None``."""
+        net = self.backbone
+        for idx in range(start, min(stop, len(net._blocks))):
+            rate = net._global_params.drop_connect_rate
+            x = net._blocks[idx](
+                x, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate
+            )
+        if stop == N_LAYERS and start < N_LAYERS:
+            x = net._swish(net._bn1(net._conv_head(x)))
+        return x
+
+    def _stem_map(self, images: Tensor) -> Tensor:
+        """The stem convolution and the frozen layers, without gradients.
+
+        Shape:
+            images: (B, 3, H, W); output: (B, C, H', W').
+        """
+        net = self.backbone
+        with torch.no_grad():
+            x = net._swish(net._bn0(net._conv_stem(self._scaled(images))))
+            return self._layers(x, 0, self._split())
+
+    def _map_hw(self, steps: int) -> tuple[int, int]:
+        """The (H', W') of a stem map of ``steps`` positions: the map of the spec's image
+        size, or, for a square spec, the square map of that many positions (images decoded
+        at another square size)."""
+        (h, w), net = self.image_hw, self.backbone
+        h, w = math.ceil(h / 2), math.ceil(w / 2)  # the stem convolution
+        for block in net._blocks[: min(self._split(), len(net._blocks))]:
+            s = block._block_args.stride
+            s = int(s[0] if isinstance(s, list | tuple) else s)
+            h, w = math.ceil(h / s), math.ceil(w / s)
+        side = math.isqrt(steps)
+        if h * w != steps and self.image_hw[0] == self.image_hw[1] and side * side == steps:
+            return side, side
+        if h * w != steps:
+            raise ValueError(
+                f"efficientnet_lite0.forward_tail: got {steps} steps, but images of "
+                f"{self.image_hw[0]}x{self.image_hw[1]} (the spec's shape) give a {h}x{w} map "
+                "at the stem; set the spec's shape to the images' size."
+            )
+        return h, w
+
+    def forward_stem(self, batch: ModalityBatch) -> tuple[Tensor, Tensor]:
+        """The frozen layers' feature map, as a sequence of its positions.
+
+        Shape:
+            batch.values: (B, 3, H, W); output: (B, L, C) with L = H' * W', (B, L) all True.
+        """
+        fmap = self._stem_map(_image_values(batch, "efficientnet_lite0"))  # (B, C, H', W')
+        seq = fmap.flatten(2).transpose(1, 2)  # (B, L, C)
+        return seq, _all_valid(seq)
+
+    def forward_tail(self, sequence: Tensor, mask: Tensor) -> EncoderOutput:
+        """The trained layers on :meth:`forward_stem`'s map, then pooling and ``dim``'s projection.
+
+        Shape:
+            sequence: (B, L, C); mask: (B, L) (all True); output as :meth:`forward`.
+        """
+        h, w = self._map_hw(sequence.shape[1])
+        fmap = sequence.transpose(1, 2).reshape(sequence.shape[0], -1, h, w)  # (B, C, H', W')
+        return self._output(self._layers(fmap, self._split(), N_LAYERS))
 
     def forward(self, batch: ModalityBatch) -> EncoderOutput:
         """Encode images into the last feature map.
@@ -394,11 +523,16 @@ class EfficientNetLite0(Encoder):
             output.mask: (B, L) all True; output.pooled: (B, D)
         """
         x = _image_values(batch, "efficientnet_lite0")
+        if self.has_stem:
+            return self._output(self._layers(self._stem_map(x), self._split(), N_LAYERS))
         if self.freeze:
             with torch.no_grad():
                 fmap = self._cached_features(x)  # (B, 1280, H', W')
         else:
             fmap = self._features(x)
+        return self._output(fmap)
+
+    def _output(self, fmap: Tensor) -> EncoderOutput:
         seq = fmap.flatten(2).transpose(1, 2)  # (B, L, 1280)
         if self.proj is not None:
             seq = self.proj(seq)  # (B, L, D)

@@ -44,6 +44,7 @@ from polymodal.encoders.disk_cache import (
     open_cache,
     package_versions,
 )
+from polymodal.encoders.lengths import by_length
 from polymodal.encoders.timeseries import check_dim, check_spec
 from polymodal.layers.transformer import LearnedPositionalEmbedding, TransformerEncoder
 
@@ -208,36 +209,6 @@ def _restore_transformers(state: tuple[int, bool]) -> None:
         hf_logging.enable_progress_bar()
 
 
-def length_groups(lengths: list[int], overhead: int = 48) -> list[list[int]]:
-    """Split sorted ``lengths`` into consecutive groups, each padded to its longest, at the
-    least cost: a group of n texts padded to L costs ``overhead + n * L`` token slots (the
-    overhead: one model call's fixed cost in token slots, ~48 for MiniLM on a CPU core).
-
-    Exact, by dynamic programming over the cuts between distinct lengths (a cut between
-    equal lengths never pays), so O(D^2) for D distinct lengths (<= ``max_length``).
-    Returns the groups as lists of positions into ``lengths``.
-    """
-    ends = [
-        j for j in range(1, len(lengths) + 1) if j == len(lengths) or lengths[j] != lengths[j - 1]
-    ]
-    # ends[k]: one past the last text of the k-th distinct length
-    best = [0.0] + [float("inf")] * len(ends)  # best[k]: cost of the texts before ends[k-1]
-    cut = [0] * (len(ends) + 1)
-    for k in range(1, len(ends) + 1):
-        end, width = ends[k - 1], lengths[ends[k - 1] - 1]
-        for i in range(k):
-            start = 0 if i == 0 else ends[i - 1]
-            cost = best[i] + overhead + (end - start) * width
-            if cost < best[k]:
-                best[k], cut[k] = cost, i
-    groups, k = [], len(ends)
-    while k > 0:
-        start = 0 if cut[k] == 0 else ends[cut[k] - 1]
-        groups.append(list(range(start, ends[k - 1])))
-        k = cut[k]
-    return groups[::-1]
-
-
 # Frozen-MiniLM outputs shared by every instance in the process, keyed by the tokenizer
 # settings and a fingerprint of the weights: a demo or benchmark that builds several models
 # over the same transcripts encodes each text once, and weights that differ never share.
@@ -277,7 +248,8 @@ class MiniLM(Encoder):
             Frozen: no parameter of the model trains, it runs under ``torch.no_grad`` and
             stays in eval mode even while the parent model trains.
         trainable_layers: fine-tune only the last N of the 6 transformer blocks (the
-            embeddings and earlier blocks stay frozen, in eval mode).  ``None`` with
+            embeddings and earlier blocks stay frozen, in eval mode: the :meth:`forward_stem`
+            whose outputs a joint space caches, see ``has_stem``).  ``None`` with
             ``freeze=False`` fine-tunes everything.
         normalize: L2-normalise the pooled embedding (before any projection), as
             sentence-transformers' ``normalize_embeddings``.
@@ -441,32 +413,104 @@ class MiniLM(Encoder):
         self.disk_hits += len(found)
         return found, store
 
+    def _padded(self, enc: Any, rows: list[int], device: torch.device) -> dict[str, Tensor]:
+        """The tokenised ``rows`` of ``enc``, padded to their longest, on ``device``."""
+        sub = self.tokenizer.pad(
+            {k: [v[i] for i in rows] for k, v in enc.items()}, return_tensors="pt"
+        )
+        return {k: v.to(device) for k, v in sub.items()}
+
     def _encode(self, texts: list[str], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Token states (B, L, 384), mask (B, L) and mean-pooled (B, 384) of ``texts``.
 
-        The texts run through the model in groups of similar length (:func:`length_groups`),
-        each padded only to its own longest, so a batch of short texts with one long one does
-        not pay the long one's length B times; the rows come back in the order given.
+        The texts run through the model in groups of similar length (:func:`by_length`),
+        each padded only to its own longest; the rows come back in the order given.
         """
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         lengths = [len(ids) for ids in enc["input_ids"]]
-        longest = max(lengths)
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
-        parts = []
-        for group in length_groups([lengths[i] for i in order]):
-            rows = [order[j] for j in group]
-            sub = self.tokenizer.pad(
-                {k: [v[i] for i in rows] for k, v in enc.items()}, return_tensors="pt"
-            )
-            sub = {k: v.to(device) for k, v in sub.items()}
-            hidden = self.model(**sub).last_hidden_state  # (G, L_g, 384)
-            parts.append(F.pad(hidden, (0, 0, 0, longest - hidden.shape[1])))
-        inverse = torch.empty(len(order), dtype=torch.long)
-        inverse[torch.tensor(order)] = torch.arange(len(order))
-        hidden = torch.cat(parts)[inverse.to(device)]  # (B, L, 384), in the order given
-        mask = torch.arange(longest, device=device) < torch.tensor(lengths, device=device)[:, None]
+        hidden = by_length(
+            lengths, lambda rows, _: self.model(**self._padded(enc, rows, device)).last_hidden_state
+        )  # (B, L, 384)
+        mask = (
+            torch.arange(max(lengths), device=device)
+            < torch.tensor(lengths, device=device)[:, None]
+        )
         hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)  # zeros at padding
         return hidden, mask, masked_mean(hidden, mask)
+
+    # -------------------------------------------------- frozen stem, trained tail
+
+    @property
+    def has_stem(self) -> bool:
+        """True with ``trainable_layers`` set: the embeddings and the first ``6 -
+        trainable_layers`` blocks are the frozen stem, the rest (and ``dim``'s projection)
+        the tail."""
+        return self.trainable_layers is not None
+
+    def _split(self) -> int:
+        """The number of frozen blocks (the stem's)."""
+        if self.trainable_layers is None:
+            raise TypeError(
+                "minilm has no frozen stem (trainable_layers is None); set trainable_layers "
+                "to split it into a frozen stem and trained last blocks."
+            )
+        return len(self.model.encoder.layer) - self.trainable_layers
+
+    def _blocks(self, h: Tensor, mask: Tensor, blocks: Any) -> Tensor:
+        """``h`` (G, L, 384) through BERT ``blocks``, padding masked out of attention."""
+        bias = (~mask)[:, None, None, :].to(h.dtype) * torch.finfo(h.dtype).min  # (G, 1, 1, L)
+        for block in blocks:
+            out = block(h, attention_mask=bias)
+            h = out[0] if isinstance(out, tuple) else out  # transformers 4 returns a tuple
+        return h
+
+    def forward_stem(self, batch: ModalityBatch) -> tuple[Tensor, Tensor]:
+        """Token states after the frozen blocks, zeros at padding, and the token mask.
+
+        Shape:
+            batch.values: list of B str; output: (B, L, 384), (B, L) bool.
+        """
+        split, device = self._split(), batch.present.device
+        enc = self.tokenizer(_texts(batch, "minilm"), truncation=True, max_length=self.max_length)
+        lengths = [len(ids) for ids in enc["input_ids"]]
+
+        def run(rows: list[int], width: int) -> Tensor:
+            sub = self._padded(enc, rows, device)
+            h = self.model.embeddings(
+                input_ids=sub["input_ids"], token_type_ids=sub.get("token_type_ids")
+            )
+            return self._blocks(h, sub["attention_mask"].bool(), self.model.encoder.layer[:split])
+
+        with torch.no_grad():
+            seq = by_length(lengths, run)  # (B, L, 384)
+        mask = (
+            torch.arange(seq.shape[1], device=device)
+            < torch.tensor(lengths, device=device)[:, None]
+        )
+        return seq * mask.unsqueeze(-1).to(seq.dtype), mask
+
+    def forward_tail(self, sequence: Tensor, mask: Tensor) -> EncoderOutput:
+        """The trained blocks (in groups of similar length), mean pooling, ``dim``'s projection.
+
+        Shape:
+            sequence: (B, L, 384) :meth:`forward_stem` states; mask: (B, L); output as :meth:`forward`.
+        """
+        blocks = self.model.encoder.layer[self._split() :]
+        if len(blocks):
+            lengths = mask.sum(1).clamp_min(1).tolist()
+            seq = by_length(
+                lengths, lambda rows, w: self._blocks(sequence[rows, :w], mask[rows, :w], blocks)
+            )
+            sequence = F.pad(seq, (0, 0, 0, mask.shape[1] - seq.shape[1]))  # (B, L, 384)
+        sequence = sequence * mask.unsqueeze(-1).to(sequence.dtype)
+        return self._output(sequence, mask, masked_mean(sequence, mask))
+
+    def _output(self, seq: Tensor, mask: Tensor, pooled: Tensor) -> EncoderOutput:
+        if self.normalize:
+            pooled = F.normalize(pooled, dim=-1)
+        if self.proj is not None:
+            seq, pooled = self.proj(seq), self.proj(pooled)  # (B, L, D), (B, D)
+        return EncoderOutput(seq, mask, pooled)
 
     def _encode_cached(
         self, texts: list[str], device: torch.device
@@ -522,6 +566,8 @@ class MiniLM(Encoder):
             output.sequence: (B, L, D) token states (D = 384 or dim);
             output.mask: (B, L) True at real tokens; output.pooled: (B, D)
         """
+        if self.has_stem:
+            return self.forward_tail(*self.forward_stem(batch))
         texts = _texts(batch, "minilm")
         device = batch.present.device
         if self.cache_enabled:
@@ -531,8 +577,4 @@ class MiniLM(Encoder):
                 seq, mask, pooled = self._encode(texts, device)
         else:
             seq, mask, pooled = self._encode(texts, device)
-        if self.normalize:
-            pooled = F.normalize(pooled, dim=-1)
-        if self.proj is not None:
-            seq, pooled = self.proj(seq), self.proj(pooled)  # (B, L, D), (B, D)
-        return EncoderOutput(seq, mask, pooled)
+        return self._output(seq, mask, pooled)

@@ -23,7 +23,9 @@ Built from a :class:`JointConfig` (data, serialisable with ``to_dict``/``from_di
 Frozen pretrained encoders make the projections the only trainable part:
 :meth:`JointEmbeddingModel.project` applies a projection to pooled encoder features, so
 the projections can be trained on cached features (:mod:`polymodal.joint.features`,
-:mod:`polymodal.joint.train`).
+:mod:`polymodal.joint.train`).  An encoder with ``trainable_layers`` set fine-tunes its
+last blocks: its frozen stem's outputs are cached instead, and
+:meth:`JointEmbeddingModel.project_stem` runs the trained blocks and the projection on them.
 """
 
 from __future__ import annotations
@@ -315,6 +317,30 @@ class JointEmbeddingModel(nn.Module):
         """Whether ``modality``'s projection reads the encoder's sequence (``pool: attention``)."""
         self._check(modality)
         return self.config[modality].pool == "attention"
+
+    def tunes_stem(self, modality: str) -> bool:
+        """Whether ``modality``'s encoder has a frozen stem and trained last blocks
+        (``trainable_layers``): its cached features are the stem's outputs, and
+        :meth:`project_stem` runs the trained blocks on them."""
+        self._check(modality)
+        return bool(self.encoders[modality].has_stem)
+
+    def project_stem(self, modality: str, sequence: Tensor, mask: Tensor) -> Tensor:
+        """The encoder's trained tail on its stem's outputs (e.g. cached), then the projection.
+
+        Shape:
+            sequence: (B, L, E) stem outputs; mask: (B, L) True at real steps;
+            output: (B, D), unit L2 norm.
+        """
+        if not self.tunes_stem(modality):
+            raise ValueError(
+                f"JointEmbeddingModel.project_stem({modality!r}): the {modality} encoder has no "
+                "frozen stem; set its trainable_layers, or pass pooled features to project()."
+            )
+        encoder: Encoder = self.encoders[modality]  # type: ignore[assignment]
+        out = encoder.forward_tail(sequence, mask)
+        features = out.sequence if self.pools_sequence(modality) else out.pooled  # (B, [L,] E)
+        return self.project(modality, features)
 
     def project(self, modality: str, features: Tensor) -> Tensor:
         """Project encoder features (e.g. cached ones) into the joint space.

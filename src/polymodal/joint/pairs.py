@@ -4,7 +4,8 @@ A *pair set* (:class:`PairSetConfig`) pairs the model's anchor modality with ano
 over the examples of a data set: image-text from Flickr8k, image-audio from av_digits.
 :func:`pair_features` turns one split of it into :class:`PairedFeatures`, the pooled
 features of the frozen encoders (read from or written to the feature cache,
-:func:`~polymodal.joint.features.cached_features`), with one anchor row per example and
+:func:`~polymodal.joint.features.cached_features`; for an encoder that fine-tunes its last
+blocks, the outputs of its frozen stem, which :func:`embed_rows` runs those blocks on), with one anchor row per example and
 one other row per text row (:meth:`~polymodal.data.dataset.MultimodalDataset.text_rows`:
 an image with five captions gives five text rows, all paired with its image row).
 
@@ -26,7 +27,7 @@ from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.datasets import load_dataset
 from polymodal.data.modality import ModalityKind
 from polymodal.data.sample import ModalityBatch
-from polymodal.joint.features import SequenceRows, cached_features, text_batch
+from polymodal.joint.features import Ragged, SequenceRows, cached_features, text_batch
 from polymodal.joint.model import JointEmbeddingModel
 from polymodal.retrieval.metrics import retrieval_metrics
 
@@ -88,7 +89,9 @@ class PairedFeatures:
     Args:
         anchor, other: modality names of the joint model.
         anchor_features: encoder features of the anchor rows: pooled, or sequences for a
-            modality whose projection pools them (``pool: attention``).
+            modality whose projection pools them (``pool: attention``), or the stem's
+            outputs (:class:`~polymodal.joint.features.Ragged`) for an encoder that
+            fine-tunes its last blocks (``trainable_layers``).
         other_features: encoder features of the other rows, likewise.
         other_to_anchor: for each other row, the anchor row it pairs with; ``None``
             means row ``i`` pairs with row ``i`` (equal counts).
@@ -100,19 +103,21 @@ class PairedFeatures:
 
     anchor: str
     other: str
-    anchor_features: Tensor
-    other_features: Tensor
+    anchor_features: Tensor | Ragged
+    other_features: Tensor | Ragged
     other_to_anchor: Tensor | None = None
 
     def __post_init__(self) -> None:
         where = f"PairedFeatures({self.anchor!r}, {self.other!r})"
         for name in ("anchor_features", "other_features"):
             x = getattr(self, name)
-            if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.shape[0] == 0:
+            ok = isinstance(x, Ragged) or (isinstance(x, Tensor) and x.dim() in (2, 3))
+            if not ok or len(x) == 0:
                 raise ValueError(
-                    f"{where}: {name!r} must be a non-empty (N, E) tensor (or (N, L, E) sequences)."
+                    f"{where}: {name!r} must be a non-empty (N, E) tensor (or (N, L, E) "
+                    "sequences, or Ragged stem outputs)."
                 )
-        na, no = self.anchor_features.shape[0], self.other_features.shape[0]
+        na, no = len(self.anchor_features), len(self.other_features)
         if self.other_to_anchor is None:
             if na != no:
                 raise ValueError(
@@ -147,9 +152,14 @@ class PairedFeatures:
         assert mapping is not None  # set in __post_init__
         return mapping
 
+    def to(self, device: torch.device) -> PairedFeatures:
+        """The features on ``device`` (the pairing stays where it is)."""
+        a, o = self.anchor_features.to(device), self.other_features.to(device)
+        return PairedFeatures(self.anchor, self.other, a, o, self.mapping)
+
     def groups(self) -> tuple[Tensor, Tensor]:
         """(Na, G) other-row indices of each anchor (padded with -1) and (Na,) counts."""
-        na = self.anchor_features.shape[0]
+        na = len(self.anchor_features)
         order = torch.argsort(self.mapping, stable=True)  # others grouped by anchor
         counts = torch.bincount(self.mapping, minlength=na)  # (Na,)
         starts = torch.cumsum(counts, 0) - counts  # (Na,)
@@ -178,6 +188,21 @@ def check_pairs(
                     f"{what} pair ({p.anchor!r}, {p.other!r}) uses modality {name!r}, which "
                     f"the model lacks; it has {model.modalities}."
                 )
+            stem = model.tunes_stem(name)
+            if stem or isinstance(feats, Ragged):
+                if not (stem and isinstance(feats, Ragged)):
+                    raise ValueError(
+                        f"{what} features of {name!r} are "
+                        + ("stem outputs" if isinstance(feats, Ragged) else "encoder outputs")
+                        + f", but the model's {name} encoder "
+                        + (
+                            "has no frozen stem."
+                            if not stem
+                            else "fine-tunes its last blocks, "
+                            "which read its stem's outputs (pair_features caches them)."
+                        )
+                    )
+                continue
             expected = model.feature_dim(name)
             if feats.shape[-1] != expected:
                 raise ValueError(
@@ -215,8 +240,9 @@ def evaluate_pairs(
     try:
         for p in check_pairs(model, pairs, "evaluation"):
             device = next(iter(model.projections[p.anchor].parameters())).device
-            za = model.project(p.anchor, p.anchor_features.to(device)).float().cpu()  # (Na, D)
-            zo = model.project(p.other, p.other_features.to(device)).float().cpu()  # (No, D)
+            p = p.to(device)
+            za = embed_rows(model, p.anchor, p.anchor_features).float().cpu()  # (Na, D)
+            zo = embed_rows(model, p.other, p.other_features).float().cpu()  # (No, D)
             sim = za @ zo.T  # (Na, No)
             relevant = torch.zeros(sim.shape, dtype=torch.bool)
             relevant[p.mapping, torch.arange(sim.shape[1])] = True
@@ -228,6 +254,38 @@ def evaluate_pairs(
         model.train(was_training)
     out["r1_mean"] = sum(r1) / len(r1)
     return out
+
+
+def embed_rows(
+    model: JointEmbeddingModel,
+    modality: str,
+    features: Tensor | Ragged,
+    rows: Tensor | None = None,
+    chunk: int = 2048,
+) -> Tensor:
+    """Embed the cached features of ``rows`` (``None``: all) into the joint space.
+
+    Pooled or sequence features go through :meth:`~JointEmbeddingModel.project`, stem
+    outputs through :meth:`~JointEmbeddingModel.project_stem` (the encoder's trained
+    blocks, then the projection), ``chunk`` rows at a time when no gradient is recorded.
+
+    Shape:
+        features: (N, E), (N, L, E) or N Ragged sequences; rows: (B,) long; output: (B, D).
+    """
+    if rows is None:
+        rows = torch.arange(
+            len(features),
+            device=features.lengths.device if isinstance(features, Ragged) else features.device,
+        )
+    if not isinstance(features, Ragged):
+        return model.project(modality, features[rows])
+    if torch.is_grad_enabled():
+        chunk = rows.numel()
+    parts = [
+        model.project_stem(modality, *features.rows(rows[i : i + chunk]))
+        for i in range(0, rows.numel(), max(1, chunk))
+    ]
+    return torch.cat(parts)  # (B, D)
 
 
 def pair_features(
@@ -279,12 +337,14 @@ def pair_features(
         if pset.options:  # other loader options, other inputs: part of the cache key
             params["data_options"] = dict(pset.options)
         encoder, modality = model.encoders[m], m
-        seq = model.pools_sequence(m)
-        if seq:  # the spatial maps, as captioning caches them (same key: one entry for both)
+        stem, seq = model.tunes_stem(m), model.pools_sequence(m)
+        if stem:  # the frozen stem's outputs, which the trained blocks read
+            modality = f"{m}_stem"
+        elif seq:  # the spatial maps, as captioning caches them (same key: one entry for both)
             encoder, modality = SequenceRows(encoder), f"{m}_seq"
-            shape = model.config[m].spec.shape
-            if shape is not None:
-                params["image_size"] = shape[-1]
+        shape = model.config[m].spec.shape
+        if (stem or seq) and shape is not None:
+            params["image_size"] = shape[-1]
         if progress is not None:
             progress(f"features: {pset.dataset} {split} {modality} ({len(ids)} rows)")
         found = cached_features(
@@ -298,9 +358,11 @@ def pair_features(
             encoder_params=params,
             root=cache_root,
             batch_size=pset.embed_batch_size,
-        ).features
+            stem=stem,
+        )
         e = model.feature_dim(m)
-        feats[m] = found.view(len(ids), found.shape[1] // e, e) if seq else found  # (N, [L,] E)
+        x = found.features
+        feats[m] = found.ragged() if stem else x.view(len(ids), -1, e) if seq else x  # (N, [L,] E)
     return PairedFeatures(
         anchor, pset.other, feats[anchor], feats[pset.other], torch.tensor(owners)
     )
@@ -319,6 +381,7 @@ __all__ = [
     "PairSetConfig",
     "PairedFeatures",
     "check_pairs",
+    "embed_rows",
     "evaluate_pairs",
     "pair_features",
 ]

@@ -14,7 +14,9 @@ A ``task: contrastive`` run (:class:`JointTrainConfig`, ``configs/flickr8k.yaml`
 With frozen encoders the pooled features never change, so :meth:`ContrastiveStrategy.setup`
 computes them once (the feature cache, :mod:`polymodal.joint.features`) and only the
 projections and the losses' temperatures train: an epoch over Flickr8k's 6,000 images
-takes seconds on a CPU.
+takes seconds on a CPU.  An encoder with ``trainable_layers`` (``minilm``,
+``efficientnet_lite0``) fine-tunes its last blocks the same way: the outputs of its frozen
+stem are cached once, and each step runs only the trained blocks on them.
 
 Each step draws one batch from every pair set and sums their losses (ImageBind-style
 binding: several (anchor, other) pair sets, one shared space; pair sets of the same two
@@ -50,7 +52,13 @@ from polymodal.joint.checkpoint import (
     load_joint_weights,
 )
 from polymodal.joint.model import JointConfig, JointEmbeddingModel
-from polymodal.joint.pairs import PairedFeatures, PairSetConfig, check_pairs, evaluate_pairs
+from polymodal.joint.pairs import (
+    PairedFeatures,
+    PairSetConfig,
+    check_pairs,
+    embed_rows,
+    evaluate_pairs,
+)
 from polymodal.losses.contrastive import (
     MAX_LOGIT_SCALE,
     ClipLoss,
@@ -211,7 +219,8 @@ class ContrastiveStrategy(Strategy):
 
     Args:
         cfg: the run's :class:`JointTrainConfig`.
-        model: the joint model; only its projections (and the losses' temperatures) train.
+        model: the joint model; its projections, the losses' temperatures and the trained
+            blocks of encoders with ``trainable_layers`` train.
         train, val, test: pair set name -> :class:`PairedFeatures`; ``None`` computes them
             from ``cfg.pairs`` through the feature cache in :meth:`setup`.
     """
@@ -257,9 +266,9 @@ class ContrastiveStrategy(Strategy):
         if not self.data["train"]:
             raise ValueError("A contrastive run needs at least one training pair set.")
         for name, p in self.data["train"].items():
-            if p.anchor_features.shape[0] < 2:
+            if len(p.anchor_features) < 2:
                 raise ValueError(
-                    f"Pair set {name!r} has {p.anchor_features.shape[0]} training anchor row; "
+                    f"Pair set {name!r} has {len(p.anchor_features)} training anchor row; "
                     "a contrastive loss needs at least 2 (negatives)."
                 )
         self._tables = {n: p.groups() for n, p in self.data["train"].items()}
@@ -296,17 +305,7 @@ class ContrastiveStrategy(Strategy):
         self.model.to(device)
         self.losses.to(device)
         self.data = {
-            role: {
-                n: PairedFeatures(
-                    p.anchor,
-                    p.other,
-                    p.anchor_features.to(device),
-                    p.other_features.to(device),
-                    p.mapping,
-                )
-                for n, p in sets.items()
-            }
-            for role, sets in self.data.items()
+            role: {n: p.to(device) for n, p in sets.items()} for role, sets in self.data.items()
         }
         self._device_tables = {
             n: (table.to(device), bool((table >= 0).all()))
@@ -323,7 +322,13 @@ class ContrastiveStrategy(Strategy):
 
     def trainable(self) -> nn.Module:
         projections: nn.Module = self.model.projections
-        return nn.ModuleDict({"projections": projections, "losses": self.losses})
+        tuned = {
+            m: self.model.encoders[m] for m in self.model.modalities if self.model.tunes_stem(m)
+        }
+        modules = {"projections": projections, "losses": self.losses}
+        if tuned:  # the encoders' trained blocks (their stems stay frozen, in eval mode)
+            modules["encoders"] = nn.ModuleDict(tuned)
+        return nn.ModuleDict(modules)
 
     # ---------------------------------------------------------------- steps
 
@@ -334,8 +339,7 @@ class ContrastiveStrategy(Strategy):
     def steps_per_epoch(self) -> int:
         bs = self.cfg.optim.batch_size
         return max(
-            _batches_with_negatives(p.anchor_features.shape[0], bs)
-            for p in self._train_sets().values()
+            _batches_with_negatives(len(p.anchor_features), bs) for p in self._train_sets().values()
         )
 
     def _plan(self, epoch: int) -> list[list[tuple[Tensor, Tensor]]]:
@@ -345,7 +349,7 @@ class ContrastiveStrategy(Strategy):
         plans = []
         for name, p in self._train_sets().items():
             table, counts = self._tables[name]
-            na = p.anchor_features.shape[0]
+            na = len(p.anchor_features)
             pick = (torch.rand(na, generator=gen) * counts).long()  # (Na,) one positive each
             other_rows = table[torch.arange(na), pick]  # (Na,)
             perm = torch.randperm(na, generator=gen)
@@ -378,7 +382,7 @@ class ContrastiveStrategy(Strategy):
             name, p = sets[k]
             loss_fn: nn.Module = self.losses[p.name]
             a_rows, o_rows = a_rows.to(self.device), o_rows.to(self.device)
-            za = self.model.project(p.anchor, p.anchor_features[a_rows])  # (B, D)
+            za = embed_rows(self.model, p.anchor, p.anchor_features, a_rows)  # (B, D)
             if self.cfg.optim.all_positives:
                 table, full = self._device_tables[name]
                 rows = table[a_rows]  # (B, G), -1 padded
@@ -388,7 +392,7 @@ class ContrastiveStrategy(Strategy):
                 else:
                     valid = rows >= 0
                     rows, owner = rows[valid], owner[valid]  # (M,)
-                zo = self.model.project(p.other, p.other_features[rows])
+                zo = embed_rows(self.model, p.other, p.other_features, rows)  # (M, D)
                 if isinstance(loss_fn, MaxViolationLoss):
                     value = loss_fn(za, zo, owner)
                 else:
@@ -404,7 +408,7 @@ class ContrastiveStrategy(Strategy):
                         local_loss=loss_fn.local_loss,
                     )
             else:
-                zo = self.model.project(p.other, p.other_features[o_rows])
+                zo = embed_rows(self.model, p.other, p.other_features, o_rows)  # (B, D)
                 value = loss_fn(za, zo)
             total = value if total is None else total + value
             count += int(a_rows.numel())
