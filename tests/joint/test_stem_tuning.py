@@ -189,3 +189,32 @@ def test_joint_run_tunes_last_blocks_on_cached_stems_and_embeds_raw_inputs_alike
     pooled = PairedFeatures("image", "text", torch.randn(2, 1280), torch.randn(2, 384))
     with pytest.raises(ValueError, match=r"encoder outputs, but the model's image encoder fine"):
         check_pairs(loaded, [pooled], "training")
+
+
+def test_token_dropout_leaves_tokens_out_while_training_only() -> None:
+    text = JointModalityConfig(
+        ModalitySpec("text", "text"),
+        EncoderConfig("minilm", {"trainable_layers": 1}),
+        projection="linear",
+        token_dropout=0.999,  # every token but [CLS], at this seed
+    )
+    image = JointModalityConfig(
+        ModalitySpec("image", "features", shape=(4,)), EncoderConfig("mlp", {"dim": 4})
+    )
+    torch.manual_seed(0)
+    model = JointEmbeddingModel(JointConfig((image, text), dim=8))
+    seq, mask = model.encoders["text"].forward_stem(_text_batch())
+    with torch.no_grad():
+        model.eval()
+        plain = model.project_stem("text", seq, mask)
+        only_cls = model.project_stem("text", seq[:, :1], mask[:, :1])
+        model.train()
+        model.encoders.eval()  # the block's own dropout off: only token dropout differs
+        dropped = model.project_stem("text", seq, mask)
+    torch.testing.assert_close(dropped, only_cls)
+    assert float((dropped - plain).abs().max()) > 0.1
+    with pytest.raises(ValueError, match=r"modalities\.image\.token_dropout needs a text"):
+        JointModalityConfig(image.spec, image.encoder, token_dropout=0.1)
+    frozen = JointModalityConfig(text.spec, EncoderConfig("minilm"), token_dropout=0.1)
+    with pytest.raises(ValueError, match=r"has no frozen stem; set modalities\.text\.encoder"):
+        JointEmbeddingModel(JointConfig((image, frozen), dim=8))

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -78,6 +79,10 @@ class JointModalityConfig(Config):
             starts as mean pooling and learns which regions to weigh (image modalities,
             whose maps have a fixed number of steps; cached as sequences).
         pool_heads: heads of the attention pool (must divide the encoder's feature size).
+        token_dropout: while training, leave each token of a text's cached stem outputs
+            out with this probability (never the first, ``[CLS]``): caption augmentation
+            on cached inputs, the trained blocks seeing each caption with words missing
+            (text encoders with ``trainable_layers``).
     """
 
     moved: ClassVar[dict[str, str]] = {
@@ -93,9 +98,15 @@ class JointModalityConfig(Config):
     input_norm: bool | Literal["layer", "batch"] = False
     pool: Literal["encoder", "attention"] = "encoder"
     pool_heads: int = param(8, ge=1)
+    token_dropout: float = param(0.0, ge=0, lt=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.token_dropout and self.spec.kind is not ModalityKind.TEXT:
+            raise ValueError(
+                f"modalities.{self.spec.name}.token_dropout needs a text modality, got kind "
+                f"{self.spec.kind.value!r}; set it to 0."
+            )
         if self.pool == "attention" and self.spec.kind is not ModalityKind.IMAGE:
             raise ValueError(
                 f"modalities.{self.spec.name}.pool='attention' needs an image modality (a "
@@ -276,6 +287,13 @@ class JointEmbeddingModel(nn.Module):
             enc = given.get(name)
             if enc is None:
                 enc = build_encoder(m.encoder.name, spec=m.spec, **m.encoder.params)
+            if m.token_dropout and not enc.has_stem:
+                raise ValueError(
+                    f"modalities.{name}.token_dropout={m.token_dropout} drops tokens of cached "
+                    f"stem outputs, but the {m.encoder.name!r} encoder has no frozen stem; set "
+                    f"modalities.{name}.encoder.params.trainable_layers (e.g. 1), or "
+                    "token_dropout to 0."
+                )
             self.encoders[name] = enc
             self.projections[name] = _projection(m, _out_dim(enc), config.dim)
 
@@ -337,6 +355,13 @@ class JointEmbeddingModel(nn.Module):
                 f"JointEmbeddingModel.project_stem({modality!r}): the {modality} encoder has no "
                 "frozen stem; set its trainable_layers, or pass pooled features to project()."
             )
+        p = self.config[modality].token_dropout
+        if self.training and p > 0:  # leave tokens out, the rest moved up to stay a prefix
+            keep = mask & (torch.rand(mask.shape, device=mask.device) >= p)  # (B, L)
+            keep[:, 0] = mask[:, 0]
+            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept first
+            sequence = sequence.gather(1, order.unsqueeze(-1).expand_as(sequence))
+            mask = keep.gather(1, order)
         encoder: Encoder = self.encoders[modality]  # type: ignore[assignment]
         out = encoder.forward_tail(sequence, mask)
         features = out.sequence if self.pools_sequence(modality) else out.pooled  # (B, [L,] E)
