@@ -55,6 +55,9 @@ def test_the_other_rows_change_one_thing_of_the_shipped_config(tmp_path: Path) -
     [both] = [v for k, v in rows.items() if "EfficientNet head conv" in k]
     cfg = run_config(both, 0, tmp_path)
     assert cfg.model["image"].encoder.params == {"trainable_layers": 1}
+    [aug] = [v for k, v in rows.items() if "caption tokens dropped" in k]
+    cfg = run_config(aug, 0, tmp_path)
+    assert cfg.model["text"].token_dropout == 0.1 and cfg.optim.lr_scale == {"encoders": 0.05}
     assert len(SETUP_KEYS) == len(SETUPS)
 
 
