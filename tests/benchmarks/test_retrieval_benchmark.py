@@ -48,7 +48,7 @@ def test_the_other_rows_change_one_thing_of_the_shipped_config(tmp_path: Path) -
         0.2,
         True,
     )
-    [text] = [v for k, v in rows.items() if k.startswith("residual, MiniLM's last block")]
+    [text] = [v for k, v in rows.items() if k.endswith("fine-tuned on cached token states")]
     cfg = run_config(text, 0, tmp_path)
     assert cfg.model["text"].encoder.params == {"trainable_layers": 1}
     assert cfg.model["image"].encoder.params == {} and cfg.optim.lr_scale == {"encoders": 0.05}
