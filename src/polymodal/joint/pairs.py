@@ -5,9 +5,10 @@ over the examples of a data set: image-text from Flickr8k, image-audio from av_d
 :func:`pair_features` turns one split of it into :class:`PairedFeatures`, the pooled
 features of the frozen encoders (read from or written to the feature cache,
 :func:`~polymodal.joint.features.cached_features`; for an encoder that fine-tunes its last
-blocks, the outputs of its frozen stem, which :func:`embed_rows` runs those blocks on), with one anchor row per example and
-one other row per text row (:meth:`~polymodal.data.dataset.MultimodalDataset.text_rows`:
-an image with five captions gives five text rows, all paired with its image row).
+blocks, the outputs of its frozen stem, which :func:`embed_rows` runs those blocks on),
+with one anchor row per example and one other row per text row
+(:meth:`~polymodal.data.dataset.MultimodalDataset.text_rows`: an image with five captions
+gives five text rows, all paired with its image row).
 
 :func:`evaluate_pairs` measures retrieval both ways on paired features.
 """
@@ -189,19 +190,18 @@ def check_pairs(
                     f"the model lacks; it has {model.modalities}."
                 )
             stem = model.tunes_stem(name)
-            if stem or isinstance(feats, Ragged):
-                if not (stem and isinstance(feats, Ragged)):
-                    raise ValueError(
-                        f"{what} features of {name!r} are "
-                        + ("stem outputs" if isinstance(feats, Ragged) else "encoder outputs")
-                        + f", but the model's {name} encoder "
-                        + (
-                            "has no frozen stem."
-                            if not stem
-                            else "fine-tunes its last blocks, "
-                            "which read its stem's outputs (pair_features caches them)."
-                        )
-                    )
+            if isinstance(feats, Ragged) != stem:
+                have = "stem outputs (Ragged)" if isinstance(feats, Ragged) else "encoder outputs"
+                want = (
+                    "its frozen stem's outputs (trainable_layers is set; pair_features caches them)"
+                    if stem
+                    else "encoder outputs (it has no frozen stem)"
+                )
+                raise ValueError(
+                    f"{what} features of {name!r} are {have}, but the model's {name} encoder "
+                    f"reads {want}."
+                )
+            if isinstance(feats, Ragged):  # the stem's outputs: the tail checks them
                 continue
             expected = model.feature_dim(name)
             if feats.shape[-1] != expected:
