@@ -344,15 +344,18 @@ def test_balance_none_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     explicit = _weights_after_fit(tmp_path / "b", "none")
     assert all(torch.equal(default[k], v) for k, v in explicit.items())
     total = sum(float(v.double().sum()) for v in default.values())
-    assert total == pytest.approx(GOLDEN_NONE_TIES, rel=1e-9)
-    # golden value from the loop before balance existed (commit 73567ae), bit for bit, once
-    # ties no longer win
+    # rel 1e-6: the goldens were computed on an Intel Xeon; an AMD EPYC's float32 kernels
+    # round differently (6e-9 relative here), while a change of the loop's logic moves the
+    # sum far more (the tie-break alone: 1 %, GOLDEN_NONE against GOLDEN_NONE_TIES)
+    assert total == pytest.approx(GOLDEN_NONE_TIES, rel=1e-6)
+    # golden value from the loop before balance existed (commit 73567ae), once ties no
+    # longer win
     import polymodal.training.selection as selection
 
     monkeypatch.setattr(selection, "TIE_LOSS_MARGIN", 1e9)
     first = _weights_after_fit(tmp_path / "c", None)
     total = sum(float(v.double().sum()) for v in first.values())
-    assert total == pytest.approx(GOLDEN_NONE, rel=1e-9)
+    assert total == pytest.approx(GOLDEN_NONE, rel=1e-6)
 
 
 class _Crash(Callback):
