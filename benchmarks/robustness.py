@@ -19,6 +19,12 @@ and ``method_config``, so the two benchmarks train the same models), trains for 
   robustness_curves`, ``--levels``, one perturbation seed per training seed);
 * a model per single modality (``only_<m>``, early fusion over that modality alone): the
   reference of the missing-modality target;
+* each fusion of ``--perturb-fusions`` again with corruption training (``<fusion>+perturb``:
+  ``optim.perturb`` = :data:`PERTURB_TRAIN`, i.e. each modality of half the training batches
+  damaged by one of its perturbations, ``missing`` excepted, at a severity uniform in
+  [0, 0.5]; the library's defaults otherwise), measured and selected like the fusions: the
+  same perturbation families as the test curves, other random draws, and severities up to
+  0.5 where the curves go to 0.9;
 * early fusion with each imbalance method of ``--balance`` (``early+ogm_ge`` ...): fused
   accuracy and probe accuracies, for the imbalance table; ``early+unimodal`` (the model's
   loss on each modality alone added to the fused loss) is also measured like the fusions
@@ -80,7 +86,7 @@ from polymodal.robustness import (
     robustness_summary,
 )
 from polymodal.training import TrainConfig, Trainer
-from polymodal.training.config import BalanceConfig
+from polymodal.training.config import BalanceConfig, PerturbConfig
 from polymodal.training.data import dataset_for_split
 from polymodal.training.probe import probe_modalities
 from polymodal.training.tasks import build_strategy
@@ -99,6 +105,9 @@ ROBUST_BALANCE = ("none", "unimodal")
 # plain joint training) by this much, costing at most PROBE_MAX_COST fused accuracy.
 PROBE_GAIN, PROBE_MAX_COST = 0.05, 0.003
 REFERENCE = "late"  # the effective-robustness reference, as in MultiBench
+# Corruption training of the ``<fusion>+perturb`` rows (optim.perturb): half the batches per
+# modality, the library's default perturbations and severity range; one setting for all sets.
+PERTURB_TRAIN: dict[str, Any] = {"prob": 0.5}
 # Every fused run hides each modality with at least this probability during training (the
 # data set's own rate when higher): the missing-modality target asks for one model that also
 # works without either modality, so each single-modality path must see enough examples.  A
@@ -114,23 +123,37 @@ MINILM_CACHE = 65536
 
 
 def methods(
-    dataset: str, fusions: Sequence[str], balance: Sequence[str]
-) -> list[tuple[str, tuple[str, ...], str, str]]:
-    """(method, modalities, fusion, balance) rows: single modalities, fusions, balance."""
+    dataset: str,
+    fusions: Sequence[str],
+    balance: Sequence[str],
+    perturb_fusions: Sequence[str] = (),
+) -> list[tuple[str, tuple[str, ...], str, str, bool]]:
+    """(method, modalities, fusion, balance, perturb) rows: single modalities, fusions,
+    fusions with corruption training, balance."""
     mods = tuple(PLANS[dataset]["modalities"])
-    rows = [(f"only_{m}", (m,), "early", "none") for m in mods]
-    rows += [(f, mods, f, "none") for f in fusions]
-    rows += [(f"early+{b}", mods, "early", b) for b in balance]
+    rows = [(f"only_{m}", (m,), "early", "none", False) for m in mods]
+    rows += [(f, mods, f, "none", False) for f in fusions]
+    rows += [(f"{f}+perturb", mods, f, "none", True) for f in perturb_fusions]
+    rows += [(f"early+{b}", mods, "early", b, False) for b in balance]
     return rows
 
 
 def run_config(
-    dataset: str, mods: tuple[str, ...], fusion: str, balance: str, seed: int, out: str
+    dataset: str,
+    mods: tuple[str, ...],
+    fusion: str,
+    balance: str,
+    seed: int,
+    out: str,
+    perturb: bool = False,
 ) -> TrainConfig:
-    """``fusion.method_config`` with the balance method, the modality-dropout floor and a
-    MiniLM cache for every text."""
+    """``fusion.method_config`` with the balance method, the modality-dropout floor, a
+    MiniLM cache for every text and, with ``perturb``, corruption training."""
     cfg = method_config(dataset, mods, fusion, seed, out)
     changes: dict[str, Any] = {"optim.balance": {"method": balance}}
+    if perturb:
+        changes["optim.perturb"] = PERTURB_TRAIN
+        changes["name"] = f"{cfg.name}_perturb"
     if len(mods) > 1:
         drop = cfg.model.modality_dropout
         changes["model.modality_dropout"] = {
@@ -164,15 +187,22 @@ HASH_SKIPS_DEFAULT: dict[str, Any] = {
     "optim.lr_scale": {},
     "optim.layer_decay": None,
     "optim.balance.unimodal_weight": BalanceConfig().unimodal_weight,
+    "optim.perturb": PerturbConfig().to_dict(),
 }
 
 
 def run_key(
-    dataset: str, mods: tuple[str, ...], fusion: str, balance: str, seed: int, evals: dict
+    dataset: str,
+    mods: tuple[str, ...],
+    fusion: str,
+    balance: str,
+    seed: int,
+    evals: dict,
+    perturb: bool = False,
 ) -> str:
     """A short hash of one run's config and evaluation settings (a logged run is reused
     only when both are unchanged)."""
-    cfg = run_config(dataset, mods, fusion, balance, seed, "runs").to_dict()
+    cfg = run_config(dataset, mods, fusion, balance, seed, "runs", perturb).to_dict()
     for dotted in HASH_SKIPS_DEFAULT:  # fields newer than the log, hashed only when set
         *parents, leaf = dotted.split(".")
         node = cfg
@@ -193,6 +223,7 @@ def run_one(
     mods: tuple[str, ...],
     fusion: str,
     balance: str,
+    perturb: bool,
     seed: int,
     levels: list[float],
 ) -> dict[str, Any]:
@@ -200,7 +231,7 @@ def run_one(
     torch.set_num_threads(1)
     fused = len(mods) > 1
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = run_config(dataset, mods, fusion, balance, seed, tmp)
+        cfg = run_config(dataset, mods, fusion, balance, seed, tmp, perturb)
         t0 = time.perf_counter()
         res = Trainer(cfg, build_strategy(cfg)).fit()
         train_s = time.perf_counter() - t0
@@ -253,14 +284,18 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def summarise(
-    dataset: str, plan: dict[str, tuple[tuple[str, ...], str, str]], runs: dict[str, list[dict]]
+    dataset: str,
+    plan: dict[str, tuple[tuple[str, ...], str, str, bool]],
+    runs: dict[str, list[dict]],
 ) -> list[dict[str, Any]]:
     """Records of one data set: per-method metrics, robustness scores and curve points."""
     out: list[dict[str, Any]] = []
 
     def rec(method: str, metric: str, vals: Sequence[float], secs: float, **extra: Any) -> None:
         mean, std = _mean_std(vals)
-        mods, fusion, balance = plan[method]
+        mods, fusion, balance, perturb = plan[method]
+        if perturb:
+            extra["training"] = "perturb"
         out.append(
             record(
                 NAME,
@@ -425,7 +460,7 @@ def tables(records: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         for method in ["early"] + [
             m
             for m in dict.fromkeys(r["method"] for r in records if r["dataset"] == ds)
-            if m.startswith("early+")
+            if m.startswith("early+") and not m.endswith("+perturb")
         ]:
             acc = _get(records, ds, method, "accuracy")
             if acc is None:
@@ -477,7 +512,8 @@ def tables(records: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         for method in dict.fromkeys(r["method"] for r in records if r["dataset"] == ds):
             probe = _get(records, ds, method, f"probe_accuracy_{weak}")
             bal = _get(records, ds, method, "accuracy")
-            if not method.startswith("early+") or probe is None or bal is None:
+            imbalance = method.startswith("early+") and not method.endswith("+perturb")
+            if not imbalance or probe is None or bal is None:
                 continue
             gain = probe["value"] - plain[weak]["value"]  # type: ignore[index]
             cost = acc["value"] - bal["value"]
@@ -498,6 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(PLANS), choices=list(PLANS))
     ap.add_argument("--fusions", nargs="+", default=list(FUSIONS))
+    ap.add_argument(
+        "--perturb-fusions",
+        nargs="*",
+        default=None,
+        help="fusions also trained with corruption training (default: those of --fusions)",
+    )
     ap.add_argument("--balance", nargs="*", default=list(BALANCE), choices=list(BALANCE))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--levels", default="0:0.9:0.1", help="severities (start:stop:step or a,b,c)")
@@ -516,14 +558,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and log.exists():
         log.unlink()
 
-    plans: dict[str, dict[str, tuple[tuple[str, ...], str, str]]] = {}
+    perturb_fusions = args.fusions if args.perturb_fusions is None else args.perturb_fusions
+    plans: dict[str, dict[str, tuple[tuple[str, ...], str, str, bool]]] = {}
     tasks = []
     for ds in args.datasets:
         plans[ds] = {}
-        for method, mods, fusion, balance in methods(ds, args.fusions, args.balance):
-            plans[ds][method] = (mods, fusion, balance)
-            tasks += [(ds, method, mods, fusion, balance, s) for s in range(args.seeds)]
-    keys = {(t[0], t[1], t[5]): run_key(t[0], t[2], t[3], t[4], t[5], evals) for t in tasks}
+        for method, mods, fusion, balance, perturb in methods(
+            ds, args.fusions, args.balance, perturb_fusions
+        ):
+            plans[ds][method] = (mods, fusion, balance, perturb)
+            tasks += [(ds, method, mods, fusion, balance, perturb, s) for s in range(args.seeds)]
+    keys = {(t[0], t[1], t[6]): run_key(t[0], t[2], t[3], t[4], t[6], evals, t[5]) for t in tasks}
     results: dict[str, dict[str, dict[int, dict]]] = {ds: {} for ds in args.datasets}
     if log.exists():
         for line in log.read_text().splitlines():
@@ -531,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
             key = (row["dataset"], row["method"], int(row["seed"]))
             if keys.get(key) == row.get("config"):
                 results[key[0]].setdefault(key[1], {})[key[2]] = row["result"]
-    todo = [t for t in tasks if t[5] not in results[t[0]].get(t[1], {})]
+    todo = [t for t in tasks if t[6] not in results[t[0]].get(t[1], {})]
     print(f"{len(tasks)} runs, {len(tasks) - len(todo)} already logged in {log}", flush=True)
     t_start = time.perf_counter()
     with ProcessPoolExecutor(
@@ -539,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     ) as pool:
         futures = {pool.submit(run_one, *t, levels): t for t in todo}
         for fut in as_completed(futures):
-            ds, method, _mods, _fusion, _balance, seed = futures[fut]
+            ds, method, _mods, _fusion, _balance, _perturb, seed = futures[fut]
             r = fut.result()
             results[ds].setdefault(method, {})[seed] = r
             with log.open("a") as fh:

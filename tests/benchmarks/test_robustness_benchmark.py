@@ -14,15 +14,21 @@ import robustness as bench
 
 @pytest.mark.parametrize("dataset", sorted(bench.PLANS))
 def test_every_run_config_is_valid(dataset: str) -> None:
-    rows = bench.methods(dataset, bench.FUSIONS, bench.BALANCE)
+    rows = bench.methods(dataset, bench.FUSIONS, bench.BALANCE, ["late", "gmu"])
     mods = tuple(bench.PLANS[dataset]["modalities"])
     names = [r[0] for r in rows]
     assert names == [f"only_{m}" for m in mods] + list(bench.FUSIONS) + [
-        f"early+{b}" for b in bench.BALANCE
-    ]
-    for method, ms, fusion, balance in rows:
-        cfg = bench.run_config(dataset, ms, fusion, balance, 1, "out")
+        "late+perturb",
+        "gmu+perturb",
+    ] + [f"early+{b}" for b in bench.BALANCE]
+    for method, ms, fusion, balance, perturb in rows:
+        cfg = bench.run_config(dataset, ms, fusion, balance, 1, "out", perturb)
         assert cfg.optim.balance.method == balance and cfg.model.fusion.name == fusion
+        # corruption training on the +perturb rows only, with the benchmark's one setting
+        assert perturb == method.endswith("+perturb")
+        assert cfg.optim.perturb.prob == (bench.PERTURB_TRAIN["prob"] if perturb else 0.0)
+        if perturb:  # selected like the fusions, on the monitor over presence conditions
+            assert cfg.monitor_without == mods
         if len(ms) > 1:  # every modality hidden at least as often as the floor says
             drop = cfg.model.modality_dropout
             assert sorted(drop) == sorted(ms), method
@@ -34,11 +40,11 @@ def test_every_run_config_is_valid(dataset: str) -> None:
                 assert enc.params["cache_size"] == bench.MINILM_CACHE
     # the configs of distinct runs hash apart, and the evaluation settings are in the hash
     evals = {"levels": [0.0, 0.5], "version": 1}
-    keys = {bench.run_key(dataset, r[1], r[2], r[3], 0, evals) for r in rows}
+    keys = {bench.run_key(dataset, r[1], r[2], r[3], 0, evals, r[4]) for r in rows}
     assert len(keys) == len(rows)
     other = {"levels": [0.0, 0.9], "version": 1}
-    assert bench.run_key(dataset, *rows[2][1:], 0, evals) != bench.run_key(
-        dataset, *rows[2][1:], 0, other
+    assert bench.run_key(dataset, *rows[2][1:4], 0, evals) != bench.run_key(
+        dataset, *rows[2][1:4], 0, other
     )
 
 
@@ -72,7 +78,10 @@ def _run(acc: float, val: float, curve: list[dict] | None = None, **metrics: flo
 
 def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
     ds = "har_phone_watch"
-    plan = {m: (ms, f, b) for m, ms, f, b in bench.methods(ds, ["early", "late"], ["gblend"])}
+    plan = {
+        m: (ms, f, b, p)
+        for m, ms, f, b, p in bench.methods(ds, ["early", "late"], ["gblend"], ["early"])
+    }
     without = {"macro_f1_without_phone": 0.70, "macro_f1_without_watch": 0.50}
     runs = {
         "only_phone": [_run(0.60, 0.6), _run(0.62, 0.6)],
@@ -81,6 +90,8 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
         "late": [_run(0.8, 0.75, _curve("late", [0.8, 0.6, 0.4]), **without)] * 2,
         "early": [_run(0.9, 0.85, _curve("early", [0.9, 0.8, 0.7]), **without)] * 2,
         "early+gblend": [_run(0.88, 0.8)] * 2,
+        # corruption training: a fusion like the others, never an imbalance method
+        "early+perturb": [_run(0.85, 0.7, _curve("early+perturb", [0.85, 0.8, 0.75]))] * 2,
     }
     records = bench.summarise(ds, plan, runs)
 
@@ -106,11 +117,18 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
     assert get("late", "effective_robustness", modality="all")["value"] == pytest.approx(0.0)
     assert get("early", "shapley_watch")["value"] == pytest.approx(0.75)
     assert get("early+gblend", "probe_accuracy_phone")["value"] == pytest.approx(0.78)
+    assert get("early+perturb", "accuracy")["training"] == "perturb"
+    assert "training" not in get("early", "accuracy")
+    # (0, 0.15, 0.3) above late shifted to 0.85: mean 0.15
+    eff = get("early+perturb", "effective_robustness", modality="all")
+    assert eff["value"] == pytest.approx(0.15)
     point = get("early", "accuracy", modality="phone", perturbation="missing", severity=0.5)
     assert point["value"] == pytest.approx(0.8)
 
     table, verdicts = bench.tables(records)
     assert "| har_phone_watch | gblend | 88.0 ± 0.0 | phone 78.0 ± 0.0, watch 68.0 ± 0.0 |" in table
+    assert "| har_phone_watch | perturb |" not in table
+    assert not any("early+perturb: probe accuracy" in v for v in verdicts)
     # best by validation is early: without phone 70.0 vs watch alone 71.0 (-1.0): meets;
     # without watch 50.0 vs phone alone 61.0: misses
     assert any("without phone 70.0 vs only_watch 71.0 (-1.0 points): meets" in v for v in verdicts)

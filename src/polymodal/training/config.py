@@ -218,6 +218,30 @@ class BalanceConfig(Config):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PerturbConfig(Config):
+    """Training on damaged inputs, so the model degrades gracefully when a modality is noisy
+    (:mod:`polymodal.training.perturb`; the perturbations of :mod:`polymodal.robustness`).
+
+    For each training batch and each modality, independently with probability ``prob``, one
+    of the modality's perturbations is drawn at random and applied to the whole batch's copy
+    of that modality at a severity drawn uniformly from ``[0, max_severity]``.  Validation
+    and test data are never perturbed.
+
+    Args:
+        prob: probability that a batch's modality is perturbed (0, the default: never).
+        max_severity: the largest severity drawn, in (0, 1].
+        perturbations: modality -> the perturbation names to draw from.  Empty (the
+            default): every modality, each with every perturbation of its kind except
+            ``missing`` (hiding a modality is ``model.modality_dropout``'s job).  An empty
+            list leaves that modality clean.
+    """
+
+    prob: float = param(0.0, ge=0, le=1)
+    max_severity: float = param(0.5, gt=0, le=1)
+    perturbations: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class SupervisedOptim(OptimConfig):
     """:class:`OptimConfig` plus the supervised loss's settings.
 
@@ -226,11 +250,13 @@ class SupervisedOptim(OptimConfig):
         aux_loss_weight: weight of an auxiliary loss on each modality's own predictions
             (``modality_logits`` of the decision-level fusions late/hybrid); 0 disables it.
         balance: the modality-imbalance method and its settings (:class:`BalanceConfig`).
+        perturb: training on perturbed inputs (:class:`PerturbConfig`; off by default).
     """
 
     regression_loss: Literal["mse", "l1"] = "mse"
     aux_loss_weight: float = param(0.0, ge=0)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -473,6 +499,7 @@ __all__ = [
     "DataConfig",
     "DistributedConfig",
     "OptimConfig",
+    "PerturbConfig",
     "RunConfig",
     "SupervisedOptim",
     "TrainConfig",

@@ -7,7 +7,8 @@ multilabel), one example per row.
 modality's own predictions (decision-level fusions), and :func:`~polymodal.inference.evaluate`
 on the validation and test splits.  ``optim.balance`` plugs a modality-imbalance method
 (:mod:`polymodal.training.balance`) into its loss, :meth:`~SupervisedStrategy.before_step`
-and :meth:`~SupervisedStrategy.end_epoch`.  Build it yourself to train a model you assembled::
+and :meth:`~SupervisedStrategy.end_epoch`; ``optim.perturb`` damages training batches at
+random before the model sees them (:mod:`polymodal.training.perturb`).  Build it yourself to train a model you assembled::
 
     strategy = SupervisedStrategy(cfg, model, train_ds, val_ds, test_ds)
     result = Trainer(cfg, strategy).fit()
@@ -35,6 +36,7 @@ from polymodal.training.data import EpochBatches, build_datasets
 from polymodal.training.distributed import current
 from polymodal.training.loop import CONFIG_FILE, Strategy, module_generators
 from polymodal.training.missing import check_monitor_without, with_missing
+from polymodal.training.perturb import build_perturbation
 from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import register_task
 
@@ -94,6 +96,7 @@ class SupervisedStrategy(Strategy):
                 "gradient changes would differ between torchrun's ranks. Train without "
                 "torchrun, or with optim.balance=none."
             )
+        self.perturbation = build_perturbation(optim.perturb, self.schema, cfg.seed)
         extra = None if self.balancer is None else self.balancer.module()
         # The optimiser trains the balancer's own heads too; checkpoints keep them apart.
         self._trainable = (
@@ -150,6 +153,8 @@ class SupervisedStrategy(Strategy):
     def loss(self, batch: Batch) -> tuple[Tensor, int]:
         if batch.target is None:
             raise ValueError("A training batch has no targets; training needs labelled data.")
+        if self.perturbation is not None:
+            batch = self.perturbation(batch)  # on the host, before the encoders
         batch = batch.to(self.device, non_blocking=True)
         if self.balancer is not None:
             return self.balancer.loss(batch, self.fused_loss), batch.batch_size
@@ -223,6 +228,8 @@ class SupervisedStrategy(Strategy):
 
     def generators(self) -> dict[str, torch.Generator]:
         extra = {} if self.balancer is None else self.balancer.generators()
+        if self.perturbation is not None:
+            extra["perturb:generator"] = self.perturbation.generator
         return {**module_generators(self.model), **extra}
 
     def files(self) -> dict[str, str]:
