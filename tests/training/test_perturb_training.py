@@ -88,6 +88,9 @@ def test_perturbation_damages_planned_modalities_deterministically() -> None:
     assert torch.equal(second(batch)["a"].values, out["a"].values)  # same seed, same damage
     other = TrainPerturbation(cfg, SCHEMA, 1)(batch)
     assert not torch.equal(other["a"].values, out["a"].values)
+    # torchrun's ranks damage their shards independently
+    rank1 = TrainPerturbation(cfg, SCHEMA, 0, rank=1)(batch)
+    assert not torch.equal(rank1["a"].values, out["a"].values)
     # the batch itself is untouched, and the next call draws afresh
     assert torch.equal(batch["a"].values, _batch()["a"].values)
     assert not torch.equal(first(batch)["a"].values, out["a"].values)

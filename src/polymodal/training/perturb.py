@@ -9,7 +9,8 @@ perturbations (:data:`polymodal.robustness.perturb.PERTURBATIONS`) and a severit
 ``[0, max_severity]``, and applies it to that modality of the batch before the encoders
 see it, exactly as ``polymodal robustness`` damages the test split.
 
-All draws come from one generator seeded by the run's seed and saved with its checkpoints,
+All draws come from one generator seeded by the run's seed (and, under ``torchrun``, the
+process's rank, so ranks damage their shards independently) and saved with its checkpoints,
 so a resumed run damages the same batches as an uninterrupted one.  Hiding a modality is
 left to ``model.modality_dropout``; ``missing`` is therefore not among the defaults (name it
 in ``perturbations`` to draw it as well).
@@ -73,13 +74,14 @@ class TrainPerturbation:
         cfg: the run's :class:`PerturbConfig` (``prob > 0``).
         schema: the training data's schema (each modality's kind).
         seed: the run's seed.
+        rank: this process's rank under ``torchrun`` (0 otherwise).
     """
 
-    def __init__(self, cfg: PerturbConfig, schema: Schema, seed: int) -> None:
+    def __init__(self, cfg: PerturbConfig, schema: Schema, seed: int, rank: int = 0) -> None:
         self.cfg = cfg
         self.schema = schema
         self.plan = perturbation_plan(cfg, schema)
-        self.generator = torch.Generator().manual_seed(seed + SEED_OFFSET)
+        self.generator = torch.Generator().manual_seed(seed + SEED_OFFSET * (1 + rank))
 
     def __call__(self, batch: Batch) -> Batch:
         """``batch`` with each planned modality it carries perturbed with probability
@@ -97,13 +99,15 @@ class TrainPerturbation:
         return batch
 
 
-def build_perturbation(cfg: PerturbConfig, schema: Schema, seed: int) -> TrainPerturbation | None:
+def build_perturbation(
+    cfg: PerturbConfig, schema: Schema, seed: int, rank: int = 0
+) -> TrainPerturbation | None:
     """The run's :class:`TrainPerturbation`, or ``None`` when ``cfg.prob`` is 0 (the
     ``perturbations`` are still checked against ``schema``)."""
     plan = perturbation_plan(cfg, schema)
     if cfg.prob == 0 or not plan:
         return None
-    return TrainPerturbation(cfg, schema, seed)
+    return TrainPerturbation(cfg, schema, seed, rank)
 
 
 __all__ = ["SEED_OFFSET", "TrainPerturbation", "build_perturbation", "perturbation_plan"]

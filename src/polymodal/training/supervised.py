@@ -96,7 +96,7 @@ class SupervisedStrategy(Strategy):
                 "gradient changes would differ between torchrun's ranks. Train without "
                 "torchrun, or with optim.balance=none."
             )
-        self.perturbation = build_perturbation(optim.perturb, self.schema, cfg.seed)
+        self.perturbation = build_perturbation(optim.perturb, self.schema, cfg.seed, current().rank)
         extra = None if self.balancer is None else self.balancer.module()
         # The optimiser trains the balancer's own heads too; checkpoints keep them apart.
         self._trainable = (
