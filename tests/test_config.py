@@ -241,3 +241,23 @@ def test_config_files_that_are_not_text_or_do_not_validate_are_named(tmp_path: P
     partial.write_text("seed: 1\n")
     with pytest.raises(ValueError, match=r"Config file '.*part\.yaml': .*missing the required"):
         load_config(partial)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wider(Inner):
+    extra: int = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldsWider(Config):
+    inner: Wider = field(default_factory=Wider)
+
+
+def test_a_base_config_fills_a_subclass_field() -> None:
+    """An ``Inner`` where a ``Wider`` (its subclass) is expected keeps its values and takes
+    the subclass's defaults; an unrelated config is still refused."""
+    held = HoldsWider(inner=Inner(rate=0.25, mode="slow"))  # type: ignore[arg-type]
+    assert held.inner == Wider(rate=0.25, mode="slow", extra=3)
+    assert type(held.inner) is Wider
+    with pytest.raises(ValueError, match=r"'HoldsWider\.inner' must be a mapping"):
+        HoldsWider(inner=Outer(required=1))  # type: ignore[arg-type]

@@ -239,6 +239,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if _is_config(tp):
         if isinstance(value, tp):
             return value
+        if isinstance(value, Config) and issubclass(tp, type(value)):
+            # a base config where a subclass is expected (OptimConfig for a task's own
+            # optim): its fields carry over, the subclass's extra fields keep their defaults
+            return tp.from_dict(value.to_dict(), key)
         return tp.from_dict(value, key)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         if isinstance(value, tp):

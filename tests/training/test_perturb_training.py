@@ -216,3 +216,46 @@ def test_noise_training_makes_the_model_robust_to_that_noise(tmp_path: Path) -> 
     clean = sum(noisy_accuracy({}, s) for s in range(3)) / 3
     robust = sum(noisy_accuracy(train_noise, s) for s in range(3)) / 3
     assert robust > clean + 0.01, (robust, clean)
+
+
+def test_context_runs_train_on_damaged_utterances(tmp_path: Path) -> None:
+    """``task: context`` takes ``optim.perturb`` too: its utterances are damaged before the
+    utterance model, reproducibly; a base OptimConfig still builds the config."""
+    from polymodal.data.context import VideoDataset
+    from polymodal.training.config import ContextOptim, OptimConfig
+    from polymodal.training.context import ContextStrategy
+    from tests.models.test_context import ToyVideos, context_model
+    from tests.training.test_context_task import toy_config
+
+    cfg = toy_config(tmp_path)
+    assert isinstance(cfg.optim, ContextOptim) and cfg.optim.epochs == 3
+    assert cfg.optim == ContextOptim.from_dict(OptimConfig(epochs=3).to_dict())
+    train, val = VideoDataset(ToyVideos()).split_videos(0.34, seed=0)
+    seen: list[torch.Tensor] = []
+
+    def fit(perturb: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
+        run = toy_config(tmp_path / name, **{"optim.perturb": perturb})
+        model = context_model("gru")
+        forward = model.utterance_model.forward
+
+        def spy(batch: Batch, *args: Any) -> Any:
+            if model.training:
+                seen.append(batch["a"].values.clone())
+            return forward(batch, *args)
+
+        model.utterance_model.forward = spy  # type: ignore[method-assign]
+        Trainer(run, ContextStrategy(run, model, train, val, val)).fit()
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    clean = fit({}, "clean")
+    clean_inputs = list(seen)
+    seen.clear()
+    damage = {"prob": 1.0, "max_severity": 1.0, "perturbations": {"a": ["gaussian_noise"]}}
+    noisy = fit(damage, "noisy")
+    assert len(seen) == len(clean_inputs)
+    assert all(not torch.equal(a, b) for a, b in zip(seen, clean_inputs, strict=True))
+    assert all(torch.equal(noisy[k], v) for k, v in fit(damage, "again").items())
+    assert any(not torch.equal(noisy[k], clean[k]) for k in noisy)
+    with pytest.raises(ValueError, match=r"optim.perturb.perturbations names modality 'z'"):
+        bad = toy_config(tmp_path, **{"optim.perturb": {"perturbations": {"z": ["missing"]}}})
+        ContextStrategy(bad, context_model("gru"), train, val, val)

@@ -260,6 +260,17 @@ class SupervisedOptim(OptimConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ContextOptim(OptimConfig):
+    """:class:`OptimConfig` plus corruption training of the utterances.
+
+    Args:
+        perturb: training on perturbed utterances (:class:`PerturbConfig`; off by default).
+    """
+
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DistributedConfig(Config):
     """How a run trains over several processes (``torchrun``; :mod:`polymodal.training.distributed`).
 
@@ -443,7 +454,7 @@ class ContextTrainConfig(RunConfig):
         model: the utterance-level :class:`~polymodal.models.config.ModelConfig` (a
             feature-level fusion).
         context: the sequence model over each video (:class:`ContextConfig`).
-        optim: :class:`OptimConfig`.
+        optim: :class:`ContextOptim`.
         monitor: ``accuracy``, ``macro_f1`` or ``loss`` (per utterance).
     """
 
@@ -453,7 +464,7 @@ class ContextTrainConfig(RunConfig):
     data: DataConfig
     model: ModelConfig
     context: ContextConfig = field(default_factory=ContextConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: ContextOptim = field(default_factory=ContextOptim)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -495,6 +506,7 @@ __all__ = [
     "BALANCE_METHODS",
     "RESUME_FREE_KEYS",
     "BalanceConfig",
+    "ContextOptim",
     "ContextTrainConfig",
     "DataConfig",
     "DistributedConfig",

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 
+import torch
 from torch import Tensor
 
 from polymodal.data.context import VideoBatch, VideoDataset
@@ -28,6 +30,7 @@ from polymodal.training.data import EpochBatches, split_loader
 from polymodal.training.distributed import current
 from polymodal.training.loop import CONFIG_FILE, Strategy
 from polymodal.training.missing import check_monitor_without, with_missing
+from polymodal.training.perturb import build_perturbation
 from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import register_task
 
@@ -69,6 +72,9 @@ class ContextStrategy(Strategy):
         self.cfg = cfg
         self.model = model
         self.splits = {"train": train, "val": val, "test": test}
+        self.perturbation = build_perturbation(
+            cfg.optim.perturb, train.schema, cfg.seed, current().rank
+        )
 
     def steps_per_epoch(self) -> int:
         train = self.splits["train"]
@@ -87,6 +93,8 @@ class ContextStrategy(Strategy):
     def loss(self, batch: VideoBatch) -> tuple[Tensor, int]:
         if batch.target is None:
             raise ValueError("A training batch of videos has no labels.")
+        if self.perturbation is not None:  # the utterances, on the host
+            batch = replace(batch, utterances=self.perturbation(batch.utterances))
         batch = batch.to(self.device)
         out = self.model(batch)
         assert batch.target is not None
@@ -104,6 +112,12 @@ class ContextStrategy(Strategy):
             cfg.monitor,
             cfg.monitor_without,
         )
+
+    def generators(self) -> dict[str, torch.Generator]:
+        extra = (
+            {} if self.perturbation is None else {"perturb:generator": self.perturbation.generator}
+        )
+        return {**super().generators(), **extra}
 
     def files(self) -> dict[str, str]:
         val = self.splits["val"]

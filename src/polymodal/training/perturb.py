@@ -1,4 +1,4 @@
-"""Training on perturbed inputs: ``optim.perturb`` of a supervised run.
+"""Training on perturbed inputs: ``optim.perturb`` of a supervised or context run.
 
 A model trained on clean data meets a damaged modality (a noisy microphone, a transcript
 full of ASR errors, a loose sensor) only at test time, where a fused model that leans on the
@@ -7,7 +7,8 @@ training shows it such inputs while it learns: :class:`TrainPerturbation` draws,
 training batch and each modality, with probability ``prob``, one of the modality's
 perturbations (:data:`polymodal.robustness.perturb.PERTURBATIONS`) and a severity uniform in
 ``[0, max_severity]``, and applies it to that modality of the batch before the encoders
-see it, exactly as ``polymodal robustness`` damages the test split.
+see it, exactly as ``polymodal robustness`` damages the test split (a context run: the
+utterances of its batch of videos).
 
 All draws come from one generator seeded by the run's seed (and, under ``torchrun``, the
 process's rank, so ranks damage their shards independently) and saved with its checkpoints,
