@@ -25,6 +25,12 @@ and ``method_config``, so the two benchmarks train the same models), trains for 
   [0, 0.5]; the library's defaults otherwise), measured and selected like the fusions: the
   same perturbation families as the test curves, other random draws, and severities up to
   0.5 where the curves go to 0.9;
+* each fusion of ``--holdout-fusions`` (none by default) trained like ``+perturb`` on some
+  families only (``<fusion>+perturb_some``: :data:`HOLDOUT_TRAIN`, fixed per data set), to
+  tell robustness that carries over to unseen corruptions from robustness to the ones
+  trained on: every curved method gets ``effective_robustness_unseen``, its effective
+  robustness averaged over the curves of the families ``+perturb_some`` did not see
+  (``missing`` included).  These rows never compete for "best fusion";
 * early fusion with each imbalance method of ``--balance`` (``early+ogm_ge`` ...): fused
   accuracy and probe accuracies, for the imbalance table; ``early+unimodal`` (the model's
   loss on each modality alone added to the fused loss) is also measured like the fusions
@@ -66,7 +72,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -108,6 +114,17 @@ REFERENCE = "late"  # the effective-robustness reference, as in MultiBench
 # Corruption training of the ``<fusion>+perturb`` rows (optim.perturb): half the batches per
 # modality, the library's default perturbations and severity range; one setting for all sets.
 PERTURB_TRAIN: dict[str, Any] = {"prob": 0.5}
+# The families the ``+perturb_some`` rows train on, fixed before their first run (one
+# noise-like family per modality, plus blur for images); every other family, and missing,
+# is unseen by them.
+HOLDOUT_TRAIN: dict[str, dict[str, list[str]]] = {
+    "mosi": {"transcript": ["word_drop"], "audio": ["gaussian_noise"]},
+    "av_digits": {"audio": ["white_noise"], "image": ["gaussian_noise", "blur"]},
+    "har_phone_watch": {"phone": ["gaussian_noise"], "watch": ["gaussian_noise"]},
+}
+#: Corruption training of a row: none, every default family, or :data:`HOLDOUT_TRAIN`'s.
+Perturb = Literal["none", "all", "some"]
+PERTURB_SUFFIX = {"none": "", "all": "+perturb", "some": "+perturb_some"}
 # Every fused run hides each modality with at least this probability during training (the
 # data set's own rate when higher): the missing-modality target asks for one model that also
 # works without either modality, so each single-modality path must see enough examples.  A
@@ -127,14 +144,17 @@ def methods(
     fusions: Sequence[str],
     balance: Sequence[str],
     perturb_fusions: Sequence[str] = (),
-) -> list[tuple[str, tuple[str, ...], str, str, bool]]:
+    holdout_fusions: Sequence[str] = (),
+) -> list[tuple[str, tuple[str, ...], str, str, Perturb]]:
     """(method, modalities, fusion, balance, perturb) rows: single modalities, fusions,
-    fusions with corruption training, balance."""
+    fusions with corruption training (on every family, then on some), balance."""
     mods = tuple(PLANS[dataset]["modalities"])
-    rows = [(f"only_{m}", (m,), "early", "none", False) for m in mods]
-    rows += [(f, mods, f, "none", False) for f in fusions]
-    rows += [(f"{f}+perturb", mods, f, "none", True) for f in perturb_fusions]
-    rows += [(f"early+{b}", mods, "early", b, False) for b in balance]
+    rows: list[tuple[str, tuple[str, ...], str, str, Perturb]]
+    rows = [(f"only_{m}", (m,), "early", "none", "none") for m in mods]
+    rows += [(f, mods, f, "none", "none") for f in fusions]
+    rows += [(f"{f}+perturb", mods, f, "none", "all") for f in perturb_fusions]
+    rows += [(f"{f}+perturb_some", mods, f, "none", "some") for f in holdout_fusions]
+    rows += [(f"early+{b}", mods, "early", b, "none") for b in balance]
     return rows
 
 
@@ -145,15 +165,18 @@ def run_config(
     balance: str,
     seed: int,
     out: str,
-    perturb: bool = False,
+    perturb: Perturb = "none",
 ) -> TrainConfig:
     """``fusion.method_config`` with the balance method, the modality-dropout floor, a
-    MiniLM cache for every text and, with ``perturb``, corruption training."""
+    MiniLM cache for every text and the ``perturb`` corruption training."""
     cfg = method_config(dataset, mods, fusion, seed, out)
     changes: dict[str, Any] = {"optim.balance": {"method": balance}}
-    if perturb:
+    if perturb == "all":
         changes["optim.perturb"] = PERTURB_TRAIN
         changes["name"] = f"{cfg.name}_perturb"
+    elif perturb == "some":
+        changes["optim.perturb"] = {**PERTURB_TRAIN, "perturbations": HOLDOUT_TRAIN[dataset]}
+        changes["name"] = f"{cfg.name}_perturb_some"
     if len(mods) > 1:
         drop = cfg.model.modality_dropout
         changes["model.modality_dropout"] = {
@@ -198,7 +221,7 @@ def run_key(
     balance: str,
     seed: int,
     evals: dict,
-    perturb: bool = False,
+    perturb: Perturb = "none",
 ) -> str:
     """A short hash of one run's config and evaluation settings (a logged run is reused
     only when both are unchanged)."""
@@ -223,7 +246,7 @@ def run_one(
     mods: tuple[str, ...],
     fusion: str,
     balance: str,
-    perturb: bool,
+    perturb: Perturb,
     seed: int,
     levels: list[float],
 ) -> dict[str, Any]:
@@ -285,7 +308,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 
 def summarise(
     dataset: str,
-    plan: dict[str, tuple[tuple[str, ...], str, str, bool]],
+    plan: dict[str, tuple[tuple[str, ...], str, str, Perturb]],
     runs: dict[str, list[dict]],
 ) -> list[dict[str, Any]]:
     """Records of one data set: per-method metrics, robustness scores and curve points."""
@@ -294,8 +317,8 @@ def summarise(
     def rec(method: str, metric: str, vals: Sequence[float], secs: float, **extra: Any) -> None:
         mean, std = _mean_std(vals)
         mods, fusion, balance, perturb = plan[method]
-        if perturb:
-            extra["training"] = "perturb"
+        if perturb != "none":
+            extra["training"] = PERTURB_SUFFIX[perturb][1:]
         out.append(
             record(
                 NAME,
@@ -340,9 +363,13 @@ def summarise(
                     per.setdefault(key, []).append(row[score])
                     agg = (row["run"], "all", "all", metric + ":" + score + f":{s}")
                     per.setdefault(agg, []).append(row[score])
+                    seen = HOLDOUT_TRAIN.get(dataset, {}).get(row["modality"], [])
+                    if score == "effective_robustness" and row["perturbation"] not in seen:
+                        unseen = (row["run"], "unseen", "unseen", f"{metric}:{score}:{s}")
+                        per.setdefault(unseen, []).append(row[score])
     for (method, modality, pert, what), vals in sorted(per.items()):
         metric, score = what.split(":")[:2]
-        if modality == "all":  # mean over curves for one seed -> one value per seed
+        if modality in ("all", "unseen"):  # mean over curves for one seed -> one per seed
             continue
         name = score if metric == "accuracy" else f"{metric}_{score}"
         rec(method, name, vals, 0.0, modality=modality, perturbation=pert)
@@ -357,6 +384,20 @@ def summarise(
                 if seeds:
                     name = score if metric == "accuracy" else f"{metric}_{score}"
                     rec(method, name, seeds, 0.0, modality="all", perturbation="all")
+            # the families +perturb_some did not train on: one value per seed
+            key = f"{metric}:effective_robustness"
+            seeds = [
+                statistics.mean(per[(method, "unseen", "unseen", f"{key}:{s}")])
+                for s in range(n_seeds)
+                if (method, "unseen", "unseen", f"{key}:{s}") in per
+            ]
+            if seeds and dataset in HOLDOUT_TRAIN:
+                name = (
+                    "effective_robustness"
+                    if metric == "accuracy"
+                    else f"{metric}_effective_robustness"
+                )
+                rec(method, f"{name}_unseen", seeds, 0.0, modality="all", perturbation="unseen")
     # curve points: mean and std over training seeds
     points: dict[tuple[str, str, str, str, float], list[float]] = {}
     for method in curved:
@@ -460,7 +501,7 @@ def tables(records: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         for method in ["early"] + [
             m
             for m in dict.fromkeys(r["method"] for r in records if r["dataset"] == ds)
-            if m.startswith("early+") and not m.endswith("+perturb")
+            if m.startswith("early+") and "+perturb" not in m
         ]:
             acc = _get(records, ds, method, "accuracy")
             if acc is None:
@@ -480,7 +521,8 @@ def tables(records: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         ]
         if not fused:
             continue
-        best = max(fused, key=lambda m: _get(records, ds, m, "val_score")["value"])  # type: ignore[index]
+        candidates = [m for m in fused if not m.endswith("+perturb_some")]
+        best = max(candidates, key=lambda m: _get(records, ds, m, "val_score")["value"])  # type: ignore[index]
         metric = "macro_f1" if ds == "har_phone_watch" else "accuracy"
         for m, other in zip(
             PLANS[ds]["modalities"], reversed(PLANS[ds]["modalities"]), strict=True
@@ -495,6 +537,19 @@ def tables(records: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
                 f"- {ds}, best fusion by validation = {best}: {metric} without {m} "
                 f"{without['value'] * 100:.1f} vs only_{other} {alone['value'] * 100:.1f} "
                 f"({gap * 100:+.1f} points): {'meets' if ok else 'misses'} the 1-point target"
+            )
+        some = [m for m in fused if m.endswith("+perturb_some")]
+        for m in some:
+            base = m[: -len("+perturb_some")]
+            parts = []
+            for name in (base, f"{base}+perturb", m):
+                r = _get(records, ds, name, "effective_robustness_unseen")
+                if r is not None:
+                    parts.append(f"{name} {_pm(r, signed=True)}")
+            families = "; ".join(f"{k}: {', '.join(v)}" for k, v in HOLDOUT_TRAIN[ds].items())
+            verdicts.append(
+                f"- {ds}: effective robustness on the families {m} did not train on "
+                f"(it trained on {families}): " + ", ".join(parts)
             )
         eff = _get(records, ds, best, "effective_robustness")
         if eff is not None and best != REFERENCE:
@@ -512,7 +567,7 @@ def tables(records: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         for method in dict.fromkeys(r["method"] for r in records if r["dataset"] == ds):
             probe = _get(records, ds, method, f"probe_accuracy_{weak}")
             bal = _get(records, ds, method, "accuracy")
-            imbalance = method.startswith("early+") and not method.endswith("+perturb")
+            imbalance = method.startswith("early+") and "+perturb" not in method
             if not imbalance or probe is None or bal is None:
                 continue
             gain = probe["value"] - plain[weak]["value"]  # type: ignore[index]
@@ -540,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="fusions also trained with corruption training (default: those of --fusions)",
     )
+    ap.add_argument(
+        "--holdout-fusions",
+        nargs="*",
+        default=[],
+        help="fusions also trained on HOLDOUT_TRAIN's perturbation families only",
+    )
     ap.add_argument("--balance", nargs="*", default=list(BALANCE), choices=list(BALANCE))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--levels", default="0:0.9:0.1", help="severities (start:stop:step or a,b,c)")
@@ -559,12 +620,12 @@ def main(argv: list[str] | None = None) -> int:
         log.unlink()
 
     perturb_fusions = args.fusions if args.perturb_fusions is None else args.perturb_fusions
-    plans: dict[str, dict[str, tuple[tuple[str, ...], str, str, bool]]] = {}
+    plans: dict[str, dict[str, tuple[tuple[str, ...], str, str, Perturb]]] = {}
     tasks = []
     for ds in args.datasets:
         plans[ds] = {}
         for method, mods, fusion, balance, perturb in methods(
-            ds, args.fusions, args.balance, perturb_fusions
+            ds, args.fusions, args.balance, perturb_fusions, args.holdout_fusions
         ):
             plans[ds][method] = (mods, fusion, balance, perturb)
             tasks += [(ds, method, mods, fusion, balance, perturb, s) for s in range(args.seeds)]

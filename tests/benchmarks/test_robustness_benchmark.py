@@ -14,20 +14,25 @@ import robustness as bench
 
 @pytest.mark.parametrize("dataset", sorted(bench.PLANS))
 def test_every_run_config_is_valid(dataset: str) -> None:
-    rows = bench.methods(dataset, bench.FUSIONS, bench.BALANCE, ["late", "gmu"])
+    rows = bench.methods(dataset, bench.FUSIONS, bench.BALANCE, ["late", "gmu"], ["late"])
     mods = tuple(bench.PLANS[dataset]["modalities"])
     names = [r[0] for r in rows]
     assert names == [f"only_{m}" for m in mods] + list(bench.FUSIONS) + [
         "late+perturb",
         "gmu+perturb",
+        "late+perturb_some",
     ] + [f"early+{b}" for b in bench.BALANCE]
     for method, ms, fusion, balance, perturb in rows:
         cfg = bench.run_config(dataset, ms, fusion, balance, 1, "out", perturb)
         assert cfg.optim.balance.method == balance and cfg.model.fusion.name == fusion
-        # corruption training on the +perturb rows only, with the benchmark's one setting
-        assert perturb == method.endswith("+perturb")
-        assert cfg.optim.perturb.prob == (bench.PERTURB_TRAIN["prob"] if perturb else 0.0)
-        if perturb:  # selected like the fusions, on the monitor over presence conditions
+        # corruption training on the +perturb rows only, with the benchmark's one setting;
+        # +perturb_some on HOLDOUT_TRAIN's families only
+        assert (perturb != "none") == ("+perturb" in method)
+        trains = perturb != "none"
+        assert cfg.optim.perturb.prob == (bench.PERTURB_TRAIN["prob"] if trains else 0.0)
+        some = bench.HOLDOUT_TRAIN[dataset] if perturb == "some" else {}
+        assert cfg.optim.perturb.perturbations == some
+        if trains:  # selected like the fusions, on the monitor over presence conditions
             assert cfg.monitor_without == mods
         if len(ms) > 1:  # every modality hidden at least as often as the floor says
             drop = cfg.model.modality_dropout
@@ -80,7 +85,7 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
     ds = "har_phone_watch"
     plan = {
         m: (ms, f, b, p)
-        for m, ms, f, b, p in bench.methods(ds, ["early", "late"], ["gblend"], ["early"])
+        for m, ms, f, b, p in bench.methods(ds, ["early", "late"], ["gblend"], ["early"], ["early"])
     }
     without = {"macro_f1_without_phone": 0.70, "macro_f1_without_watch": 0.50}
     runs = {
@@ -92,6 +97,11 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
         "early+gblend": [_run(0.88, 0.8)] * 2,
         # corruption training: a fusion like the others, never an imbalance method
         "early+perturb": [_run(0.85, 0.7, _curve("early+perturb", [0.85, 0.8, 0.75]))] * 2,
+        # trained on some families only: the best validation score, yet never "best fusion"
+        "early+perturb_some": [
+            _run(0.9, 0.99, _curve("early+perturb_some", [0.9, 0.7, 0.5]), **without)
+        ]
+        * 2,
     }
     records = bench.summarise(ds, plan, runs)
 
@@ -122,6 +132,13 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
     # (0, 0.15, 0.3) above late shifted to 0.85: mean 0.15
     eff = get("early+perturb", "effective_robustness", modality="all")
     assert eff["value"] == pytest.approx(0.15)
+    # the one curve (phone, missing) is a family +perturb_some did not train on
+    unseen = get("early+perturb", "effective_robustness_unseen", modality="all")
+    assert unseen["value"] == pytest.approx(0.15) and unseen["perturbation"] == "unseen"
+    assert get("early+perturb_some", "effective_robustness_unseen", modality="all")[
+        "value"
+    ] == pytest.approx(0.0)
+    assert get("early+perturb_some", "accuracy")["training"] == "perturb_some"
     point = get("early", "accuracy", modality="phone", perturbation="missing", severity=0.5)
     assert point["value"] == pytest.approx(0.8)
 
@@ -136,6 +153,13 @@ def test_summary_scores_and_verdicts_follow_the_definitions() -> None:
         "without watch 50.0 vs only_phone 61.0 (-11.0 points): misses" in v for v in verdicts
     )
     assert any("effective robustness of early against late fusion +10.00" in v for v in verdicts)
+    assert not any("best fusion by validation = early+perturb_some" in v for v in verdicts)
+    assert any(
+        "the families early+perturb_some did not train on (it trained on phone: "
+        "gaussian_noise; watch: gaussian_noise): early +10.0 ± 0.0, early+perturb +15.0 ± 0.0, "
+        "early+perturb_some +0.0 ± 0.0" in v
+        for v in verdicts
+    )
     # the imbalance target: the weakest plain probe is watch (0.70 - 0.2); gblend's watch
     # probe 0.68 is -2.0 points, at -2.0 points of fused accuracy: misses
     assert any(
