@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,23 @@ def test_texts_are_damaged_before_the_encoder() -> None:
             assert set(damaged.split()) <= set(clean.split())
 
 
+def _check_damaged_training(
+    fit: Callable[[dict[str, Any], str], dict[str, torch.Tensor]], seen: list[torch.Tensor]
+) -> None:
+    """``fit(perturb, name)`` trains a run and returns its weights while ``seen`` collects
+    the training inputs of modality ``a``: with every batch damaged, each input differs from
+    clean training's, a second run repeats the first exactly, and the weights differ."""
+    clean = fit({}, "clean")
+    clean_inputs = list(seen)
+    seen.clear()
+    damage = {"prob": 1.0, "max_severity": 1.0, "perturbations": {"a": ["gaussian_noise"]}}
+    noisy = fit(damage, "noisy")
+    assert len(seen) == len(clean_inputs)
+    assert all(not torch.equal(a, b) for a, b in zip(seen, clean_inputs, strict=True))
+    assert all(torch.equal(noisy[k], v) for k, v in fit(damage, "again").items())
+    assert any(not torch.equal(noisy[k], clean[k]) for k in noisy)
+
+
 def test_training_sees_the_damaged_batches(tmp_path: Path) -> None:
     """The strategy's loss reads the perturbed batch; runs are reproducible and differ from
     clean training; validation is never perturbed."""
@@ -152,16 +170,7 @@ def test_training_sees_the_damaged_batches(tmp_path: Path) -> None:
         assert res.best_val["accuracy"] == pytest.approx(evaluate(model, val)["accuracy"])
         return {k: v.clone() for k, v in model.state_dict().items()}
 
-    clean = fit({}, "clean")
-    clean_inputs = list(seen)
-    seen.clear()
-    noisy_cfg = {"prob": 1.0, "max_severity": 1.0, "perturbations": {"a": ["gaussian_noise"]}}
-    noisy = fit(noisy_cfg, "noisy")
-    assert len(seen) == len(clean_inputs)
-    assert all(not torch.equal(a, b) for a, b in zip(seen, clean_inputs, strict=True))
-    again = fit(noisy_cfg, "again")
-    assert all(torch.equal(noisy[k], again[k]) for k in noisy)
-    assert any(not torch.equal(noisy[k], clean[k]) for k in noisy)
+    _check_damaged_training(fit, seen)
 
 
 def test_perturbed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
@@ -247,15 +256,7 @@ def test_context_runs_train_on_damaged_utterances(tmp_path: Path) -> None:
         Trainer(run, ContextStrategy(run, model, train, val, val)).fit()
         return {k: v.clone() for k, v in model.state_dict().items()}
 
-    clean = fit({}, "clean")
-    clean_inputs = list(seen)
-    seen.clear()
-    damage = {"prob": 1.0, "max_severity": 1.0, "perturbations": {"a": ["gaussian_noise"]}}
-    noisy = fit(damage, "noisy")
-    assert len(seen) == len(clean_inputs)
-    assert all(not torch.equal(a, b) for a, b in zip(seen, clean_inputs, strict=True))
-    assert all(torch.equal(noisy[k], v) for k, v in fit(damage, "again").items())
-    assert any(not torch.equal(noisy[k], clean[k]) for k in noisy)
+    _check_damaged_training(fit, seen)
     with pytest.raises(ValueError, match=r"optim.perturb.perturbations names modality 'z'"):
         bad = toy_config(tmp_path, **{"optim.perturb": {"perturbations": {"z": ["missing"]}}})
         ContextStrategy(bad, context_model("gru"), train, val, val)
