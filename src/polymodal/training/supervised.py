@@ -8,7 +8,8 @@ modality's own predictions (decision-level fusions), and :func:`~polymodal.infer
 on the validation and test splits.  ``optim.balance`` plugs a modality-imbalance method
 (:mod:`polymodal.training.balance`) into its loss, :meth:`~SupervisedStrategy.before_step`
 and :meth:`~SupervisedStrategy.end_epoch`; ``optim.perturb`` damages training batches at
-random before the model sees them (:mod:`polymodal.training.perturb`).  Build it yourself to train a model you assembled::
+random before the model sees them (:mod:`polymodal.training.perturb`).  Build it yourself to
+train a model you assembled::
 
     strategy = SupervisedStrategy(cfg, model, train_ds, val_ds, test_ds)
     result = Trainer(cfg, strategy).fit()
