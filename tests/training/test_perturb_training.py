@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,24 @@ def test_context_runs_train_on_damaged_utterances(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"optim.perturb.perturbations names modality 'z'"):
         bad = toy_config(tmp_path, **{"optim.perturb": {"perturbations": {"z": ["missing"]}}})
         ContextStrategy(bad, context_model("gru"), train, val, val)
+
+
+def test_cli_trains_on_damaged_real_sensor_windows(tmp_path: Path, data_root: Path) -> None:
+    """``polymodal train CONFIG optim.perturb.prob=1`` on real har_phone_watch windows: both
+    devices of every training batch damaged by a time-series perturbation, the run finishes,
+    and its saved config keeps the setting (so ``polymodal robustness`` can compare it)."""
+    from polymodal.cli.main import main
+    from polymodal.inference import load_trained
+    from tests.training.test_balance import _har_config
+
+    path = _har_config(tmp_path, "none")
+    overrides = ["optim.epochs=1", "optim.perturb.prob=1.0", "optim.perturb.max_severity=1.0"]
+    assert main(["train", str(path), *overrides]) == 0
+    trained = load_trained(tmp_path / "none")
+    assert trained.config["optim"]["perturb"] == {
+        "prob": 1.0,
+        "max_severity": 1.0,
+        "perturbations": {},
+    }
+    results = json.loads((tmp_path / "none" / "results.json").read_text())
+    assert 0.0 <= results["test"]["accuracy"] <= 1.0
