@@ -11,21 +11,26 @@ from typing import Any
 import pytest
 import torch
 
+from polymodal.cli.main import main
 from polymodal.data import Schema
+from polymodal.data.context import VideoDataset
 from polymodal.data.modality import ModalitySpec, TargetSpec
-from polymodal.data.sample import Batch
-from polymodal.inference import data_loader, evaluate
+from polymodal.data.sample import Batch, ModalityBatch
+from polymodal.inference import data_loader, evaluate, load_trained
 from polymodal.models.build import build_model
 from polymodal.robustness import perturb_batch
 from polymodal.training import SupervisedOptim, Trainer, load_config
-from polymodal.training.config import PerturbConfig
+from polymodal.training.config import ContextOptim, OptimConfig, PerturbConfig
+from polymodal.training.context import ContextStrategy
 from polymodal.training.perturb import (
     TrainPerturbation,
     build_perturbation,
     perturbation_plan,
 )
 from polymodal.training.supervised import SupervisedStrategy
-from tests.training.test_balance import SCHEMA, Toy, _cfg, _Crash
+from tests.models.test_context import ToyVideos, context_model
+from tests.training.test_balance import SCHEMA, Toy, _cfg, _Crash, _har_config
+from tests.training.test_context_task import toy_config
 
 TEXT_SCHEMA = Schema(
     (ModalitySpec("t", "text"), ModalitySpec("x", "features", shape=(3,))),
@@ -110,8 +115,6 @@ def test_prob_sets_how_often_a_modality_is_damaged() -> None:
 
 def test_texts_are_damaged_before_the_encoder() -> None:
     texts = ["the cat sat on the mat", "a dog ran in the park"]
-    from polymodal.data.sample import ModalityBatch
-
     batch = Batch(
         {
             "t": ModalityBatch(list(texts), torch.ones(2, dtype=torch.bool)),
@@ -231,11 +234,6 @@ def test_noise_training_makes_the_model_robust_to_that_noise(tmp_path: Path) -> 
 def test_context_runs_train_on_damaged_utterances(tmp_path: Path) -> None:
     """``task: context`` takes ``optim.perturb`` too: its utterances are damaged before the
     utterance model, reproducibly; a base OptimConfig still builds the config."""
-    from polymodal.data.context import VideoDataset
-    from polymodal.training.config import ContextOptim, OptimConfig
-    from polymodal.training.context import ContextStrategy
-    from tests.models.test_context import ToyVideos, context_model
-    from tests.training.test_context_task import toy_config
 
     cfg = toy_config(tmp_path)
     assert isinstance(cfg.optim, ContextOptim) and cfg.optim.epochs == 3
@@ -267,9 +265,6 @@ def test_cli_trains_on_damaged_real_sensor_windows(tmp_path: Path, data_root: Pa
     """``polymodal train CONFIG optim.perturb.prob=1`` on real har_phone_watch windows: both
     devices of every training batch damaged by a time-series perturbation, the run finishes,
     and its saved config keeps the setting (so ``polymodal robustness`` can compare it)."""
-    from polymodal.cli.main import main
-    from polymodal.inference import load_trained
-    from tests.training.test_balance import _har_config
 
     path = _har_config(tmp_path, "none")
     overrides = ["optim.epochs=1", "optim.perturb.prob=1.0", "optim.perturb.max_severity=1.0"]
