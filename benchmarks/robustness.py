@@ -152,8 +152,8 @@ def methods(
     rows: list[tuple[str, tuple[str, ...], str, str, Perturb]]
     rows = [(f"only_{m}", (m,), "early", "none", "none") for m in mods]
     rows += [(f, mods, f, "none", "none") for f in fusions]
-    rows += [(f"{f}+perturb", mods, f, "none", "all") for f in perturb_fusions]
-    rows += [(f"{f}+perturb_some", mods, f, "none", "some") for f in holdout_fusions]
+    rows += [(f + PERTURB_SUFFIX["all"], mods, f, "none", "all") for f in perturb_fusions]
+    rows += [(f + PERTURB_SUFFIX["some"], mods, f, "none", "some") for f in holdout_fusions]
     rows += [(f"early+{b}", mods, "early", b, "none") for b in balance]
     return rows
 

@@ -114,9 +114,7 @@ class ContextStrategy(Strategy):
         )
 
     def generators(self) -> dict[str, torch.Generator]:
-        extra = (
-            {} if self.perturbation is None else {"perturb:generator": self.perturbation.generator}
-        )
+        extra = {} if self.perturbation is None else self.perturbation.generators()
         return {**super().generators(), **extra}
 
     def files(self) -> dict[str, str]:

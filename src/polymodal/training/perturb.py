@@ -99,16 +99,18 @@ class TrainPerturbation:
             batch = perturb_batch(batch, self.schema, modality, name, severity, g)
         return batch
 
+    def generators(self) -> dict[str, torch.Generator]:
+        """The generator a strategy checkpoints (its ``generators()`` entry)."""
+        return {"perturb:generator": self.generator}
+
 
 def build_perturbation(
     cfg: PerturbConfig, schema: Schema, seed: int, rank: int = 0
 ) -> TrainPerturbation | None:
-    """The run's :class:`TrainPerturbation`, or ``None`` when ``cfg.prob`` is 0 (the
-    ``perturbations`` are still checked against ``schema``)."""
-    plan = perturbation_plan(cfg, schema)
-    if cfg.prob == 0 or not plan:
-        return None
-    return TrainPerturbation(cfg, schema, seed, rank)
+    """The run's :class:`TrainPerturbation`, or ``None`` when ``cfg.prob`` is 0 or nothing
+    is planned (the ``perturbations`` are checked against ``schema`` either way)."""
+    perturbation = TrainPerturbation(cfg, schema, seed, rank)
+    return perturbation if cfg.prob > 0 and perturbation.plan else None
 
 
 __all__ = ["SEED_OFFSET", "TrainPerturbation", "build_perturbation", "perturbation_plan"]

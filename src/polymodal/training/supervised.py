@@ -228,10 +228,9 @@ class SupervisedStrategy(Strategy):
             self.balancer.load_state(state)
 
     def generators(self) -> dict[str, torch.Generator]:
-        extra = {} if self.balancer is None else self.balancer.generators()
-        if self.perturbation is not None:
-            extra["perturb:generator"] = self.perturbation.generator
-        return {**module_generators(self.model), **extra}
+        balance = {} if self.balancer is None else self.balancer.generators()
+        perturb = {} if self.perturbation is None else self.perturbation.generators()
+        return {**module_generators(self.model), **balance, **perturb}
 
     def files(self) -> dict[str, str]:
         return {CONFIG_FILE: self.cfg.to_yaml(), SCHEMA_FILE: json.dumps(self.schema.to_dict())}
