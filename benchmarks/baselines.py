@@ -53,6 +53,7 @@ PLANS: dict[str, dict[str, Any]] = {
         "extra": [
             ("audio_speaker_norm", ("audio",), "early"),
             ("early_tuned_audio", ("audio", "image"), "early"),
+            ("late_image_augment", ("audio", "image"), "late"),
         ],
         "encoders_from": {"early_tuned_audio": "configs/av_digits_audio.yaml"},
         "own": {
@@ -61,6 +62,7 @@ PLANS: dict[str, dict[str, Any]] = {
                 "configs/av_digits_audio.yaml",
                 ["model.encoders.audio.params.speaker_norm=true"],
             ),
+            "late_image_augment": ("configs/av_digits_augment.yaml", []),
         },
     },
     "har_phone_watch": {

@@ -118,6 +118,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("channels", "Sequence[int]", "[32, 64, 128]"),
                 ("grid", "int", "7"),
                 ("dropout", "float", "0.0"),
+                ("augment", "dict[str, Any] | None", "null"),
             ),
         ),
         (
@@ -131,6 +132,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
                 ("num_heads", "int", "4"),
                 ("mlp_ratio", "float", "4.0"),
                 ("dropout", "float", "0.0"),
+                ("augment", "dict[str, Any] | None", "null"),
             ),
         ),
         (

@@ -27,6 +27,7 @@ from polymodal.encoders.disk_cache import (
 )
 from polymodal.encoders.text import import_pretrained
 from polymodal.encoders.timeseries import check_dim, check_spec, tensor_values
+from polymodal.layers.image_augment import ImageAugment, build_image_augment
 from polymodal.layers.transformer import TransformerEncoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,6 +50,15 @@ def _image_hw(spec: ModalitySpec, encoder: str, default: int) -> tuple[int, int]
 
 def _image_values(batch: ModalityBatch, encoder: str) -> Tensor:
     return tensor_values(batch, encoder, "(B, 3, H, W)", 4, (3, None, None))
+
+
+def _augmented(
+    x: Tensor, batch: ModalityBatch, augment: ImageAugment | None, training: bool
+) -> Tensor:
+    """``x`` through ``augment`` in training mode (absent images kept), else ``x``."""
+    if training and augment is not None and augment.active:
+        return augment(x, batch.present.to(x.device))
+    return x
 
 
 def _all_valid(x: Tensor) -> Tensor:
@@ -90,6 +100,10 @@ class ImageCNN(Encoder):
         channels: widths of the stages (the stem uses the first).
         grid: largest side of the output grid.
         dropout: dropout before the projection.
+        augment: training-time augmentation, or ``None``; in training mode (when any of
+            its strengths is non-zero) each image is transformed before the network (see
+            :class:`~polymodal.layers.image_augment.ImageAugment`), e.g. ``{rotation: 10,
+            scale: 0.1, translate: 0.1}``.
     """
 
     kind = ModalityKind.IMAGE
@@ -101,9 +115,11 @@ class ImageCNN(Encoder):
         channels: Sequence[int] = (32, 64, 128),
         grid: int = 7,
         dropout: float = 0.0,
+        augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_spec(spec, "image_cnn")
+        self.augment = build_image_augment(augment, "image_cnn")
         check_dim(dim, "image_cnn")
         _image_hw(spec, "image_cnn", 224)
         channels = tuple(channels)
@@ -129,7 +145,7 @@ class ImageCNN(Encoder):
             output.sequence: (B, L, D) with L = cells of the final grid;
             output.mask: (B, L) all True; output.pooled: (B, D) (mean over cells)
         """
-        x = _image_values(batch, "image_cnn")
+        x = _augmented(_image_values(batch, "image_cnn"), batch, self.augment, self.training)
         h = self.stem(x)  # (B, C0, H, W)
         while min(h.shape[-2:]) > 64:
             h = F.max_pool2d(h, 2)  # (B, C0, H/2, W/2)
@@ -164,6 +180,7 @@ class ImageViT(Encoder):
         patch_size: square patch side in pixels; ``None`` picks 4 for images under 64
             pixels (MNIST: a 7x7 grid) and 16 otherwise (224: a 14x14 grid).
         num_layers, num_heads, mlp_ratio, dropout: transformer settings.
+        augment: training-time augmentation, or ``None``, as for ``image_cnn``.
     """
 
     kind = ModalityKind.IMAGE
@@ -177,9 +194,11 @@ class ImageViT(Encoder):
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
+        augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_spec(spec, "image_vit")
+        self.augment = build_image_augment(augment, "image_vit")
         check_dim(dim, "image_vit")
         image_size = _image_hw(spec, "image_vit", 224)
         if patch_size is None:
@@ -216,7 +235,7 @@ class ImageViT(Encoder):
             output.sequence: (B, N, D) patch tokens, N = ceil(H/p) * ceil(W/p);
             output.mask: (B, N) all True; output.pooled: (B, D) the CLS output
         """
-        x = _image_values(batch, "image_vit")
+        x = _augmented(_image_values(batch, "image_vit"), batch, self.augment, self.training)
         p = self.patch_size
         pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
         if pad_h or pad_w:

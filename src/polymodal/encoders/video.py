@@ -87,6 +87,12 @@ def _frame_encoder(
         )
     frame_spec = ModalitySpec(name=f"{spec.name}_frames", kind=ModalityKind.IMAGE, shape=spec.shape)
     kwargs = dict(frame_kwargs or {})
+    if kwargs.get("augment") is not None:
+        raise ValueError(
+            f"{encoder}: frame_kwargs.augment is not supported: the frame encoder would draw "
+            "another random transform for every frame of a video, so the frames would jump "
+            "about. Remove 'augment' from frame_kwargs."
+        )
     if frame_dim is not None:
         kwargs["dim"] = frame_dim
     return ENCODERS.build(frame_encoder, spec=frame_spec, **kwargs)
