@@ -54,6 +54,7 @@ PLANS: dict[str, dict[str, Any]] = {
             ("audio_speaker_norm", ("audio",), "early"),
             ("early_tuned_audio", ("audio", "image"), "early"),
             ("late_image_augment", ("audio", "image"), "late"),
+            ("late_mean_probs_image_augment", ("audio", "image"), "late"),
         ],
         "encoders_from": {"early_tuned_audio": "configs/av_digits_audio.yaml"},
         "own": {
@@ -63,6 +64,10 @@ PLANS: dict[str, dict[str, Any]] = {
                 ["model.encoders.audio.params.speaker_norm=true"],
             ),
             "late_image_augment": ("configs/av_digits_augment.yaml", []),
+            "late_mean_probs_image_augment": (
+                "configs/av_digits_augment.yaml",
+                ["model.fusion.params.combine=mean_probs"],
+            ),
         },
     },
     "har_phone_watch": {

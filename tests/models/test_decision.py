@@ -115,7 +115,7 @@ def _without(fusion: LateFusion, drop: str) -> LateFusion:
     return sub
 
 
-@pytest.mark.parametrize("combine", ["mean", "learned"])
+@pytest.mark.parametrize("combine", ["mean", "mean_probs", "learned"])
 @pytest.mark.parametrize("drop", NAMES)
 def test_late_absent_modality_equals_fusion_without_it(combine: str, drop: str) -> None:
     fusion = LateFusion(IN_DIMS, K, combine=combine).eval()
@@ -190,7 +190,7 @@ def test_late_stacking_is_a_linear_layer_over_logits_and_flags() -> None:
     assert (out.weights[~flags.bool()] == 0).all()
 
 
-@pytest.mark.parametrize("combine", ["mean", "learned"])
+@pytest.mark.parametrize("combine", ["mean", "mean_probs", "learned"])
 def test_late_all_missing_gives_zeros(combine: str) -> None:
     fusion = LateFusion(IN_DIMS, K, combine=combine)
     present = {n: torch.zeros(2, dtype=torch.bool) for n in NAMES}
@@ -199,6 +199,55 @@ def test_late_all_missing_gives_zeros(combine: str) -> None:
     out.logits.sum().backward()  # and the backward stays finite
     for p in fusion.parameters():
         assert p.grad is None or torch.isfinite(p.grad).all()
+
+
+def test_late_mean_probs_averages_the_present_modalities_probabilities_by_hand() -> None:
+    fusion = build("late", combine="mean_probs")
+    inputs = make_inputs()
+    out = fusion(inputs, PRESENT)
+    p = {n: torch.softmax(v, dim=-1) for n, v in head_logits(fusion, inputs).items()}
+    expected = torch.stack(
+        [
+            (p["audio"][0] + p["text"][0] + p["video"][0]) / 3,
+            (p["text"][1] + p["video"][1]) / 2,
+            p["text"][2],
+        ]
+    )
+    torch.testing.assert_close(out.logits[:3].exp(), expected)  # logits = log mean probs
+    torch.testing.assert_close(out.logits[3], torch.zeros(K))  # nothing present: uniform
+    out.logits.sum().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in fusion.parameters())
+
+
+def test_late_mean_probs_is_not_outvoted_by_one_confidently_wrong_modality() -> None:
+    # image says class 2 (p 0.96); audio says 6 (p 0.72), with 3 second (p 0.27).  Mean
+    # logits multiply the probabilities and pick class 3, which neither modality chose;
+    # mean probabilities keep the image's class 2.
+    image = torch.tensor([[0.0, 0.0, 6.0, 2.0, 0.0, 0.0, 0.0, 0.0]])
+    audio = torch.tensor([[0.0, 0.0, -4.0, 5.0, 0.0, 0.0, 6.0, 0.0]])
+    dims = {"audio": 8, "image": 8}
+    inputs = {
+        "audio": EncoderOutput(audio[:, None], torch.ones(1, 1, dtype=torch.bool), audio),
+        "image": EncoderOutput(image[:, None], torch.ones(1, 1, dtype=torch.bool), image),
+    }
+    present = {n: torch.ones(1, dtype=torch.bool) for n in dims}
+    picks = {}
+    for combine in ("mean", "mean_probs"):
+        fusion = LateFusion(dims, 8, combine=combine).eval()
+        for head in fusion.heads.values():  # identity heads: the inputs are the logits
+            linear = head[1].net[0]  # Dropout, then MLP(Linear) with hidden_dim 0
+            torch.nn.init.eye_(linear.weight)
+            torch.nn.init.zeros_(linear.bias)
+        picks[combine] = int(fusion(inputs, present).logits.argmax())
+    assert picks == {"mean": 3, "mean_probs": 2}
+
+
+def test_late_mean_probs_needs_a_classification_target() -> None:
+    cfg = model_config("late")
+    cfg = ModelConfig(cfg.encoders, FusionConfig("late", {"combine": "mean_probs"}))
+    with pytest.raises(ValueError, match=r"combine 'mean_probs'.*target is 'regression'"):
+        build_model(cfg, model_schema("regression"))
+    assert build_model(cfg, model_schema("classification")).fusion.combine == "mean_probs"
 
 
 def test_late_unknown_combine_suggests() -> None:
@@ -285,7 +334,12 @@ def test_registry_has_early_and_late() -> None:
 DECISION_NAMES = [e.name for e in FUSIONS if "decision" in e.kinds]
 # Non-default settings that switch code paths, tested in addition to each default build.
 VARIANTS: dict[str, list[dict[str, object]]] = {
-    "late": [{"combine": "learned"}, {"combine": "stacking"}, {"hidden_dim": 3, "dropout": 0.1}],
+    "late": [
+        {"combine": "learned"},
+        {"combine": "stacking"},
+        {"combine": "mean_probs"},
+        {"hidden_dim": 3, "dropout": 0.1},
+    ],
     "hybrid": [{"num_layers": 3, "head_hidden_dim": 3, "dropout": 0.1}],
 }
 CASES = [pytest.param(n, {}, id=n) for n in DECISION_NAMES] + [

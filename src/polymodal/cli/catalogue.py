@@ -331,7 +331,7 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
         (
             "late",
             "decision",
-            "Decision level: a head per modality; mean, learned-weight or stacked logits.",
+            "Decision level: a head per modality; mean, learned-weight or stacked logits, or mean probs.",
             (("combine", "str", "mean"), ("hidden_dim", "int", "0"), ("dropout", "float", "0.0")),
         ),
         (

@@ -166,6 +166,9 @@ def build_model(cfg: ModelConfig, schema: Schema, *, seed: int = 0) -> Multimoda
     check_builder_params(
         f"fusion {cfg.fusion.name!r}", fusion_entry.builder, cfg.fusion.params, wired
     )
+    check_task = getattr(fusion_entry.builder, "check_task", None)
+    if check_task is not None:
+        check_task(schema.target.task, dict(cfg.fusion.params))
     if decision and cfg.head != HeadConfig():
         raise ValueError(
             f"fusion {cfg.fusion.name!r} is decision-level (it outputs the logits), so a head "

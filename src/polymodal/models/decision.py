@@ -7,7 +7,8 @@ registry with ``kind="decision"``, so a config names them like any fusion
 (``model.fusion.name=late``) and :func:`~polymodal.models.build.build_model` wires them in
 place of "fusion + head".
 
-- ``late``: one head per modality; mean, learned-weight or stacked logits.
+- ``late``: one head per modality; mean logits, mean probabilities, learned-weight or
+  stacked logits.
 - ``hybrid``: a joint (early) head plus per-modality heads, mixed by a learned share.
 
 Both return :class:`~polymodal.outputs.DecisionOutput`: combined logits, each modality's
@@ -15,6 +16,8 @@ own logits (for per-modality losses, ``optim.aux_loss_weight``) and the modality
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +34,7 @@ from polymodal.fusion.base import (
 from polymodal.layers.mlp import MLP
 from polymodal.outputs import DecisionOutput, EncoderOutput
 
-COMBINES = ("mean", "learned", "stacking")
+COMBINES = ("mean", "mean_probs", "learned", "stacking")
 
 
 class DecisionFusion(nn.Module):
@@ -71,7 +74,7 @@ def _modality_head(in_dim: int, num_outputs: int, hidden_dim: int, dropout: floa
 
 @FUSIONS.register(
     "late",
-    "Decision level: a head per modality; mean, learned-weight or stacked logits.",
+    "Decision level: a head per modality; mean, learned-weight or stacked logits, or mean probs.",
     kind="decision",
 )
 class LateFusion(DecisionFusion):
@@ -80,7 +83,14 @@ class LateFusion(DecisionFusion):
     Every modality m has a head mapping its pooled vector to (B, K) logits (K =
     ``num_outputs``).  ``combine`` decides how the per-modality logits become one:
 
-    - ``"mean"``: average over the modalities present in each example.
+    - ``"mean"``: average over the modalities present in each example.  Averaging logits
+      multiplies the modalities' class probabilities (the "product rule" of Kittler et al.
+      1998, "On combining classifiers", IEEE TPAMI), so one modality that is confidently
+      wrong outvotes a confident right one, and can even make a third class win.
+    - ``"mean_probs"``: average of the modalities' class probabilities (softmax), the
+      "sum rule" (scikit-learn's soft voting): the output logits are ``log(mean_m p_m)``,
+      so cross-entropy trains the mixture, and one confidently wrong modality can at most
+      halve the right class's probability (of two).  Single-label classification only.
     - ``"learned"``: a weighted average with weights ``softmax(w)`` over learned per-modality
       scores ``w`` (initialised equal), renormalised over the modalities present in each
       example.
@@ -105,7 +115,7 @@ class LateFusion(DecisionFusion):
     Args:
         in_dims: modality name -> D_m of its encoder's pooled output.
         num_outputs: K, the number of logits per example.
-        combine: ``"mean"``, ``"learned"`` or ``"stacking"``.
+        combine: ``"mean"``, ``"mean_probs"``, ``"learned"`` or ``"stacking"``.
         hidden_dim: 0 for linear per-modality heads, else the width of their hidden layer.
         dropout: dropout probability inside the per-modality heads.
     """
@@ -185,8 +195,36 @@ class LateFusion(DecisionFusion):
             weights = _normalise(prior[None, :] * flags)  # (B, M)
         else:
             weights = _normalise(flags)
-        fused = (weights[:, :, None] * stacked).sum(dim=1)  # (B, K)
+        if self.combine == "mean_probs":
+            fused = _log_mean_probs(stacked, weights)  # (B, K)
+        else:
+            fused = (weights[:, :, None] * stacked).sum(dim=1)  # (B, K)
         return DecisionOutput(logits=fused, modality_logits=logits, weights=weights)
+
+    @staticmethod
+    def check_task(task: str, params: dict[str, Any]) -> None:
+        """Refuse a ``combine`` that does not fit the target's ``task`` (before building)."""
+        if params.get("combine") == "mean_probs" and task != "classification":
+            raise ValueError(
+                f"late fusion: combine 'mean_probs' averages class probabilities (a softmax "
+                f"over classes), which needs a single-label classification target; this data "
+                f"set's target is {task!r}. Use combine 'mean' (or 'learned', 'stacking')."
+            )
+
+
+def _log_mean_probs(logits: Tensor, weights: Tensor) -> Tensor:
+    """``log(sum_m w_m softmax(logits_m))``, computed in log space; rows with no weight
+    (no modality present) get zeros (uniform probabilities), with finite gradients.
+
+    Shape:
+        logits: (B, M, K); weights: (B, M), rows summing to 1 or all zero; output: (B, K)
+    """
+    none = ~(weights > 0).any(dim=1, keepdim=True)  # (B, 1): no modality present
+    w = torch.where(none, torch.full_like(weights, 1.0 / weights.shape[1]), weights)  # (B, M)
+    on = w > 0
+    log_w = torch.where(on, torch.where(on, w, torch.ones_like(w)).log(), -torch.inf)
+    mixed = torch.logsumexp(log_w[:, :, None] + torch.log_softmax(logits, dim=-1), dim=1)
+    return torch.where(none, torch.zeros_like(mixed), mixed)  # (B, K)
 
 
 def _normalise(w: Tensor) -> Tensor:
