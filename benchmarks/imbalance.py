@@ -21,6 +21,8 @@ speaker; the test split is read once per trained model.
     POLYMODAL_DATA=../shared/data python benchmarks/imbalance.py            # 3 seeds, 2 jobs
     POLYMODAL_DATA=../shared/data python benchmarks/imbalance.py --balance unimodal \
         --override optim.balance.unimodal_weight=0.3    # a method's setting; own plain runs
+    POLYMODAL_DATA=../shared/data python benchmarks/imbalance.py --balance unimodal \
+        --grid optim.balance.unimodal_weight=0.1,0.3,1.0  # chosen on validation
 
 Each invocation trains its own plain runs; its methods are judged against those (records
 carry ``run``, the invocation's commit), and earlier invocations' records are kept.
@@ -104,6 +106,31 @@ def label(override: str) -> str:
     return f"{key.rsplit('.', 1)[-1]}={value}"
 
 
+def grid_overrides(grid: str | None) -> list[tuple[str, ...]]:
+    """``optim.balance.unimodal_weight=0.1,0.3,1.0`` -> one override per value; ``None``:
+    one run with no grid override.
+
+    Raises:
+        ValueError: not ``KEY=V1,V2,...`` with at least one value.
+    """
+    if grid is None:
+        return [()]
+    key, sep, values = grid.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key or not items:
+        raise ValueError(
+            f"--grid must be KEY=V1,V2,... (e.g. optim.balance.unimodal_weight=0.1,0.3,1.0); "
+            f"got {grid!r}."
+        )
+    return [(f"{key}={v}",) for v in items]
+
+
+def choose_on_validation(val_scores: dict[str, list[float]]) -> str:
+    """The method (a grid value) with the best mean validation score over seeds; the first
+    listed wins a tie.  The test split plays no part."""
+    return max(val_scores, key=lambda m: statistics.mean(val_scores[m]))
+
+
 def verdicts(records: list[dict[str, Any]], dataset: str) -> list[str]:
     """The target's verdict per balance method, against plain training's weakest encoder.
 
@@ -130,8 +157,10 @@ def _verdicts(records: list[dict[str, Any]], dataset: str, run: str | None) -> l
         gain = get[(method, f"probe_accuracy_{weak}")] - probes[weak]
         cost = get[("none", "accuracy")] - get[(method, "accuracy")]
         ok = gain >= PROBE_GAIN - 1e-9 and cost <= PROBE_MAX_COST + 1e-9
+        chosen = any(r.get("chosen_on_validation") for r in records if r["method"] == method)
         out.append(
-            f"- {dataset}{f' (run {run})' if run else ''}, {method}: probe accuracy of the weakest encoder ({weak}) "
+            f"- {dataset}{f' (run {run})' if run else ''}, {method}"
+            f"{' (chosen on validation from its grid)' if chosen else ''}: probe accuracy of the weakest encoder ({weak}) "
             f"{gain * 100:+.1f} points over plain training, fused accuracy {-cost * 100:+.1f}: "
             f"{'meets' if ok else 'misses'} the target (>= +{PROBE_GAIN * 100:.0f}, "
             f">= -{PROBE_MAX_COST * 100:.1f})"
@@ -166,22 +195,35 @@ def main(argv: list[str] | None = None) -> int:
         help="config overrides for the balance methods' runs (not plain training's); the "
         "method's name in the records lists them, e.g. 'unimodal unimodal_weight=0.3'",
     )
+    ap.add_argument(
+        "--grid",
+        default=None,
+        metavar="KEY=V1,V2,...",
+        help="run each balance method once per value of this setting (one plain training "
+        "for all); the value with the best mean validation score is marked and judged as "
+        "'chosen on validation', e.g. optim.balance.unimodal_weight=0.1,0.3,1.0",
+    )
     ap.add_argument("--results-dir", default=None)
     args = ap.parse_args(argv)
     if not os.environ.get("POLYMODAL_DATA"):
         os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
     dataset = f"{Path(args.config).stem} (shipped config)"
-    overrides = tuple(args.override)
-    suffix = "".join(f" {label(o)}" for o in overrides)
-    name = {m: m + suffix if m != "none" else m for m in ["none", *args.balance]}
-    methods = list(name.values())
-    tasks = [(m, s) for m in name for s in range(args.seeds)]
+    # (balance method, its overrides) -> the method's name in the records
+    variants = {("none", ()): "none"}
+    grids: dict[str, list[str]] = {}  # balance method -> its grid's method names
+    for b in args.balance:
+        for extra in grid_overrides(args.grid):
+            ovr = (*args.override, *extra)
+            variants[(b, ovr)] = b + "".join(f" {label(o)}" for o in ovr)
+            grids.setdefault(b, []).append(variants[(b, ovr)])
+    methods = list(variants.values())
     runs: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in methods}
     t_start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {
-            pool.submit(run_one, args.config, m, s, overrides if m != "none" else ()): (name[m], s)
-            for m, s in tasks
+            pool.submit(run_one, args.config, b, s, ovr): (method, s)
+            for (b, ovr), method in variants.items()
+            for s in range(args.seeds)
         }
         for fut in as_completed(futures):
             method, seed = futures[fut]
@@ -193,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{time.perf_counter() - t_start:.0f} s]",
                 flush=True,
             )
+    chosen = set()
+    if args.grid is not None:
+        for names in grids.values():
+            val = {m: [r["val"] for r in runs[m].values()] for m in names}
+            chosen.add(choose_on_validation(val))
+        print(f"chosen on validation: {', '.join(sorted(chosen))}", flush=True)
     records: list[dict[str, Any]] = []
     for method in methods:
         seed_runs = [runs[method][s] for s in sorted(runs[method])]
@@ -216,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                     seconds=secs,
                     config=args.config,
                     run=commit(),  # the invocation: its methods are compared with its plain run
+                    **({"chosen_on_validation": True} if method in chosen else {}),
                 )
             )
     print_table(records)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
+import pytest
+
 import imbalance as bench
 
 
@@ -55,3 +57,34 @@ def test_each_run_is_judged_against_its_own_plain_training() -> None:
     assert lines[1].startswith("- d (run b), mla:") and "+6.0 points" in lines[1]
     assert "meets" in lines[1]
     assert bench.label("optim.balance.unimodal_weight=0.3") == "unimodal_weight=0.3"
+
+
+def test_a_grid_runs_one_method_per_value_and_validation_chooses_among_them() -> None:
+    grid = bench.grid_overrides("optim.balance.unimodal_weight=0.1, 0.3,1.0")
+    assert grid == [
+        ("optim.balance.unimodal_weight=0.1",),
+        ("optim.balance.unimodal_weight=0.3",),
+        ("optim.balance.unimodal_weight=1.0",),
+    ]
+    assert bench.grid_overrides(None) == [()]
+    for bad in ("unimodal_weight", "=0.1", "optim.balance.unimodal_weight="):
+        with pytest.raises(ValueError, match=r"--grid must be KEY=V1,V2"):
+            bench.grid_overrides(bad)
+    val = {"u w=0.1": [0.96, 0.98], "u w=0.3": [0.99, 0.96], "u w=1.0": [0.97, 0.97]}
+    assert bench.choose_on_validation(val) == "u w=0.3"  # mean 0.975
+    assert bench.choose_on_validation({"a": [0.9], "b": [0.9]}) == "a"  # a tie: the first
+
+
+def test_the_verdict_names_a_method_chosen_on_validation() -> None:
+    records = [
+        _rec("none", "accuracy", 0.95),
+        _rec("none", "probe_accuracy_audio", 0.70),
+        {**_rec("unimodal w=0.3", "accuracy", 0.95), "chosen_on_validation": True},
+        {**_rec("unimodal w=0.3", "probe_accuracy_audio", 0.76), "chosen_on_validation": True},
+        _rec("unimodal w=1.0", "accuracy", 0.94),
+        _rec("unimodal w=1.0", "probe_accuracy_audio", 0.78),
+    ]
+    lines = bench.verdicts(records, "d")
+    assert lines[0].startswith("- d, unimodal w=0.3 (chosen on validation from its grid):")
+    assert lines[0].endswith("meets the target (>= +5, >= -0.3)")
+    assert lines[1].startswith("- d, unimodal w=1.0: probe") and "misses" in lines[1]
