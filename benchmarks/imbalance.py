@@ -125,10 +125,13 @@ def grid_overrides(grid: str | None) -> list[tuple[str, ...]]:
     return [(f"{key}={v}",) for v in items]
 
 
-def choose_on_validation(val_scores: dict[str, list[float]]) -> str:
-    """The method (a grid value) with the best mean validation score over seeds; the first
-    listed wins a tie.  The test split plays no part."""
-    return max(val_scores, key=lambda m: statistics.mean(val_scores[m]))
+def choose_on_validation(val_scores: dict[str, list[float]], tol: float = 1e-9) -> str:
+    """The method (a grid value) with the best mean validation score over seeds; of means
+    within ``tol`` of the best (a tie), the first listed wins.  The test split plays no
+    part."""
+    means = {m: statistics.mean(v) for m, v in val_scores.items()}
+    best = max(means.values())
+    return next(m for m, v in means.items() if v >= best - tol)
 
 
 def verdicts(records: list[dict[str, Any]], dataset: str) -> list[str]:
@@ -200,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         metavar="KEY=V1,V2,...",
         help="run each balance method once per value of this setting (one plain training "
-        "for all); the value with the best mean validation score is marked and judged as "
-        "'chosen on validation', e.g. optim.balance.unimodal_weight=0.1,0.3,1.0",
+        "for all); the value with the best mean validation score (a tie: the first listed) "
+        "is marked and judged as 'chosen on validation', e.g. "
+        "optim.balance.unimodal_weight=0.1,0.3,1.0",
     )
     ap.add_argument("--results-dir", default=None)
     args = ap.parse_args(argv)

@@ -73,6 +73,9 @@ def test_a_grid_runs_one_method_per_value_and_validation_chooses_among_them() ->
     val = {"u w=0.1": [0.96, 0.98], "u w=0.3": [0.99, 0.96], "u w=1.0": [0.97, 0.97]}
     assert bench.choose_on_validation(val) == "u w=0.3"  # mean 0.975
     assert bench.choose_on_validation({"a": [0.9], "b": [0.9]}) == "a"  # a tie: the first
+    tie = {"w=0.3": [0.3, 0.5], "w=1.0": [0.1 + 0.2, 0.5]}  # 0.1 + 0.2 > 0.3 in floats
+    assert bench.choose_on_validation(tie) == "w=0.3"
+    assert bench.choose_on_validation({"a": [0.90], "b": [0.91]}) == "b"
 
 
 def test_the_verdict_names_a_method_chosen_on_validation() -> None:

@@ -85,8 +85,8 @@ class LateFusion(DecisionFusion):
 
     - ``"mean"``: average over the modalities present in each example.  Averaging logits
       multiplies the modalities' class probabilities (the "product rule" of Kittler et al.
-      1998, "On combining classifiers", IEEE TPAMI), so one modality that is confidently
-      wrong outvotes a confident right one, and can even make a third class win.
+      1998, "On combining classifiers", IEEE TPAMI), so a modality that is confidently
+      wrong can outvote a confident right one, or even make a third class win.
     - ``"mean_probs"``: average of the modalities' class probabilities (softmax), the
       "sum rule" (scikit-learn's soft voting): the output logits are ``log(mean_m p_m)``,
       so cross-entropy trains the mixture, and one confidently wrong modality can at most
