@@ -95,6 +95,7 @@ class MulTSetup:
         attn_dropout: on the attention weights (MMSA ``attn_dropout``, ``attn_dropout_a``,
             ``attn_dropout_v``; polymodal ``mult``'s ``attn_dropout``).
         seed: seed of the generators for the synthetic batch and the weights.
+        device: where both sides train (``cpu``, ``cuda``); fp32 on both.
     """
 
     batch_size: int = 32
@@ -106,6 +107,7 @@ class MulTSetup:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     seed: int = 0
+    device: str = "cpu"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -121,15 +123,16 @@ class MulTSetup:
 def synthetic_batch(setup: MulTSetup) -> tuple[dict[str, Tensor], Tensor]:
     """Features per modality (B, L_m, D_m) and regression targets (B,) in [-3, 3].
 
-    The same seed gives the same tensors in both environments (same torch).
+    The same seed gives the same tensors in both environments (same torch), drawn on the
+    CPU and moved to ``setup.device``.
     """
     g = torch.Generator().manual_seed(setup.seed)
     feats = {
-        name: torch.randn(setup.batch_size, length, dim, generator=g)
+        name: torch.randn(setup.batch_size, length, dim, generator=g).to(setup.device)
         for name, length, dim in zip(MODALITIES, setup.lengths, setup.dims, strict=True)
     }
     target = torch.rand(setup.batch_size, generator=g) * 6.0 - 3.0  # (B,)
-    return feats, target
+    return feats, target.to(setup.device)
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -167,25 +170,37 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_gflop_per_s(n: int = 1024, seconds: float = 1.0) -> float:
-    """Best fp32 (n x n) @ (n x n) rate in GFLOP/s over about ``seconds`` of repeats."""
-    a = torch.randn(n, n)
-    b = torch.randn(n, n)
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflop_per_s(n: int = 1024, seconds: float = 1.0, device: str = "cpu") -> float:
+    """Best fp32 (n x n) @ (n x n) rate in GFLOP/s over about ``seconds`` of repeats (on
+    a GPU, 8 products per timing, so launch latency does not dominate)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    reps = 8 if torch.device(device).type == "cuda" else 1
     torch.mm(a, b)  # warm-up
+    _sync(device)
     best = float("inf")
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
+        for _ in range(reps):
+            torch.mm(a, b)
+        _sync(device)
+        best = min(best, (time.perf_counter() - t0) / reps)
     return 2.0 * n**3 / best / 1e9
 
 
-def time_steps(step: Callable[[], object], steps: int) -> float:
-    """Wall seconds of ``steps`` calls of ``step``."""
+def time_steps(step: Callable[[], object], steps: int, device: str = "cpu") -> float:
+    """Wall seconds of ``steps`` calls of ``step`` (the device's queue drained at both ends)."""
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    _sync(device)
     return time.perf_counter() - t0
 
 
@@ -254,7 +269,8 @@ def build_polymodal_mult(setup: MulTSetup) -> nn.Module:
     )
     encoders = {name: FeatureSequence(dim) for name, dim in in_dims.items()}
     head = ResidualHead(fusion.out_dim, 1, setup.dropout)
-    return MultimodalModel(encoders, fusion, head, task="regression", num_outputs=1)
+    model = MultimodalModel(encoders, fusion, head, task="regression", num_outputs=1)
+    return model.to(setup.device)
 
 
 def polymodal_batch(feats: dict[str, Tensor], target: Tensor) -> Any:
@@ -262,7 +278,7 @@ def polymodal_batch(feats: dict[str, Tensor], target: Tensor) -> Any:
     from polymodal.data.sample import Batch, ModalityBatch
 
     b = target.shape[0]
-    present = torch.ones(b, dtype=torch.bool)
+    present = torch.ones(b, dtype=torch.bool, device=target.device)
     mods = {name: ModalityBatch(values=x, present=present) for name, x in feats.items()}
     return Batch(mods, target, [str(i) for i in range(b)])
 
@@ -276,8 +292,8 @@ def polymodal_step_fn(
     if compiled:
         from polymodal.training.compiled import compile_model
 
-        if not compile_model(model, torch.device("cpu")):
-            raise RuntimeError("--compile: inductor cannot build CPU kernels here (see the log)")
+        if not compile_model(model, torch.device(setup.device)):
+            raise RuntimeError("--compile: inductor cannot build kernels here (see the log)")
     batch = polymodal_batch(*synthetic_batch(setup))
     from polymodal.training.params import adamw, param_groups
 
@@ -356,7 +372,7 @@ def mmsa_step_fn(setup: MulTSetup) -> tuple[Callable[[], float], nn.Module]:
     """One training step of MMSA's MulT on the synthetic batch, and the model."""
     mult_cls = import_mmsa_mult()
     torch.manual_seed(setup.seed)
-    model = mult_cls(mmsa_args(setup)).train()
+    model = mult_cls(mmsa_args(setup)).to(setup.device).train()
     feats, target = synthetic_batch(setup)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
 
@@ -384,7 +400,7 @@ def mmsa_worker(setup: MulTSetup, threads: int) -> int:
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "run":
-            _reply({"seconds": time_steps(step, int(cmd["steps"]))})
+            _reply({"seconds": time_steps(step, int(cmd["steps"]), setup.device)})
         elif cmd["cmd"] == "quit":
             break
     return 0
@@ -461,6 +477,13 @@ def _start_mmsa(python: str | None, setup: MulTSetup, threads: int) -> MMSAWorke
         return f"the worker could not start MMSA's MulT with {python}: {err}"
 
 
+def _device_name(device: str) -> str:
+    """``cpu``, or the GPU's name (``NVIDIA H200``)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return "cpu"
+
+
 def _stats(xs: list[float]) -> tuple[float, float | None]:
     return statistics.median(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
@@ -484,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         help="also time polymodal's MulT compiled (compile: true), in the same rounds",
     )
     ap.add_argument("--lengths", type=int, nargs=3, default=[50, 375, 500], metavar="L")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where both sides train (fp32)")
+    ap.add_argument("--commit", default=None, help="stamp to record when the tree has no .git")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--worker", choices=["mmsa"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--setup-json", default=None, help=argparse.SUPPRESS)
@@ -504,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         layers=args.layers,
         dropout=args.dropout,
         attn_dropout=args.attn_dropout,
+        device=args.device,
     )
     b = setup.batch_size
     print(f"setup: {setup}", flush=True)
@@ -537,17 +563,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{side.flops_per_sample / 1e9:.3f} GFLOP per training sample",
             flush=True,
         )
-    peak = matmul_gflop_per_s()
-    print(f"fp32 matmul 1024^3: {peak:.1f} GFLOP/s on {args.threads} threads", flush=True)
+    dev = setup.device
+    n_mm = 1024 if torch.device(dev).type == "cpu" else 8192
+    peak = matmul_gflop_per_s(n_mm, device=dev)
+    print(f"fp32 matmul {n_mm}^3: {peak:.1f} GFLOP/s on {dev} ({args.threads} threads)", flush=True)
 
     t_start = time.perf_counter()
     try:
         for r in range(args.rounds):
-            poly.samples_per_s.append(b * args.steps / time_steps(poly_step, args.steps))
+            poly.samples_per_s.append(b * args.steps / time_steps(poly_step, args.steps, dev))
             msg = f"round {r + 1}/{args.rounds}: polymodal {poly.samples_per_s[-1]:.2f} samples/s"
             if compiled is not None:
                 side, step = compiled
-                side.samples_per_s.append(b * args.steps / time_steps(step, args.steps))
+                side.samples_per_s.append(b * args.steps / time_steps(step, args.steps, dev))
                 msg += f", compiled {side.samples_per_s[-1]:.2f}"
             if mmsa is not None and isinstance(worker, MMSAWorker):
                 mmsa.samples_per_s.append(b * args.mmsa_steps / worker.run(args.mmsa_steps))
@@ -557,8 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(worker, MMSAWorker):
             worker.close()
     seconds = time.perf_counter() - t_start
-    peak = max(peak, matmul_gflop_per_s())  # the machine is shared: best of before and after
-    print(f"fp32 matmul 1024^3, best of before and after: {peak:.1f} GFLOP/s", flush=True)
+    peak = max(peak, matmul_gflop_per_s(n_mm, device=dev))  # best of before and after
+    print(f"fp32 matmul {n_mm}^3, best of before and after: {peak:.1f} GFLOP/s", flush=True)
 
     dataset = "mosi_unaligned_synthetic"
     common = {
@@ -569,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         "layers": setup.layers,
         "dropout": setup.dropout,
         "attn_dropout": setup.attn_dropout,
+        "device": _device_name(dev),
     }
     records: list[dict[str, Any]] = []
     for side in sides:
@@ -583,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             record("mult_speed", dataset, side.method, "params", side.params, **common),
         ]  # fmt: skip
     records.append(
-        record("mult_speed", dataset, "matmul_1024", "matmul_gflop_per_s", peak, **common)
+        record("mult_speed", dataset, f"matmul_{n_mm}", "matmul_gflop_per_s", peak, **common)
     )
     if mmsa is not None:
         per_round = [p / m for p, m in zip(poly.samples_per_s, mmsa.samples_per_s, strict=True)]
@@ -622,7 +651,10 @@ def main(argv: list[str] | None = None) -> int:
         "backward, optimizer excluded) / batch size, from FlopCounterMode (the fused CPU "
         "attention counted as the 2 + 4 matmuls of an unfused one); gflop_per_s = "
         "gflop_per_sample x samples_per_s; fraction_of_matmul_peak: gflop_per_s over the fp32 "
-        "1024^3 matmul rate (best of one measurement before and one after the rounds). "
+        "matmul rate (1024^3 on CPU, 8192^3 on a GPU; best of one measurement before and one "
+        "after the rounds). On a GPU (rows with a device) both sides run in fp32 (TF32 "
+        "matmuls off, torch's default) and each timed round ends with the GPU's queue "
+        "drained. "
         "Optimizer on both sides: torch.optim.AdamW(lr=1e-3, foreach=True).",
         "MMSA: MMSA.models.singleTask.MULT.MULT (mmsa 2.2.1) with use_bert=False (768-d text "
         "features in, so both sides run only MulT), kernel-1 Conv1d projections, "
@@ -649,7 +681,13 @@ def main(argv: list[str] | None = None) -> int:
         {**r, "attn_dropout": r.get("attn_dropout", r["dropout"])}
         for r in previous_records("mult_speed", args.results_dir)
     ]
-    records = merge_records(previous, records, key=("dataset", "method", "dropout", "attn_dropout"))
+    if args.commit is not None:
+        for rec in records:
+            rec["commit"] = args.commit
+    previous = [{**r, "device": r.get("device", "cpu")} for r in previous]
+    records = [{**r, "device": r.get("device", "cpu")} for r in records]
+    key = ("dataset", "method", "dropout", "attn_dropout", "device")
+    records = merge_records(previous, records, key=key)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/mult_speed.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
