@@ -6,6 +6,7 @@ images kept, errors that name the key."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,9 +92,9 @@ def test_rotation_is_a_rotation_in_pixel_units_on_a_non_square_image() -> None:
     assert torch.equal(theta[:, :, 2], torch.zeros(64, 2, dtype=torch.float64))  # no shift
 
 
-def test_translate_moves_a_real_digit_by_the_drawn_shift() -> None:
+def test_translate_moves_a_real_digit_by_the_drawn_shift(data_root: Path) -> None:
     # an MNIST digit's centre of mass moves by the drawn shift, in the drawn direction
-    digits = read_idx("../shared/data/mnist/t10k-images-idx3-ubyte.gz")[:16]
+    digits = read_idx(data_root / "mnist" / "t10k-images-idx3-ubyte.gz")[:16]
     x = torch.from_numpy(digits.astype("float32") / 255.0)[:, None].repeat(1, 3, 1, 1)
     moved = random_affine(x, gen(5), translate=0.1)
     theta = affine_matrices(16, 28, 28, gen(5), translate=0.1)
