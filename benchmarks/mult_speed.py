@@ -675,17 +675,15 @@ def main(argv: list[str] | None = None) -> int:
             f"MMSA side SKIPPED: {skipped}. Set up MMSA's venv as the docstring of "
             "benchmarks/mult_speed.py says and pass --mmsa-python."
         )
-    # keep the other dropout settings' rows (rows from before --attn-dropout dropped the
-    # attention weights at --dropout)
+    # keep the other settings' rows (rows from before --attn-dropout dropped the attention
+    # weights at --dropout; rows from before --device ran on the CPU)
     previous = [
-        {**r, "attn_dropout": r.get("attn_dropout", r["dropout"])}
+        {**r, "attn_dropout": r.get("attn_dropout", r["dropout"]), "device": r.get("device", "cpu")}
         for r in previous_records("mult_speed", args.results_dir)
     ]
     if args.commit is not None:
         for rec in records:
             rec["commit"] = args.commit
-    previous = [{**r, "device": r.get("device", "cpu")} for r in previous]
-    records = [{**r, "device": r.get("device", "cpu")} for r in records]
     key = ("dataset", "method", "dropout", "attn_dropout", "device")
     records = merge_records(previous, records, key=key)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/mult_speed.py " + " ".join(
