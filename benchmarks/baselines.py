@@ -55,6 +55,7 @@ PLANS: dict[str, dict[str, Any]] = {
             ("early_tuned_audio", ("audio", "image"), "early"),
             ("late_image_augment", ("audio", "image"), "late"),
             ("late_mean_probs_image_augment", ("audio", "image"), "late"),
+            ("late_calibrated_image_augment", ("audio", "image"), "late"),
         ],
         "encoders_from": {"early_tuned_audio": "configs/av_digits_audio.yaml"},
         "own": {
@@ -67,6 +68,10 @@ PLANS: dict[str, dict[str, Any]] = {
             "late_mean_probs_image_augment": (
                 "configs/av_digits_augment.yaml",
                 ["model.fusion.params.combine=mean_probs"],
+            ),
+            "late_calibrated_image_augment": (
+                "configs/av_digits_augment.yaml",
+                ["model.fusion.params.calibrate=true"],
             ),
         },
     },

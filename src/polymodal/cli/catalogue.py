@@ -332,7 +332,12 @@ CATALOGUE: dict[str, tuple[tuple[str, str, str, tuple[Param, ...]], ...]] = {
             "late",
             "decision",
             "Decision level: a head per modality; mean, learned-weight or stacked logits, or mean probs.",
-            (("combine", "str", "mean"), ("hidden_dim", "int", "0"), ("dropout", "float", "0.0")),
+            (
+                ("combine", "str", "mean"),
+                ("hidden_dim", "int", "0"),
+                ("dropout", "float", "0.0"),
+                ("calibrate", "bool", "false"),
+            ),
         ),
         (
             "lowrank",

@@ -98,6 +98,18 @@ class LateFusion(DecisionFusion):
       presence flags (a meta-learner).  It is initialised to the plain average of all
       modalities, so training starts from ``"mean"`` behaviour when all are present.
 
+    ``calibrate=True`` adds one temperature per modality, fitted after every validation pass
+    on the validation split (temperature scaling, Guo et al. 2017, "On calibration of modern
+    neural networks", one temperature per modality as in calibrated classifier
+    combination): each modality's logits are divided by its temperature before they are
+    combined, with the temperatures that minimise the fused prediction's cross-entropy on
+    validation (:func:`polymodal.training.calibration.fit_temperatures`).  A modality that
+    is confidently wrong on held-out examples (a voice on new speakers) gets a high
+    temperature, so it stops outvoting the others.  Training never sees the temperatures:
+    they act in eval mode only, and they are saved with the weights (buffer
+    ``log_inv_temperature``, (M,), 0 = temperature 1).  Not with ``"stacking"``, whose layer
+    already weighs the modalities; single-label classification only.
+
     Missing modalities: an absent modality's logits are set to zero (``torch.where``, so its
     encoder's values for that row never leak) and its weight is zero.  For ``"mean"`` and
     ``"learned"`` an example's output therefore equals the output of the same fusion built
@@ -118,7 +130,10 @@ class LateFusion(DecisionFusion):
         combine: ``"mean"``, ``"mean_probs"``, ``"learned"`` or ``"stacking"``.
         hidden_dim: 0 for linear per-modality heads, else the width of their hidden layer.
         dropout: dropout probability inside the per-modality heads.
+        calibrate: fit per-modality temperatures on the validation split (see above).
     """
+
+    log_inv_temperature: Tensor  # (M,) buffer, with calibrate=True only
 
     def __init__(
         self,
@@ -127,11 +142,23 @@ class LateFusion(DecisionFusion):
         combine: str = "mean",
         hidden_dim: int = 0,
         dropout: float = 0.0,
+        calibrate: bool = False,
     ) -> None:
         super().__init__(in_dims, num_outputs)
         owner = type(self).__name__
         if combine not in COMBINES:
             raise unknown_name_error("late-fusion combine", combine, list(COMBINES))
+        if not isinstance(calibrate, bool):
+            raise TypeError(
+                f"late fusion: calibrate must be true or false, got {calibrate!r} "
+                f"({type(calibrate).__name__}). Write calibrate: true in the config."
+            )
+        if calibrate and combine == "stacking":
+            raise ValueError(
+                "late fusion: calibrate=True fits one temperature per modality, but combine "
+                "'stacking' already learns how to weigh each modality's logits. Use calibrate="
+                "false with 'stacking', or combine 'mean', 'mean_probs' or 'learned'."
+            )
         check_positive_int(owner, "hidden_dim", hidden_dim, minimum=0)
         dropout = check_probability(owner, "dropout", dropout)
         self.combine = combine
@@ -143,6 +170,9 @@ class LateFusion(DecisionFusion):
             }
         )
         m, k = len(self.names), num_outputs
+        self.calibrate = calibrate
+        if self.calibrate:  # (M,) log(1 / temperature); 0 until fitted
+            self.register_buffer("log_inv_temperature", torch.zeros(m))
         self.modality_scores: nn.Parameter | None = None
         self.stack: nn.Linear | None = None
         if combine == "learned":
@@ -174,13 +204,31 @@ class LateFusion(DecisionFusion):
         """
         check_fusion_inputs(self, inputs, present)
         pres = presence_matrix(self, present)  # (B, M) bool
+        inv_t = self.inverse_temperatures()  # (M,) or None (training, or not calibrated)
         logits: dict[str, Tensor] = {}
         for i, name in enumerate(self.names):
             out = self.heads[name](inputs[name].pooled)  # (B, K)
+            if inv_t is not None:
+                out = out * inv_t[i].to(out.dtype)
             logits[name] = zero_absent(out, pres[:, i])
         stacked = torch.stack([logits[n] for n in self.names], dim=1)  # (B, M, K)
-        flags = pres.to(stacked.dtype)  # (B, M)
+        fused, weights = self.combine_logits(stacked, pres.to(stacked.dtype))
+        return DecisionOutput(logits=fused, modality_logits=logits, weights=weights)
 
+    def inverse_temperatures(self) -> Tensor | None:
+        """``1 / temperature`` per modality (M,), sorted-modality order, when they apply:
+        ``calibrate=True`` and eval mode; else ``None``."""
+        if not self.calibrate or self.training:
+            return None
+        return self.log_inv_temperature.exp()
+
+    def combine_logits(self, stacked: Tensor, flags: Tensor) -> tuple[Tensor, Tensor]:
+        """Combine per-modality logits (absent ones zero) into ``(fused, weights)``.
+
+        Shape:
+            - stacked: (B, M, K); flags: (B, M) float, 1 where present
+            - return: (B, K) fused logits, (B, M) modality weights
+        """
         if self.stack is not None:
             b, m, k = stacked.shape
             fused = self.stack(torch.cat([stacked.reshape(b, m * k), flags], dim=1))  # (B, K)
@@ -188,7 +236,7 @@ class LateFusion(DecisionFusion):
                 w_blocks = self.stack.weight[:, : m * k].reshape(k, m, k)  # (K_out, M, K_in)
                 contrib = torch.einsum("bmk,jmk->bmj", stacked, w_blocks).abs().sum(-1)  # (B, M)
                 weights = _normalise(contrib * flags)
-            return DecisionOutput(logits=fused, modality_logits=logits, weights=weights)
+            return fused, weights
 
         if self.modality_scores is not None:
             prior = torch.softmax(self.modality_scores, dim=0).to(stacked.dtype)  # (M,)
@@ -199,16 +247,23 @@ class LateFusion(DecisionFusion):
             fused = _log_mean_probs(stacked, weights)  # (B, K)
         else:
             fused = (weights[:, :, None] * stacked).sum(dim=1)  # (B, K)
-        return DecisionOutput(logits=fused, modality_logits=logits, weights=weights)
+        return fused, weights
 
     @staticmethod
     def check_task(task: str, params: dict[str, Any]) -> None:
-        """Refuse a ``combine`` that does not fit the target's ``task`` (before building)."""
+        """Refuse a ``combine`` or ``calibrate`` that does not fit the target's ``task``
+        (before building)."""
         if params.get("combine") == "mean_probs" and task != "classification":
             raise ValueError(
                 f"late fusion: combine 'mean_probs' averages class probabilities (a softmax "
                 f"over classes), which needs a single-label classification target; this data "
                 f"set's target is {task!r}. Use combine 'mean' (or 'learned', 'stacking')."
+            )
+        if params.get("calibrate") is True and task != "classification":
+            raise ValueError(
+                f"late fusion: calibrate=True fits temperatures by the cross-entropy of a "
+                f"single-label classification target; this data set's target is {task!r}. "
+                "Set calibrate: false."
             )
 
 

@@ -5,7 +5,9 @@ multilabel), one example per row.
 :class:`~polymodal.training.data.EpochBatches`, the task's loss
 (:func:`~polymodal.losses.task_loss`) plus, with ``optim.aux_loss_weight``, a loss on each
 modality's own predictions (decision-level fusions), and :func:`~polymodal.inference.evaluate`
-on the validation and test splits.  ``optim.balance`` plugs a modality-imbalance method
+on the validation and test splits (a late fusion with ``calibrate: true`` first fits its
+per-modality temperatures on each validation pass: :mod:`polymodal.training.calibration`).
+``optim.balance`` plugs a modality-imbalance method
 (:mod:`polymodal.training.balance`) into its loss, :meth:`~SupervisedStrategy.before_step`
 and :meth:`~SupervisedStrategy.end_epoch`; ``optim.perturb`` damages training batches at
 random before the model sees them (:mod:`polymodal.training.perturb`).  Build it yourself to
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +35,7 @@ from polymodal.losses.supervised import task_loss
 from polymodal.metrics import task_metrics
 from polymodal.models.build import build_model
 from polymodal.training.balance import build_balancer
+from polymodal.training.calibration import calibrated_fusion, fit_temperatures, fitted_temperatures
 from polymodal.training.config import TrainConfig
 from polymodal.training.data import EpochBatches, build_datasets
 from polymodal.training.distributed import current
@@ -96,6 +100,13 @@ class SupervisedStrategy(Strategy):
                 f"optim.balance={optim.balance.method} runs in a single process only: its "
                 "gradient changes would differ between torchrun's ranks. Train without "
                 "torchrun, or with optim.balance=none."
+            )
+        self.calibrated = calibrated_fusion(model) is not None
+        if self.calibrated and current().is_distributed:
+            raise ValueError(
+                "model.fusion.params.calibrate=true fits temperatures on the validation split "
+                "in one process; under torchrun the ranks' models would differ. Train without "
+                "torchrun, or with calibrate=false."
             )
         self.perturbation = build_perturbation(optim.perturb, self.schema, cfg.seed, current().rank)
         extra = None if self.balancer is None else self.balancer.module()
@@ -204,6 +215,8 @@ class SupervisedStrategy(Strategy):
             return None
         model = self.model if self.balancer is None else self.balancer.eval_model()
         cfg = self.cfg
+        if split == "val" and self.calibrated:  # late fusion's temperatures, then its scores
+            fit_temperatures(model, ds, self.device, cfg.data.batch_size, cfg.precision)
         return with_missing(
             lambda transform: evaluate(
                 model,
@@ -219,6 +232,10 @@ class SupervisedStrategy(Strategy):
             cfg.monitor,
             cfg.monitor_without,
         )
+
+    def info(self) -> dict[str, Any]:
+        temperatures = fitted_temperatures(self.model)
+        return {} if temperatures is None else {"modality_temperatures": temperatures}
 
     def extra_state(self) -> dict[str, Tensor]:
         return {} if self.balancer is None else self.balancer.state()
