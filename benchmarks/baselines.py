@@ -167,7 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{ds:16} {name:24} seed {seed}: test acc {test['accuracy']:.4f} "
                     f"f1 {test['macro_f1']:.4f} val {(res.best_val or {}).get('accuracy', 0):.4f} "
-                    f"({secs[-1]:.0f} s)",
+                    f"({secs[-1]:.0f} s)"
+                    + (
+                        f"  temperatures {res.info['modality_temperatures']}"
+                        if "modality_temperatures" in res.info
+                        else ""
+                    ),
                     flush=True,
                 )
             for metric, vals in scores.items():
