@@ -43,7 +43,9 @@ PLANS: dict[str, dict[str, Any]] = {
         "extra": [
             ("early_transcript_audio", ("transcript", "audio"), "early"),
             ("late_transcript_audio", ("transcript", "audio"), "late"),
+            ("late_calibrated_transcript_audio", ("transcript", "audio"), "late"),
         ],
+        "fusion_params": {"late_calibrated_transcript_audio": {"calibrate": True}},
     },
     "av_digits": {
         "config": "configs/av_digits.yaml",
@@ -56,7 +58,9 @@ PLANS: dict[str, dict[str, Any]] = {
             ("late_image_augment", ("audio", "image"), "late"),
             ("late_mean_probs_image_augment", ("audio", "image"), "late"),
             ("late_calibrated_image_augment", ("audio", "image"), "late"),
+            ("late_calibrated", ("audio", "image"), "late"),
         ],
+        "fusion_params": {"late_calibrated": {"calibrate": True}},
         "encoders_from": {"early_tuned_audio": "configs/av_digits_audio.yaml"},
         "own": {
             "audio": ("configs/av_digits_audio.yaml", []),
@@ -64,21 +68,22 @@ PLANS: dict[str, dict[str, Any]] = {
                 "configs/av_digits_audio.yaml",
                 ["model.encoders.audio.params.speaker_norm=true"],
             ),
-            "late_image_augment": ("configs/av_digits_augment.yaml", []),
+            "late_image_augment": (
+                "configs/av_digits_augment.yaml",
+                ["model.fusion.params.calibrate=false"],
+            ),
             "late_mean_probs_image_augment": (
                 "configs/av_digits_augment.yaml",
                 ["model.fusion.params.combine=mean_probs"],
             ),
-            "late_calibrated_image_augment": (
-                "configs/av_digits_augment.yaml",
-                ["model.fusion.params.calibrate=true"],
-            ),
+            "late_calibrated_image_augment": ("configs/av_digits_augment.yaml", []),
         },
     },
     "har_phone_watch": {
         "config": "configs/har_phone_watch.yaml",
         "modalities": ("phone", "watch"),
-        "extra": [],
+        "extra": [("late_calibrated", ("phone", "watch"), "late")],
+        "fusion_params": {"late_calibrated": {"calibrate": True}},
     },
 }
 
@@ -89,10 +94,13 @@ def method_config(
     """One run's config: MOSI's is the demo's (``polymodal.apps.demo.demo_config``); a
     method with a config of its own (the plan's ``own``) runs that config; the others are
     the shipped config with ``fusion`` over ``mods`` (and, for a method in the plan's
-    ``encoders_from``, the encoders of that config)."""
+    ``encoders_from``, the encoders of that config); the plan's ``fusion_params`` of a
+    method are added to its fusion's params."""
     plan = PLANS[dataset]
+    extra = plan.get("fusion_params", {}).get(method, {})
     if plan["config"] is None:
-        return demo_config(mods, fusion, seed, output_dir=out)
+        cfg = demo_config(mods, fusion, seed, output_dir=out)
+        return _with_fusion_params(cfg, extra)
     own = plan.get("own", {}).get(method)
     if own is not None:
         path, overrides = own
@@ -127,7 +135,17 @@ def method_config(
     }
     if fusion == "late":
         changes["model.head"] = {}
-    return cfg.replace(**changes)
+    return _with_fusion_params(cfg.replace(**changes), extra)
+
+
+def _with_fusion_params(cfg: TrainConfig, params: dict[str, Any]) -> TrainConfig:
+    """``cfg`` with ``params`` added to its fusion's params."""
+    if not params:
+        return cfg
+    fusion = cfg.model.fusion
+    return cfg.replace(
+        **{"model.fusion": {"name": fusion.name, "params": {**fusion.params, **params}}}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

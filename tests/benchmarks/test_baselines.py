@@ -30,3 +30,21 @@ def test_a_method_with_its_own_config_runs_that_config() -> None:
     assert aug.model.encoders["audio"] == cfg.model.encoders["audio"]  # the audio config's
     assert aug.model.encoders["image"] == fused.model.encoders["image"]
     assert aug.model.modality_dropout == fused.model.modality_dropout
+
+
+def test_fusion_params_of_a_method_reach_its_fusion() -> None:
+    for ds, mods in (("mosi", ("transcript", "audio")), ("har_phone_watch", ("phone", "watch"))):
+        name = "late_calibrated" + ("_transcript_audio" if ds == "mosi" else "")
+        cal = bench.method_config(ds, mods, "late", 0, "out", name)
+        plain = bench.method_config(ds, mods, "late", 0, "out", name.replace("_calibrated", ""))
+        assert cal.model.fusion.params == {**plain.model.fusion.params, "calibrate": True}
+        assert cal.model.encoders == plain.model.encoders
+    shipped = bench.method_config(
+        "av_digits", ("audio", "image"), "late", 0, "out", "late_calibrated_image_augment"
+    )
+    assert shipped.model.fusion.params["calibrate"] is True
+    uncal = bench.method_config(
+        "av_digits", ("audio", "image"), "late", 0, "out", "late_image_augment"
+    )
+    assert uncal.model.fusion.params["calibrate"] is False
+    assert uncal.model.encoders == shipped.model.encoders
