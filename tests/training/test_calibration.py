@@ -165,3 +165,17 @@ def test_calibrate_errors() -> None:
     with pytest.raises(ValueError, match=r"target is 'regression'.*calibrate: false"):
         LateFusion.check_task("regression", {"calibrate": True})
     LateFusion.check_task("classification", {"calibrate": True})  # accepted
+
+
+def test_calibrate_is_refused_with_a_balance_method_that_predicts_its_own_way(
+    tmp_path: Path,
+) -> None:
+    cfg = _cfg(tmp_path, calibrate=True)
+    mla = cfg.replace(optim=SupervisedOptim.from_dict({"balance": {"method": "mla"}}, "optim"))
+    model = build_model(mla.model, SCHEMA, seed=0)
+    with pytest.raises(ValueError, match="optim.balance=mla predicts with its own"):
+        SupervisedStrategy(mla, model, Toy(64, 0), Toy(32, 1, "val"))
+    unimodal = cfg.replace(
+        optim=SupervisedOptim.from_dict({"balance": {"method": "unimodal"}}, "optim")
+    )
+    SupervisedStrategy(unimodal, build_model(cfg.model, SCHEMA, seed=0), Toy(64, 0), Toy(32, 1))

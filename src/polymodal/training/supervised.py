@@ -108,6 +108,16 @@ class SupervisedStrategy(Strategy):
                 "in one process; under torchrun the ranks' models would differ. Train without "
                 "torchrun, or with calibrate=false."
             )
+        if (
+            self.calibrated
+            and self.balancer is not None
+            and self.balancer.eval_model() is not model
+        ):
+            raise ValueError(
+                f"model.fusion.params.calibrate=true fits the late fusion's temperatures, but "
+                f"optim.balance={optim.balance.method} predicts with its own combination of the "
+                "modalities. Set calibrate=false, or choose another balance method."
+            )
         self.perturbation = build_perturbation(optim.perturb, self.schema, cfg.seed, current().rank)
         extra = None if self.balancer is None else self.balancer.module()
         # The optimiser trains the balancer's own heads too; checkpoints keep them apart.
