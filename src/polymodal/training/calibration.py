@@ -12,7 +12,9 @@ video), so the temperatures say how far each modality's confidence carries to ne
 
 The weights the model trained are unchanged; the temperatures act in eval mode only and are
 saved with the weights, so the best checkpoint, ``polymodal evaluate`` and served models use
-the temperatures fitted with them.
+the temperatures fitted with them.  The validation scores the trainer logs, selects the best
+epoch on and stops early on are the calibrated model's: M numbers fitted on the same split, so
+slightly optimistic (the test split is never used).
 """
 
 from __future__ import annotations
