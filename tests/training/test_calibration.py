@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from polymodal.inference import evaluate, load_trained
 from polymodal.models import ModelConfig
@@ -173,9 +174,46 @@ def test_calibrate_is_refused_with_a_balance_method_that_predicts_its_own_way(
     cfg = _cfg(tmp_path, calibrate=True)
     mla = cfg.replace(optim=SupervisedOptim.from_dict({"balance": {"method": "mla"}}, "optim"))
     model = build_model(mla.model, SCHEMA, seed=0)
-    with pytest.raises(ValueError, match="optim.balance=mla predicts with its own"):
+    with pytest.raises(ValueError, match=r"optim\.balance=mla predicts with its own"):
         SupervisedStrategy(mla, model, Toy(64, 0), Toy(32, 1, "val"))
     unimodal = cfg.replace(
         optim=SupervisedOptim.from_dict({"balance": {"method": "unimodal"}}, "optim")
     )
     SupervisedStrategy(unimodal, build_model(cfg.model, SCHEMA, seed=0), Toy(64, 0), Toy(32, 1))
+
+
+def test_cli_train_reports_the_temperatures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from polymodal.cli.main import main
+    from tests.training.test_missing_recordings import _manifest
+
+    manifest = tmp_path / "data.jsonl"
+    _manifest(manifest)  # "good" carries the label, "noise" nothing; some rows lack either
+    cfg = {
+        "data": {
+            "manifest": str(manifest),
+            "train_split": None,
+            "test_split": None,
+            "val_fraction": 0.25,
+            "batch_size": 8,
+        },
+        "model": {
+            "encoders": {
+                "good": {"name": "mlp", "params": {"dim": 8}},
+                "noise": {"name": "mlp", "params": {"dim": 8}},
+            },
+            "fusion": {"name": "late", "params": {"calibrate": True}},
+        },
+        "optim": {"epochs": 8, "lr": 1e-2},
+        "device": "cpu",
+        "progress": False,
+        "output_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "temperatures" in x]
+    assert line and line[0].startswith("late-fusion temperatures (fitted on validation): good ")
+    temps = json.loads((tmp_path / "run" / "results.json").read_text())["modality_temperatures"]
+    assert temps["noise"] > temps["good"]  # the modality that carries nothing is softened

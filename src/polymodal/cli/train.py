@@ -292,6 +292,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{result.checkpoint}"
     )
     print(format_table({"val": result.best_val, "test": result.test}))
+    temperatures = info.get("modality_temperatures")
+    if temperatures:  # late fusion with calibrate: true
+        shown = ", ".join(f"{m} {t:.3g}" for m, t in temperatures.items())
+        print(f"late-fusion temperatures (fitted on validation): {shown}")
     return 0
 
 
