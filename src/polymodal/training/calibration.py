@@ -66,6 +66,7 @@ def modality_logits(
     device: torch.device | str = "cpu",
     batch_size: int = 64,
     precision: str = "fp32",
+    num_workers: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Each modality's own logits at temperature 1 (eval mode), over ``dataset`` in order.
 
@@ -85,7 +86,7 @@ def modality_logits(
     flags: list[Tensor] = []
     targets: list[Tensor] = []
     try:
-        for batch in data_loader(dataset, batch_size):
+        for batch in data_loader(dataset, batch_size, num_workers=num_workers):
             if batch.target is None:
                 raise ValueError(
                     f"Data set {dataset.name!r} (split {dataset.split!r}) has no labels; "
@@ -165,6 +166,7 @@ def fit_temperatures(
     device: torch.device | str = "cpu",
     batch_size: int = 64,
     precision: str = "fp32",
+    num_workers: int = 0,
 ) -> Temperatures | None:
     """Fit the per-modality temperatures of ``model``'s late fusion on ``dataset`` (the
     validation split) and store them in the fusion; ``None`` when the model has no late
@@ -172,7 +174,9 @@ def fit_temperatures(
     fusion = calibrated_fusion(model)
     if fusion is None:
         return None
-    logits, flags, targets = modality_logits(model, fusion, dataset, device, batch_size, precision)
+    logits, flags, targets = modality_logits(
+        model, fusion, dataset, device, batch_size, precision, num_workers
+    )
     log_inv, before, after = fit_inverse_temperatures(fusion, logits, flags, targets)
     with torch.no_grad():
         fusion.log_inv_temperature.copy_(log_inv.to(fusion.log_inv_temperature.device))

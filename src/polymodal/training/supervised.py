@@ -226,7 +226,9 @@ class SupervisedStrategy(Strategy):
         model = self.model if self.balancer is None else self.balancer.eval_model()
         cfg = self.cfg
         if split == "val" and self.calibrated:  # late fusion's temperatures, then its scores
-            fit_temperatures(model, ds, self.device, cfg.data.batch_size, cfg.precision)
+            fit_temperatures(
+                model, ds, self.device, cfg.data.batch_size, cfg.precision, cfg.data.num_workers
+            )
         return with_missing(
             lambda transform: evaluate(
                 model,
