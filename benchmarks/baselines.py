@@ -59,6 +59,7 @@ PLANS: dict[str, dict[str, Any]] = {
             ("late_mean_probs_image_augment", ("audio", "image"), "late"),
             ("late_calibrated_image_augment", ("audio", "image"), "late"),
             ("late_calibrated", ("audio", "image"), "late"),
+            ("late_calibrated_tuned_audio_image_augment", ("audio", "image"), "late"),
         ],
         "fusion_params": {"late_calibrated": {"calibrate": True}},
         "encoders_from": {"early_tuned_audio": "configs/av_digits_audio.yaml"},
@@ -77,6 +78,14 @@ PLANS: dict[str, dict[str, Any]] = {
                 ["model.fusion.params.combine=mean_probs"],
             ),
             "late_calibrated_image_augment": ("configs/av_digits_augment.yaml", []),
+            # configs/av_digits_audio.yaml's voice encoder in the shipped late fusion
+            "late_calibrated_tuned_audio_image_augment": (
+                "configs/av_digits_augment.yaml",
+                [
+                    "model.encoders.audio={name: audio_cnn, params: {dim: 128, channels: "
+                    "[16, 32, 64, 64], n_mels: 40, dropout: 0.3, freq_pool: flatten}}"
+                ],
+            ),
         },
     },
     "har_phone_watch": {

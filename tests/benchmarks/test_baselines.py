@@ -48,3 +48,21 @@ def test_fusion_params_of_a_method_reach_its_fusion() -> None:
     )
     assert uncal.model.fusion.params["calibrate"] is False
     assert uncal.model.encoders == shipped.model.encoders
+
+
+def test_the_tuned_voice_in_the_shipped_late_fusion_is_the_audio_configs() -> None:
+    voice = bench.method_config("av_digits", ("audio",), "early", 0, "out", "audio")
+    late = bench.method_config(
+        "av_digits",
+        ("audio", "image"),
+        "late",
+        0,
+        "out",
+        "late_calibrated_tuned_audio_image_augment",
+    )
+    shipped = bench.method_config(
+        "av_digits", ("audio", "image"), "late", 0, "out", "late_calibrated_image_augment"
+    )
+    assert late.model.encoders["audio"] == voice.model.encoders["audio"]
+    assert late.model.encoders["image"] == shipped.model.encoders["image"]
+    assert late.model.fusion == shipped.model.fusion and late.optim == shipped.optim
