@@ -180,15 +180,17 @@ def fit_temperatures(
     log_inv, before, after = fit_inverse_temperatures(fusion, logits, flags, targets)
     with torch.no_grad():
         fusion.log_inv_temperature.copy_(log_inv.to(fusion.log_inv_temperature.device))
-    temps = {n: float(math.exp(-v)) for n, v in zip(fusion.names, log_inv.tolist(), strict=True)}
-    return Temperatures(temps, before, after)
+    return Temperatures(_stored(fusion), before, after)
 
 
 def fitted_temperatures(model: nn.Module) -> dict[str, float] | None:
     """The temperatures stored in ``model``'s calibrated late fusion (``None`` if none)."""
     fusion = calibrated_fusion(model)
-    if fusion is None:
-        return None
+    return None if fusion is None else _stored(fusion)
+
+
+def _stored(fusion: LateFusion) -> dict[str, float]:
+    """Modality name -> the temperature ``fusion`` holds."""
     values = fusion.log_inv_temperature.tolist()
     return {n: float(math.exp(-v)) for n, v in zip(fusion.names, values, strict=True)}
 
