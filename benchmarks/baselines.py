@@ -8,6 +8,13 @@ speaker, subject); the test split is read once per run with the best weights.
     POLYMODAL_DATA=../shared/data python benchmarks/baselines.py            # all, 3 seeds
     POLYMODAL_DATA=../shared/data python benchmarks/baselines.py --datasets mosi --seeds 1
 
+``--ensemble K`` also trains K - 1 more models per seed (seeds ``seed + 100 k``), all with
+``data.split_seed = seed``: every member holds out the same validation group as the
+single model of that seed (member 0 *is* that model), so the seed ensemble (the mean of
+the members' class probabilities, :func:`polymodal.inference.ensemble_predictions`) and the
+single model are compared on one validation split before the test numbers are read.  Its
+rows are ``<method>_ensemble<K>``; ``val_accuracy`` of both rows is what to choose by.
+
 Writes benchmarks/results/baselines.{json,md}.
 """
 
@@ -28,9 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import merge_records, previous_records, print_table, seed_record, write_results
 from polymodal.apps.demo import demo_config
+from polymodal.inference import ensemble_predictions, load_trained, predict, prediction_metrics
 from polymodal.training import TrainConfig, load_config, train
+from polymodal.training.data import dataset_for_split
 
 REPO = Path(__file__).resolve().parents[1]
+ENSEMBLE_STRIDE = 100  # member k of seed s is seeded s + 100 k
 
 # dataset -> (config file, modalities, extra method rows (name, modalities, fusion),
 # "own": method -> (a config of its own, key=value overrides), run as it is but for seed
@@ -157,6 +167,20 @@ def _with_fusion_params(cfg: TrainConfig, params: dict[str, Any]) -> TrainConfig
     )
 
 
+def ensemble_scores(run_dirs: list[Path], cfg: TrainConfig) -> dict[str, dict[str, float]]:
+    """Validation and test metrics of the runs' best models ensembled (the mean of their
+    class probabilities); the runs share ``cfg``'s data and validation carve."""
+    runs = [load_trained(d) for d in run_dirs]
+    scores = {}
+    for split in ("val", "test"):
+        dataset = dataset_for_split(cfg.data, cfg.seed, split)
+        preds = [predict(r.model, dataset, "cpu", r.batch_size, r.precision) for r in runs]
+        scores[split] = prediction_metrics(
+            ensemble_predictions(preds, "classification"), dataset, "classification"
+        )
+    return scores
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(PLANS), choices=list(PLANS))
@@ -164,9 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--methods", nargs="+", default=None, help="run only these methods (e.g. audio early)"
     )
+    ap.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also a seed ensemble of K models per seed, sharing its validation split",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results-dir", default=None)
     args = ap.parse_args(argv)
+    if args.ensemble < 1:
+        ap.error(f"--ensemble must be >= 1 (1: no ensemble), got {args.ensemble}")
     if not os.environ.get("POLYMODAL_DATA"):
         os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
     torch.set_num_threads(args.threads)
@@ -180,41 +213,68 @@ def main(argv: list[str] | None = None) -> int:
         if args.methods:
             methods = [m for m in methods if m[0] in args.methods]
         for name, ms, fusion in methods:
-            scores: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
+            keys = ("accuracy", "macro_f1", "val_accuracy")
+            scores: dict[str, list[float]] = {k: [] for k in keys}
+            ens: dict[str, list[float]] = {k: [] for k in keys}
             secs: list[float] = []
+            ens_secs: list[float] = []
             for seed in range(args.seeds):
                 with tempfile.TemporaryDirectory() as tmp:
-                    cfg = method_config(ds, ms, fusion, seed, tmp, name)
-                    t0 = time.perf_counter()
-                    res = train(cfg)
-                    secs.append(time.perf_counter() - t0)
-                test = res.test or {}
-                for k in scores:
-                    scores[k].append(float(test[k]))
-                print(
-                    f"{ds:16} {name:24} seed {seed}: test acc {test['accuracy']:.4f} "
-                    f"f1 {test['macro_f1']:.4f} val {(res.best_val or {}).get('accuracy', 0):.4f} "
-                    f"({secs[-1]:.0f} s)"
-                    + (
-                        f"  temperatures {res.info['modality_temperatures']}"
-                        if "modality_temperatures" in res.info
-                        else ""
-                    ),
-                    flush=True,
-                )
-            for metric, vals in scores.items():
-                records.append(
-                    seed_record(
-                        "baselines",
-                        ds,
-                        name,
-                        metric,
-                        vals,
-                        seconds=statistics.mean(secs),
-                        modalities="+".join(ms),
-                        fusion=fusion,
+                    members = []
+                    for k in range(args.ensemble):
+                        cfg = method_config(
+                            ds, ms, fusion, seed + ENSEMBLE_STRIDE * k, f"{tmp}/m{k}", name
+                        )
+                        if args.ensemble > 1:  # one validation carve for every member
+                            cfg = cfg.replace(**{"data.split_seed": seed})
+                        t0 = time.perf_counter()
+                        members.append(train(cfg))
+                        secs.append(time.perf_counter() - t0)
+                    res = members[0]  # the single model of this seed
+                    test, val = res.test or {}, res.best_val or {}
+                    scores["val_accuracy"].append(float(val.get("accuracy", float("nan"))))
+                    for k in ("accuracy", "macro_f1"):
+                        scores[k].append(float(test[k]))
+                    print(
+                        f"{ds:16} {name:24} seed {seed}: test acc {test['accuracy']:.4f} "
+                        f"f1 {test['macro_f1']:.4f} val {val.get('accuracy', 0):.4f} "
+                        f"({secs[-args.ensemble]:.0f} s)"
+                        + (
+                            f"  temperatures {res.info['modality_temperatures']}"
+                            if "modality_temperatures" in res.info
+                            else ""
+                        ),
+                        flush=True,
                     )
-                )
+                    if args.ensemble > 1:
+                        both = ensemble_scores([m.run_dir for m in members], cfg)
+                        ens["val_accuracy"].append(both["val"]["accuracy"])
+                        for k in ("accuracy", "macro_f1"):
+                            ens[k].append(both["test"][k])
+                        ens_secs.append(sum(secs[-args.ensemble :]))
+                        print(
+                            f"{ds:16} {name:24} seed {seed}: ensemble of {args.ensemble}: test "
+                            f"acc {both['test']['accuracy']:.4f} f1 {both['test']['macro_f1']:.4f}"
+                            f" val {both['val']['accuracy']:.4f}",
+                            flush=True,
+                        )
+            rows = [(name, scores, secs[:: args.ensemble])]
+            if args.ensemble > 1:
+                rows.append((f"{name}_ensemble{args.ensemble}", ens, ens_secs))
+            for method, values, seconds in rows:
+                for metric, vals in values.items():
+                    records.append(
+                        seed_record(
+                            "baselines",
+                            ds,
+                            method,
+                            metric,
+                            vals,
+                            seconds=statistics.mean(seconds),
+                            modalities="+".join(ms),
+                            fusion=fusion,
+                        )
+                    )
     # Keep the records of methods not re-run here, so data sets and methods can run separately.
     records = merge_records(previous_records("baselines", args.results_dir), records)
     print_table(records)

@@ -1,9 +1,17 @@
-"""benchmarks/baselines.py: which config each method's runs use."""
+"""benchmarks/baselines.py: which config each method's runs use; its seed ensembles."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from polymodal.inference import load_trained, predict
+from polymodal.training import TrainConfig
+from polymodal.training.data import dataset_for_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
@@ -66,3 +74,49 @@ def test_the_tuned_voice_in_the_shipped_late_fusion_is_the_audio_configs() -> No
     assert late.model.encoders["audio"] == voice.model.encoders["audio"]
     assert late.model.encoders["image"] == shipped.model.encoders["image"]
     assert late.model.fusion == shipped.model.fusion and late.optim == shipped.optim
+
+
+def _tiny_har(tmp_path: Path, seed: int) -> Any:
+    encoder = {"name": "ts_cnn", "params": {"dim": 8, "channels": 8, "num_layers": 1}}
+    return TrainConfig.from_dict(
+        {
+            "seed": seed,
+            "data": {
+                "dataset": "har_phone_watch",
+                "options": {"modalities": ["phone", "watch"]},
+                "batch_size": 256,
+                "split_seed": 0,
+            },
+            "model": {
+                "encoders": {"phone": encoder, "watch": encoder},
+                "fusion": {"name": "late", "params": {}},
+            },
+            "optim": {"lr": 1e-2, "epochs": 1, "max_steps": 4},
+            "device": "cpu",
+            "progress": False,
+            "output_dir": str(tmp_path / f"s{seed}"),
+        }
+    )
+
+
+@pytest.mark.usefixtures("data_root")
+def test_ensemble_scores_on_the_shared_validation_split(tmp_path: Path) -> None:
+    from polymodal.training import train
+
+    cfgs = [_tiny_har(tmp_path, s) for s in (0, bench.ENSEMBLE_STRIDE)]
+    runs = [train(c) for c in cfgs]
+    # an ensemble of one model is that model: its best validation and its test metrics
+    one = bench.ensemble_scores([runs[0].run_dir], cfgs[0])
+    assert runs[0].best_val is not None and runs[0].test is not None
+    assert one["val"]["accuracy"] == pytest.approx(runs[0].best_val["accuracy"])
+    assert one["test"]["macro_f1"] == pytest.approx(runs[0].test["macro_f1"])
+    # two: the mean of their class probabilities, on the one validation split they share
+    two = bench.ensemble_scores([r.run_dir for r in runs], cfgs[1])
+    val = dataset_for_split(cfgs[0].data, 0, "val")
+    probs = [
+        predict(load_trained(r.run_dir).model, val, "cpu", 256).outputs.softmax(-1) for r in runs
+    ]
+    target = torch.tensor(val.targets())
+    expected = float(((probs[0] + probs[1]).argmax(-1) == target).float().mean())
+    assert two["val"]["accuracy"] == pytest.approx(expected)
+    assert two["val"]["loss"] != pytest.approx(one["val"]["loss"])

@@ -173,6 +173,14 @@ def test_ensemble_refuses_runs_of_other_data(
     assert main(["evaluate", str(early), str(seed1), "--split", "val"]) == 2
     assert "with their own seeds (0, 1)" in capsys.readouterr().err
     assert main(["evaluate", str(early), str(seed1)]) == 0  # the test split is shared
+    # runs of other seeds trained with one data.split_seed share their validation split
+    shared = copy_with("seed1_split0", seed=1, **{"data.split_seed": 0})
+    assert main(["evaluate", str(early), str(shared), "--split", "val"]) == 0
+    assert "ensemble of 2 runs" in capsys.readouterr().out
+    other_carve = copy_with("seed0_split1", **{"data.split_seed": 1})
+    assert main(["evaluate", str(early), str(other_carve), "--split", "val"]) == 2
+    assert "with their own seeds (0, 1)" in capsys.readouterr().err
+    assert main(["evaluate", str(early), str(other_carve)]) == 0  # test: the carve is moot
 
 
 def test_robustness_cli(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -90,7 +90,7 @@ def _check_ensemble(runs: Sequence[TrainedModel], args: argparse.Namespace) -> N
     if args.probe:
         raise CLIError("--probe takes one run; evaluate the runs of an ensemble one at a time.")
     first = runs[0]
-    seeds = sorted({int(r.config.get("seed", 0)) for r in runs})
+    seeds = sorted({_carve_seed(r.config) for r in runs})
     split_from_train = (
         args.split in ("train", "val") and first.config["data"].get("val_split") is None
     )
@@ -98,13 +98,14 @@ def _check_ensemble(runs: Sequence[TrainedModel], args: argparse.Namespace) -> N
         raise CLIError(
             f"The runs carved their {args.split} split from the training data with their own "
             f"seeds ({', '.join(map(str, seeds))}), so each has another one; evaluate the "
-            "ensemble on test (--split test) or on a split the data set names."
+            "ensemble on test (--split test) or on a split the data set names, or train the "
+            "runs with one data.split_seed so they share their validation split."
         )
     for run in runs[1:]:
         for what, mine, theirs in (
             ("task", first.task, run.task),
             ("target", first.schema.target, run.schema.target),
-            ("data", first.config.get("data"), run.config.get("data")),
+            ("data", _data_read(first.config), _data_read(run.config)),
         ):
             if mine != theirs:
                 raise CLIError(
@@ -112,6 +113,18 @@ def _check_ensemble(runs: Sequence[TrainedModel], args: argparse.Namespace) -> N
                     f"{what} than {first.path}:\n  {theirs}\n  vs {mine}\nEvaluate them one "
                     "at a time, or ensemble runs that differ only in seed or model."
                 )
+
+
+def _data_read(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's data config but its split seed: what it read, however validation was carved
+    (the seeds of the carve are checked where the split is carved from train)."""
+    return {k: v for k, v in config.get("data", {}).items() if k != "split_seed"}
+
+
+def _carve_seed(config: Mapping[str, Any]) -> int:
+    """The seed a run carved its validation split with (``data.split_seed``, else ``seed``)."""
+    split_seed = config.get("data", {}).get("split_seed")
+    return int(config.get("seed", 0)) if split_seed is None else int(split_seed)
 
 
 def _manifest_split(args: argparse.Namespace, trained: TrainedModel) -> MultimodalDataset:

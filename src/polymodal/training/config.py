@@ -66,6 +66,9 @@ class DataConfig(Config):
         val_split: a named validation split (e.g. Flickr8k's ``val``) instead of carving.
         val_fraction: fraction of train's *groups* (speakers, subjects, videos) held out
             for validation when ``val_split`` is ``None``.
+        split_seed: seed of that carve (``None``: the run's ``seed``).  Runs of several
+            seeds with one ``split_seed`` share their validation split, so a seed ensemble
+            of them can be scored on it (``polymodal evaluate RUN RUN ... --split val``).
         batch_size: examples per optimisation step (videos per step for ``task: context``),
             over all processes of a ``torchrun`` run: each of N processes takes
             ``batch_size / N`` of them (the global batch; results match one process).
@@ -82,6 +85,7 @@ class DataConfig(Config):
     test_split: str | None = "test"
     val_split: str | None = None
     val_fraction: float = param(0.2, gt=0, lt=1)
+    split_seed: int | None = None
     batch_size: int = param(32, ge=1)
     num_workers: int = param(0, ge=0)
 
@@ -112,6 +116,17 @@ class DataConfig(Config):
                 "stopping on the test split would make its metrics optimistic. Use another "
                 "validation split, or val_split=null to carve one from train."
             )
+        if self.split_seed is not None and self.val_split is not None:
+            raise ValueError(
+                f"data.split_seed seeds the carve of validation from train, but "
+                f"data.val_split={self.val_split!r} is read as it is, so nothing is carved. "
+                "Remove one of them."
+            )
+
+    def carve_seed(self, seed: int) -> int:
+        """The seed of the validation carve of a run seeded ``seed``: ``split_seed`` when
+        set, else ``seed``."""
+        return seed if self.split_seed is None else self.split_seed
 
 
 @dataclass(frozen=True, kw_only=True)

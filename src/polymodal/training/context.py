@@ -135,7 +135,7 @@ def build_context(cfg: ContextTrainConfig) -> ContextStrategy:
     if d.val_split is not None:
         train, val = full, VideoDataset(load(d.val_split))
     else:
-        train, val = full.split_videos(d.val_fraction, cfg.seed)
+        train, val = full.split_videos(d.val_fraction, d.carve_seed(cfg.seed))
     test = VideoDataset(load(d.test_split)) if d.test_split is not None else None
     seed_everything(cfg.seed)
     utterance_model = build_model(cfg.model, full.schema, seed=cfg.seed)

@@ -118,14 +118,14 @@ def split_loader(data: DataConfig) -> Callable[[str | None], MultimodalDataset]:
 def build_datasets(
     data: DataConfig, seed: int
 ) -> tuple[MultimodalDataset, MultimodalDataset, MultimodalDataset | None]:
-    """``(train, val, test)`` of ``data`` (see the module docstring); ``seed`` seeds the
-    validation carve."""
+    """``(train, val, test)`` of ``data`` (see the module docstring); the run's ``seed``
+    seeds the validation carve unless ``data.split_seed`` is set."""
     load = split_loader(data)
     full = load(data.train_split)
     test = load(data.test_split) if data.test_split is not None else None
     if data.val_split is not None:
         return full, load(data.val_split), test
-    train_idx, val_idx = group_split(full.groups(), data.val_fraction, seed)
+    train_idx, val_idx = group_split(full.groups(), data.val_fraction, data.carve_seed(seed))
     return full.subset(train_idx), full.subset(val_idx), test
 
 
@@ -144,7 +144,7 @@ def dataset_for_split(data: DataConfig, seed: int, split: str) -> MultimodalData
         if data.val_split is not None:
             return load(data.train_split if split == "train" else data.val_split)
         full = load(data.train_split)
-        train_idx, val_idx = group_split(full.groups(), data.val_fraction, seed)
+        train_idx, val_idx = group_split(full.groups(), data.val_fraction, data.carve_seed(seed))
         return full.subset(train_idx if split == "train" else val_idx)
     return load(split)
 
