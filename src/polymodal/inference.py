@@ -13,6 +13,7 @@ checkpoint folder (its weights, the run's ``config.yaml`` and the data's ``schem
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -480,10 +481,8 @@ def load_trained(path: str | Path, which: str = "best") -> TrainedModel:
         raise ValueError(f"{ckpt.path / CONFIG_FILE}: {msg}") from None
     load_weights(model, ckpt.weights, str(ckpt.path / WEIGHTS))
     if _balance_method(config) == "mla":
-        # MLA predicts with each modality alone, fused by confidence: as it was selected
-        from polymodal.models.entropy import EntropyFusion
-
-        model = EntropyFusion(model, sorted(model.encoders))  # type: ignore[arg-type]
+        # MLA predicts with each modality alone, fused as it was selected
+        model = _mla_fusion(model, config, ckpt)
     model.eval()
     return TrainedModel(model, config, schema, ckpt.path, ckpt.state)
 
@@ -517,6 +516,28 @@ def _run_schema(ckpt: Checkpoint) -> Schema:
             f"{ckpt.path / SCHEMA_FILE} is not a valid data schema: {msg} "
             + damaged_advice(ckpt.path)
         ) from None
+
+
+def _mla_fusion(model: nn.Module, config: dict[str, Any], ckpt: Checkpoint) -> nn.Module:
+    """An MLA run's model in its test-time fusion, with the temperatures its checkpoint
+    carries when that fusion is ``calibrated``."""
+    from polymodal.models.entropy import EntropyFusion
+
+    balance = (config.get("optim") or {}).get("balance")
+    combine = str(balance.get("mla_fusion", "entropy")) if isinstance(balance, dict) else "entropy"
+    names = sorted(model.encoders)  # type: ignore[arg-type]
+    fusion = EntropyFusion(model, names, combine)
+    if fusion.calibrate:
+        temperatures = ckpt.state.get("modality_temperatures")
+        if not isinstance(temperatures, dict) or sorted(temperatures) != names:
+            raise CheckpointError(
+                f"{ckpt.path}: an MLA run with mla_fusion=calibrated keeps its temperatures "
+                f"(one per modality: {names}) in the checkpoint's state, but found "
+                f"{temperatures!r}. {damaged_advice(ckpt.path)}"
+            )
+        log_inv = [-math.log(float(temperatures[n])) for n in names]
+        fusion.log_inv_temperature.copy_(torch.tensor(log_inv))
+    return fusion
 
 
 def _balance_method(config: dict[str, Any]) -> str:

@@ -97,6 +97,9 @@ def _strategy(cfg: TrainConfig) -> SupervisedStrategy:
     return SupervisedStrategy(cfg, model, Toy(64, 0), Toy(32, 1, "val"))
 
 
+_SPLITS = ((512, 0, "train"), (128, 1, "val"), (128, 2, "test"))
+
+
 def _batch(n: int = 16) -> Batch:
     ds = Toy(n, 3)
     return next(iter(data_loader(ds, n)))
@@ -195,6 +198,54 @@ def test_mla_trains_one_encoder_per_step(tmp_path: Path) -> None:
         moved = {n.split(".")[1] for n, _ in _grads(s.model).items() if n.startswith("encoders.")}
         assert moved == {expected}
     assert s.balancer.projections  # type: ignore[union-attr]
+
+
+def test_mla_calibrated_fusion_fits_keeps_and_reloads_its_temperatures(tmp_path: Path) -> None:
+    """``mla_fusion: calibrated``: the mean of each modality's logits over its temperature,
+    fitted on validation; the best epoch's temperatures reach the test and the checkpoint."""
+    from polymodal.inference import evaluate
+    from polymodal.models.entropy import EntropyFusion
+    from polymodal.outputs import model_logits
+
+    cfg = _cfg(tmp_path, {"method": "mla", "mla_fusion": "calibrated"}, epochs=4)
+    model = build_model(cfg.model, SCHEMA, seed=0)
+    train_ds, val, test = (Toy(n, k, sp, b_signal=False) for n, k, sp in _SPLITS)
+    s = SupervisedStrategy(cfg, model, train_ds, val, test)
+    res = Trainer(cfg, s).fit()
+    temps = res.info["modality_temperatures"]
+    assert sorted(temps) == ["a", "b"] and all(abs(t - 1.0) > 0.05 for t in temps.values())
+    fusion = s.eval_model()
+    assert isinstance(fusion, EntropyFusion)
+    fusion.eval()
+    batch = _batch()
+    with torch.no_grad():
+        z = {m: model_logits(model(only_modality(batch, m)[0])) for m in ("a", "b")}
+        expected = (z["a"] / temps["a"] + z["b"] / temps["b"]) / 2
+        assert torch.allclose(fusion(batch).logits, expected, atol=1e-5)
+    # the checkpoint carries them: the reloaded model reproduces the run's test metrics
+    trained = load_trained(res.run_dir)
+    assert isinstance(trained.model, EntropyFusion) and trained.model.calibrate
+    assert evaluate(trained.model, test, "classification") == pytest.approx(res.test)
+    # plain MLA fits nothing and reports nothing
+    plain = _cfg(tmp_path / "plain", "mla")
+    ref = Trainer(plain, _strategy(plain)).fit()
+    assert "modality_temperatures" not in ref.info
+
+
+def test_mla_calibrated_checkpoint_without_temperatures_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from polymodal.checkpoint import CheckpointError
+
+    cfg = _cfg(tmp_path, {"method": "mla", "mla_fusion": "calibrated"}, epochs=1)
+    res = Trainer(cfg, _strategy(cfg)).fit()
+    state_file = res.run_dir / "checkpoints" / "best" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert sorted(state["modality_temperatures"]) == ["a", "b"]
+    del state["modality_temperatures"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"mla_fusion=calibrated keeps its temperatures"):
+        load_trained(res.run_dir)
 
 
 # ------------------------------------------------------------------ unimodal
@@ -367,8 +418,11 @@ class _Crash(Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
-@pytest.mark.parametrize("method", ["ogm_ge", "gblend", "mla", "unimodal"])
-def test_balanced_run_resumes_to_the_same_weights(tmp_path: Path, method: str) -> None:
+@pytest.mark.parametrize(
+    "method",
+    ["ogm_ge", "gblend", "mla", {"method": "mla", "mla_fusion": "calibrated"}, "unimodal"],
+)
+def test_balanced_run_resumes_to_the_same_weights(tmp_path: Path, method: Any) -> None:
     cfg = _cfg(tmp_path / "a", method).replace(checkpoint_every_steps=3)
     whole = _strategy(cfg)
     ref = Trainer(cfg, whole).fit()

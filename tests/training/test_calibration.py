@@ -12,11 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from torch import nn
 
 from polymodal.inference import evaluate, load_trained
 from polymodal.models import ModelConfig
 from polymodal.models.build import build_model
 from polymodal.models.decision import LateFusion
+from polymodal.models.entropy import EntropyFusion
 from polymodal.outputs import EncoderOutput
 from polymodal.training import DataConfig, SupervisedOptim, TrainConfig, Trainer
 from polymodal.training.calibration import (
@@ -79,7 +81,14 @@ def test_fit_recovers_a_known_temperature() -> None:
     assert after == pytest.approx(float(F.cross_entropy(z[:, 0], y)), abs=0.01)
 
 
-def test_fit_softens_a_confidently_wrong_modality() -> None:
+def _fusion(kind: str, k: int) -> LateFusion | EntropyFusion:
+    if kind == "late":
+        return LateFusion({"a": 2, "b": 2}, k, calibrate=True)
+    return EntropyFusion(nn.Linear(2, k), ["a", "b"], combine="calibrated")  # MLA's
+
+
+@pytest.mark.parametrize("kind", ["late", "mla"])
+def test_fit_softens_a_confidently_wrong_modality(kind: str) -> None:
     # "a" is right, mildly confident; "b" is right half the time, very confident.
     g = torch.Generator().manual_seed(1)
     n, k = 600, 4
@@ -89,7 +98,7 @@ def test_fit_softens_a_confidently_wrong_modality() -> None:
     b_class = torch.where(torch.rand(n, generator=g) < 0.5, y, wrong)
     b = 8.0 * F.one_hot(b_class, k) + 0.5 * torch.randn(n, k, generator=g)
     logits, flags = torch.stack([a, b], dim=1).float(), torch.ones(n, 2)
-    fusion = LateFusion({"a": 2, "b": 2}, k, calibrate=True)
+    fusion = _fusion(kind, k)
     log_inv, before, after = fit_inverse_temperatures(fusion, logits, flags, y)
     t_a, t_b = math.exp(-float(log_inv[0])), math.exp(-float(log_inv[1]))
     assert t_b > 4 * t_a
@@ -100,6 +109,25 @@ def test_fit_softens_a_confidently_wrong_modality() -> None:
         return float((fused.argmax(-1) == y).float().mean())
 
     assert accuracy(log_inv.exp()) > accuracy(torch.ones(2)) + 0.2
+
+
+def test_mla_fusion_combines_by_entropy_or_by_calibrated_logits() -> None:
+    z = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [3.0, 0.0]]])  # (B=2, M=2, K=2)
+    flags = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    entropy = EntropyFusion(nn.Linear(2, 2), ["a", "b"])
+    fused, w = entropy.combine_logits(z, flags)
+    p = z.softmax(-1)
+    h = -(p * p.log()).sum(-1)  # (B, M)
+    w0 = torch.softmax(-h[0], 0)  # both present: weights exp(-H) normalised
+    torch.testing.assert_close(w[0], w0)
+    torch.testing.assert_close(fused[0].exp(), w0[0] * p[0, 0] + w0[1] * p[0, 1])
+    torch.testing.assert_close(w[1], torch.tensor([1.0, 0.0]))  # b absent: a alone
+    torch.testing.assert_close(fused[1].exp(), p[1, 0])
+    calibrated = EntropyFusion(nn.Linear(2, 2), ["a", "b"], combine="calibrated")
+    fused, w = calibrated.combine_logits(z, flags)
+    torch.testing.assert_close(fused, torch.tensor([[1.0, 0.5], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"must be one of \['entropy', 'calibrated'\]"):
+        EntropyFusion(nn.Linear(2, 2), ["a"], combine="mean")
 
 
 def _cfg(tmp_path: Path, **fusion: Any) -> TrainConfig:

@@ -28,7 +28,9 @@ method      what it does
             encoder and the shared fusion + head; each shared linear layer's weight
             gradient is projected orthogonally to the inputs that layer saw before
             (orthogonal weight modification), so one modality does not overwrite another.
-            Evaluation fuses the unimodal predictions, each weighted by exp(-entropy).
+            Evaluation fuses the unimodal predictions, each weighted by exp(-entropy)
+            (``mla_fusion: calibrated``: their logits averaged, each modality's divided
+            by a temperature fitted on the validation split).
 ``unimodal`` The multitask baseline of MMPareto (Wei & Hu, ICML 2024) and the uni-modal
             losses of Du et al. 2023: loss = fused loss + w * sum_m loss of the model
             itself predicting from modality m alone (the others marked absent), masked to
@@ -337,6 +339,8 @@ class MLA(Balancer):
         self.inputs: dict[str, Tensor] = {}
         self.step = torch.zeros((), dtype=torch.long)
         self.current: str | None = None
+        # one wrapper for the whole run: it holds the fitted temperatures (``calibrated``)
+        self.fusion = EntropyFusion(self.model, self.names, self.cfg.mla_fusion)
 
     def loss(self, batch: Batch, fused_loss: FusedLoss) -> Tensor:
         assert batch.target is not None
@@ -378,15 +382,18 @@ class MLA(Balancer):
         self.inputs.clear()
 
     def eval_model(self) -> nn.Module:
-        return EntropyFusion(self.model, self.names)
+        return self.fusion
 
     def state(self) -> dict[str, Tensor]:
         proj = {f"projection.{k}": v.clone() for k, v in self.projections.items()}
-        return {"step": self.step.clone(), **proj}
+        temperatures = self.fusion.log_inv_temperature.detach().cpu().clone()
+        return {"step": self.step.clone(), "log_inv_temperature": temperatures, **proj}
 
     def load_state(self, state: Mapping[str, Tensor]) -> None:
         if "step" in state:
             self.step = state["step"].long().cpu().clone()
+        if "log_inv_temperature" in state:
+            self.fusion.log_inv_temperature.copy_(state["log_inv_temperature"])
         self.projections = {
             k[len("projection.") :]: v.float().clone()
             for k, v in state.items()
@@ -395,6 +402,7 @@ class MLA(Balancer):
 
     def to(self, device: torch.device) -> None:
         self.projections = {k: v.to(device) for k, v in self.projections.items()}
+        self.fusion.to(device)  # its temperatures (the model is already there)
 
 
 # --------------------------------------------------------------------------- unimodal losses

@@ -10,6 +10,11 @@ scaling, Guo et al. 2017, one temperature per classifier before they are combine
 validation split is carved from train the way the test is held out (by speaker, subject or
 video), so the temperatures say how far each modality's confidence carries to new groups.
 
+A model trained with ``optim.balance: {method: mla, mla_fusion: calibrated}`` predicts with
+each modality alone through MLA's test-time fusion
+(:class:`~polymodal.models.entropy.EntropyFusion`); its temperatures are fitted the same way,
+the fused prediction being the mean of the scaled logits.
+
 The weights the model trained are unchanged; the temperatures act in eval mode only and are
 saved with the weights, so the best checkpoint, ``polymodal evaluate`` and served models use
 the temperatures fitted with them.  The validation scores the trainer logs, selects the best
@@ -30,6 +35,11 @@ from polymodal.data.dataset import MultimodalDataset
 from polymodal.device import autocast
 from polymodal.inference import calibrate_groups, data_loader
 from polymodal.models.decision import LateFusion
+from polymodal.models.entropy import EntropyFusion
+
+#: What holds per-modality temperatures: a late fusion with ``calibrate=True``, or MLA's
+#: test-time fusion with ``combine="calibrated"`` (``optim.balance.mla_fusion``).
+CalibratedFusion = LateFusion | EntropyFusion
 
 #: Temperatures are kept within [1 / MAX_TEMPERATURE, MAX_TEMPERATURE].
 MAX_TEMPERATURE = 100.0
@@ -50,10 +60,11 @@ class Temperatures:
     loss_after: float
 
 
-def calibrated_fusion(model: nn.Module) -> LateFusion | None:
-    """The late fusion in ``model`` that fits temperatures (``calibrate=True``), if any."""
+def calibrated_fusion(model: nn.Module) -> CalibratedFusion | None:
+    """The fusion in ``model`` that fits temperatures, if any: a late fusion with
+    ``calibrate=True``, or ``model`` itself when it is MLA's calibrated test-time fusion."""
     for module in model.modules():
-        if isinstance(module, LateFusion) and module.calibrate:
+        if isinstance(module, (LateFusion, EntropyFusion)) and module.calibrate:
             return module
     return None
 
@@ -61,7 +72,7 @@ def calibrated_fusion(model: nn.Module) -> LateFusion | None:
 @torch.no_grad()
 def modality_logits(
     model: nn.Module,
-    fusion: LateFusion,
+    fusion: CalibratedFusion,
     dataset: MultimodalDataset,
     device: torch.device | str = "cpu",
     batch_size: int = 64,
@@ -99,7 +110,8 @@ def modality_logits(
             if not per:
                 raise TypeError(
                     f"{type(model).__name__} did not return per-modality logits "
-                    "(modality_logits); temperatures need a model around a late fusion."
+                    "(modality_logits); temperatures need a model around a late fusion "
+                    "(or MLA's test-time fusion)."
                 )
             logits.append(torch.stack([per[n].float().cpu() for n in fusion.names], dim=1))
             present = [batch[n].present.float().cpu() for n in fusion.names]
@@ -112,7 +124,7 @@ def modality_logits(
 
 
 def fit_inverse_temperatures(
-    fusion: LateFusion, logits: Tensor, flags: Tensor, targets: Tensor, steps: int = 100
+    fusion: CalibratedFusion, logits: Tensor, flags: Tensor, targets: Tensor, steps: int = 100
 ) -> tuple[Tensor, float, float]:
     """``log(1 / temperature)`` per modality that minimises the fused cross-entropy.
 
@@ -168,9 +180,8 @@ def fit_temperatures(
     precision: str = "fp32",
     num_workers: int = 0,
 ) -> Temperatures | None:
-    """Fit the per-modality temperatures of ``model``'s late fusion on ``dataset`` (the
-    validation split) and store them in the fusion; ``None`` when the model has no late
-    fusion with ``calibrate=True``."""
+    """Fit the per-modality temperatures of ``model``'s calibrated fusion on ``dataset`` (the
+    validation split) and store them in the fusion; ``None`` when the model has none."""
     fusion = calibrated_fusion(model)
     if fusion is None:
         return None
@@ -184,12 +195,12 @@ def fit_temperatures(
 
 
 def fitted_temperatures(model: nn.Module) -> dict[str, float] | None:
-    """The temperatures stored in ``model``'s calibrated late fusion (``None`` if none)."""
+    """The temperatures stored in ``model``'s calibrated fusion (``None`` if none)."""
     fusion = calibrated_fusion(model)
     return None if fusion is None else _stored(fusion)
 
 
-def _stored(fusion: LateFusion) -> dict[str, float]:
+def _stored(fusion: CalibratedFusion) -> dict[str, float]:
     """Modality name -> the temperature ``fusion`` holds."""
     values = fusion.log_inv_temperature.tolist()
     return {n: float(math.exp(-v)) for n, v in zip(fusion.names, values, strict=True)}
@@ -197,6 +208,7 @@ def _stored(fusion: LateFusion) -> dict[str, float]:
 
 __all__ = [
     "MAX_TEMPERATURE",
+    "CalibratedFusion",
     "Temperatures",
     "calibrated_fusion",
     "fit_inverse_temperatures",

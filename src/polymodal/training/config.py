@@ -203,6 +203,11 @@ class BalanceConfig(Config):
             ``2 * interval``, with equal weights until then.
         owm_alpha: ``mla``: the regulariser of the orthogonal projection of the shared
             head's gradients (smaller: closer to exactly orthogonal to earlier inputs).
+        mla_fusion: ``mla``: how the modalities' own predictions are combined at
+            evaluation (:class:`~polymodal.models.entropy.EntropyFusion`): ``entropy``
+            (the paper's confidence weights) or ``calibrated`` (the mean of their logits,
+            each modality's divided by a temperature fitted on the validation split after
+            every validation pass, as a late fusion's ``calibrate: true``).
         unimodal_weight: ``unimodal``: w in ``fused loss + w * sum_m loss of modality m
             alone`` (1, the equal weighting of MMPareto's multitask baseline).
     """
@@ -214,6 +219,7 @@ class BalanceConfig(Config):
     end_epoch: int | None = param(50, ge=0)
     interval: int = param(1, ge=1)
     owm_alpha: float = param(0.1, gt=0)
+    mla_fusion: Literal["entropy", "calibrated"] = "entropy"
     unimodal_weight: float = param(1.0, gt=0)
 
     def __post_init__(self) -> None:

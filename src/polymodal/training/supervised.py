@@ -118,6 +118,8 @@ class SupervisedStrategy(Strategy):
                 f"optim.balance={optim.balance.method} predicts with its own combination of the "
                 "modalities. Set calibrate=false, or choose another balance method."
             )
+        # what evaluation fits temperatures for: a calibrated late fusion, or MLA's own fusion
+        self.fits_temperatures = calibrated_fusion(self.eval_model()) is not None
         self.perturbation = build_perturbation(optim.perturb, self.schema, cfg.seed, current().rank)
         extra = None if self.balancer is None else self.balancer.module()
         # The optimiser trains the balancer's own heads too; checkpoints keep them apart.
@@ -223,9 +225,9 @@ class SupervisedStrategy(Strategy):
         ds = self.splits[split]
         if ds is None:
             return None
-        model = self.model if self.balancer is None else self.balancer.eval_model()
+        model = self.eval_model()
         cfg = self.cfg
-        if split == "val" and self.calibrated:  # late fusion's temperatures, then its scores
+        if split == "val" and self.fits_temperatures:  # the temperatures, then the scores
             fit_temperatures(
                 model, ds, self.device, cfg.data.batch_size, cfg.precision, cfg.data.num_workers
             )
@@ -245,9 +247,20 @@ class SupervisedStrategy(Strategy):
             cfg.monitor_without,
         )
 
+    def eval_model(self) -> nn.Module:
+        """What evaluation runs: the model, or a balance method's own combination (MLA)."""
+        return self.model if self.balancer is None else self.balancer.eval_model()
+
     def info(self) -> dict[str, Any]:
-        temperatures = fitted_temperatures(self.model)
+        temperatures = fitted_temperatures(self.eval_model())
         return {} if temperatures is None else {"modality_temperatures": temperatures}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        # MLA's calibrated fusion wraps the model, so its temperatures are not among the
+        # weights: every checkpoint carries them for load_trained
+        if not self.fits_temperatures or self.eval_model() is self.model:
+            return {}
+        return self.info()
 
     def extra_state(self) -> dict[str, Tensor]:
         return {} if self.balancer is None else self.balancer.state()
