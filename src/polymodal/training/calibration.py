@@ -13,7 +13,9 @@ video), so the temperatures say how far each modality's confidence carries to ne
 A model trained with ``optim.balance: {method: mla, mla_fusion: calibrated}`` predicts with
 each modality alone through MLA's test-time fusion
 (:class:`~polymodal.models.entropy.EntropyFusion`); its temperatures are fitted the same way,
-the fused prediction being the mean of the scaled logits.
+the fused prediction being the mean of the scaled logits.  That fusion wraps the model, so
+its temperatures are not among the weights: the balancer's state and every checkpoint's
+``state.json`` (``modality_temperatures``) keep them, and ``load_trained`` restores them.
 
 The weights the model trained are unchanged; the temperatures act in eval mode only and are
 saved with the weights, so the best checkpoint, ``polymodal evaluate`` and served models use
