@@ -276,6 +276,42 @@ def merge_records(
     return [r for r in previous if tuple(r[k] for k in key) not in fresh] + list(records)
 
 
+def ensemble_scores(
+    run_dirs: Sequence[str | os.PathLike[str]], data: Any, seed: int
+) -> dict[str, dict[str, float]]:
+    """Validation and test metrics of the runs' best models as one seed ensemble (the mean
+    of their class probabilities, :func:`polymodal.inference.ensemble_predictions`).
+
+    ``data`` (a :class:`~polymodal.training.DataConfig`) and ``seed`` give the splits as the
+    runs saw them: the runs must share their validation carve (one ``data.split_seed``).
+    Context runs (``task: context``) predict video by video, as ``polymodal evaluate`` does.
+    """
+    from polymodal.data.context import VideoDataset
+    from polymodal.inference import (
+        ensemble_predictions,
+        load_trained,
+        predict,
+        predict_videos,
+        prediction_metrics,
+    )
+    from polymodal.training.data import dataset_for_split
+
+    runs = [load_trained(Path(d)) for d in run_dirs]
+    scores = {}
+    for split in ("val", "test"):
+        dataset = dataset_for_split(data, seed, split)
+        preds = [
+            predict_videos(r.model, VideoDataset(dataset), r.batch_size, "cpu", r.precision)
+            if r.task == "context"
+            else predict(r.model, dataset, "cpu", r.batch_size, r.precision)
+            for r in runs
+        ]
+        scores[split] = prediction_metrics(
+            ensemble_predictions(preds, "classification"), dataset, "classification"
+        )
+    return scores
+
+
 def write_results(
     name: str,
     records: Sequence[dict[str, Any]],

@@ -33,11 +33,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import merge_records, previous_records, print_table, seed_record, write_results
+from _common import (
+    ensemble_scores,
+    merge_records,
+    previous_records,
+    print_table,
+    seed_record,
+    write_results,
+)
 from polymodal.apps.demo import demo_config
-from polymodal.inference import ensemble_predictions, load_trained, predict, prediction_metrics
 from polymodal.training import TrainConfig, load_config, train
-from polymodal.training.data import dataset_for_split
 
 REPO = Path(__file__).resolve().parents[1]
 ENSEMBLE_STRIDE = 100  # member k of seed s is seeded s + 100 k
@@ -167,20 +172,6 @@ def _with_fusion_params(cfg: TrainConfig, params: dict[str, Any]) -> TrainConfig
     )
 
 
-def ensemble_scores(run_dirs: list[Path], cfg: TrainConfig) -> dict[str, dict[str, float]]:
-    """Validation and test metrics of the runs' best models ensembled (the mean of their
-    class probabilities); the runs share ``cfg``'s data and validation carve."""
-    runs = [load_trained(d) for d in run_dirs]
-    scores = {}
-    for split in ("val", "test"):
-        dataset = dataset_for_split(cfg.data, cfg.seed, split)
-        preds = [predict(r.model, dataset, "cpu", r.batch_size, r.precision) for r in runs]
-        scores[split] = prediction_metrics(
-            ensemble_predictions(preds, "classification"), dataset, "classification"
-        )
-    return scores
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(PLANS), choices=list(PLANS))
@@ -221,9 +212,14 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds):
                 with tempfile.TemporaryDirectory() as tmp:
                     members = []
-                    for k in range(args.ensemble):
+                    for member in range(args.ensemble):
                         cfg = method_config(
-                            ds, ms, fusion, seed + ENSEMBLE_STRIDE * k, f"{tmp}/m{k}", name
+                            ds,
+                            ms,
+                            fusion,
+                            seed + ENSEMBLE_STRIDE * member,
+                            f"{tmp}/m{member}",
+                            name,
                         )
                         if args.ensemble > 1:  # one validation carve for every member
                             cfg = cfg.replace(**{"data.split_seed": seed})
@@ -247,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                     if args.ensemble > 1:
-                        both = ensemble_scores([m.run_dir for m in members], cfg)
+                        both = ensemble_scores([m.run_dir for m in members], cfg.data, cfg.seed)
                         ens["val_accuracy"].append(both["val"]["accuracy"])
                         for k in ("accuracy", "macro_f1"):
                             ens[k].append(both["test"][k])

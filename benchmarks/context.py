@@ -32,7 +32,13 @@ with ``--layer-decay``, each block below the top at a further factor (``optim.la
     POLYMODAL_DATA=../shared/data python benchmarks/context.py --seeds 1 \
         --setups transcript+audio:early
 
-Writes benchmarks/results/context.{json,md} (with ``--finetune``: context_finetune.{json,md}).
+``--ensemble K`` also trains K - 1 more models per seed (seeds ``seed + 100 k``), all with
+``data.split_seed = seed``, so they hold out the same validation videos as that seed's
+single model (member 0); rows ``<method> ensembleK`` give the ensemble (the mean of the
+members' class probabilities) on validation and test (``seconds``: K runs).
+
+Writes benchmarks/results/context.{json,md} (with ``--finetune``: context_finetune.{json,md});
+records of setups not re-run are kept.
 """
 
 from __future__ import annotations
@@ -50,7 +56,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, seed_record, write_results
+from _common import (
+    ensemble_scores,
+    merge_records,
+    previous_records,
+    print_table,
+    seed_record,
+    write_results,
+)
 from polymodal.apps.demo import demo_config
 from polymodal.data.datasets import load_dataset
 from polymodal.encoders import build_encoder
@@ -58,6 +71,7 @@ from polymodal.models.context import CONTEXTS
 from polymodal.training import RunConfig, TrainConfig, load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
+ENSEMBLE_STRIDE = 100  # member k of seed s is seeded s + 100 k (as in baselines.py)
 SETUPS = ("transcript+audio:early", "transcript+audio:gmu", "transcript:early")
 FUSION_PARAMS: dict[str, dict[str, Any]] = {
     "early": {"hidden_dim": 64, "dropout": 0.5},
@@ -146,13 +160,6 @@ def warm_minilm(modalities: tuple[str, ...]) -> None:
                 encoder(ds.batch(range(start, min(len(ds), start + 64)))["transcript"])
 
 
-def run(cfg: RunConfig) -> tuple[dict[str, float], float, int]:
-    """Train one run: (test metrics, best validation accuracy, epochs run)."""
-    res = train(cfg)
-    assert res.test is not None and res.best_val is not None
-    return res.test, res.best_val["accuracy"], res.epochs_run
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
@@ -167,7 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune", type=int, default=None, help="train MiniLM's last N blocks")
     ap.add_argument("--encoder-lr-scale", type=float, default=0.1)
     ap.add_argument("--layer-decay", type=float, default=None)
+    ap.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also a seed ensemble of K models per seed, sharing its validation videos",
+    )
     args = ap.parse_args(argv)
+    if args.ensemble < 1:
+        ap.error(f"--ensemble must be >= 1 (1: no ensemble), got {args.ensemble}")
     if not os.environ.get("POLYMODAL_DATA"):
         os.environ["POLYMODAL_DATA"] = str(REPO.parent / "shared" / "data")
     torch.set_num_threads(args.threads)
@@ -189,48 +205,79 @@ def main(argv: list[str] | None = None) -> int:
             method = f"{name}:{fusion}" + ("" if context == "none" else f"+{context}")
             if args.finetune is not None:
                 method += f" ft{args.finetune}"
-            scores: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
+            keys = ("accuracy", "macro_f1")
+            scores: dict[str, list[float]] = {k: [] for k in keys}
+            ens: dict[str, list[float]] = {k: [] for k in keys}
             secs: list[float] = []
             val_accs: list[float] = []
+            ens_val: list[float] = []
             for seed in range(args.seeds):
-                t0 = time.perf_counter()
                 with tempfile.TemporaryDirectory() as tmp:
-                    if context == "none":
-                        cfg: RunConfig = utterance_config(
-                            modalities, fusion, seed, args.epochs, tmp
-                        )
-                        if args.finetune is not None:
-                            cfg = finetuned(cfg, "", args)
-                    else:
-                        cfg = context_config(
-                            modalities, fusion, context, seed, args.epochs, tmp, args
-                        )
-                    res, val_acc, epochs = run(cfg)
-                secs.append(time.perf_counter() - t0)
-                val_accs.append(val_acc)
-                for k in scores:
-                    scores[k].append(float(res[k]))
-                print(
-                    f"{method:34} seed {seed}: test acc {res['accuracy']:.4f} "
-                    f"f1 {res['macro_f1']:.4f} val acc {val_acc:.4f} epochs {epochs} "
-                    f"({secs[-1]:.0f} s)",
-                    flush=True,
-                )
-            for metric, vals in scores.items():
-                records.append(
-                    seed_record(
-                        "context",
-                        "mosi",
-                        method,
-                        metric,
-                        vals,
-                        seconds=statistics.mean(secs),
-                        modalities=name,
-                        fusion=fusion,
-                        context=context,
-                        val_accuracy=statistics.mean(val_accs),
+                    members = []
+                    for member in range(args.ensemble):
+                        out = f"{tmp}/m{member}"
+                        member_seed = seed + ENSEMBLE_STRIDE * member
+                        if context == "none":
+                            cfg: RunConfig = utterance_config(
+                                modalities, fusion, member_seed, args.epochs, out
+                            )
+                            if args.finetune is not None:
+                                cfg = finetuned(cfg, "", args)
+                        else:
+                            cfg = context_config(
+                                modalities, fusion, context, member_seed, args.epochs, out, args
+                            )
+                        if args.ensemble > 1:  # one validation carve for every member
+                            cfg = cfg.replace(**{"data.split_seed": seed})
+                        t0 = time.perf_counter()
+                        members.append(train(cfg))
+                        if member == 0:
+                            secs.append(time.perf_counter() - t0)
+                    res = members[0]  # the single model of this seed
+                    assert res.test is not None and res.best_val is not None
+                    val_accs.append(res.best_val["accuracy"])
+                    for key in keys:
+                        scores[key].append(float(res.test[key]))
+                    print(
+                        f"{method:34} seed {seed}: test acc {res.test['accuracy']:.4f} "
+                        f"f1 {res.test['macro_f1']:.4f} val acc {val_accs[-1]:.4f} "
+                        f"epochs {res.epochs_run} ({secs[-1]:.0f} s)",
+                        flush=True,
                     )
-                )
+                    if args.ensemble > 1:
+                        data = cfg.data  # type: ignore[attr-defined]  # supervised or context
+                        both = ensemble_scores([m.run_dir for m in members], data, seed)
+                        ens_val.append(both["val"]["accuracy"])
+                        for key in keys:
+                            ens[key].append(both["test"][key])
+                        print(
+                            f"{method:34} seed {seed}: ensemble of {args.ensemble}: test acc "
+                            f"{both['test']['accuracy']:.4f} f1 {both['test']['macro_f1']:.4f} "
+                            f"val acc {ens_val[-1]:.4f}",
+                            flush=True,
+                        )
+            rows = [(method, scores, val_accs, 1)]
+            if args.ensemble > 1:
+                rows.append((f"{method} ensemble{args.ensemble}", ens, ens_val, args.ensemble))
+            for row_method, values, vals_val, runs in rows:
+                for metric, vals in values.items():
+                    records.append(
+                        seed_record(
+                            "context",
+                            "mosi",
+                            row_method,
+                            metric,
+                            vals,
+                            seconds=runs * statistics.mean(secs),
+                            modalities=name,
+                            fusion=fusion,
+                            context=context,
+                            val_accuracy=statistics.mean(vals_val),
+                        )
+                    )
+    stem = "context" if args.finetune is None else "context_finetune"
+    # Keep the records of setups not re-run here.
+    records = merge_records(previous_records(stem, args.results_dir), records)
     print_table(records)
     cmd = "POLYMODAL_DATA=../shared/data python benchmarks/context.py " + " ".join(
         sys.argv[1:] if argv is None else argv
@@ -247,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     write_results(
-        "context" if args.finetune is None else "context_finetune",
+        stem,
         records,
         title="Context across utterances (MOSI): utterance-level vs ContextModel",
         notes=(

@@ -106,12 +106,12 @@ def test_ensemble_scores_on_the_shared_validation_split(tmp_path: Path) -> None:
     cfgs = [_tiny_har(tmp_path, s) for s in (0, bench.ENSEMBLE_STRIDE)]
     runs = [train(c) for c in cfgs]
     # an ensemble of one model is that model: its best validation and its test metrics
-    one = bench.ensemble_scores([runs[0].run_dir], cfgs[0])
+    one = bench.ensemble_scores([runs[0].run_dir], cfgs[0].data, 0)
     assert runs[0].best_val is not None and runs[0].test is not None
     assert one["val"]["accuracy"] == pytest.approx(runs[0].best_val["accuracy"])
     assert one["test"]["macro_f1"] == pytest.approx(runs[0].test["macro_f1"])
     # two: the mean of their class probabilities, on the one validation split they share
-    two = bench.ensemble_scores([r.run_dir for r in runs], cfgs[1])
+    two = bench.ensemble_scores([r.run_dir for r in runs], cfgs[1].data, cfgs[1].seed)
     val = dataset_for_split(cfgs[0].data, 0, "val")
     probs = [
         predict(load_trained(r.run_dir).model, val, "cpu", 256).outputs.softmax(-1) for r in runs
@@ -120,3 +120,29 @@ def test_ensemble_scores_on_the_shared_validation_split(tmp_path: Path) -> None:
     expected = float(((probs[0] + probs[1]).argmax(-1) == target).float().mean())
     assert two["val"]["accuracy"] == pytest.approx(expected)
     assert two["val"]["loss"] != pytest.approx(one["val"]["loss"])
+
+
+@pytest.mark.usefixtures("data_root")
+def test_ensemble_scores_of_context_runs_read_videos(tmp_path: Path) -> None:
+    """A context run (``task: context``) predicts video by video: an ensemble of one is the
+    run's own validation and test."""
+    from polymodal.models import EncoderConfig, FusionConfig, ModelConfig
+    from polymodal.models.context import ContextConfig
+    from polymodal.training import train
+    from polymodal.training.config import ContextTrainConfig, DataConfig, OptimConfig
+
+    cfg = ContextTrainConfig(
+        data=DataConfig(dataset="mosi", options={"modalities": ["audio"]}, batch_size=8),
+        model=ModelConfig({"audio": EncoderConfig("mlp", {"dim": 8})}, FusionConfig("early")),
+        context=ContextConfig(hidden_dim=4),
+        optim=OptimConfig(epochs=1, max_steps=3),
+        seed=3,
+        device="cpu",
+        progress=False,
+        output_dir=str(tmp_path / "ctx"),
+    )
+    res = train(cfg)
+    one = bench.ensemble_scores([res.run_dir], cfg.data, cfg.seed)
+    assert res.best_val is not None and res.test is not None
+    assert one["val"]["accuracy"] == pytest.approx(res.best_val["accuracy"])
+    assert one["test"]["macro_f1"] == pytest.approx(res.test["macro_f1"])
