@@ -123,8 +123,10 @@ def _data_read(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _carve_seed(config: Mapping[str, Any]) -> int:
     """The seed a run carved its validation split with (``data.split_seed``, else ``seed``)."""
-    split_seed = config.get("data", {}).get("split_seed")
-    return int(config.get("seed", 0)) if split_seed is None else int(split_seed)
+    from polymodal.training.config import DataConfig
+
+    data = DataConfig.from_dict(config["data"], "data")
+    return data.carve_seed(int(config.get("seed", 0)))
 
 
 def _manifest_split(args: argparse.Namespace, trained: TrainedModel) -> MultimodalDataset:
