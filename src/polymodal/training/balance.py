@@ -24,8 +24,9 @@ method      what it does
             loss (a linear head on each encoder's pooled output), w ∝ G / O^2 from the
             change of the validation loss (G) and of the overfitting gap val - train (O)
             over each ``interval`` of epochs (online G-Blend), normalised to sum to 1.
-``mla``     Zhang et al., CVPR 2024.  Step t trains modality names[t % M] alone: its
-            encoder and the shared fusion + head; each shared linear layer's weight
+``mla``     Zhang et al., CVPR 2024.  Each batch is trained M times in a row, once per
+            modality (as the authors' code does): step t trains modality names[t % M]
+            alone, its encoder and the shared fusion + head; each shared linear layer's weight
             gradient is projected orthogonally to the inputs that layer saw before
             (orthogonal weight modification), so one modality does not overwrite another.
             Evaluation fuses the unimodal predictions, each weighted by exp(-entropy)
@@ -322,6 +323,10 @@ class MLA(Balancer):
     """Alternating unimodal adaptation with gradient modification (``mla``)."""
 
     classification_only = True
+
+    @property
+    def steps_per_batch(self) -> int:
+        return len(self.names)  # every modality takes its own step on every batch
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -62,6 +62,12 @@ class Balancer:
     #: Whether the method needs a classification task (softmax of the true class).
     classification_only = False
 
+    @property
+    def steps_per_batch(self) -> int:
+        """Optimisation steps the method takes on each training batch (the strategy
+        yields every batch this many times in a row)."""
+        return 1
+
     def __init__(
         self, cfg: BalanceConfig, model: nn.Module, task: str, regression_loss: str, seed: int
     ) -> None:

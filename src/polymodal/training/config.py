@@ -189,7 +189,8 @@ class BalanceConfig(Config):
         method: ``none`` (plain training, bit for bit), ``ogm_ge`` (on-the-fly gradient
             modulation with generalisation enhancement, Peng et al. 2022; classification),
             ``gblend`` (gradient blending, Wang et al. 2020) or ``mla`` (alternating unimodal
-            adaptation, Zhang et al. 2024; classification) or ``unimodal`` (the model's
+            adaptation, Zhang et al. 2024; classification; one step per modality on each
+            batch, so an epoch has M times the steps) or ``unimodal`` (the model's
             loss on each modality alone added to the fused loss; Wei & Hu 2024's multitask
             baseline).
         alpha: ``ogm_ge``: modulation strength; the dominant modality's encoder gradients

@@ -46,6 +46,15 @@ from polymodal.training.seed import seed_everything
 from polymodal.training.tasks import register_task
 
 
+def repeat_each(batches: Iterator[Batch], times: int, skip: int = 0) -> Iterator[Batch]:
+    """Yield every batch ``times`` times in a row, the first one ``skip`` times fewer (a
+    run resumed part way through a batch's repeats)."""
+    for batch in batches:
+        for _ in range(times - skip):
+            yield batch
+        skip = 0
+
+
 class SupervisedStrategy(Strategy):
     """Trains ``model`` on ``train_ds``, selects on ``val_ds``, reports ``test_ds`` once.
 
@@ -143,10 +152,14 @@ class SupervisedStrategy(Strategy):
     def trainable(self) -> nn.Module:
         return self._trainable
 
+    def _repeats(self) -> int:
+        """Optimisation steps per training batch: 1, or one per modality for MLA."""
+        return 1 if self.balancer is None else self.balancer.steps_per_batch
+
     def steps_per_epoch(self) -> int:
         train = self.splits["train"]
         assert train is not None
-        return math.ceil(len(train) / self.cfg.data.batch_size)
+        return self._repeats() * math.ceil(len(train) / self.cfg.data.batch_size)
 
     def batches(self, epoch: int, start: int) -> Iterator[Batch]:
         train, bs = self.splits["train"], self.cfg.data.batch_size
@@ -168,8 +181,9 @@ class SupervisedStrategy(Strategy):
                 batch_sampler=self._sampler,
             )
         assert self._sampler is not None
-        self._sampler.set_epoch(epoch, start)
-        return iter(self._loader)
+        k = self._repeats()
+        self._sampler.set_epoch(epoch, start // k)
+        return repeat_each(iter(self._loader), k, skip=start % k)
 
     def close(self) -> None:
         self._loader = self._sampler = None  # its worker processes exit
