@@ -83,3 +83,53 @@ def test_old_checkpoint_without_biases_loads() -> None:
     attn.load_state_dict(weights)
     assert attn.in_proj is not None
     torch.testing.assert_close(attn.in_proj.weight[D : 2 * D], weights["k_proj.weight"])
+
+
+# ------------------------------------------------------------------ attend: padded heads
+
+
+def test_cpu_head_dim_pads_narrow_heads_to_16() -> None:
+    from polymodal.layers.transformer import cpu_head_dim
+
+    sizes = (1, 4, 5, 10, 15, 16, 20, 30, 64)
+    assert [cpu_head_dim(d) for d in sizes] == [16, 16, 16, 16, 16, 16, 20, 30, 64]
+
+
+@pytest.mark.parametrize("dh", [1, 5, 10])
+def test_attend_pads_heads_and_matches_sdpa_with_gradients(dh: int) -> None:
+    """Zero features appended to q, k, v change neither the attention nor its gradients."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from polymodal.layers.transformer import attend, cpu_head_dim
+
+    assert cpu_head_dim(dh) != dh  # the padded path is the one under test
+    g = torch.Generator().manual_seed(dh)
+    q, k, v = (torch.randn(3, 2, n, dh, generator=g, requires_grad=True) for n in (7, 9, 9))
+    mask = torch.ones(3, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 5:] = False  # padded keys
+    w = torch.randn(3, 2, 7, dh, generator=g)
+    out = attend(q, k, v, mask)
+    grads = torch.autograd.grad((out * w).sum(), (q, k, v))
+    with sdpa_kernel(SDPBackend.MATH):  # the reference: plain attention, unpadded
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v))
+    assert out.shape == ref.shape == (3, 2, 7, dh)
+    assert torch.allclose(out, ref, atol=1e-5)
+    for a, b in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_attend_keeps_the_plain_call_with_attention_dropout() -> None:
+    """Dropout sends CPU attention to its unfused path, where padding does not pay."""
+    import torch.nn.functional as F
+
+    from polymodal.layers.transformer import attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 6, 5, generator=g) for _ in range(3))
+    torch.manual_seed(3)
+    out = attend(q, k, v, None, dropout_p=0.5)
+    torch.manual_seed(3)
+    ref = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+    assert torch.equal(out, ref)
