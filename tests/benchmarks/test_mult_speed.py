@@ -17,6 +17,7 @@ from mult_speed import (
     build_polymodal_mult,
     count_flops,
     polymodal_batch,
+    polymodal_model_flops,
     synthetic_batch,
 )
 
@@ -83,3 +84,20 @@ def test_count_flops_of_a_matmul_and_of_fused_attention() -> None:
         F.scaled_dot_product_attention(q, k, v).sum().backward()
 
     assert count_flops(attention) == 6 * 2 * b * h * lq * s * dh  # 2 + 4 matmuls
+
+
+@pytest.mark.slow  # FlopCounterMode, as above
+def test_model_flops_count_attention_at_the_head_size_not_the_cpu_padding() -> None:
+    from polymodal.layers.transformer import attend
+
+    b, h, lq, s, dh = 2, 2, 3, 4, 5  # attend pads these heads to 16 on CPU
+    q = torch.randn(b, h, lq, dh, requires_grad=True)
+    k = torch.randn(b, h, s, dh, requires_grad=True)
+    v = torch.randn(b, h, s, dh, requires_grad=True)
+
+    def attention() -> None:
+        attend(q, k, v).sum().backward()
+
+    assert count_flops(attention) == 6 * 2 * b * h * lq * s * 16  # what the kernel runs
+    assert polymodal_model_flops(attention) == 6 * 2 * b * h * lq * s * dh  # the model's
+    assert count_flops(attention) == 6 * 2 * b * h * lq * s * 16  # the padding is back
