@@ -211,6 +211,8 @@ HASH_SKIPS_DEFAULT: dict[str, Any] = {
     "optim.layer_decay": None,
     "optim.balance.unimodal_weight": BalanceConfig().unimodal_weight,
     "optim.perturb": PerturbConfig().to_dict(),
+    "data.split_seed": None,
+    "optim.balance.mla_fusion": BalanceConfig().mla_fusion,
 }
 
 
