@@ -4,6 +4,8 @@ Masks follow one convention everywhere in polymodal: a key padding mask is (B, S
 **True at valid keys**.  A query whose keys are all padding (an absent example, a
 length-0 sequence) gets a zero attention output instead of NaN.
 
+* :func:`attend`: ``F.scaled_dot_product_attention``, with heads narrower than 16 features
+  zero-padded to 16 on CPU, where the fused kernel runs them faster (the same attention).
 * :class:`MultiHeadAttention`: queries from one sequence, keys/values from another
   (or the same); key padding mask.
 * :class:`TransformerBlock`: pre-norm self-attention + MLP.
