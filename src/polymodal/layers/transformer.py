@@ -128,7 +128,7 @@ def cpu_head_dim(head_dim: int) -> int:
 
     PyTorch's fused CPU attention (float32) is vectorised over the head size and runs
     heads narrower than 16 no faster than 16-wide ones: zero-padded to 16, heads of 4-15
-    features train 1.1-1.9x faster (forward + backward; 1.5-1.9x for sizes that are not a
+    features train 1.1-1.8x faster (forward + backward; 1.5-1.8x for sizes that are not a
     multiple of 4), with AVX-512 and with AVX2 kernels (``benchmarks/attention_heads.py``).
     Wider heads gain little or lose from padding and are kept.
     """
