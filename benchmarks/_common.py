@@ -276,6 +276,10 @@ def merge_records(
     return [r for r in previous if tuple(r[k] for k in key) not in fresh] + list(records)
 
 
+#: Member k of a seed-s ensemble is seeded s + ENSEMBLE_STRIDE * k (baselines.py, context.py).
+ENSEMBLE_STRIDE = 100
+
+
 def ensemble_scores(
     run_dirs: Sequence[str | os.PathLike[str]], data: Any, seed: int
 ) -> dict[str, dict[str, float]]:

@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    ENSEMBLE_STRIDE,
     ensemble_scores,
     merge_records,
     previous_records,
@@ -45,7 +46,6 @@ from polymodal.apps.demo import demo_config
 from polymodal.training import TrainConfig, load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
-ENSEMBLE_STRIDE = 100  # member k of seed s is seeded s + 100 k
 
 # dataset -> (config file, modalities, extra method rows (name, modalities, fusion),
 # "own": method -> (a config of its own, key=value overrides), run as it is but for seed

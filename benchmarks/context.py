@@ -57,6 +57,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    ENSEMBLE_STRIDE,
     ensemble_scores,
     merge_records,
     previous_records,
@@ -71,7 +72,6 @@ from polymodal.models.context import CONTEXTS
 from polymodal.training import RunConfig, TrainConfig, load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
-ENSEMBLE_STRIDE = 100  # member k of seed s is seeded s + 100 k (as in baselines.py)
 SETUPS = ("transcript+audio:early", "transcript+audio:gmu", "transcript:early")
 FUSION_PARAMS: dict[str, dict[str, Any]] = {
     "early": {"hidden_dim": 64, "dropout": 0.5},
