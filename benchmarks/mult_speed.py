@@ -259,10 +259,12 @@ class ResidualHead(nn.Module):
         self.proj1 = nn.Linear(dim, dim)
         self.proj2 = nn.Linear(dim, dim)
         self.out = nn.Linear(dim, num_outputs)
-        self.dropout = dropout
+        from polymodal.layers import Dropout
+
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.dropout(F.relu(self.proj1(x)), p=self.dropout, training=self.training)
+        h = self.drop(F.relu(self.proj1(x)))
         return self.out(x + self.proj2(h))  # type: ignore[no-any-return]
 
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polymodal.config import Config, param
+from polymodal.layers.dropout import Dropout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,9 +116,9 @@ class DecoderBlock(nn.Module):
         self.cross_attn = _Attention(dim, heads)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+            nn.Linear(dim, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, dim)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor, cross_kv: KV, past: KV | None = None) -> tuple[Tensor, KV]:
         """``x`` (B, T, D) -> (B, T, D) and the self-attention keys/values up to now.
@@ -154,7 +155,7 @@ class CaptionDecoder(nn.Module):
         self.memory_pos = nn.Parameter(torch.zeros(1, c.memory_length, c.dim))
         self.token = nn.Embedding(vocab_size, c.dim)
         self.pos = nn.Parameter(torch.zeros(1, c.max_length, c.dim))
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             DecoderBlock(c.dim, c.num_heads, c.mlp_ratio, c.dropout) for _ in range(c.num_layers)
         )

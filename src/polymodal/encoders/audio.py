@@ -74,6 +74,7 @@ from polymodal.encoders.timeseries import (
     zero_invalid,
 )
 from polymodal.layers.audio_augment import AudioAugment, build_augment
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.melspec import (
     LogMelSpectrogram,
     Spectrogram,
@@ -229,7 +230,7 @@ class MelConv2d(nn.Module):
             self.convs.append(conv)
             self.norms.append(MaskedMapNorm(c))
             c_in, rows = c, (rows - 1) // 2 + 1
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.proj = nn.Linear(c_in * rows if freq_pool == "flatten" else c_in, out_dim)
 
     def forward(self, x: Tensor, mask: Tensor) -> FrameSequence:

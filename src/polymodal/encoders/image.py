@@ -27,6 +27,7 @@ from polymodal.encoders.disk_cache import (
 )
 from polymodal.encoders.text import import_pretrained
 from polymodal.encoders.timeseries import check_dim, check_spec, tensor_values
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.image_augment import ImageAugment, build_image_augment
 from polymodal.layers.transformer import TransformerEncoder
 
@@ -134,7 +135,7 @@ class ImageCNN(Encoder):
             stages.append(nn.Sequential(_conv_norm(c_in, c, 2), _conv_norm(c, c, 1)))
             c_in = c
         self.stages = nn.Sequential(*stages)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.proj = nn.Linear(c_in, dim)
 
     def forward(self, batch: ModalityBatch) -> EncoderOutput:
@@ -213,7 +214,7 @@ class ImageViT(Encoder):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], dim))
         for p in (self.cls_token, self.cls_pos, self.pos_embed):
             nn.init.trunc_normal_(p, std=0.02)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.encoder = TransformerEncoder(
             dim, num_layers, num_heads, mlp_ratio, dropout, attn_dropout=dropout
         )

@@ -46,6 +46,7 @@ from polymodal.encoders.disk_cache import (
 )
 from polymodal.encoders.lengths import by_length
 from polymodal.encoders.timeseries import check_dim, check_spec
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.transformer import LearnedPositionalEmbedding, TransformerEncoder
 
 PRETRAINED_HINT = 'pip install "polymodal[pretrained]"'
@@ -159,7 +160,7 @@ class TextTransformer(Encoder):
         self.token_embed = nn.Embedding(tok.get_vocab_size(), dim)
         nn.init.normal_(self.token_embed.weight, std=0.02)
         self.pos_embed = LearnedPositionalEmbedding(max_length, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.encoder = TransformerEncoder(
             dim, num_layers, num_heads, mlp_ratio, dropout, attn_dropout=dropout
         )

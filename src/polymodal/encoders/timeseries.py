@@ -35,6 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import ENCODERS, Encoder, EncoderOutput, masked_mean
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.timeseries_augment import TimeSeriesAugment, build_timeseries_augment
 from polymodal.layers.transformer import SinusoidalPositionalEncoding, TransformerEncoder
 
@@ -224,7 +225,7 @@ class SequenceCNN(nn.Module):
                 )
             )
             self.norms.append(ChannelLayerNorm(channels))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.proj = nn.Linear(channels, out_dim)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:

@@ -49,6 +49,7 @@ from polymodal.encoders.base import (
     weights_fingerprint,
 )
 from polymodal.encoders.timeseries import check_dim, check_spec, sequence_mask, tensor_values
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.ge2e import (
     SAMPLE_RATE,
     SpeakerEncoder,
@@ -156,7 +157,7 @@ class GE2EFrames(Encoder):
                 nn.LayerNorm(self.native_dim),
                 nn.Linear(self.native_dim, dim),
                 nn.GELU(),
-                nn.Dropout(dropout),
+                Dropout(dropout),
             )
         )
 

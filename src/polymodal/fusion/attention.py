@@ -15,6 +15,7 @@ from polymodal.fusion.base import (
     presence_matrix,
     zero_absent,
 )
+from polymodal.layers.dropout import Dropout
 from polymodal.outputs import EncoderOutput, FusionOutput
 
 # --------------------------------------------------------------------------- attention fusion
@@ -67,7 +68,7 @@ class AttentionFusion(Fusion):
             nn.Tanh(),
             nn.Linear(attention_dim, 1, bias=False),
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.out_dim = hidden_dim
 
     def embed(self, inputs: dict[str, EncoderOutput], present: dict[str, Tensor]) -> Tensor:

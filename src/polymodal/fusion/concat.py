@@ -13,6 +13,7 @@ from polymodal.fusion.base import (
     check_probability,
     zero_absent,
 )
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.mlp import MLP, make_activation
 from polymodal.outputs import EncoderOutput, FusionOutput
 
@@ -67,7 +68,7 @@ class EarlyFusion(Fusion):
         self.mlp = nn.Sequential(
             MLP(width, hidden_dim, hidden_dim, num_layers, activation, dropout, norm),
             make_activation(activation),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
         self.out_dim = hidden_dim
 

@@ -15,6 +15,7 @@ from polymodal.fusion.base import (
     presence_matrix,
     zero_absent,
 )
+from polymodal.layers.dropout import Dropout
 from polymodal.outputs import EncoderOutput, FusionOutput
 
 
@@ -65,7 +66,7 @@ class GatedMultimodalUnit(Fusion):
             {n: nn.Linear(d, hidden_dim, bias=False) for n, d in self.in_dims.items()}
         )
         self.gate = nn.Linear(sum(self.in_dims.values()) + m, m * hidden_dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.hidden_dim = hidden_dim
         self.out_dim = hidden_dim
 

@@ -27,6 +27,7 @@ from polymodal.fusion.base import (
     zero_absent,
 )
 from polymodal.fusion.transformer import valid_sequences
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.mlp import MLP
 from polymodal.layers.transformer import SinusoidalPositionalEncoding
 from polymodal.outputs import EncoderOutput, FusionOutput
@@ -66,7 +67,7 @@ class GraphAttentionLayer(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, dim, 2 * dim, 2, "gelu", dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def attention(self, h: Tensor, mask: Tensor, node_types: Tensor) -> tuple[Tensor, Tensor]:
         """The projected node values and the edge weights.

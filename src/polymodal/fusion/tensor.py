@@ -21,6 +21,7 @@ from polymodal.fusion.base import (
     check_probability,
     zero_absent,
 )
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.mlp import MLP, make_activation
 from polymodal.outputs import EncoderOutput, FusionOutput
 
@@ -91,7 +92,7 @@ class TensorFusion(Fusion):
         self.post = nn.Sequential(
             MLP(self.product_dim, hidden_dim, hidden_dim, num_layers, activation, dropout),
             make_activation(activation),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
         self.out_dim = hidden_dim
 
@@ -169,7 +170,7 @@ class LowRankFusion(Fusion):
         )
         self.rank_weights = nn.Parameter(torch.empty(rank))
         self.bias = nn.Parameter(torch.zeros(hidden_dim))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.rank = rank
         self.out_dim = hidden_dim
         self.reset_parameters()

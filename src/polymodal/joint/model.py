@@ -46,6 +46,7 @@ from polymodal.data.modality import ModalityKind, ModalitySpec
 from polymodal.data.sample import ModalityBatch
 from polymodal.encoders.base import Encoder, build_encoder
 from polymodal.errors import did_you_mean
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.mlp import MLP
 from polymodal.layers.pooling import AttentionPool
 from polymodal.models.config import EncoderConfig
@@ -217,7 +218,7 @@ class ResidualProjection(nn.Module):
 
     def __init__(self, in_dim: int, dim: int, mlp: nn.Module, dropout: float) -> None:
         super().__init__()
-        self.linear = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, dim))
+        self.linear = nn.Sequential(Dropout(dropout), nn.Linear(in_dim, dim))
         self.mlp = mlp
 
     def forward(self, x: Tensor) -> Tensor:
@@ -243,7 +244,7 @@ def _head(cfg: JointModalityConfig, in_dim: int, dim: int) -> nn.Sequential:
     elif cfg.input_norm == "batch":
         norm = nn.BatchNorm1d(in_dim, affine=False)
     if cfg.projection == "linear":
-        return nn.Sequential(norm, nn.Dropout(cfg.dropout), nn.Linear(in_dim, dim))
+        return nn.Sequential(norm, Dropout(cfg.dropout), nn.Linear(in_dim, dim))
     mlp = MLP(in_dim, dim, cfg.hidden_dim, num_layers=cfg.num_layers, dropout=cfg.dropout)
     if cfg.projection == "residual":
         return nn.Sequential(norm, ResidualProjection(in_dim, dim, mlp, cfg.dropout))

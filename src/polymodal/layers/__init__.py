@@ -1,5 +1,6 @@
 """Shared neural-network layers used by encoders, fusion modules and heads."""
 
+from polymodal.layers.dropout import Dropout, dropout
 from polymodal.layers.melspec import (
     LogMelSpectrogram,
     Spectrogram,
@@ -22,6 +23,7 @@ __all__ = [
     "MLP",
     "AttentionPool",
     "CrossAttentionBlock",
+    "Dropout",
     "LearnedPositionalEmbedding",
     "LogMelSpectrogram",
     "MultiHeadAttention",
@@ -29,6 +31,7 @@ __all__ = [
     "Spectrogram",
     "TransformerBlock",
     "TransformerEncoder",
+    "dropout",
     "make_activation",
     "masked_standardize",
     "mel_filterbank",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from polymodal.errors import unknown_name_error
+from polymodal.layers.dropout import Dropout
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
@@ -64,7 +65,7 @@ class MLP(nn.Module):
                 layers.append(nn.LayerNorm(hidden))
             layers.append(make_activation(activation))
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             d = hidden
         layers.append(nn.Linear(d, out_dim))
         self.net = nn.Sequential(*layers)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.mlp import MLP
 
 
@@ -304,7 +305,7 @@ class TransformerBlock(nn.Module):
         self.attn = MultiHeadAttention(dim, num_heads, dropout=attn_dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, dim, int(dim * mlp_ratio), 2, activation, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Self-attention over valid steps, then a position-wise MLP.
@@ -351,7 +352,7 @@ class CrossAttentionBlock(nn.Module):
         self.attn = MultiHeadAttention(dim, num_heads, kv_dim=cdim, dropout=attn_dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, dim, int(dim * mlp_ratio), 2, activation, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:
         """Attend from ``x`` to the valid steps of ``context``.

@@ -25,6 +25,7 @@ from polymodal.encoders.base import ENCODERS, Encoder
 from polymodal.errors import did_you_mean
 from polymodal.fusion.base import FUSIONS
 from polymodal.layers.augment import Augment
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.mlp import MLP
 from polymodal.models.config import EncoderConfig, HeadConfig, ModelConfig
 from polymodal.models.multimodal import MultimodalModel
@@ -103,7 +104,7 @@ def build_head(in_dim: int, num_outputs: int, cfg: HeadConfig) -> nn.Module:
     """
     layers = 1 if cfg.hidden_dim == 0 else 2
     return nn.Sequential(
-        nn.Dropout(cfg.dropout),
+        Dropout(cfg.dropout),
         MLP(in_dim, num_outputs, cfg.hidden_dim or None, layers, "gelu", cfg.dropout),
     )
 

@@ -31,6 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from polymodal.config import Config, param
 from polymodal.data.context import VideoBatch, pad_utterances
 from polymodal.errors import unknown_name_error
+from polymodal.layers.dropout import Dropout
 from polymodal.models.multimodal import MultimodalModel
 
 CONTEXTS = ("gru", "transformer")
@@ -179,7 +180,7 @@ class ContextModel(nn.Module):
         in_dim = int(utterance_model.fusion.out_dim)
         self.in_dim = in_dim
         self.hidden_dim = hidden
-        self.input_dropout = nn.Dropout(dropout)
+        self.input_dropout = Dropout(dropout)
         self.rnn: nn.GRU | None = None
         self.proj: nn.Linear | None = None
         self.encoder: nn.TransformerEncoder | None = None
@@ -209,7 +210,7 @@ class ContextModel(nn.Module):
             )
             ctx_dim = hidden
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(ctx_dim + in_dim, self.num_outputs)
+            Dropout(dropout), nn.Linear(ctx_dim + in_dim, self.num_outputs)
         )
 
     def _contextualise(self, x: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:

@@ -31,6 +31,7 @@ from polymodal.fusion.base import (
     presence_matrix,
     zero_absent,
 )
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.mlp import MLP
 from polymodal.outputs import DecisionOutput, EncoderOutput
 
@@ -67,7 +68,7 @@ def _modality_head(in_dim: int, num_outputs: int, hidden_dim: int, dropout: floa
     """Dropout, then linear (``hidden_dim == 0``) or one hidden GELU layer, D_m -> K."""
     layers = 1 if hidden_dim == 0 else 2
     return nn.Sequential(
-        nn.Dropout(dropout),
+        Dropout(dropout),
         MLP(in_dim, num_outputs, hidden_dim or None, layers, "gelu", dropout),
     )
 
@@ -346,13 +347,13 @@ class HybridFusion(DecisionFusion):
         m, k = len(self.names), num_outputs
         width = sum(self.in_dims.values()) + m
         self.joint = nn.Sequential(
-            nn.Dropout(dropout), MLP(width, k, hidden_dim, num_layers, "gelu", dropout)
+            Dropout(dropout), MLP(width, k, hidden_dim, num_layers, "gelu", dropout)
         )
         head_layers = 1 if head_hidden_dim == 0 else 2
         self.heads = nn.ModuleDict(
             {
                 n: nn.Sequential(
-                    nn.Dropout(dropout),
+                    Dropout(dropout),
                     MLP(d, k, head_hidden_dim or None, head_layers, "gelu", dropout),
                 )
                 for n, d in self.in_dims.items()
