@@ -1,6 +1,6 @@
 """CPU dropout: polymodal's ``dropout`` against ``F.dropout``, forward + backward.
 
-:func:`polymodal.layers.dropout` draws a CPU mask from 16-bit slices of 64-bit random
+:func:`polymodal.layers.dropout.dropout` draws a CPU mask from 16-bit slices of 64-bit random
 integers instead of ``bernoulli_``.  This benchmark times one forward + backward of each on
 the same float32 tensor, side by side in alternating rounds (so machine noise hits both),
 for the activation shapes of MulT at MOSI's unaligned lengths (batch 32, d = 30, MLP hidden
@@ -50,7 +50,7 @@ def measure(
     shape: tuple[int, ...], p: float, rounds: int
 ) -> tuple[list[float], list[float], float, float]:
     """Seconds per step of ``F.dropout`` and of polymodal's, and each one's kept fraction."""
-    from polymodal.layers import dropout
+    from polymodal.layers.dropout import dropout
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g, requires_grad=True)

@@ -7,8 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polymodal.layers import Dropout, dropout
-from polymodal.layers.dropout import LEVELS
+import polymodal.layers.dropout as dropout_module
+from polymodal.layers.dropout import LEVELS, Dropout, dropout
+
+
+@pytest.fixture(autouse=True)
+def _masks_from_random_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny tensors take the 16-bit path too, unless a test says otherwise."""
+    monkeypatch.setattr(dropout_module, "MIN_ELEMENTS", 0)
 
 
 def test_eval_and_zero_rate_are_the_identity() -> None:
@@ -91,6 +97,20 @@ def test_all_dropped_and_extreme_rates_use_torch() -> None:
     ours = dropout(x, 1e-6)
     torch.manual_seed(5)
     assert torch.equal(ours, F.dropout(x, 1e-6))
+
+
+def test_small_tensors_use_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dropout_module, "MIN_ELEMENTS", 100)
+    x = torch.randn(99)
+    torch.manual_seed(8)
+    ours = dropout(x, 0.3)
+    torch.manual_seed(8)
+    assert torch.equal(ours, F.dropout(x, 0.3))
+    x = torch.randn(100)
+    torch.manual_seed(8)
+    ours = dropout(x, 0.3)
+    torch.manual_seed(8)
+    assert not torch.equal(ours, F.dropout(x, 0.3))
 
 
 def test_under_compile_torch_draws_the_mask(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """Shared neural-network layers used by encoders, fusion modules and heads."""
 
-from polymodal.layers.dropout import Dropout, dropout
+from polymodal.layers.dropout import Dropout
 from polymodal.layers.melspec import (
     LogMelSpectrogram,
     Spectrogram,
@@ -31,7 +31,6 @@ __all__ = [
     "Spectrogram",
     "TransformerBlock",
     "TransformerEncoder",
-    "dropout",
     "make_activation",
     "masked_standardize",
     "mel_filterbank",

@@ -5,7 +5,9 @@ dropout a fifth of a MulT training step on 2 cores, more than all its linear lay
 CPU mask is read from 16-bit slices of 64-bit random integers (``torch.randint``, the
 default generator, so ``torch.manual_seed`` makes it reproducible): one slice per element,
 kept where the slice is at least a threshold.  Forward and backward together run about 3x
-faster than ``F.dropout`` (``benchmarks/dropout.py``).
+faster than ``F.dropout`` (``benchmarks/dropout.py``) on tensors of more than about 8k
+elements; smaller ones, where the extra operations cost more than the mask, go to
+``F.dropout``.
 
 The kept fraction is a multiple of 1/65536: ``keep = 1 - round(p * 65536) / 65536``
 (within 7.7e-6 of ``1 - p``), and kept values are scaled by ``1 / keep``, so the
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 LEVELS = 1 << 16  # a mask element is one 16-bit slice of a random integer
+MIN_ELEMENTS = 8192  # smaller tensors: F.dropout is faster (benchmarks/dropout.py, 2 cores)
 _LOW, _HIGH = -(1 << 63), (1 << 63) - 1  # torch.randint's range: every int64 but the largest
 
 
@@ -45,6 +48,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = Fa
         x.device.type != "cpu"
         or not 0 < dropped < LEVELS
         or not x.is_floating_point()
+        or x.numel() < MIN_ELEMENTS
         or torch.compiler.is_compiling()
     ):
         return F.dropout(x, p, training=True, inplace=inplace)
