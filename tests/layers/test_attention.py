@@ -133,3 +133,28 @@ def test_attend_keeps_the_plain_call_with_attention_dropout() -> None:
     torch.manual_seed(3)
     ref = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
     assert torch.equal(out, ref)
+
+
+def test_all_valid_mask_is_dropped_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An all-valid key mask gives the unmasked call (the same attention, faster kernel)."""
+    import polymodal.layers.transformer as transformer
+
+    seen: list[Tensor | None] = []
+    sdpa = transformer.F.scaled_dot_product_attention
+
+    def spy(*args: Tensor, attn_mask: Tensor | None = None, **kwargs: object) -> Tensor:
+        seen.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transformer.F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H).eval()
+    x, ctx = torch.randn(2, 3, D), torch.randn(2, 5, D)
+    all_valid = torch.ones(2, 5, dtype=torch.bool)
+    some = all_valid.clone()
+    some[0, 3:] = False
+    unmasked = mha(x, ctx)
+    assert torch.equal(mha(x, ctx, key_padding_mask=all_valid), unmasked)
+    masked = mha(x, ctx, key_padding_mask=some)
+    assert seen[0] is None and seen[1] is None and seen[2] is not None
+    assert not torch.allclose(masked[0], unmasked[0]) and torch.equal(masked[1], unmasked[1])
