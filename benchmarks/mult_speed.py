@@ -17,9 +17,13 @@ library's parts: a pass-through encoder per modality (the features as an
 ``EncoderOutput`` sequence), the registered ``mult`` fusion (its per-modality linear map is
 the kernel-1 Conv1d of MMSA), and MMSA's residual output MLP as the head.  MMSA's side is
 ``MMSA.models.singleTask.MULT.MULT`` imported from the installed ``mmsa`` package, run by a
-worker process (this file with ``--worker mmsa``) in MMSA's own virtual environment.  The
-two run in alternating rounds (polymodal, MMSA, polymodal, ...), never at the same time,
-with the same torch thread count, so machine noise hits both.
+worker process (this file with ``--worker mmsa``) in MMSA's own virtual environment;
+polymodal's side runs in a worker process of this environment (``--worker polymodal``).
+The sides run in alternating rounds (polymodal, MMSA, polymodal, ...), never at the same
+time, with the same torch thread count, so machine noise hits both; and every side gets a
+fresh process for each of ``--repeats`` repeats, because on a shared machine a process can
+spend its whole life in a slower state (the same step 2.5 s in one process, 3.2 s in the
+next), which one process pair would tie the ratio to.
 
 Also reported: FLOPs per training sample of both models (``FlopCounterMode``, forward +
 backward, matmul/conv/attention FLOPs; a fused attention's backward counted as the 4
@@ -35,7 +39,7 @@ Set up MMSA's environment (outside the repository; CPU torch, no other torch pul
     ../mmsa-venv/bin/pip install --no-deps mmsa
     ../mmsa-venv/bin/pip install numpy easydict transformers   # what MULT.py imports
 
-Run (about 7 minutes on 2 shared cores)::
+Run (about 8 minutes on 2 shared cores; ``--compile`` adds the compiled side)::
 
     POLYMODAL_DATA=../shared/data python benchmarks/mult_speed.py \\
         --mmsa-python ../mmsa-venv/bin/python
@@ -43,7 +47,7 @@ Run (about 7 minutes on 2 shared cores)::
 Without ``--mmsa-python`` (or when it cannot import MMSA) only polymodal's side runs and the
 script says why.  Writes benchmarks/results/mult_speed.{json,md}.
 
-This file runs in two environments: the worker (MMSA's venv) has no polymodal, so
+This file runs in two environments: MMSA's worker (MMSA's venv) has no polymodal, so
 polymodal and the result helpers are imported inside the functions that use them.
 """
 
@@ -408,12 +412,35 @@ def _reply(obj: dict[str, Any]) -> None:
     print("@@" + json.dumps(obj), flush=True)
 
 
-def mmsa_worker(setup: MulTSetup, threads: int) -> int:
-    """Serve MMSA training rounds over stdin/stdout (JSON lines; replies start with '@@')."""
+# what a worker process trains -> the method its rows are recorded under
+WORKERS = {
+    "polymodal": "polymodal_mult",
+    "polymodal_compiled": "polymodal_mult_compiled",
+    "mmsa": "mmsa_mult",
+}
+
+
+def serve(kind: str, setup: MulTSetup, threads: int) -> int:
+    """Serve training rounds of one side over stdin/stdout (JSON lines; replies start '@@').
+
+    The first reply carries the parameter count and the FLOPs of one step (counting it is
+    also the warm-up step; the compiled side reports its compile time instead, its FLOPs
+    being the eager model's).
+    """
     torch.set_num_threads(threads)
-    step, model = mmsa_step_fn(setup)
-    flops = count_flops(step)  # also the warm-up step
-    _reply({"ready": True, "params": num_params(model), "flops": flops, "torch": torch.__version__})
+    info: dict[str, Any] = {"ready": True, "torch": torch.__version__}
+    if kind == "mmsa":
+        step, model = mmsa_step_fn(setup)
+        info["flops"] = count_flops(step)
+    elif kind == "polymodal":
+        step, model = polymodal_step_fn(setup)
+        info["flops"] = polymodal_model_flops(step)
+    else:
+        step, model = polymodal_step_fn(setup, compiled=True)
+        t0 = time.perf_counter()
+        step()  # the first step compiles (forward and backward graphs)
+        info["compile_seconds"] = time.perf_counter() - t0
+    _reply({**info, "params": num_params(model)})
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "run":
@@ -423,23 +450,31 @@ def mmsa_worker(setup: MulTSetup, threads: int) -> int:
     return 0
 
 
-class MMSAWorker:
-    """The MMSA worker process, started with ``python`` (MMSA's venv) and driven in rounds."""
+class Worker:
+    """One side in its own process, started with ``python`` and driven in rounds.
 
-    def __init__(self, python: str, setup: MulTSetup, threads: int) -> None:
+    Every side runs in a fresh process per repeat: on a shared machine a process can land
+    in a slower state for its whole life (the same step 2.5 s in one process, 3.2 s in the
+    next), so one process per side would tie the ratio to that draw.  MMSA's side runs in
+    MMSA's venv, outside the repository (its ``src/`` kept off the path); polymodal's in
+    this interpreter's environment.
+    """
+
+    def __init__(self, python: str, kind: str, setup: MulTSetup, threads: int) -> None:
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
-        env.pop("PYTHONPATH", None)
+        if kind == "mmsa":
+            env.pop("PYTHONPATH", None)
         self.proc = subprocess.Popen(
             [
-                *(python, str(Path(__file__).resolve()), "--worker", "mmsa"),
+                *(python, str(Path(__file__).resolve()), "--worker", kind),
                 *("--setup-json", setup.to_json(), "--threads", str(threads)),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
-            cwd=tempfile.gettempdir(),  # keep the repository's src/ off MMSA's path
+            cwd=tempfile.gettempdir() if kind == "mmsa" else None,
             env=env,
         )
         self.info = self._read()
@@ -482,16 +517,32 @@ class SideResult:
     samples_per_s: list[float] = field(default_factory=list)
 
 
-def _start_mmsa(python: str | None, setup: MulTSetup, threads: int) -> MMSAWorker | str:
-    """The worker, or the reason MMSA's side is skipped."""
+def _start_mmsa(python: str | None, setup: MulTSetup, threads: int) -> Worker | str:
+    """MMSA's worker, or the reason MMSA's side is skipped."""
     if python is None:
         return "no --mmsa-python given"
     if not Path(python).exists():
         return f"--mmsa-python {python} does not exist"
     try:
-        return MMSAWorker(python, setup, threads)
+        return Worker(python, "mmsa", setup, threads)
     except (OSError, RuntimeError) as err:
         return f"the worker could not start MMSA's MulT with {python}: {err}"
+
+
+def _describe(workers: dict[str, Worker], sides: dict[str, SideResult], batch: int) -> None:
+    """Each side's parameters and FLOPs per sample, from its first worker's reply."""
+    for kind, worker in workers.items():
+        flops = worker.info.get("flops", workers["polymodal"].info["flops"])  # compiled: eager's
+        sides[kind] = SideResult(WORKERS[kind], worker.info["params"], flops / batch)
+        if "compile_seconds" in worker.info:
+            print(f"compiled in {worker.info['compile_seconds']:.0f} s", flush=True)
+        if worker.info["torch"] != torch.__version__:
+            print(f"warning: the {kind} worker runs torch {worker.info['torch']}", flush=True)
+        print(
+            f"{WORKERS[kind]}: {worker.info['params']} parameters, "
+            f"{flops / batch / 1e9:.3f} GFLOP per training sample",
+            flush=True,
+        )
 
 
 def _device_name(device: str) -> str:
@@ -499,6 +550,15 @@ def _device_name(device: str) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
     return "cpu"
+
+
+def _repeat_ratios(num: list[float], den: list[float], repeats: int) -> list[float]:
+    """Per repeat, the ratio of the two sides' median samples/s over its rounds."""
+    n, m = len(num) // repeats, len(den) // repeats
+    return [
+        statistics.median(num[i * n : (i + 1) * n]) / statistics.median(den[i * m : (i + 1) * m])
+        for i in range(repeats)
+    ]
 
 
 def _stats(xs: list[float]) -> tuple[float, float | None]:
@@ -509,7 +569,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--mmsa-python", default=None, help="python of the venv with mmsa")
     ap.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating timed rounds a repeat")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="fresh worker processes per side, one after another"
+    )
     ap.add_argument("--steps", type=int, default=2, help="polymodal training steps per round")
     ap.add_argument("--mmsa-steps", type=int, default=1, help="MMSA training steps per round")
     ap.add_argument("--batch-size", type=int, default=32)
@@ -527,12 +590,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda: where both sides train (fp32)")
     ap.add_argument("--commit", default=None, help="stamp to record when the tree has no .git")
     ap.add_argument("--results-dir", default=None)
-    ap.add_argument("--worker", choices=["mmsa"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=list(WORKERS), default=None, help=argparse.SUPPRESS)
     ap.add_argument("--setup-json", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    if args.worker == "mmsa":
-        return mmsa_worker(MulTSetup.from_json(args.setup_json), args.threads)
+    if args.worker is not None:
+        return serve(args.worker, MulTSetup.from_json(args.setup_json), args.threads)
 
     sys.path.insert(0, str(HERE))
     from _common import merge_records, previous_records, print_table, record, write_results
@@ -550,59 +613,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     b = setup.batch_size
     print(f"setup: {setup}", flush=True)
-    worker = _start_mmsa(args.mmsa_python, setup, args.threads)
-    skipped = worker if isinstance(worker, str) else None
-    if skipped is not None:
-        print(f"MMSA side SKIPPED: {skipped}.\n{SETUP_HELP}", flush=True)
-
-    poly_step, poly_model = polymodal_step_fn(setup)
-    # The FLOP-counting step is also each side's warm-up step.
-    poly = SideResult(
-        "polymodal_mult", num_params(poly_model), polymodal_model_flops(poly_step) / b
-    )
-    sides = [poly]
-    compiled: tuple[SideResult, Callable[[], float]] | None = None
-    if args.compile:
-        comp_step, comp_model = polymodal_step_fn(setup, compiled=True)
-        t0 = time.perf_counter()
-        comp_step()  # the first step compiles (forward and backward graphs)
-        print(f"compiled in {time.perf_counter() - t0:.0f} s", flush=True)
-        comp = SideResult("polymodal_mult_compiled", num_params(comp_model), poly.flops_per_sample)
-        compiled = (comp, comp_step)
-        sides.append(comp)
-    mmsa: SideResult | None = None
-    if isinstance(worker, MMSAWorker):
-        mmsa = SideResult("mmsa_mult", worker.info["params"], worker.info["flops"] / b)
-        sides.append(mmsa)
-        if worker.info["torch"] != torch.__version__:
-            print(f"warning: MMSA's venv runs torch {worker.info['torch']}", flush=True)
-    for side in sides:
-        print(
-            f"{side.method}: {side.params} parameters, "
-            f"{side.flops_per_sample / 1e9:.3f} GFLOP per training sample",
-            flush=True,
-        )
     dev = setup.device
     n_mm = 1024 if torch.device(dev).type == "cpu" else 8192
     peak = matmul_gflop_per_s(n_mm, device=dev)
     print(f"fp32 matmul {n_mm}^3: {peak:.1f} GFLOP/s on {dev} ({args.threads} threads)", flush=True)
 
+    kinds = ["polymodal", "polymodal_compiled"] if args.compile else ["polymodal"]
+    sides: dict[str, SideResult] = {}
+    skipped: str | None = None
     t_start = time.perf_counter()
-    try:
-        for r in range(args.rounds):
-            poly.samples_per_s.append(b * args.steps / time_steps(poly_step, args.steps, dev))
-            msg = f"round {r + 1}/{args.rounds}: polymodal {poly.samples_per_s[-1]:.2f} samples/s"
-            if compiled is not None:
-                side, step = compiled
-                side.samples_per_s.append(b * args.steps / time_steps(step, args.steps, dev))
-                msg += f", compiled {side.samples_per_s[-1]:.2f}"
-            if mmsa is not None and isinstance(worker, MMSAWorker):
-                mmsa.samples_per_s.append(b * args.mmsa_steps / worker.run(args.mmsa_steps))
-                msg += f", MMSA {mmsa.samples_per_s[-1]:.2f} samples/s"
-            print(msg, flush=True)
-    finally:
-        if isinstance(worker, MMSAWorker):
-            worker.close()
+    for rep in range(args.repeats):
+        workers: dict[str, Worker] = {}
+        try:
+            for kind in kinds:
+                workers[kind] = Worker(sys.executable, kind, setup, args.threads)
+            if skipped is None:
+                mmsa = _start_mmsa(args.mmsa_python, setup, args.threads)
+                if isinstance(mmsa, str):
+                    skipped = mmsa
+                    print(f"MMSA side SKIPPED: {mmsa}.\n{SETUP_HELP}", flush=True)
+                else:
+                    workers["mmsa"] = mmsa
+            if rep == 0:
+                _describe(workers, sides, b)
+            for r in range(args.rounds):
+                msg = f"repeat {rep + 1}/{args.repeats}, round {r + 1}/{args.rounds}:"
+                for kind, worker in workers.items():
+                    steps = args.mmsa_steps if kind == "mmsa" else args.steps
+                    sides[kind].samples_per_s.append(b * steps / worker.run(steps))
+                    msg += f" {kind} {sides[kind].samples_per_s[-1]:.2f}"
+                print(msg + " samples/s", flush=True)
+        finally:
+            for worker in workers.values():
+                worker.close()
     seconds = time.perf_counter() - t_start
     peak = max(peak, matmul_gflop_per_s(n_mm, device=dev))  # best of before and after
     print(f"fp32 matmul {n_mm}^3, best of before and after: {peak:.1f} GFLOP/s", flush=True)
@@ -617,9 +660,10 @@ def main(argv: list[str] | None = None) -> int:
         "dropout": setup.dropout,
         "attn_dropout": setup.attn_dropout,
         "device": _device_name(dev),
+        "repeats": args.repeats,
     }
     records: list[dict[str, Any]] = []
-    for side in sides:
+    for side in sides.values():
         sps, sps_std = _stats(side.samples_per_s)
         gflop = side.flops_per_sample / 1e9
         n = len(side.samples_per_s)
@@ -633,39 +677,31 @@ def main(argv: list[str] | None = None) -> int:
     records.append(
         record("mult_speed", dataset, f"matmul_{n_mm}", "matmul_gflop_per_s", peak, **common)
     )
-    if mmsa is not None:
-        per_round = [p / m for p, m in zip(poly.samples_per_s, mmsa.samples_per_s, strict=True)]
-        ratio = statistics.median(poly.samples_per_s) / statistics.median(mmsa.samples_per_s)
+    pairs = [("polymodal_vs_mmsa", "polymodal", "mmsa")]
+    pairs += [("polymodal_compiled_vs_eager", "polymodal_compiled", "polymodal")]
+    pairs += [("polymodal_compiled_vs_mmsa", "polymodal_compiled", "mmsa")]
+    for method, num, den in pairs:
+        if num not in sides or den not in sides:
+            continue
+        ratios = _repeat_ratios(sides[num].samples_per_s, sides[den].samples_per_s, args.repeats)
+        mean, std = statistics.mean(ratios), _stats(ratios)[1]
         records.append(
-            record(
-                "mult_speed", dataset, "polymodal_vs_mmsa", "ratio", ratio,
-                std=_stats(per_round)[1], n_seeds=len(per_round), **common,
-            )
-        )  # fmt: skip
-        print(f"samples/s ratio polymodal / MMSA: {ratio:.2f}", flush=True)
-    if compiled is not None:  # the compiled model against MMSA and against eager, per round
-        comp = compiled[0].samples_per_s
-        pairs = [("polymodal_compiled_vs_eager", poly.samples_per_s)]
-        if mmsa is not None:
-            pairs.append(("polymodal_compiled_vs_mmsa", mmsa.samples_per_s))
-        for method, other in pairs:
-            per_round = [c / o for c, o in zip(comp, other, strict=True)]
-            ratio = statistics.median(comp) / statistics.median(other)
-            records.append(
-                record(
-                    "mult_speed", dataset, method, "ratio", ratio,
-                    std=_stats(per_round)[1], n_seeds=len(per_round), **common,
-                )
-            )  # fmt: skip
-            print(f"samples/s ratio {method}: {ratio:.2f}", flush=True)
+            record("mult_speed", dataset, method, "ratio", mean, std, len(ratios), **common)
+        )
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        print(f"samples/s ratio {method}: {mean:.2f} (repeats: {each})", flush=True)
     print_table(records)
 
     notes = [
         "Training steps (forward, backward, AdamW) on one synthetic batch at MOSI's unaligned "
         "shapes (text 50 x 768, audio 375 x 5, video 500 x 20); L1 loss on a regression "
-        "target; both sides alternate in rounds on the same machine with the same threads. "
-        "samples_per_s: median over rounds (std over rounds); ratio: polymodal / MMSA medians "
-        "(std of the per-round ratios).",
+        "target; the sides alternate in rounds on the same machine with the same threads, "
+        "each in its own process, and every side gets a fresh process per repeat (a "
+        "process can run a whole life in a slower state of a shared machine). "
+        "samples_per_s: median over all rounds of all repeats (std over them); ratio: per "
+        "repeat, the two sides' median samples/s divided, then the mean over repeats (std "
+        "over repeats, n_seeds = repeats). Rows without `repeats` ran both sides in one "
+        "process pair.",
         "gflop_per_sample: matmul/conv/attention FLOPs of one training step (forward + "
         "backward, optimizer excluded) / batch size, from FlopCounterMode (the fused CPU "
         "attention counted as the 2 + 4 matmuls of an unfused one); gflop_per_s = "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,8 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from mult_speed import (
     CPU_SDPA_FLOPS,
     MulTSetup,
+    _repeat_ratios,
     build_polymodal_mult,
     count_flops,
+    main,
     polymodal_batch,
     polymodal_model_flops,
     synthetic_batch,
@@ -101,3 +104,26 @@ def test_model_flops_count_attention_at_the_head_size_not_the_cpu_padding() -> N
     assert count_flops(attention) == 6 * 2 * b * h * lq * s * 16  # what the kernel runs
     assert polymodal_model_flops(attention) == 6 * 2 * b * h * lq * s * dh  # the model's
     assert count_flops(attention) == 6 * 2 * b * h * lq * s * 16  # the padding is back
+
+
+def test_ratio_is_taken_per_repeat_then_averaged() -> None:
+    # repeat 1: medians 10 / 2 = 5; repeat 2: medians 6 / 3 = 2
+    assert _repeat_ratios([10, 11, 9, 6, 6, 7], [2, 2, 3, 3], 2) == [5.0, 2.0]
+
+
+def test_polymodal_side_runs_in_a_worker_process(tmp_path: Path) -> None:
+    argv = [
+        *("--batch-size", "2", "--d-model", "4", "--heads", "2", "--layers", "1"),
+        *("--lengths", "3", "5", "4", "--rounds", "2", "--repeats", "1", "--steps", "1"),
+        *("--commit", "test", "--results-dir", str(tmp_path)),
+    ]
+    assert main(argv) == 0
+    records = json.loads((tmp_path / "mult_speed.json").read_text())
+    by = {(r["method"], r["metric"]): r for r in records}
+    sps = by[("polymodal_mult", "samples_per_s")]
+    assert sps["value"] > 0 and sps["n_seeds"] == 2 and sps["repeats"] == 1
+    assert by[("polymodal_mult", "params")]["value"] == _mult_params(
+        MulTSetup(batch_size=2, d_model=4, heads=2, layers=1, lengths=(3, 5, 4))
+    )
+    assert not any(r["method"] == "mmsa_mult" for r in records)  # no --mmsa-python: skipped
+    assert "MMSA side SKIPPED" in (tmp_path / "mult_speed.md").read_text()
