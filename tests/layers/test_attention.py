@@ -158,3 +158,16 @@ def test_all_valid_mask_is_dropped_on_cpu(monkeypatch: pytest.MonkeyPatch) -> No
     masked = mha(x, ctx, key_padding_mask=some)
     assert seen[0] is None and seen[1] is None and seen[2] is not None
     assert not torch.allclose(masked[0], unmasked[0]) and torch.equal(masked[1], unmasked[1])
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_traced_attention_keeps_the_mask_it_was_traced_with() -> None:
+    """A trace taken with an all-valid mask still masks the keys of later inputs."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H).eval()
+    x, ctx = torch.randn(2, 3, D), torch.randn(2, 5, D)
+    all_valid = torch.ones(2, 5, dtype=torch.bool)
+    traced = torch.jit.trace(mha, (x, ctx, all_valid))
+    some = all_valid.clone()
+    some[0, 3:] = False
+    torch.testing.assert_close(traced(x, ctx, some), mha(x, ctx, key_padding_mask=some))

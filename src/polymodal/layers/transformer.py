@@ -166,10 +166,12 @@ def _all_valid_on_cpu(mask: Tensor) -> bool:
     """Whether a CPU key padding mask marks every key valid (so it can be dropped).
 
     Checked only on CPU, where reading it back costs nothing (on a GPU it would wait for
-    the device), and not while ``torch.compile`` traces (a data-dependent branch would split
-    the graph).  Transformers libraries drop all-valid masks for the same reason.
+    the device), and not while ``torch.compile`` or ``torch.jit.trace`` traces (a
+    data-dependent branch would split the graph, or be frozen into it).  Transformers
+    libraries drop all-valid masks for the same reason.
     """
-    return mask.device.type == "cpu" and not torch.compiler.is_compiling() and bool(mask.all())
+    tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    return mask.device.type == "cpu" and not tracing and bool(mask.all())
 
 
 class MultiHeadAttention(nn.Module):
