@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,13 +115,38 @@ def test_small_tensors_use_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not torch.equal(ours, F.dropout(x, 0.3))
 
 
-def test_under_compile_torch_draws_the_mask(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    x = torch.randn(20, 3)
-    torch.manual_seed(6)
-    ours = dropout(x, 0.3)
-    torch.manual_seed(6)
-    assert torch.equal(ours, F.dropout(x, 0.3))
+class _TwoDropouts(nn.Module):
+    """linear -> dropout -> linear -> dropout, and the input dropped twice more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(6, 6), nn.Linear(6, 6)
+        self.d1, self.d2, self.d3, self.d4 = (Dropout(0.5) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.d2(self.l2(self.d1(torch.tanh(self.l1(x)))))
+        return h + self.d3(x) * self.d4(x)  # two dropouts of one tensor: two masks
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="inductor needs g++ here")
+def test_compiled_masks_are_eagers_and_are_saved_for_the_backward() -> None:
+    """torch.compile draws the eager masks from the same seed; the backward uses the forward's
+    masks (a recomputed mask would give other gradients); two sites are two masks (merged
+    into one, d3(x) * d4(x) would differ from eager)."""
+    torch.manual_seed(0)
+    model = _TwoDropouts()
+    x = torch.randn(4, 6, requires_grad=True)
+    outs, grads = [], []
+    for fn in (model, torch.compile(model)):
+        torch.manual_seed(9)
+        y = fn(x)
+        y.pow(2).sum().backward()
+        assert x.grad is not None
+        outs.append(y.detach())
+        grads.append(x.grad.clone())
+        x.grad = None
+    torch.testing.assert_close(outs[1], outs[0])
+    torch.testing.assert_close(grads[1], grads[0])
 
 
 def test_module_is_an_nn_dropout_and_rejects_bad_rates() -> None:
