@@ -451,13 +451,10 @@ def serve(kind: str, setup: MulTSetup, threads: int) -> int:
 
 
 class Worker:
-    """One side in its own process, started with ``python`` and driven in rounds.
-
-    Every side runs in a fresh process per repeat: on a shared machine a process can land
-    in a slower state for its whole life (the same step 2.5 s in one process, 3.2 s in the
-    next), so one process per side would tie the ratio to that draw.  MMSA's side runs in
-    MMSA's venv, outside the repository (its ``src/`` kept off the path); polymodal's in
-    this interpreter's environment.
+    """One side in its own process, started with ``python`` and driven in rounds (a fresh
+    one per repeat; the module docstring says why).  MMSA's side runs in MMSA's venv,
+    outside the repository (its ``src/`` kept off the path); polymodal's in this
+    interpreter's environment.
     """
 
     def __init__(self, python: str, kind: str, setup: MulTSetup, threads: int) -> None:
